@@ -1,0 +1,97 @@
+"""What every command shares: settings, consoles, the store, the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from klingmon.api import AsyncKlingClient
+from klingmon.engine import EngineSettings, Monitor
+from klingmon.policy import SchedulePolicy
+from klingmon.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    import typer
+
+    from klingmon.config import Settings
+
+__all__ = ["Context", "emit_json", "get_context", "run_async"]
+
+
+@dataclass
+class Context:
+    settings: Settings
+    console: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+    _store: Store | None = None
+
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.settings.db)
+        return self._store
+
+    def client(self) -> AsyncKlingClient:
+        return AsyncKlingClient.from_env(
+            base_url=self.settings.api_base, **self.settings.credentials()
+        )
+
+    def engine_settings(self) -> EngineSettings:
+        return EngineSettings(
+            slots=self.settings.slots,
+            rate=self.settings.rate,
+            schedule=SchedulePolicy(
+                target_lag=self.settings.target_lag,
+                min_interval=self.settings.min_interval,
+                max_interval=self.settings.max_interval,
+            ),
+        )
+
+    def monitor(self, client: AsyncKlingClient | None = None) -> Monitor:
+        return Monitor(
+            store=self.store(),
+            client=client,
+            settings=self.engine_settings(),
+        )
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def get_context(ctx: typer.Context) -> Context:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Context):  # pragma: no cover - set by the callback
+        raise TypeError("klingmon context missing")
+    return obj
+
+
+def emit_json(value: Any) -> None:
+    """Machine output: one JSON document on stdout, nothing else."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def run_async(coro: Coroutine[Any, Any, Any], *, stop: Any = None) -> Any:
+    """Run ``coro``; SIGINT/SIGTERM call ``stop()`` for a clean finish."""
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        if stop is not None:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop)
+        try:
+            return await coro
+        finally:
+            if stop is not None:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())

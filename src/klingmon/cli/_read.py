@@ -1,0 +1,210 @@
+"""Reading commands: ``status``, ``show``, ``report``, ``stuck``, ``export``."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from klingmon.api._models import TERMINAL
+from klingmon.cli._app import app
+from klingmon.cli._context import emit_json, get_context
+from klingmon.cli._render import (
+    batches_table,
+    report_view,
+    task_view,
+    tasks_table,
+)
+from klingmon.cli._watch import _pick_batch
+from klingmon.errors import StoreError
+
+if TYPE_CHECKING:
+    from klingmon.store import EventRow, TaskRow
+
+__all__ = ["task_record"]
+
+# Columns of an export, in order; never the request's secrets (there are none in a
+# body, and credentials are never stored).
+_EXPORT_FIELDS = (
+    "id",
+    "batch",
+    "seq",
+    "endpoint",
+    "external_task_id",
+    "task_id",
+    "status",
+    "status_msg",
+    "prompt",
+    "model_name",
+    "mode",
+    "duration",
+    "units",
+    "created_ms",
+    "submitted_ms",
+    "finished_ms",
+    "stuck",
+    "watch_timeout",
+    "learned_via",
+    "urls",
+)
+
+
+def task_record(row: TaskRow, batch_name: str = "") -> dict[str, Any]:
+    """A task as plain JSON-ready data."""
+    data = {
+        f.name: getattr(row, f.name)
+        for f in dataclasses.fields(row)
+        if f.name not in {"lease_owner", "lease_until_ms"}
+    }
+    data["status"] = row.status.value
+    data["batch"] = batch_name
+    result = row.result or {}
+    data["urls"] = [
+        i["url"]
+        for i in list(result.get("videos") or []) + list(result.get("images") or [])
+        if isinstance(i, dict) and i.get("url")
+    ]
+    return data
+
+
+def _event_record(event: EventRow) -> dict[str, Any]:
+    return dataclasses.asdict(event)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Every batch with its tasks counted by status."""
+    context = get_context(ctx)
+    store = context.store()
+    rows = [(b, store.count_by_status(b.id)) for b in store.batches()]
+    if as_json:
+        emit_json(
+            [
+                {
+                    "batch": b.name,
+                    "id": b.id,
+                    "created_ms": b.created_ms,
+                    "total": sum(c.values()),
+                    "counts": {s.value: n for s, n in c.items() if n},
+                    "done": all(s in TERMINAL for s, n in c.items() if n),
+                }
+                for b, c in rows
+            ]
+        )
+        return
+    if not rows:
+        context.err.print("No batches yet. Submit one with `klingmon submit FILE`.")
+        return
+    context.console.print(batches_table(rows))
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    task: str = typer.Argument(
+        ..., help="Local id, Kling task_id or external_task_id."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One task and its timeline from the event log."""
+    context = get_context(ctx)
+    store = context.store()
+    row = store.task(int(task) if task.isdigit() and len(task) < 12 else task)
+    if row is None and task.isdigit():
+        row = store.task(task)
+    if row is None:
+        raise StoreError(f"no task {task!r}")
+    events = store.events(task_id=row.id)
+    if as_json:
+        batch = store.batch(row.batch_id)
+        record = task_record(row, batch.name if batch else "")
+        record["events"] = [_event_record(e) for e in events]
+        emit_json(record)
+        return
+    context.console.print(task_view(row, events))
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    batch: str | None = typer.Argument(None, help="Batch (default: newest)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Counts, times in queue and processing, failure reasons, units, requests."""
+    context = get_context(ctx)
+    monitor = context.monitor()
+    row = _pick_batch(monitor, batch)
+    data = monitor.store.report(row.id)
+    if as_json:
+        record = dataclasses.asdict(data)
+        record["by_status"] = {s.value: n for s, n in data.by_status.items() if n}
+        record["batch"] = row.name
+        emit_json(record)
+        return
+    context.console.print(report_view(row.name, data))
+
+
+@app.command()
+def stuck(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Tasks flagged stuck or past their deadline that are still running."""
+    context = get_context(ctx)
+    store = context.store()
+    rows = [
+        r
+        for r in store.tasks()
+        if (r.stuck or r.watch_timeout) and r.status not in TERMINAL
+    ]
+    if as_json:
+        emit_json([task_record(r) for r in rows])
+        return
+    if not rows:
+        context.err.print("No stuck tasks.")
+        return
+    context.console.print(tasks_table(rows, title="Stuck or past deadline"))
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    batch: str | None = typer.Argument(None, help="Batch (default: every batch)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="File (default stdout)."
+    ),
+) -> None:
+    """Every task as CSV or JSON, for spreadsheets and scripts."""
+    context = get_context(ctx)
+    monitor = context.monitor()
+    store = monitor.store
+    if fmt not in {"csv", "json"}:
+        raise typer.BadParameter("use csv or json", param_hint="--format")
+    batches = [_pick_batch(monitor, batch)] if batch else store.batches()
+    records = [task_record(t, b.name) for b in batches for t in store.tasks(b.id)]
+    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        if fmt == "json":
+            json.dump(records, out, indent=2, default=str)
+            out.write("\n")
+        else:
+            writer = csv.DictWriter(
+                out, fieldnames=_EXPORT_FIELDS, extrasaction="ignore"
+            )
+            writer.writeheader()
+            for record in records:
+                writer.writerow({**record, "urls": " ".join(record["urls"])})
+    finally:
+        if output:
+            out.close()
+    if output:
+        context.err.print(f"Wrote {len(records)} tasks to {output}")

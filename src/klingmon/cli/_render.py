@@ -1,0 +1,222 @@
+"""Rich renderings of store data; the only place that knows what a table looks like."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from klingmon.api._models import TERMINAL, TaskStatus
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from klingmon.store import BatchRow, EventRow, Report, TaskRow
+
+__all__ = [
+    "STATUS_STYLE",
+    "batch_progress",
+    "batches_table",
+    "fmt_ms",
+    "report_view",
+    "task_view",
+    "tasks_table",
+]
+
+STATUS_STYLE: dict[TaskStatus, str] = {
+    TaskStatus.QUEUED: "dim",
+    TaskStatus.SUBMITTING: "cyan",
+    TaskStatus.SUBMITTED: "blue",
+    TaskStatus.PROCESSING: "yellow",
+    TaskStatus.SUCCEED: "green",
+    TaskStatus.FAILED: "red",
+    TaskStatus.REJECTED: "magenta",
+    TaskStatus.CANCELLED: "dim",
+}
+_ORDER = list(STATUS_STYLE)
+
+
+def fmt_ms(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 90:
+        return f"{value:.1f}s"
+    if value < 5400:
+        return f"{value / 60:.1f}m"
+    return f"{value / 3600:.1f}h"
+
+
+def counts_text(counts: dict[TaskStatus, int]) -> Text:
+    text = Text()
+    for status in _ORDER:
+        n = counts.get(status, 0)
+        if n:
+            if text:
+                text.append("  ")
+            text.append(f"{status.value} {n}", style=STATUS_STYLE[status])
+    return text
+
+
+def batches_table(rows: list[tuple[BatchRow, dict[TaskStatus, int]]]) -> Table:
+    table = Table(title="Batches", show_lines=False)
+    table.add_column("batch")
+    table.add_column("created")
+    table.add_column("tasks", justify="right")
+    table.add_column("done", justify="right")
+    table.add_column("by status")
+    for batch, counts in rows:
+        total = sum(counts.values())
+        done = sum(n for s, n in counts.items() if s in TERMINAL)
+        table.add_row(
+            batch.name,
+            fmt_ms(batch.created_ms),
+            str(total),
+            f"{done}/{total}",
+            counts_text(counts),
+        )
+    return table
+
+
+def batch_progress(
+    name: str,
+    counts: dict[TaskStatus, int],
+    *,
+    eta: float | None,
+    stuck: int,
+    timed_out: int,
+    failures: list[TaskRow],
+) -> RenderableType:
+    total = sum(counts.values()) or 1
+    done = sum(n for s, n in counts.items() if s in TERMINAL)
+    head = Text.assemble(
+        (f"{name}  ", "bold"),
+        f"{done}/{total} done  ",
+        ("ETA " + fmt_seconds(eta) if eta is not None and done < total else ""),
+    )
+    parts: list[RenderableType] = [
+        head,
+        ProgressBar(total=total, completed=done, width=60),
+        counts_text(counts),
+    ]
+    if stuck or timed_out:
+        parts.append(
+            Text(f"stuck {stuck}  past deadline {timed_out} (still tracked)", "yellow")
+        )
+    if failures:
+        table = Table(title="Recent failures", show_header=True, box=None)
+        table.add_column("task")
+        table.add_column("status")
+        table.add_column("reason")
+        for row in failures[-5:]:
+            table.add_row(
+                row.task_id or row.external_task_id,
+                Text(row.status.value, STATUS_STYLE[row.status]),
+                row.status_msg or row.last_error or "-",
+            )
+        parts.append(table)
+    return Group(*parts)
+
+
+def tasks_table(rows: list[TaskRow], *, title: str = "Tasks") -> Table:
+    table = Table(title=title)
+    table.add_column("id", justify="right")
+    table.add_column("task_id")
+    table.add_column("status")
+    table.add_column("endpoint")
+    table.add_column("prompt", overflow="ellipsis", max_width=40, no_wrap=True)
+    table.add_column("flags")
+    for row in rows:
+        flags = " ".join(
+            f for f, on in (("stuck", row.stuck), ("timeout", row.watch_timeout)) if on
+        )
+        table.add_row(
+            str(row.id),
+            row.task_id or "-",
+            Text(row.status.value, STATUS_STYLE[row.status]),
+            row.endpoint.rsplit("/", 1)[-1],
+            row.prompt or "-",
+            flags,
+        )
+    return table
+
+
+def task_view(row: TaskRow, events: list[EventRow]) -> RenderableType:
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold")
+    info.add_column()
+    info.add_row("task", f"{row.id} (Kling {row.task_id or 'not yet created'})")
+    info.add_row("external id", row.external_task_id)
+    info.add_row("endpoint", row.endpoint)
+    info.add_row("status", Text(row.status.value, STATUS_STYLE[row.status]))
+    if row.status_msg:
+        info.add_row("reason", row.status_msg)
+    info.add_row("prompt", row.prompt or "-")
+    info.add_row("created", fmt_ms(row.created_ms))
+    if row.units:
+        info.add_row("units", f"{row.units:g}")
+    for url in _urls(row.result):
+        info.add_row("result", url)
+    timeline = Table(title="Timeline")
+    timeline.add_column("time")
+    timeline.add_column("source")
+    timeline.add_column("event")
+    for event in events:
+        what = event.kind
+        if event.old_status or event.new_status:
+            what += f" {event.old_status or '-'} → {event.new_status or '-'}"
+        timeline.add_row(fmt_ms(event.at_ms), event.source, what)
+    return Group(info, timeline)
+
+
+def _urls(result: dict[str, Any] | None) -> list[str]:
+    if not result:
+        return []
+    items = list(result.get("videos") or []) + list(result.get("images") or [])
+    return [str(i.get("url")) for i in items if isinstance(i, dict) and i.get("url")]
+
+
+def report_view(name: str, report: Report) -> RenderableType:
+    table = Table(title=f"Report: {name}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("tasks", str(report.total))
+    table.add_row("by status", counts_text(report.by_status))
+    table.add_row(
+        "time in queue p50 / p95",
+        f"{fmt_seconds(report.queue_p50_s)} / {fmt_seconds(report.queue_p95_s)}",
+    )
+    table.add_row(
+        "time processing p50 / p95",
+        " / ".join(
+            fmt_seconds(v) for v in (report.processing_p50_s, report.processing_p95_s)
+        ),
+    )
+    table.add_row("units spent", f"{report.units:g}")
+    table.add_row("stuck / past deadline", f"{report.stuck} / {report.watch_timeout}")
+    if report.learned_via:
+        via = ", ".join(f"{k} {v}" for k, v in sorted(report.learned_via.items()))
+        table.add_row("statuses learned by", via)
+    if report.requests:
+        reqs = ", ".join(f"{k} {v}" for k, v in sorted(report.requests.items()))
+        table.add_row("API requests", reqs)
+        if report.requests_per_task is not None:
+            table.add_row("requests per task", f"{report.requests_per_task:.2f}")
+    parts: list[RenderableType] = [table]
+    if report.failures:
+        reasons = Table(title="Failure reasons")
+        reasons.add_column("reason")
+        reasons.add_column("tasks", justify="right")
+        for reason, n in sorted(report.failures.items(), key=lambda kv: -kv[1]):
+            reasons.add_row(reason or "(none given)", str(n))
+        parts.append(reasons)
+    return Group(*parts)

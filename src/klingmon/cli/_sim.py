@@ -1,0 +1,191 @@
+"""``sim`` and ``demo``: the simulator on its own, and everything end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+
+from klingmon.api import AsyncKlingClient, VideoExtendRequest
+from klingmon.cli._app import app
+from klingmon.cli._context import emit_json, get_context, run_async
+from klingmon.cli._render import report_view
+from klingmon.cli._watch import _view, batch_summary
+from klingmon.engine import EngineSettings, HookEvent, Monitor, read_batch_file
+from klingmon.policy import SchedulePolicy
+from klingmon.sim import Faults, SimConfig
+from klingmon.sim import run as run_sim
+from klingmon.store import Store
+
+if TYPE_CHECKING:
+    from klingmon.cli._context import Context
+
+__all__: list[str] = []
+
+
+@app.command()
+def sim(
+    host: str = typer.Option("127.0.0.1", "--host", envvar="KLINGMON_SIM_HOST"),
+    port: int = typer.Option(8787, "--port", envvar="KLINGMON_SIM_PORT"),
+    time_scale: float = typer.Option(
+        1.0,
+        "--time-scale",
+        help="Kling seconds per real second (60: a minute a second).",
+    ),
+    slots: int = typer.Option(5, "--slots", help="Parallel tasks of the account."),
+    seed: int = typer.Option(0, "--seed"),
+    fail_rate: float = typer.Option(0.03, "--fail-rate"),
+    stuck_rate: float = typer.Option(0.0, "--stuck-rate"),
+    error_rate: float = typer.Option(0.0, "--error-rate", help="Share of 5xx answers."),
+    rate_limit_rate: float = typer.Option(
+        0.0, "--rate-limit-rate", help="Share of 1302s."
+    ),
+    drop_create_rate: float = typer.Option(0.0, "--drop-create-rate"),
+    access_key: str = typer.Option("sim-access-key", "--access-key"),
+    secret_key: str = typer.Option("sim-secret-key", "--secret-key"),
+    webhook_secret: str | None = typer.Option(
+        None, "--webhook-secret", envvar="KLINGMON_SIM_WEBHOOK_SECRET"
+    ),
+    admin: bool = typer.Option(False, "--admin", help="Serve /admin/* counters."),
+) -> None:
+    """Serve a local Kling API simulator (try pipelines without spending credits)."""
+    config = SimConfig(
+        seed=seed,
+        time_scale=time_scale,
+        slots=slots,
+        access_key=access_key,
+        secret_key=secret_key,
+        webhook_secret=webhook_secret,
+        admin=admin,
+        faults=Faults(
+            fail_rate=fail_rate,
+            stuck_rate=stuck_rate,
+            error_5xx_rate=error_rate,
+            rate_limit_rate=rate_limit_rate,
+            drop_create_rate=drop_create_rate,
+        ),
+    )
+    typer.echo(
+        f"Kling simulator on http://{host}:{port} (time x{time_scale:g})", err=True
+    )
+    run_sim(config, host=host, port=port)
+
+
+_EXTENDS = 4
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    out: Path = typer.Option(
+        Path("klingmon-demo"), "--out", help="Folder for the demo's store."
+    ),
+    time_scale: float = typer.Option(40.0, "--time-scale"),
+    seed: int = typer.Option(7, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Simulator + engine + a sample batch over the three endpoints, end to end."""
+    from klingmon.testing import SimServer  # noqa: PLC0415 - only the demo needs it
+
+    context = get_context(ctx)
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "demo.db"
+    for leftover in (db, db.with_name("demo.db-wal"), db.with_name("demo.db-shm")):
+        leftover.unlink(missing_ok=True)
+    config = SimConfig(
+        seed=seed,
+        time_scale=time_scale,
+        slots=5,
+        admin=True,
+        faults=Faults(fail_rate=0.05),
+    )
+    sample = resources.files("klingmon.cli").joinpath("demo_batch.jsonl")
+    with resources.as_file(sample) as path:
+        rows = read_batch_file(path)
+    with SimServer(config) as server:
+        client = AsyncKlingClient(
+            base_url=server.url,
+            access_key=config.access_key,
+            secret_key=config.secret_key,
+        )
+        store = Store.open(str(db))
+        monitor = Monitor(
+            store=store,
+            client=client,
+            settings=EngineSettings(
+                slots=config.slots,
+                schedule=SchedulePolicy(
+                    target_lag=0.5,
+                    min_interval=0.25,
+                    max_interval=3.0,
+                    safety_interval=10.0,
+                ),
+            ),
+        )
+        main = monitor.submit((r.request for r in rows), batch="demo")
+        extended: list[int] = []
+
+        @monitor.on_succeed
+        def extend(event: HookEvent) -> None:
+            # Hooks run from the outbox: a finished clip is extended by 5 seconds.
+            task = event.task
+            videos = (task.result or {}).get("videos") or []
+            if (
+                task.batch_id != main.id
+                or not task.endpoint.endswith("text2video")
+                or len(extended) >= _EXTENDS
+                or not videos
+            ):
+                return
+            extended.append(task.id)
+            request = VideoExtendRequest(
+                video_id=str(videos[0]["id"]), prompt="The camera keeps moving forward"
+            )
+            monitor.submit([request], batch=f"demo-extend-{len(extended)}")
+
+        run_async(_run(context, monitor, live=not as_json), stop=monitor.stop)
+        summaries = [batch_summary(monitor, b) for b in store.batches()]
+        report = store.report(main.id)
+        counters = server.sim.counters()
+    if as_json:
+        record: dict[str, Any] = dataclasses.asdict(report)
+        record["by_status"] = {s.value: n for s, n in report.by_status.items() if n}
+        emit_json({"batches": summaries, "report": record, "store": str(db)})
+    else:
+        context.console.print(report_view("demo", report))
+        context.console.print(
+            f"Simulator: {sum(counters['creates_per_external_id'].values())} creates, "
+            f"max {counters['max_in_flight']} in flight of {config.slots} slots."
+        )
+        context.console.print(f"Store: {db}  (try: klingmon --db {db} status)")
+    unfinished = [s for s in summaries if not s["done"]]
+    if unfinished:
+        raise typer.Exit(130)
+
+
+async def _run(context: Context, monitor: Monitor, *, live: bool) -> None:
+    runner = asyncio.create_task(monitor.run(), name="klingmon-demo-engine")
+    try:
+        if live and context.console.is_terminal:
+            with Live(console=context.console, refresh_per_second=4) as display:
+                while not runner.done():
+                    display.update(_all(monitor))
+                    await asyncio.wait({runner}, timeout=0.25)
+                display.update(_all(monitor))
+        await runner
+        if live and not context.console.is_terminal:
+            context.console.print(_all(monitor))
+    finally:
+        with contextlib.suppress(Exception):
+            await monitor.client.aclose()
+
+
+def _all(monitor: Monitor) -> Group:
+    return Group(*(_view(monitor, b) for b in monitor.store.batches()))

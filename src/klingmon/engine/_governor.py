@@ -1,0 +1,75 @@
+"""One budget for every call to Kling: a paced request rate and submission slots.
+
+The arithmetic (AIMD, slot shrinking) is pure and lives in :mod:`klingmon.policy`;
+this wrapper only waits on the clock so that requests start no faster than allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from klingmon.errors import ConcurrencyLimitError, RateLimitError
+from klingmon.policy import Aimd, SlotLimit
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from klingmon._clock import Clock
+
+__all__ = ["Governor"]
+
+logger = logging.getLogger(__name__)
+
+
+class Governor:
+    """Paces requests (AIMD on 1302/429) and sizes submissions (shrinks on 1303)."""
+
+    def __init__(
+        self, clock: Clock, *, slots: int, rate: float = 10.0, max_rate: float = 50.0
+    ) -> None:
+        self._clock = clock
+        self.aimd = Aimd(rate=rate, ceiling=max_rate)
+        self.slots = SlotLimit(limit=slots, ceiling=slots)
+        self._next_start = 0.0
+        self._lock = asyncio.Lock()
+        self.throttled = 0
+        self.concurrency_refusals = 0
+
+    @asynccontextmanager
+    async def request(self) -> AsyncIterator[None]:
+        """Wait for the next request start allowed by the rate, then run the call."""
+        async with self._lock:
+            now = self._clock.now()
+            wait = self._next_start - now
+            if wait > 0:
+                await self._clock.asleep(wait)
+                now = self._clock.now()
+            self._next_start = max(now, self._next_start) + self.aimd.interval()
+        try:
+            yield
+        except RateLimitError:
+            self.throttled += 1
+            self.aimd.on_throttle()
+            logger.info("governor.throttled", extra={"rate": self.aimd.rate})
+            raise
+        except ConcurrencyLimitError:
+            self.concurrency_refusals += 1
+            raise
+        else:
+            self.aimd.on_success()
+
+    def available_slots(self, in_flight: int) -> int:
+        return self.slots.available(in_flight)
+
+    def on_concurrency_error(self, in_flight: int) -> None:
+        self.slots.on_concurrency_error(in_flight)
+        logger.info(
+            "governor.slots_shrunk",
+            extra={"limit": self.slots.limit, "in_flight": in_flight},
+        )
+
+    def on_task_finished(self) -> None:
+        self.slots.on_task_finished()

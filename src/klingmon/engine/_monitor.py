@@ -1,0 +1,236 @@
+"""``Monitor``: the library front for batches, submission, watching and hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Self
+
+from klingmon._clock import Clock, SystemClock, to_ms
+from klingmon.api import AsyncKlingClient
+from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.api._requests import resolve_endpoint
+from klingmon.engine._engine import Engine
+from klingmon.engine._hooks import Hook, HookName, Hooks
+from klingmon.engine._settings import EngineSettings
+from klingmon.errors import KlingmonError, StoreError
+from klingmon.store import NewTask, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from types import TracebackType
+
+    from klingmon.api import Task, TaskRequest
+    from klingmon.store import BatchRow
+
+__all__ = ["Monitor", "new_task"]
+
+logger = logging.getLogger(__name__)
+
+
+def new_task(request: TaskRequest, *, deadline_ms: int | None = None) -> NewTask:
+    """What the store keeps of a request: path, body and the fields to group by."""
+    body = dict(request.body())
+    external = body.pop("external_task_id", None)
+    return NewTask(
+        endpoint=request.endpoint_path(),
+        body=body,
+        prompt=_str(body.get("prompt")),
+        model_name=_str(body.get("model_name")),
+        mode=_str(body.get("mode")),
+        duration=_str(body.get("duration")),
+        deadline_ms=deadline_ms,
+        external_task_id=_str(external),
+    )
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class Monitor:
+    """Submit batches and watch them to the end, through crashes and restarts.
+
+    ``submit`` only writes to the store; ``run`` does the talking to Kling. Both can
+    live in different processes: a restart of ``run`` resumes from the store.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store | None = None,
+        db: str | None = None,
+        client: AsyncKlingClient | None = None,
+        settings: EngineSettings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store if store is not None else Store.open(db)
+        self._client = client
+        self.settings = settings or EngineSettings()
+        self.clock = clock or SystemClock()
+        self.hooks = Hooks()
+        self._engine: Engine | None = None
+
+    @property
+    def client(self) -> AsyncKlingClient:
+        if self._client is None:
+            self._client = AsyncKlingClient.from_env(clock=self.clock)
+        return self._client
+
+    # -- hooks -----------------------------------------------------------------
+
+    def hook(self, name: HookName) -> Callable[[Hook], Hook]:
+        """Register a callable for ``on_status``, ``on_succeed``, ``on_failed``, ..."""
+
+        def register(fn: Hook) -> Hook:
+            return self.hooks.add(name, fn)
+
+        return register
+
+    def on_status(self, fn: Hook) -> Hook:
+        return self.hooks.add("on_status", fn)
+
+    def on_succeed(self, fn: Hook) -> Hook:
+        return self.hooks.add("on_succeed", fn)
+
+    def on_failed(self, fn: Hook) -> Hook:
+        return self.hooks.add("on_failed", fn)
+
+    def on_stuck(self, fn: Hook) -> Hook:
+        return self.hooks.add("on_stuck", fn)
+
+    def on_timeout(self, fn: Hook) -> Hook:
+        return self.hooks.add("on_timeout", fn)
+
+    # -- work ------------------------------------------------------------------
+
+    def submit(
+        self,
+        requests: Iterable[TaskRequest],
+        *,
+        batch: str | None = None,
+        timeout: float | None = None,
+    ) -> BatchRow:
+        """Store a batch of requests (all or nothing); ``run`` sends them."""
+        now = self.clock.now()
+        deadline = to_ms(now + timeout) if timeout is not None else None
+        tasks = [new_task(r, deadline_ms=deadline) for r in requests]
+        if not tasks:
+            raise KlingmonError("a batch needs at least one task")
+        row = self.store.create_batch(batch, tasks, to_ms(now))
+        if self._engine is not None:
+            self._engine.wake()
+        return row
+
+    async def track(
+        self, endpoint: str, task_ids: Sequence[str], *, batch: str | None = None
+    ) -> BatchRow:
+        """Adopt tasks created elsewhere, so they are watched and collected too."""
+        tasks = await asyncio.gather(*(self.client.get(endpoint, t) for t in task_ids))
+        return self._adopt(endpoint, tasks, batch)
+
+    async def import_recent(
+        self, endpoint: str, *, pages: int = 1, batch: str | None = None
+    ) -> BatchRow:
+        """Adopt the account's recent tasks of one endpoint that are not stored yet."""
+        found: list[Task] = []
+        for page in range(1, pages + 1):
+            chunk = await self.client.list(endpoint, page=page, page_size=500)
+            found.extend(chunk)
+            if len(chunk) < 500:
+                break
+        fresh = [t for t in found if self.store.task(t.task_id) is None]
+        if not fresh:
+            raise KlingmonError(f"no tasks of {endpoint} that are not already tracked")
+        return self._adopt(endpoint, fresh, batch)
+
+    def _adopt(
+        self, endpoint: str, tasks: Sequence[Task], batch: str | None
+    ) -> BatchRow:
+        path = resolve_endpoint(endpoint)
+        rows = [
+            NewTask(
+                endpoint=path,
+                body={},
+                external_task_id=t.external_task_id or f"adopted-{t.task_id}",
+                task=t,
+            )
+            for t in tasks
+        ]
+        return self.store.create_batch(batch, rows, to_ms(self.clock.now()))
+
+    def retry(self, batch: str | int, *, name: str | None = None) -> BatchRow:
+        """Resubmit the failed and rejected tasks as new tasks linked to the old."""
+        old = self.store.batch(batch)
+        if old is None:
+            raise StoreError(f"no batch {batch!r}")
+        failed = self.store.tasks(
+            old.id, statuses=[TaskStatus.FAILED, TaskStatus.REJECTED]
+        )
+        if not failed:
+            raise KlingmonError(f"batch {old.name} has no failed or rejected tasks")
+        tasks = [
+            NewTask(
+                endpoint=t.endpoint,
+                body=t.body,
+                prompt=t.prompt,
+                model_name=t.model_name,
+                mode=t.mode,
+                duration=t.duration,
+                retry_of=t.id,
+            )
+            for t in failed
+        ]
+        return self.store.create_batch(
+            name or f"{old.name}-retry", tasks, to_ms(self.clock.now())
+        )
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine(
+                self.store,
+                self.client,
+                settings=self.settings,
+                hooks=self.hooks,
+                clock=self.clock,
+            )
+        return self._engine
+
+    async def run(
+        self, *, batch: str | int | None = None, forever: bool = False
+    ) -> None:
+        """Submit and watch until ``batch`` (or everything) is done, or ``stop()``."""
+        batch_id: int | None = None
+        if batch is not None:
+            row = self.store.batch(batch)
+            if row is None:
+                raise StoreError(f"no batch {batch!r}")
+            batch_id = row.id
+        await self.engine().run(until_done=batch_id, forever=forever)
+
+    def stop(self) -> None:
+        if self._engine is not None:
+            self._engine.stop()
+
+    def done(self, batch: str | int) -> bool:
+        row = self.store.batch(batch)
+        if row is None:
+            return False
+        counts = self.store.count_by_status(row.id)
+        return all(status in TERMINAL for status, n in counts.items() if n)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        self.store.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,56 @@
+"""Settings of the engine: frozen, typed, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from klingmon.policy import SchedulePolicy, StuckPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["EngineSettings"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSettings:
+    """How the engine spends the account's slots and request budget."""
+
+    #: The account's parallel-task quota (Kling's 1303 limit).
+    slots: int = 5
+    #: Requests per second the governor starts from (it backs off on 1302/429).
+    rate: float = 10.0
+    #: The ceiling the request rate may grow back to.
+    max_rate: float = 50.0
+    #: Requests in flight at once.
+    parallel_requests: int = 8
+    #: How long a claim on a task is held before another worker may take it.
+    lease_seconds: float = 120.0
+    #: Sweep an endpoint's list pages when at least this many of its tasks are due.
+    sweep_min: int = 2
+    page_size: int = 500
+    max_pages: int = 10
+    #: Tasks claimed per round.
+    claim_limit: int = 1000
+    #: Seconds between stuck / timeout checks.
+    watchdog_interval: float = 5.0
+    #: Longest sleep of the loop when nothing is due (a safety net, not a schedule).
+    idle_max: float = 5.0
+    #: Backoff for creates that failed transiently.
+    submit_backoff_base: float = 1.0
+    submit_backoff_cap: float = 60.0
+    #: Builds a task's callback_url from its external_task_id (set by the receiver).
+    callback_url: Callable[[str], str] | None = None
+    schedule: SchedulePolicy = field(default_factory=SchedulePolicy)
+    stuck: StuckPolicy = field(default_factory=StuckPolicy)
+    #: Seed for jitter, so that runs can be repeated exactly.
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.slots < 1:
+            raise ValueError("slots must be at least 1")
+        if not 1 <= self.page_size <= 500:
+            raise ValueError("page_size must be within 1..500")
+        if self.parallel_requests < 1:
+            raise ValueError("parallel_requests must be at least 1")

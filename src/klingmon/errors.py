@@ -1,0 +1,251 @@
+"""Every error klingmon raises, under one root.
+
+::
+
+    KlingmonError
+    ├── ConfigError                 bad settings or credentials missing   (exit 2)
+    ├── RequestValidationError      a request breaks a documented limit   (exit 2)
+    ├── InputFileError              a submit file has a bad line          (exit 2)
+    ├── StoreError                  the database cannot be used           (exit 7)
+    ├── TransportError              no usable answer: network, timeout    (retryable)
+    ├── ApiError                    Kling answered with an error          (exit 4)
+    │   ├── AuthError               1000-1004                             (exit 3)
+    │   ├── AccountError            1100-1103
+    │   ├── InvalidRequestError     1200-1203
+    │   │   └── TaskNotFoundError   1203, or a 404 for a task query
+    │   ├── PolicyError             1300, 1301, 1304
+    │   ├── RateLimitError          1302 and bare 429s                    (retryable)
+    │   ├── ConcurrencyLimitError   1303                                  (retryable)
+    │   ├── ServerError             5000-5002 and bare 5xx                (retryable)
+    │   └── UnexpectedResponseError not JSON, or not Kling's envelope
+    ├── TaskFailedError             the task ended as ``failed``          (exit 5)
+    ├── WaitTimeoutError            the caller's deadline passed          (exit 6)
+    └── SchemaDriftError            Kling sent a status nobody documented
+
+Each class knows its CLI exit code and whether trying again may help. No message or
+repr ever carries a key, token or signature: errors are built from Kling's answer and
+our own words only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from klingmon.api._models import Task
+
+__all__ = [
+    "AccountError",
+    "ApiError",
+    "AuthError",
+    "ConcurrencyLimitError",
+    "ConfigError",
+    "InputFileError",
+    "InvalidRequestError",
+    "KlingmonError",
+    "PolicyError",
+    "RateLimitError",
+    "RequestValidationError",
+    "SchemaDriftError",
+    "ServerError",
+    "StoreError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TransportError",
+    "UnexpectedResponseError",
+    "WaitTimeoutError",
+    "error_for_code",
+]
+
+
+class KlingmonError(Exception):
+    """Something klingmon could not do."""
+
+    #: The exit code the CLI uses for this error.
+    exit_code: ClassVar[int] = 1
+    #: Whether the same call may succeed if tried again later.
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (type(self).__doc__ or type(self).__name__).strip()
+        super().__init__(self.message)
+
+
+class ConfigError(KlingmonError):
+    """The configuration is incomplete or invalid."""
+
+    exit_code = 2
+
+
+class RequestValidationError(KlingmonError):
+    """The request breaks a limit documented by Kling; nothing was sent."""
+
+    exit_code = 2
+
+
+class InputFileError(KlingmonError):
+    """A submit file has a line that cannot become a task; nothing was submitted."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, line: int, message: str) -> None:
+        self.path = path
+        self.line = line
+        super().__init__(f"{path}:{line}: {message}")
+
+
+class StoreError(KlingmonError):
+    """The task store cannot be opened or written."""
+
+    exit_code = 7
+
+
+class TransportError(KlingmonError):
+    """No usable answer reached us: connection refused, reset or timed out."""
+
+    exit_code = 4
+    retryable = True
+
+
+class ApiError(KlingmonError):
+    """Kling answered with an error."""
+
+    exit_code = 4
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        detail = f"HTTP {status_code}"
+        if code is not None:
+            detail += f", code {code}"
+        if request_id:
+            detail += f", request {request_id}"
+        super().__init__(f"{message} ({detail})")
+        self.kling_message = message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status_code={self.status_code}, code={self.code}, "
+            f"message={self.kling_message!r}, request_id={self.request_id!r})"
+        )
+
+
+class AuthError(ApiError):
+    """Kling refused the credentials (codes 1000-1004)."""
+
+    exit_code = 3
+
+
+class AccountError(ApiError):
+    """The account cannot run this: arrears, depleted pack, no access (1100-1103)."""
+
+
+class InvalidRequestError(ApiError):
+    """Kling rejected the request's parameters (1200-1203)."""
+
+
+class TaskNotFoundError(InvalidRequestError):
+    """No task with that id exists for this account."""
+
+
+class PolicyError(ApiError):
+    """A platform policy refused the request: content safety, IP allowlist (1300s)."""
+
+
+class RateLimitError(ApiError):
+    """Requests came too fast (1302, or a 429 without a code)."""
+
+    retryable = True
+
+
+class ConcurrencyLimitError(ApiError):
+    """The account's parallel-task limit is reached (1303)."""
+
+    retryable = True
+
+
+class ServerError(ApiError):
+    """Kling had an internal error, maintenance or backlog (5000-5002, 5xx)."""
+
+    retryable = True
+
+
+class UnexpectedResponseError(ApiError):
+    """The answer was not Kling's JSON envelope."""
+
+    @property
+    def is_server_side(self) -> bool:
+        return self.status_code >= 500
+
+
+class TaskFailedError(KlingmonError):
+    """The task ended as failed."""
+
+    exit_code = 5
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        reason = task.task_status_msg or "no reason given"
+        super().__init__(f"task {task.task_id} failed: {reason}")
+
+
+class WaitTimeoutError(KlingmonError):
+    """The deadline passed before the task ended; the task is still running at Kling."""
+
+    exit_code = 6
+
+    def __init__(self, task_ref: str, timeout: float, last: Task | None) -> None:
+        self.task_ref = task_ref
+        self.timeout = timeout
+        #: The last state seen, so that the caller can go on tracking the task.
+        self.last = last
+        status = last.task_status if last is not None else "not yet seen"
+        super().__init__(
+            f"task {task_ref} still {status} after {timeout:g}s; it is not lost, "
+            "track it again with its id"
+        )
+
+
+class SchemaDriftError(KlingmonError):
+    """Kling sent something the documented API does not allow."""
+
+
+_BY_CODE: dict[int, type[ApiError]] = {
+    **dict.fromkeys(range(1000, 1005), AuthError),
+    **dict.fromkeys(range(1100, 1104), AccountError),
+    **dict.fromkeys(range(1200, 1203), InvalidRequestError),
+    1203: TaskNotFoundError,
+    1300: PolicyError,
+    1301: PolicyError,
+    1302: RateLimitError,
+    1303: ConcurrencyLimitError,
+    1304: PolicyError,
+    **dict.fromkeys(range(5000, 5003), ServerError),
+}
+
+
+def error_for_code(code: int | None, status_code: int) -> type[ApiError]:
+    """Pick the class for a Kling code, falling back on the HTTP status."""
+    if code is not None and code in _BY_CODE:
+        return _BY_CODE[code]
+    if status_code == 401:
+        return AuthError
+    if status_code == 429:
+        return RateLimitError
+    if status_code >= 500:
+        return ServerError
+    if status_code == 404:
+        return InvalidRequestError
+    if status_code == 403:
+        return AccountError
+    return InvalidRequestError

@@ -1,0 +1,52 @@
+"""Pure decisions: lifecycle, schedule, stuck and timeouts, error classes, budgets.
+
+Nothing here does I/O or reads a clock; the engine, the clients and the benchmark
+pass in data and time and act on the answers.
+"""
+
+from __future__ import annotations
+
+from klingmon.policy._durations import (
+    Distribution,
+    DurationBook,
+    DurationKey,
+    Phase,
+    storage_key,
+)
+from klingmon.policy._errors import CreateAction, classify_create_error
+from klingmon.policy._governor import Aimd, SlotLimit, backoff
+from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
+from klingmon.policy._schedule import (
+    Schedule,
+    SchedulePolicy,
+    finish_hazard,
+    next_poll_delay,
+    polls_per_hour,
+)
+from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
+
+__all__ = [
+    "RANK",
+    "Aimd",
+    "CreateAction",
+    "Distribution",
+    "DurationBook",
+    "DurationKey",
+    "Phase",
+    "Schedule",
+    "SchedulePolicy",
+    "SlotLimit",
+    "StuckPolicy",
+    "Verdict",
+    "backoff",
+    "classify_create_error",
+    "finish_hazard",
+    "is_stuck",
+    "judge",
+    "next_poll_delay",
+    "polls_per_hour",
+    "rank",
+    "storage_key",
+    "stuck_after",
+    "timed_out",
+]

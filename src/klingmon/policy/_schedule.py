@@ -1,0 +1,184 @@
+"""When to poll a task next: where its remaining chance of finishing is.
+
+The naive loop polls every task every 10 s whatever it is; that wastes requests while a
+task cannot be done yet and still detects finishes late on a long tail. Here the next
+poll is placed from the learned :class:`~klingmon.policy.Distribution` of the task's
+current phase:
+
+- while a finish within the next ``target_lag`` seconds is likely, poll every
+  ``target_lag`` (the detection-lag bound);
+- while it is not (the mass has not started, or a broad tail), sleep until the point
+  where the chance of having finished reaches ``likely``, so each sleep skips at most
+  that much probability, capped at ``max_interval``;
+- past the p99, back off with the time already spent (``elapsed / 4``), capped;
+- while callbacks flow, sleep ``safety_interval`` but wake when the callback becomes
+  overdue (the p99), then poll soon and back off again.
+
+Every delay is at least ``min_interval`` so one task can never cost more than
+``3600 / min_interval`` polls an hour, whatever the distribution says.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from klingmon.policy._durations import (
+        Distribution,
+        DurationBook,
+        DurationKey,
+        Phase,
+    )
+
+__all__ = [
+    "Schedule",
+    "SchedulePolicy",
+    "finish_hazard",
+    "next_poll_delay",
+    "polls_per_hour",
+]
+
+_TAIL_DIVISOR = 4.0
+_P_TAIL = 0.99
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulePolicy:
+    """The knobs of the poll schedule, in seconds unless said otherwise."""
+
+    #: While a finish is likely, polls are at most this far apart.
+    target_lag: float = 10.0
+    #: Never poll one task more often than this.
+    min_interval: float = 2.0
+    #: Never leave one task unpolled longer than this (without callbacks).
+    max_interval: float = 120.0
+    #: ± this fraction of random spread, so that tasks submitted together drift apart.
+    jitter: float = 0.1
+    #: While callbacks are flowing for the endpoint, polls fall back to this.
+    safety_interval: float = 300.0
+    #: "A finish is likely": P(finish within ``target_lag`` | still running) >= this.
+    likely: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_interval <= self.target_lag <= self.max_interval:
+            raise ValueError("need 0 < min_interval <= target_lag <= max_interval")
+        if self.safety_interval < self.min_interval:
+            raise ValueError("safety_interval must be at least min_interval")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+        if not 0 < self.likely < 1:
+            raise ValueError("likely must be in (0, 1)")
+
+
+def finish_hazard(dist: Distribution, elapsed: float, window: float) -> float:
+    """P(leaving the phase within ``window`` s | still in it after ``elapsed`` s)."""
+    alive = dist.survival(elapsed)
+    if alive <= _EPSILON:
+        return 1.0
+    return max(0.0, min(1.0, (alive - dist.survival(elapsed + window)) / alive))
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
+
+
+def _tail_delay(policy: SchedulePolicy, since: float) -> float:
+    return _clamp(since / _TAIL_DIVISOR, policy.min_interval, policy.max_interval)
+
+
+def _base_delay(policy: SchedulePolicy, dist: Distribution, elapsed: float) -> float:
+    """The unjittered delay; at most ``target_lag`` whenever a finish is likely."""
+    if elapsed > dist.quantile(_P_TAIL):
+        return _tail_delay(policy, elapsed)
+    alive = dist.survival(elapsed)
+    if alive <= _EPSILON:  # only reachable through rounding at the very top
+        return _tail_delay(policy, elapsed)
+    if finish_hazard(dist, elapsed, policy.target_lag) >= policy.likely:
+        return policy.target_lag
+    # Sleep until a share ``likely`` of the remaining mass has had its chance to finish.
+    until = dist.quantile(1.0 - alive * (1.0 - policy.likely))
+    return _clamp(until - elapsed, policy.target_lag, policy.max_interval)
+
+
+def next_poll_delay(
+    policy: SchedulePolicy,
+    dist: Distribution,
+    elapsed: float,
+    *,
+    callbacks: bool = False,
+    rng: random.Random,
+) -> float:
+    """Seconds until the next poll of a task that has spent ``elapsed`` s in its phase.
+
+    The result is always within ``[min_interval, max_interval]``, or within
+    ``[min_interval, safety_interval]`` when ``callbacks`` is true; it is at most
+    ``target_lag`` whenever a finish in the next ``target_lag`` seconds is likely and
+    ``elapsed`` is within the p99.
+    """
+    elapsed = max(0.0, elapsed)
+    spread = policy.jitter * (2 * rng.random() - 1)
+    if callbacks:
+        p99 = dist.quantile(_P_TAIL)
+        if elapsed < p99:
+            # Sleep on the callback, but wake to check when it becomes overdue.
+            base = min(policy.safety_interval, p99 - elapsed)
+            delay = base * (1 - abs(spread))
+            return _clamp(delay, policy.min_interval, policy.safety_interval)
+        # Overdue: poll soon, then back off with the time overdue.
+        delay = _tail_delay(policy, elapsed - p99) * (1 + spread)
+        high = min(policy.max_interval, policy.safety_interval)
+        return _clamp(delay, policy.min_interval, high)
+    base = _base_delay(policy, dist, elapsed)
+    if base <= policy.target_lag:
+        # Inside the lag bound jitter only shortens, so the bound holds exactly.
+        delay = base * (1 - abs(spread))
+    else:
+        delay = base * (1 + spread)
+    return _clamp(delay, policy.min_interval, policy.max_interval)
+
+
+def polls_per_hour(
+    policy: SchedulePolicy,
+    dist: Distribution,
+    *,
+    start: float = 0.0,
+    callbacks: bool = False,
+    seed: int = 0,
+) -> int:
+    """How many polls one never-finishing task costs in the hour after ``start``.
+
+    For budgets and tests: it walks the schedule as the engine would.
+    """
+    rng = random.Random(seed)
+    elapsed, polls = start, 0
+    while True:
+        elapsed += next_poll_delay(policy, dist, elapsed, callbacks=callbacks, rng=rng)
+        if elapsed > start + 3600:
+            return polls
+        polls += 1
+
+
+@dataclass(slots=True)
+class Schedule:
+    """A :class:`SchedulePolicy` bound to a :class:`DurationBook` and a seeded RNG."""
+
+    policy: SchedulePolicy
+    book: DurationBook
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_poll(
+        self,
+        key: DurationKey,
+        phase: Phase,
+        elapsed: float,
+        *,
+        callbacks: bool = False,
+    ) -> float:
+        """Seconds until the next poll of a task of ``key`` in ``phase``."""
+        dist = self.book.get(key, phase)
+        return next_poll_delay(
+            self.policy, dist, elapsed, callbacks=callbacks, rng=self.rng
+        )

@@ -1,0 +1,61 @@
+"""Result files: one tiny playable H.264 MP4, made unique per task by a trailing box.
+
+A top-level ``free`` box may sit anywhere in an MP4 and players skip it, so
+appending one that names the task keeps the file playable while every task's file
+(and so its SHA-256) differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import cache
+from importlib import resources
+
+__all__ = ["ByteRange", "media_bytes", "media_sha256", "parse_range"]
+
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+@cache
+def _sample() -> bytes:
+    return resources.files("klingmon.sim").joinpath("sample.mp4").read_bytes()
+
+
+@cache
+def media_bytes(task_id: str, index: int) -> bytes:
+    """The MP4 served for result ``index`` of ``task_id``."""
+    payload = f"klingmon-sim task={task_id} index={index}".encode()
+    box = (8 + len(payload)).to_bytes(4, "big") + b"free" + payload
+    return _sample() + box
+
+
+def media_sha256(task_id: str, index: int) -> str:
+    return hashlib.sha256(media_bytes(task_id, index)).hexdigest()
+
+
+ByteRange = tuple[int, int]
+
+
+def parse_range(header: str, size: int) -> ByteRange | None:
+    """The inclusive ``(first, last)`` of a single ``bytes=`` range.
+
+    Raises ValueError when the range cannot be satisfied (answer 416); returns None
+    for a header we do not understand (answer the whole file, as RFC 9110 allows).
+    """
+    match = _RANGE.match(header)
+    if match is None:
+        return None
+    first_s, last_s = match.groups()
+    if not first_s and not last_s:
+        return None
+    if not first_s:
+        length = int(last_s)
+        if length == 0:
+            raise ValueError("empty suffix range")
+        return max(0, size - length), size - 1
+    first = int(first_s)
+    last = int(last_s) if last_s else size - 1
+    if first >= size or last < first:
+        raise ValueError("range not satisfiable")
+    return first, min(last, size - 1)

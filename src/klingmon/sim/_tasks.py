@@ -1,0 +1,247 @@
+"""Simulated tasks: a plan drawn at creation, and the wire object at any instant.
+
+A task's whole life (when it starts processing, when and how it ends) is drawn once
+from the seeded RNG when it is created; its status at a given time is then a pure
+function of the clock, so virtual clocks and lazy reads agree with the callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from klingmon._clock import to_ms
+
+if TYPE_CHECKING:
+    import random
+
+__all__ = [
+    "KNOWN_MODELS",
+    "SimTask",
+    "draw_plan",
+    "new_video_ids",
+    "price",
+]
+
+KNOWN_MODELS = frozenset(
+    {
+        "kling-v1",
+        "kling-v1-5",
+        "kling-v1-6",
+        "kling-v2",
+        "kling-v2-new",
+        "kling-v2-master",
+        "kling-v2-1",
+        "kling-v2-1-master",
+        "kling-v2-5-turbo",
+        "kling-v2-6",
+        "kling-v3",
+        "kling-v3-omni",
+        "kling-video-o1",
+        "kling-image-o1",
+        "kolors-virtual-try-on-v1",
+        "kolors-virtual-try-on-v1-5",
+    }
+)
+
+_FAILURES_VIDEO = (
+    "Internal generation error",
+    "Failure to pass the risk control system, please modify the content and retry",
+    "Internal generation error",
+)
+_FAILURES_IMAGE = (*_FAILURES_VIDEO, "Image pixel is invalid")
+_IMAGE_INPUT = {"image", "image_tail", "human_image", "cloth_image"}
+
+# Units per clip, official billing page (reference §8.4): std5, std10, pro5, pro10.
+_UNITS: dict[str, tuple[float, float, float, float]] = {
+    "kling-v1": (1, 2, 3.5, 7),
+    "kling-v1-5": (2, 4, 3.5, 7),
+    "kling-v1-6": (2, 4, 3.5, 7),
+    "kling-v2-master": (10, 20, 10, 20),
+    "kling-v2-1-master": (10, 20, 10, 20),
+}
+_DEFAULT_UNITS = (1.5, 3, 2.5, 5)  # newer models: UNCONFIRMED, a plausible middle
+_IMAGE_UNIT = 0.25  # per image: UNCONFIRMED
+
+
+def _fmt(units: float) -> str:
+    return f"{units:g}"
+
+
+def price(endpoint: str, body: dict[str, Any], parent_model: str | None) -> str:
+    """``final_unit_deduction`` of a task that succeeded, per reference §8.4."""
+    if endpoint.startswith("/v1/images/"):
+        return _fmt(_IMAGE_UNIT * _count(body))
+    if endpoint.endswith("/lip-sync"):
+        return "0.5"
+    model = str(body.get("model_name") or parent_model or "kling-v1")
+    std5, std10, pro5, pro10 = _UNITS.get(model, _DEFAULT_UNITS)
+    if endpoint.endswith("/video-extend"):
+        return _fmt(1 if model == "kling-v1" else std5 if std5 <= 2 else 3.5)
+    pro = body.get("mode") == "pro"
+    ten = body.get("duration") == "10"
+    return _fmt((pro10 if ten else pro5) if pro else (std10 if ten else std5))
+
+
+def _count(body: dict[str, Any]) -> int:
+    n = body.get("n", 1)
+    return n if isinstance(n, int) and 1 <= n <= 9 else 1
+
+
+@dataclass(slots=True)
+class SimTask:
+    """One task and its predetermined life (times in clock seconds)."""
+
+    task_id: str
+    endpoint: str
+    body: dict[str, Any]
+    base_url: str
+    created: float
+    processing_at: float
+    #: None for a task that stays processing forever.
+    ends_at: float | None
+    outcome: str  # "succeed" | "failed" | "stuck"
+    failure_msg: str
+    video_ids: list[str]
+    order_key: float
+    parent_video: dict[str, str] | None = None
+    parent_model: str | None = None
+    slots: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def external_task_id(self) -> str | None:
+        value = self.body.get("external_task_id")
+        return str(value) if value is not None else None
+
+    @property
+    def is_image(self) -> bool:
+        return self.endpoint.startswith("/v1/images/")
+
+    def transitions(self, now: float) -> list[tuple[str, int]]:
+        """The status changes that have happened by ``now``, with epoch-ms times."""
+        out = [("submitted", to_ms(self.created))]
+        if now >= self.processing_at:
+            out.append(("processing", to_ms(self.processing_at)))
+        if self.ends_at is not None and now >= self.ends_at:
+            out.append((self.outcome, to_ms(self.ends_at)))
+        return out
+
+    def status(self, now: float) -> str:
+        return self.transitions(now)[-1][0]
+
+    def in_flight(self, now: float) -> bool:
+        return self.ends_at is None or now < self.ends_at
+
+    def urls(self) -> list[str]:
+        return [
+            f"{self.base_url}/media/{self.task_id}/{i}.mp4"
+            for i in range(len(self.video_ids))
+        ]
+
+    def duration(self) -> str:
+        if self.endpoint.endswith("/video-extend") and self.parent_video:
+            parent = float(self.parent_video.get("duration") or "5.1")
+            return f"{parent + 4.5:.1f}"
+        return "10.1" if self.body.get("duration") == "10" else "5.1"
+
+    def task_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        if self.external_task_id is not None:
+            info["external_task_id"] = self.external_task_id
+        if self.parent_video is not None:
+            info["parent_video"] = dict(self.parent_video)
+        return info
+
+    def created_view(self) -> dict[str, Any]:
+        """The ``data`` of the create answer (reference §6, live 2026-03 sample)."""
+        ms = to_ms(self.created)
+        return {
+            "task_id": self.task_id,
+            "task_status": "submitted",
+            "task_info": self.task_info(),
+            "created_at": ms,
+            "updated_at": ms,
+        }
+
+    def view(self, now: float) -> dict[str, Any]:
+        """The task object of query, list and callback bodies as of ``now``."""
+        status, updated = self.transitions(now)[-1]
+        result: dict[str, Any] = {}
+        data: dict[str, Any] = {
+            "task_id": self.task_id,
+            "task_status": status,
+            "task_status_msg": self.failure_msg if status == "failed" else "",
+            "task_info": self.task_info(),
+            "task_result": result,
+            "created_at": to_ms(self.created),
+            "updated_at": updated,
+            "watermark_info": {"enabled": False},
+        }
+        if status == "succeed":
+            if self.is_image:
+                result["images"] = [
+                    {"index": i, "url": url} for i, url in enumerate(self.urls())
+                ]
+            else:
+                result["videos"] = [
+                    {"id": vid, "url": url, "duration": self.duration()}
+                    for vid, url in zip(self.video_ids, self.urls(), strict=True)
+                ]
+            data["final_unit_deduction"] = price(
+                self.endpoint, self.body, self.parent_model
+            )
+        elif status == "failed":
+            data["final_unit_deduction"] = "0"
+        return data
+
+
+def _lognormal(rng: random.Random, median: float, sigma: float) -> float:
+    return median * math.exp(sigma * rng.gauss(0.0, 1.0))
+
+
+def draw_plan(
+    rng: random.Random,
+    *,
+    endpoint: str,
+    body: dict[str, Any],
+    created: float,
+    time_scale: float,
+    fail_rate: float,
+    stuck_rate: float,
+) -> dict[str, Any]:
+    """Durations and outcome of a new task; always consumes the same draws."""
+    submitted = rng.uniform(0.5, 30.0)
+    median = 180.0 if body.get("mode") == "pro" else 90.0
+    if body.get("duration") == "10":
+        median *= 1.6
+    processing = max(10.0, _lognormal(rng, median, 0.45))
+    if rng.random() < 0.03:  # the long tail: a few tasks take many times longer
+        processing *= rng.uniform(3.0, 12.0)
+    roll = rng.random()
+    fail_point = rng.uniform(0.02, 1.0)
+    images = bool(_IMAGE_INPUT & set(body)) or "/images/" in endpoint
+    messages = _FAILURES_IMAGE if images else _FAILURES_VIDEO
+    message = messages[rng.randrange(len(messages))]
+    order_key = rng.random()
+    if roll < stuck_rate:
+        outcome = "stuck"
+    elif roll < stuck_rate + fail_rate:
+        outcome, processing = "failed", processing * fail_point
+    else:
+        outcome = "succeed"
+    processing_at = created + submitted / time_scale
+    ends_at = None if outcome == "stuck" else processing_at + processing / time_scale
+    return {
+        "processing_at": processing_at,
+        "ends_at": ends_at,
+        "outcome": outcome,
+        "failure_msg": message,
+        "order_key": order_key,
+    }
+
+
+def new_video_ids(rng: random.Random, count: int) -> list[str]:
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]

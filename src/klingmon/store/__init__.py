@@ -1,0 +1,31 @@
+"""The durable store: batches, tasks, events and the outbox, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from klingmon.store._report import REQUEST_KINDS, REQUEST_PREFIX
+from klingmon.store._rows import (
+    BatchRow,
+    Change,
+    EventRow,
+    NewTask,
+    Observation,
+    OutboxItem,
+    Report,
+    TaskRow,
+)
+from klingmon.store._store import OUTBOX_KINDS, Store
+
+__all__ = [
+    "OUTBOX_KINDS",
+    "REQUEST_KINDS",
+    "REQUEST_PREFIX",
+    "BatchRow",
+    "Change",
+    "EventRow",
+    "NewTask",
+    "Observation",
+    "OutboxItem",
+    "Report",
+    "Store",
+    "TaskRow",
+]

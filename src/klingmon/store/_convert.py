@@ -1,0 +1,134 @@
+"""Pure mapping between database rows, wire tasks and the store's values."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from klingmon.api._models import ACTIVE, TERMINAL, TaskStatus
+from klingmon.store._rows import EventRow, TaskRow
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from klingmon.api._models import Task
+
+__all__ = [
+    "event_row",
+    "kling_ms",
+    "observed_values",
+    "status_values",
+    "task_row",
+    "wire",
+]
+
+_MAX_MS = 2**63 - 1
+
+
+def task_row(m: Mapping[Any, Any]) -> TaskRow:
+    return TaskRow(
+        id=m["id"],
+        batch_id=m["batch_id"],
+        seq=m["seq"],
+        endpoint=m["endpoint"],
+        body=dict(m["body"] or {}),
+        prompt=m["prompt"],
+        model_name=m["model_name"],
+        mode=m["mode"],
+        duration=m["duration"],
+        external_task_id=m["external_task_id"],
+        task_id=m["task_id"],
+        status=TaskStatus(m["status"]),
+        status_msg=m["status_msg"],
+        kling_created_ms=m["kling_created_ms"],
+        kling_updated_ms=m["kling_updated_ms"],
+        created_ms=m["created_ms"],
+        submitted_ms=m["submitted_ms"],
+        processing_ms=m["processing_ms"],
+        finished_ms=m["finished_ms"],
+        phase_ms=m["phase_ms"],
+        next_poll_ms=m["next_poll_ms"],
+        lease_owner=m["lease_owner"],
+        lease_until_ms=m["lease_until_ms"],
+        submit_attempts=m["submit_attempts"],
+        polls=m["polls"],
+        result=None if m["result"] is None else dict(m["result"]),
+        units=m["units"],
+        watch_timeout=bool(m["watch_timeout"]),
+        stuck=bool(m["stuck"]),
+        deadline_ms=m["deadline_ms"],
+        retry_of=m["retry_of"],
+        last_error=m["last_error"],
+        learned_via=m["learned_via"],
+    )
+
+
+def event_row(m: Mapping[Any, Any]) -> EventRow:
+    old, new = m["old_status"], m["new_status"]
+    return EventRow(
+        id=m["id"],
+        task_id=m["task_id"],
+        batch_id=m["batch_id"],
+        at_ms=m["at_ms"],
+        source=m["source"],
+        kind=m["kind"],
+        old_status=None if old is None else TaskStatus(old),
+        new_status=None if new is None else TaskStatus(new),
+        payload=dict(m["payload"] or {}),
+    )
+
+
+def wire(task: Task) -> dict[str, Any]:
+    """The task as Kling sent it, JSON-ready (unknown fields kept)."""
+    return task.model_dump(mode="json")
+
+
+def _units(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    with contextlib.suppress(ValueError):
+        return float(raw)
+    return None
+
+
+def kling_ms(value: int | None) -> int | None:
+    """Kling's epoch ms, or None when it cannot be one (a BIGINT must hold it)."""
+    return value if value is not None and 0 <= value <= _MAX_MS else None
+
+
+def observed_values(task: Task) -> dict[str, Any]:
+    """The data fields an observation refreshes, whatever its status verdict."""
+    values: dict[str, Any] = {"task_id": task.task_id}
+    if task.task_status_msg:
+        values["status_msg"] = task.task_status_msg
+    if (created := kling_ms(task.created_at)) is not None:
+        values["kling_created_ms"] = created
+    if (updated := kling_ms(task.updated_at)) is not None:
+        values["kling_updated_ms"] = updated
+    result = task.task_result.model_dump(mode="json")
+    if task.urls or len(result) > 2:
+        values["result"] = result
+    units = _units(task.final_unit_deduction)
+    if units is not None:
+        values["units"] = units
+    return values
+
+
+def status_values(
+    row: Mapping[str, Any], new: TaskStatus, source: str, now_ms: int
+) -> dict[str, Any]:
+    """The columns a real status change sets: phase clock, milestones, lease."""
+    values: dict[str, Any] = {"status": new.value, "phase_ms": now_ms}
+    reached_kling = new in ACTIVE or new in {TaskStatus.SUCCEED, TaskStatus.FAILED}
+    if reached_kling and row["submitted_ms"] is None:
+        values["submitted_ms"] = now_ms
+    if new is TaskStatus.PROCESSING and row["processing_ms"] is None:
+        values["processing_ms"] = now_ms
+    if new in TERMINAL:
+        values["finished_ms"] = now_ms
+        values["next_poll_ms"] = None
+        values["lease_owner"] = None
+        values["lease_until_ms"] = None
+    if source != "local":
+        values["learned_via"] = source
+    return values

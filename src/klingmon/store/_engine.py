@@ -1,0 +1,146 @@
+"""Opening a database: URL resolution, SQLite pragmas, migrations to head.
+
+SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` for writes, so that two writers
+queue on the busy timeout instead of failing halfway through a transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from klingmon.errors import StoreError
+
+__all__ = [
+    "WRITE",
+    "create_store_engine",
+    "default_url",
+    "masked",
+    "migrate",
+    "resolve_url",
+]
+
+log = logging.getLogger(__name__)
+
+#: Execution option that marks a connection whose transactions write.
+WRITE = "klingmon_write"
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_BUSY_TIMEOUT_MS = 10_000
+# An arbitrary constant: the advisory lock that serialises concurrent migrations on PG.
+_PG_MIGRATION_LOCK = 0x6B6C6E67
+
+
+def default_url() -> str:
+    """A SQLite file in the user data directory (created on demand)."""
+    directory = Path(platformdirs.user_data_dir("klingmon"))
+    return f"sqlite:///{directory / 'klingmon.db'}"
+
+
+def resolve_url(url: str | None) -> URL:
+    """Accept None (the default file), a SQLAlchemy URL, or a plain file path."""
+    text = default_url() if url is None else url
+    if "://" not in text:
+        text = f"sqlite:///{Path(text).expanduser().absolute()}"
+    try:
+        parsed = make_url(text)
+    except sa.exc.ArgumentError as exc:
+        raise StoreError(f"not a database URL: {masked_text(text)}") from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (
+        None,
+        "",
+        ":memory:",
+    ):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return parsed
+
+
+def masked(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def masked_text(text: str) -> str:
+    """Best effort for a string that may not parse: drop anything before an ``@``."""
+    scheme, _, rest = text.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else text
+
+
+def create_store_engine(url: URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    kwargs: dict[str, Any] = {}
+    if url.database in (None, "", ":memory:"):
+        # One shared connection: every pool connection would see its own empty database.
+        kwargs = {
+            "poolclass": StaticPool,
+            "connect_args": {"check_same_thread": False},
+        }
+    engine = sa.create_engine(url, **kwargs)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Hand transaction control to SQLAlchemy's "begin" event (pysqlite's own is broken).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    write = conn.get_execution_options().get(WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to head; refuse a database written by a newer klingmon."""
+    cfg = _alembic_config()
+    script = ScriptDirectory.from_config(cfg)
+    with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
+            )
+        current = MigrationContext.configure(conn).get_current_heads()
+        for revision in current:
+            try:
+                known = script.get_revision(revision)
+            except CommandError:
+                known = None
+            if known is None:
+                raise StoreError(
+                    f"the database is at schema revision {revision!r}, newer than this "
+                    f"klingmon knows (head {script.get_current_head()!r}); upgrade "
+                    "klingmon to use it"
+                )
+        if tuple(current) != tuple(script.get_heads()):
+            log.info(
+                "store.migrate",
+                extra={"from": list(current), "to": script.get_current_head()},
+            )
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,162 @@
+"""Plain, frozen values that cross the store's boundary.
+
+The engine never sees SQLAlchemy rows: it gets these, so that the store can change
+its queries without the engine noticing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from klingmon.api._models import Task, TaskStatus
+
+__all__ = [
+    "BatchRow",
+    "Change",
+    "EventRow",
+    "NewTask",
+    "Observation",
+    "OutboxItem",
+    "Report",
+    "TaskRow",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """One task to store; ``task`` set means adopting a task Kling already holds."""
+
+    endpoint: str
+    body: dict[str, Any]
+    prompt: str | None = None
+    model_name: str | None = None
+    mode: str | None = None
+    duration: str | None = None
+    deadline_ms: int | None = None
+    retry_of: int | None = None
+    external_task_id: str | None = None
+    task: Task | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    id: int
+    name: str
+    created_ms: int
+    defaults: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """Every column of one task; times in epoch ms."""
+
+    id: int
+    batch_id: int
+    seq: int
+    endpoint: str
+    body: dict[str, Any]
+    prompt: str | None
+    model_name: str | None
+    mode: str | None
+    duration: str | None
+    external_task_id: str
+    task_id: str | None
+    status: TaskStatus
+    status_msg: str | None
+    kling_created_ms: int | None
+    kling_updated_ms: int | None
+    created_ms: int
+    submitted_ms: int | None
+    processing_ms: int | None
+    finished_ms: int | None
+    phase_ms: int
+    next_poll_ms: int | None
+    lease_owner: str | None
+    lease_until_ms: int | None
+    submit_attempts: int
+    polls: int
+    result: dict[str, Any] | None
+    units: float | None
+    watch_timeout: bool
+    stuck: bool
+    deadline_ms: int | None
+    retry_of: int | None
+    last_error: str | None
+    learned_via: str | None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """The duration-statistics key: (endpoint, model, mode, duration)."""
+        return (
+            self.endpoint,
+            self.model_name or "",
+            self.mode or "",
+            self.duration or "",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    task_id: int
+    batch_id: int
+    at_ms: int
+    source: str
+    kind: str
+    old_status: TaskStatus | None
+    new_status: TaskStatus | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One pending delivery; ``event.id`` is the idempotency key."""
+
+    id: int
+    event: EventRow
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one source saw of one task (``task_id`` is the local id)."""
+
+    task_id: int
+    task: Task
+    source: str
+    observed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A status change that was applied; ``task`` is the row after it."""
+
+    task: TaskRow
+    old_status: TaskStatus
+    new_status: TaskStatus
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A batch's (or the whole store's) figures; durations in seconds."""
+
+    batch_id: int | None
+    total: int
+    by_status: dict[TaskStatus, int]
+    queue_p50_s: float | None
+    queue_p95_s: float | None
+    processing_p50_s: float | None
+    processing_p95_s: float | None
+    failures: dict[str, int]
+    units: float
+    stuck: int
+    watch_timeout: int
+    learned_via: dict[str, int]
+    #: API requests by kind (create, get, list) for this batch.
+    requests: dict[str, int] = field(default_factory=dict)
+    requests_per_task: float | None = None
+    #: Every counter of the batch (requests, error codes ...), as bumped.
+    counters: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,139 @@
+"""The tables, declared once for SQLite and PostgreSQL.
+
+Alembic's ``versions/`` holds the frozen history; a contract test compares the two so
+that a column added here without a migration fails loudly. Times are epoch
+milliseconds in ``BIGINT`` columns; statuses are :class:`TaskStatus` strings.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = [
+    "NAMING",
+    "batches",
+    "counters",
+    "duration_stats",
+    "events",
+    "meta",
+    "metadata",
+    "outbox",
+    "tasks",
+]
+
+#: Deterministic constraint names, so that migrations can name them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+# SQLite only autoincrements an ``INTEGER PRIMARY KEY``; PostgreSQL gets 64-bit ids.
+_Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_Ms = sa.BigInteger
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_ms", _Ms, nullable=False),
+    sa.Column("defaults", sa.JSON, nullable=False),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", _Id, sa.ForeignKey("batches.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("endpoint", sa.String(200), nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("prompt", sa.Text),
+    sa.Column("model_name", sa.String(100)),
+    sa.Column("mode", sa.String(50)),
+    sa.Column("duration", sa.String(20)),
+    sa.Column("external_task_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("task_id", sa.String(200), index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_msg", sa.Text),
+    sa.Column("kling_created_ms", _Ms),
+    sa.Column("kling_updated_ms", _Ms),
+    sa.Column("created_ms", _Ms, nullable=False),
+    sa.Column("submitted_ms", _Ms),
+    sa.Column("processing_ms", _Ms),
+    sa.Column("finished_ms", _Ms),
+    sa.Column("phase_ms", _Ms, nullable=False),
+    sa.Column("next_poll_ms", _Ms, index=True),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_until_ms", _Ms),
+    sa.Column("submit_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("result", sa.JSON),
+    sa.Column("units", sa.Float),
+    sa.Column("watch_timeout", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("stuck", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("deadline_ms", _Ms),
+    sa.Column("retry_of", _Id),
+    sa.Column("last_error", sa.Text),
+    sa.Column("learned_via", sa.String(16)),
+    sa.Index("ix_tasks_status_next_poll", "status", "next_poll_ms"),
+    sa.Index("ix_tasks_batch_status", "batch_id", "status"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("task_id", _Id, sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("batch_id", _Id, nullable=False),
+    sa.Column("at_ms", _Ms, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("old_status", sa.String(16)),
+    sa.Column("new_status", sa.String(16)),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Index("ix_events_task", "task_id", "id"),
+    sa.Index("ix_events_batch", "batch_id", "id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("event_id", _Id, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("due_ms", _Ms, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("delivered_ms", _Ms),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_until_ms", _Ms),
+    sa.Column("last_error", sa.Text),
+    sa.Index("ix_outbox_pending", "delivered_ms", "due_ms"),
+)
+
+duration_stats = sa.Table(
+    "duration_stats",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("blob", sa.Text, nullable=False),
+)
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    # 0 stands for "all batches": a NULL cannot take part in a primary key.
+    sa.Column("batch_id", _Id, primary_key=True, server_default="0"),
+    sa.Column("value", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

@@ -1,0 +1,346 @@
+"""The durable store: every fact about every task, committed before it is acted on.
+
+Sync SQLAlchemy Core over SQLite (WAL) or PostgreSQL. Each public method is one short
+transaction. Work is shared between workers through leases: a claim sets
+``lease_owner``/``lease_until_ms``; a dead worker's leases simply expire. On PostgreSQL
+claims lock with ``FOR UPDATE SKIP LOCKED``; on SQLite ``BEGIN IMMEDIATE`` serialises
+writers, which gives the same guarantee.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import sqlalchemy as sa
+
+from klingmon.api._models import TaskStatus
+from klingmon.errors import StoreError
+from klingmon.store import _engine, _schema
+from klingmon.store._base import reason
+from klingmon.store._convert import (
+    event_row,
+    task_row,
+)
+from klingmon.store._rows import BatchRow, Change, EventRow, TaskRow
+from klingmon.store._schema import (
+    batches,
+    events,
+    outbox,
+    tasks,
+)
+from klingmon.store._submission import Submission
+from klingmon.store._writes import (
+    ACTIVE_STATES,
+    OUTBOX_KINDS,
+    QUEUED_STATES,
+    apply_one,
+    batch_row,
+    free_name,
+    lock_task,
+    new_task_values,
+    record_event,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping, Sequence
+    from types import TracebackType
+
+    from klingmon.store._rows import NewTask, Observation
+
+__all__ = ["OUTBOX_KINDS", "Store"]
+
+log = logging.getLogger(__name__)
+
+
+class Store(Submission):
+    """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Store:
+        """Open (creating and migrating as needed) the database at ``url``."""
+        parsed = _engine.resolve_url(url)
+        try:
+            engine = _engine.create_store_engine(parsed)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise StoreError(f"cannot use {_engine.masked(parsed)}: {exc}") from exc
+        try:
+            _engine.migrate(engine)
+        except StoreError:
+            engine.dispose()
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(
+                f"cannot open the store at {_engine.masked(parsed)}: {reason(exc)}"
+            ) from exc
+        log.debug("store.open", extra={"url": _engine.masked(parsed)})
+        return cls(engine)
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return _engine.masked(self._engine.url)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store(url={self.url!r})"
+
+    # -- batches -------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        name: str | None,
+        tasks: Sequence[NewTask],
+        now_ms: int,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> BatchRow:
+        """Store a batch and all its tasks in one transaction: all or nothing."""
+        with self._write() as conn:
+            if name is None:
+                name = free_name(conn, now_ms)
+            elif conn.scalar(sa.select(batches.c.id).where(batches.c.name == name)):
+                raise StoreError(f"a batch named {name!r} already exists")
+            batch_id = conn.execute(
+                batches.insert().returning(batches.c.id),
+                {
+                    "name": name,
+                    "created_ms": now_ms,
+                    "defaults": dict(defaults or {}),
+                },
+            ).scalar_one()
+            rows = [
+                new_task_values(batch_id, seq, new, now_ms)
+                for seq, new in enumerate(tasks, start=1)
+            ]
+            if rows:
+                conn.execute(_schema.tasks.insert(), rows)
+        return BatchRow(batch_id, name, now_ms, dict(defaults or {}))
+
+    def batches(self) -> list[BatchRow]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(batches).order_by(batches.c.id)).mappings()
+            return [batch_row(m) for m in rows]
+
+    def batch(self, ref: str | int) -> BatchRow | None:
+        """A batch by id, or by name (a digit string is tried as an id first)."""
+        with self._read() as conn:
+            m = None
+            if isinstance(ref, int) or ref.isdigit():
+                m = (
+                    conn.execute(sa.select(batches).where(batches.c.id == int(ref)))
+                    .mappings()
+                    .first()
+                )
+            if m is None and isinstance(ref, str):
+                m = (
+                    conn.execute(sa.select(batches).where(batches.c.name == ref))
+                    .mappings()
+                    .first()
+                )
+            return None if m is None else batch_row(m)
+
+    # -- tasks ---------------------------------------------------------------------
+
+    def task(self, ref: int | str) -> TaskRow | None:
+        """By local id (int), else Kling's ``task_id``, else ``external_task_id``."""
+        with self._read() as conn:
+            clauses = (
+                [tasks.c.id == ref]
+                if isinstance(ref, int)
+                else [tasks.c.task_id == ref, tasks.c.external_task_id == ref]
+            )
+            for clause in clauses:
+                m = (
+                    conn.execute(
+                        sa.select(tasks).where(clause).order_by(tasks.c.id).limit(1)
+                    )
+                    .mappings()
+                    .first()
+                )
+                if m is not None:
+                    return task_row(m)
+        return None
+
+    def tasks(
+        self,
+        batch_id: int | None = None,
+        statuses: Collection[TaskStatus] | None = None,
+    ) -> list[TaskRow]:
+        query = sa.select(tasks).order_by(tasks.c.id)
+        if batch_id is not None:
+            query = query.where(tasks.c.batch_id == batch_id)
+        if statuses is not None:
+            query = query.where(tasks.c.status.in_([s.value for s in statuses]))
+        with self._read() as conn:
+            return [task_row(m) for m in conn.execute(query).mappings()]
+
+    def count_by_status(self, batch_id: int | None = None) -> dict[TaskStatus, int]:
+        query = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
+        if batch_id is not None:
+            query = query.where(tasks.c.batch_id == batch_id)
+        with self._read() as conn:
+            return {TaskStatus(s): n for s, n in conn.execute(query)}
+
+    # -- monitoring ----------------------------------------------------------------
+
+    def claim_due(
+        self,
+        owner: str,
+        now_ms: int,
+        lease_ms: int,
+        limit: int,
+        endpoint: str | None = None,
+    ) -> list[TaskRow]:
+        """Lease up to ``limit`` active tasks whose poll is due, earliest first."""
+        due = sa.and_(tasks.c.status.in_(ACTIVE_STATES), tasks.c.next_poll_ms <= now_ms)
+        if endpoint is not None:
+            due = sa.and_(due, tasks.c.endpoint == endpoint)
+        order = [tasks.c.next_poll_ms, tasks.c.id]
+        return self._claim(owner, now_ms, lease_ms, limit, due=due, order=order)
+
+    def active(self, endpoint: str | None = None) -> list[TaskRow]:
+        """Every task Kling holds (submitted or processing), by id."""
+        query = (
+            sa.select(tasks)
+            .where(tasks.c.status.in_(ACTIVE_STATES))
+            .order_by(tasks.c.id)
+        )
+        if endpoint is not None:
+            query = query.where(tasks.c.endpoint == endpoint)
+        with self._read() as conn:
+            return [task_row(m) for m in conn.execute(query).mappings()]
+
+    def apply(self, observations: Sequence[Observation], now_ms: int) -> list[Change]:
+        """Apply what polls, sweeps and callbacks saw, in one transaction.
+
+        Ranks only rise (:func:`judge`); an unknown status is a ``drift`` event; a
+        stale or backwards status is a ``stale`` event only when it differs from the
+        stored one, so identical polls leave no trace but ``polls``. Only real status
+        changes are returned.
+        """
+        if not observations:
+            return []
+        ids = sorted({o.task_id for o in observations})
+        changes: list[Change] = []
+        with self._write() as conn:
+            rows = {
+                m["id"]: dict(m)
+                for m in conn.execute(
+                    sa.select(tasks)
+                    .where(tasks.c.id.in_(ids))
+                    .order_by(tasks.c.id)  # one lock order: no deadlock between workers
+                    .with_for_update()
+                ).mappings()
+            }
+            for obs in observations:
+                row = rows.get(obs.task_id)
+                if row is None:
+                    log.warning("store.apply.unknown_task", extra={"task": obs.task_id})
+                    continue
+                change = apply_one(conn, row, obs, now_ms)
+                if change is not None:
+                    changes.append(change)
+        return changes
+
+    def schedule(self, items: Sequence[tuple[int, int]]) -> None:
+        """Set each task's next poll (``(local id, due ms)``) and release its lease."""
+        if not items:
+            return
+        stmt = (
+            tasks.update()
+            .where(tasks.c.id == sa.bindparam("b_id"))
+            .values(
+                next_poll_ms=sa.bindparam("b_next"),
+                lease_owner=None,
+                lease_until_ms=None,
+            )
+        )
+        with self._write() as conn:
+            conn.execute(stmt, [{"b_id": i, "b_next": due} for i, due in items])
+
+    def release(self, owner: str) -> None:
+        """Drop every lease ``owner`` holds (a clean shutdown)."""
+        with self._write() as conn:
+            for table in (tasks, outbox):
+                conn.execute(
+                    table.update()
+                    .where(table.c.lease_owner == owner)
+                    .values(lease_owner=None, lease_until_ms=None)
+                )
+
+    def lease_owners(self) -> set[str]:
+        """Every owner that holds a lease now (live or dead)."""
+        with self._read() as conn:
+            found: set[str] = set()
+            for table in (tasks, outbox):
+                query = sa.select(table.c.lease_owner).where(
+                    table.c.lease_owner.is_not(None)
+                )
+                found.update(conn.execute(query.distinct()).scalars())
+        return found
+
+    def next_due_ms(self, *, include_queued: bool = True) -> int | None:
+        """The earliest time any work falls due, or None when there is none.
+
+        Active tasks count with their ``next_poll_ms``; queued and submitting tasks
+        with their not-before time, or their ``created_ms`` when they have none (so
+        a waiting queue reads as due already; callers gate it on free slots). Leases
+        are not considered: a leased task is due again when its lease ends at the
+        latest, and its holder reschedules it.
+        """
+        active = sa.select(sa.func.min(tasks.c.next_poll_ms)).where(
+            tasks.c.status.in_(ACTIVE_STATES)
+        )
+        queued = sa.select(
+            sa.func.min(sa.func.coalesce(tasks.c.next_poll_ms, tasks.c.created_ms))
+        ).where(tasks.c.status.in_(QUEUED_STATES))
+        with self._read() as conn:
+            found = [conn.scalar(active)]
+            if include_queued:
+                found.append(conn.scalar(queued))
+        values = [int(v) for v in found if v is not None]
+        return min(values) if values else None
+
+    def flag(
+        self,
+        task_id: int,
+        kind: Literal["stuck", "watch_timeout"],
+        now_ms: int,
+        payload: Mapping[str, Any],
+    ) -> EventRow | None:
+        """Raise a flag once: the first call records an event, later ones get None."""
+        column = tasks.c[kind]
+        with self._write() as conn:
+            done = conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, column.is_(sa.false()))
+                .values({column: True})
+            ).rowcount
+            if not done:
+                return None
+            row = lock_task(conn, task_id)
+            status = TaskStatus(row["status"])
+            event_id = record_event(
+                conn, row, now_ms, "local", kind, status, status, dict(payload)
+            )
+            m = conn.execute(
+                sa.select(events).where(events.c.id == event_id)
+            ).mappings()
+            return event_row(m.one())

@@ -1,0 +1,225 @@
+"""Getting tasks to Kling: claim, write the intent ahead, record the answer.
+
+Every step commits before the next network call depends on it, so a crash at any
+point leaves a task that a restart can finish without paying twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from klingmon.api._models import TERMINAL, TaskStatus, parse_status
+from klingmon.errors import StoreError
+from klingmon.policy._lifecycle import Verdict, judge
+from klingmon.store._convert import (
+    kling_ms,
+    observed_values,
+    status_values,
+    task_row,
+    wire,
+)
+from klingmon.store._ledger import Ledger
+from klingmon.store._rows import Change, TaskRow
+from klingmon.store._schema import tasks
+from klingmon.store._writes import (
+    QUEUED_STATES,
+    lock_task,
+    record_event,
+    update_task,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from klingmon.api._models import Task
+
+__all__ = ["Submission"]
+
+
+class Submission(Ledger):
+    """The submission half of :class:`Store`, and the lease claim both halves use."""
+
+    # -- submission ----------------------------------------------------------------
+
+    def claim_queued(
+        self, owner: str, now_ms: int, lease_ms: int, limit: int
+    ) -> list[TaskRow]:
+        """Lease up to ``limit`` tasks waiting to be sent, oldest first.
+
+        ``submitting`` tasks come back too once their lease expires: the POST may have
+        reached Kling, so the caller looks the ``external_task_id`` up before sending
+        again.
+        """
+        due = sa.and_(
+            tasks.c.status.in_(QUEUED_STATES),
+            sa.or_(tasks.c.next_poll_ms.is_(None), tasks.c.next_poll_ms <= now_ms),
+        )
+        return self._claim(owner, now_ms, lease_ms, limit, due=due, order=[tasks.c.id])
+
+    def mark_submitting(self, task_id: int, now_ms: int) -> TaskRow:
+        """Record the intent to POST (committed before it is sent)."""
+        with self._write() as conn:
+            row = lock_task(conn, task_id)
+            status = TaskStatus(row["status"])
+            if status not in (TaskStatus.QUEUED, TaskStatus.SUBMITTING):
+                raise StoreError(f"task {task_id} is {status}, not queued")
+            values: dict[str, Any] = {"submit_attempts": row["submit_attempts"] + 1}
+            if status is TaskStatus.QUEUED:
+                values |= status_values(row, TaskStatus.SUBMITTING, "local", now_ms)
+                record_event(
+                    conn,
+                    row,
+                    now_ms,
+                    "local",
+                    "status",
+                    status,
+                    TaskStatus.SUBMITTING,
+                    {},
+                )
+            return task_row(update_task(conn, task_id, values))
+
+    def mark_submitted(
+        self, task_id: int, task: Task, now_ms: int, next_poll_ms: int
+    ) -> Change | None:
+        """Store what the create answered; the lease is released."""
+        with self._write() as conn:
+            row = lock_task(conn, task_id)
+            old = TaskStatus(row["status"])
+            new = parse_status(task.task_status)
+            payload = wire(task)
+            values = observed_values(task) | {
+                "lease_owner": None,
+                "lease_until_ms": None,
+                "next_poll_ms": next_poll_ms,
+            }
+            if new is None:
+                # Kling took the task but named its state oddly: watch it as submitted.
+                record_event(conn, row, now_ms, "submit", "drift", old, None, payload)
+                new = TaskStatus.SUBMITTED
+            verdict = judge(
+                old, row["kling_updated_ms"], new, kling_ms(task.updated_at)
+            )
+            if verdict != Verdict.APPLY:
+                if old in TERMINAL:
+                    values.pop("next_poll_ms")
+                update_task(conn, task_id, values)
+                return None
+            values |= status_values(row, new, "submit", now_ms)
+            if new not in TERMINAL:
+                values["next_poll_ms"] = next_poll_ms
+            event_id = record_event(
+                conn, row, now_ms, "submit", "status", old, new, payload
+            )
+            return Change(
+                task_row(update_task(conn, task_id, values)), old, new, event_id
+            )
+
+    def requeue(
+        self, task_id: int, now_ms: int, not_before_ms: int, reason: str
+    ) -> None:
+        """Put a task back in the queue (1303, or an ambiguous create found absent)."""
+        with self._write() as conn:
+            row = lock_task(conn, task_id)
+            old = TaskStatus(row["status"])
+            if old not in (TaskStatus.QUEUED, TaskStatus.SUBMITTING):
+                raise StoreError(f"task {task_id} is {old}, it cannot be requeued")
+            values: dict[str, Any] = {
+                "next_poll_ms": not_before_ms,
+                "lease_owner": None,
+                "lease_until_ms": None,
+                "last_error": reason,
+            }
+            if old is TaskStatus.SUBMITTING:
+                values |= status_values(row, TaskStatus.QUEUED, "local", now_ms)
+                payload = {"reason": reason, "not_before_ms": not_before_ms}
+                record_event(
+                    conn,
+                    row,
+                    now_ms,
+                    "local",
+                    "status",
+                    old,
+                    TaskStatus.QUEUED,
+                    payload,
+                )
+            update_task(conn, task_id, values)
+
+    def reject(
+        self, task_id: int, now_ms: int, message: str, code: int | None
+    ) -> Change:
+        """Kling refused the create: final, nothing billed."""
+        with self._write() as conn:
+            row = lock_task(conn, task_id)
+            old = TaskStatus(row["status"])
+            if old in TERMINAL:
+                raise StoreError(f"task {task_id} is already {old}")
+            new = TaskStatus.REJECTED
+            values = status_values(row, new, "local", now_ms) | {
+                "status_msg": message,
+                "last_error": message if code is None else f"{code}: {message}",
+            }
+            payload = {"message": message, "code": code}
+            event_id = record_event(
+                conn, row, now_ms, "local", "rejected", old, new, payload
+            )
+            return Change(
+                task_row(update_task(conn, task_id, values)), old, new, event_id
+            )
+
+    def cancel(self, task_id: int, now_ms: int, reason: str = "") -> Change | None:
+        """Cancel a task that was never sent; None when it is no longer queued.
+
+        A ``submitting`` task may already be at Kling, so it cannot be cancelled here.
+        """
+        with self._write() as conn:
+            row = lock_task(conn, task_id)
+            old = TaskStatus(row["status"])
+            if old is not TaskStatus.QUEUED:
+                return None
+            new = TaskStatus.CANCELLED
+            values = status_values(row, new, "local", now_ms)
+            if reason:
+                values["status_msg"] = reason
+            payload = {"reason": reason}
+            event_id = record_event(
+                conn, row, now_ms, "local", "status", old, new, payload
+            )
+            return Change(
+                task_row(update_task(conn, task_id, values)), old, new, event_id
+            )
+
+    def _claim(
+        self,
+        owner: str,
+        now_ms: int,
+        lease_ms: int,
+        limit: int,
+        *,
+        due: sa.ColumnElement[bool],
+        order: Sequence[sa.ColumnElement[Any]],
+    ) -> list[TaskRow]:
+        if limit <= 0:
+            return []
+        free = sa.or_(tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms)
+        pick = (
+            sa.select(tasks.c.id)
+            .where(due, free)
+            .order_by(*order)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # SQLite renders nothing here
+        )
+        claim = (
+            tasks.update()
+            .where(tasks.c.id.in_(pick.scalar_subquery()), free)
+            .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms)
+            .returning(*tasks.c)
+        )
+        with self._write() as conn:
+            rows = [task_row(m) for m in conn.execute(claim).mappings()]
+        if len(order) > 1:
+            rows.sort(key=lambda r: (r.next_poll_ms or 0, r.id))
+        else:
+            rows.sort(key=lambda r: r.id)
+        return rows

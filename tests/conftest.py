@@ -1,0 +1,37 @@
+"""Shared fixtures; reusable helpers live in klingmon.testing, not here."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+
+from klingmon.sim import Faults, SimConfig
+from klingmon.testing import SimServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's Kling or klingmon settings.
+
+    ``KLINGMON_TEST_*`` (where the test databases are) is the harness's own and stays.
+    """
+    for name in list(os.environ):
+        if name.startswith(("KLING_", "KLINGMON_")) and not name.startswith(
+            "KLINGMON_TEST_"
+        ):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def sim_server() -> Iterator[SimServer]:
+    """A simulator on loopback whose tasks finish within about a second."""
+    config = SimConfig(
+        admin=True, seed=1234, time_scale=1000.0, faults=Faults(fail_rate=0.0)
+    )
+    with SimServer(config) as server:
+        yield server

@@ -1,0 +1,63 @@
+"""Running the real ``klingmon`` command in a subprocess against a SimServer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from klingmon.testing import SimServer
+
+#: Poll settings for a simulator running a hundred times faster than Kling.
+FAST_FLAGS = (
+    "--target-lag",
+    "0.2",
+    "--min-interval",
+    "0.05",
+    "--max-interval",
+    "0.5",
+    "--rate",
+    "200",
+)
+
+
+def cli_env(server: SimServer, db: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KLING_", "KLINGMON_"))
+    }
+    env.update(
+        KLING_API_BASE=server.url,
+        KLING_ACCESS_KEY=server.sim.config.access_key,
+        KLING_SECRET_KEY=server.sim.config.secret_key,
+        KLINGMON_DB=str(db),
+        **extra,
+    )
+    return env
+
+
+def klingmon(
+    *args: str, env: dict[str, str], timeout: float = 60, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "klingmon", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "klingmon", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

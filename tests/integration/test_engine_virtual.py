@@ -1,0 +1,102 @@
+"""The engine and the simulator on one virtual clock: hours of Kling time in moments."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from engine_support import virtual_monitor
+
+from klingmon.api import Text2VideoRequest
+from klingmon.api._models import ACTIVE, TaskStatus
+from klingmon.policy import StuckPolicy
+from klingmon.sim import Faults, SimConfig, Simulator
+from klingmon.testing import VirtualClock
+
+if TYPE_CHECKING:
+    from klingmon.engine import HookEvent
+
+
+async def test_stuck_and_timed_out_tasks_raise_events_and_stay_tracked(tmp_path):
+    """A stuck task and one past its deadline: events, hooks, and still watched."""
+    clock = VirtualClock()
+    sim = Simulator(
+        SimConfig(admin=True, seed=9, faults=Faults(stuck_rate=1.0, fail_rate=0.0)),
+        clock=clock,
+    )
+    monitor = virtual_monitor(
+        sim,
+        tmp_path / "k.db",
+        clock,
+        stuck=StuckPolicy(factor=1.0, floor_submitted=600.0, floor_processing=1800.0),
+    )
+    calls: dict[str, list[HookEvent]] = {"on_stuck": [], "on_timeout": []}
+    monitor.on_stuck(calls["on_stuck"].append)
+    monitor.on_timeout(calls["on_timeout"].append)
+    stuck_batch = monitor.submit([Text2VideoRequest(prompt="never ends")], batch="s")
+    late_batch = monitor.submit(
+        [Text2VideoRequest(prompt="has a deadline")], batch="t", timeout=120.0
+    )
+
+    def both_seen(_: HookEvent) -> None:
+        if calls["on_stuck"] and calls["on_timeout"]:
+            monitor.stop()
+
+    monitor.on_stuck(both_seen)
+    monitor.on_timeout(both_seen)
+    await asyncio.wait_for(monitor.run(forever=True), timeout=20)
+
+    store = monitor.store
+    [stuck] = store.tasks(stuck_batch.id)
+    [late] = store.tasks(late_batch.id)
+    assert {e.task.id for e in calls["on_timeout"]} == {late.id}
+    assert stuck.id in {e.task.id for e in calls["on_stuck"]}
+    assert [e.kind for e in store.events(task_id=late.id)].count("watch_timeout") == 1
+    assert [e.kind for e in store.events(task_id=stuck.id)].count("stuck") == 1
+    for row in (stuck, late):
+        assert row.status in ACTIVE
+        assert row.next_poll_ms is not None
+    assert late.watch_timeout
+    assert stuck.stuck
+    await monitor.aclose()
+
+
+async def test_hooks_run_at_least_once_with_a_stable_idempotency_key(tmp_path):
+    """A hook that fails once is called again with the same key; the rest go on."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(seed=4, faults=Faults(fail_rate=0.0)), clock=clock)
+    monitor = virtual_monitor(sim, tmp_path / "k.db", clock)
+    keys: list[str] = []
+
+    def flaky(event: HookEvent) -> None:
+        keys.append(event.idempotency_key)
+        if len(keys) == 1:
+            raise RuntimeError("the webhook endpoint was down")
+
+    monitor.on_succeed(flaky)
+    batch = monitor.submit([Text2VideoRequest(prompt=f"p{i}") for i in range(3)])
+    await asyncio.wait_for(monitor.run(batch=batch.id), timeout=20)
+    tasks = monitor.store.tasks(batch.id)
+    assert all(t.status == TaskStatus.SUCCEED for t in tasks)
+    assert len(keys) == 4
+    assert keys.count(keys[0]) == 2
+    assert len(set(keys)) == 3
+    assert monitor.store.outbox_backlog() == 0
+    await monitor.aclose()
+
+
+async def test_a_rejected_create_is_final_and_costs_nothing(tmp_path):
+    """Kling refusing a create (1301) marks the task rejected with Kling's message."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(admin=True, seed=2), clock=clock)
+    sim.script("create", status=400, code=1301, times=1)
+    monitor = virtual_monitor(sim, tmp_path / "k.db", clock)
+    failed: list[HookEvent] = []
+    monitor.on_failed(failed.append)
+    batch = monitor.submit([Text2VideoRequest(prompt="one")])
+    await asyncio.wait_for(monitor.run(batch=batch.id), timeout=20)
+    [task] = monitor.store.tasks(batch.id)
+    assert task.status == TaskStatus.REJECTED
+    assert [e.task.id for e in failed] == [task.id]
+    assert sim.counters()["in_flight"] == 0
+    await monitor.aclose()

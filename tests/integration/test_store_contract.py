@@ -1,0 +1,613 @@
+"""The store's contract, run against SQLite (a file) and PostgreSQL (a fresh schema)."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from klingmon.api._models import Task, TaskStatus
+from klingmon.errors import StoreError
+from klingmon.store import NewTask, Observation, Store
+from klingmon.store._schema import metadata
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+PG_URL = os.environ.get(
+    "KLINGMON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+# Read at import: the suite's autouse fixture clears KLINGMON_* before each test runs.
+REQUIRE_SERVICES = os.environ.get("KLINGMON_REQUIRE_SERVICES") == "1"
+T0 = 1_700_000_000_000
+EP = "/v1/videos/text2video"
+
+
+def _pg_engine() -> sa.Engine:
+    """An engine on the test server, or a skip (a failure if services are required)."""
+    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        reason = f"PostgreSQL at KLINGMON_TEST_PG_URL does not answer: {exc.orig}"
+        if REQUIRE_SERVICES:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return engine
+
+
+class Backend:
+    """Where a test's database lives, so that it can be reopened or tampered with."""
+
+    def __init__(self, url: str, admin: sa.Engine | None = None) -> None:
+        self.url = url
+        self.admin = admin
+
+    def open(self) -> Store:
+        return Store.open(self.url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        yield Backend(str(tmp_path / "klingmon.db"))
+        return
+    admin = _pg_engine()
+    schema = f"km_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield Backend(url.render_as_string(hide_password=False), admin)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[Store]:
+    with backend.open() as s:
+        yield s
+
+
+def wire(task_id: str, status: str, updated: int | None = None, **fields: Any) -> Task:
+    return Task.model_validate(
+        {"task_id": task_id, "task_status": status, "updated_at": updated, **fields}
+    )
+
+
+def new(n: int, **kw: Any) -> list[NewTask]:
+    return [NewTask(EP, {"prompt": f"p{i}"}, prompt=f"p{i}", **kw) for i in range(n)]
+
+
+def submitted(store: Store, n: int = 1) -> list[int]:
+    """n tasks taken through submission to ``submitted`` (Kling ids k<local id>)."""
+    store.create_batch(None, new(n), T0)
+    ids = []
+    for row in store.claim_queued("w", T0, 60_000, n):
+        store.mark_submitting(row.id, T0)
+        store.mark_submitted(row.id, wire(f"k{row.id}", "submitted", T0), T0, T0 + 1000)
+        ids.append(row.id)
+    return ids
+
+
+def test_migrations_create_the_declared_schema(store: Store):
+    """Alembic's head matches the declared tables: autogenerate finds no difference."""
+    with store._engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diffs == []
+
+
+def test_create_batch_stores_every_task_with_unique_external_ids(store: Store):
+    """A batch's tasks are queued with distinct km-<batch>-<seq>-<hex> external ids."""
+    batch = store.create_batch("first", new(50), T0, defaults={"mode": "std"})
+    rows = store.tasks(batch.id)
+    assert [r.seq for r in rows] == list(range(1, 51))
+    assert {r.status for r in rows} == {TaskStatus.QUEUED}
+    ids = [r.external_task_id for r in rows]
+    assert len(set(ids)) == 50
+    assert all(re.fullmatch(rf"km-{batch.id}-\d+-[0-9a-f]{{8}}", i) for i in ids)
+    assert store.batch("first") == batch
+    assert store.batch(batch.id) == batch
+    assert store.batch(str(batch.id)) == batch
+    assert store.batch("nope") is None
+    assert batch.defaults == {"mode": "std"}
+
+
+def test_create_batch_is_atomic(store: Store):
+    """A failure mid-way (a duplicate external id) leaves neither batch nor tasks."""
+    tasks = [
+        NewTask(EP, {}, external_task_id="dup"),
+        *new(3),
+        NewTask(EP, {}, external_task_id="dup"),
+    ]
+    with pytest.raises(StoreError):
+        store.create_batch("atomic", tasks, T0)
+    assert store.batches() == []
+    assert store.tasks() == []
+
+
+def test_batch_names_are_generated_and_unique(store: Store):
+    """No name gives b-YYYYmmdd-HHMMSS (suffixed if taken); a taken name is refused."""
+    a = store.create_batch(None, new(1), T0)
+    b = store.create_batch(None, new(1), T0)
+    assert a.name == "b-20231114-221320"
+    assert b.name == "b-20231114-221320-2"
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_batch(a.name, new(1), T0)
+
+
+def test_create_batch_handles_twenty_thousand_tasks(store: Store):
+    """20,000 tasks go in with one executemany, in one transaction."""
+    batch = store.create_batch("big", new(20_000), T0)
+    assert store.count_by_status(batch.id) == {TaskStatus.QUEUED: 20_000}
+
+
+def test_adopting_an_existing_task_keeps_kling_state(store: Store):
+    """A NewTask carrying a Kling task starts with its id, status and times."""
+    known = wire(
+        "k-77",
+        "processing",
+        T0 - 5,
+        created_at=T0 - 10,
+        task_info={"external_task_id": "theirs"},
+    )
+    store.create_batch("adopt", [NewTask(EP, {}, task=known)], T0)
+    row = store.task("k-77")
+    assert row is not None
+    assert row.status is TaskStatus.PROCESSING
+    assert row.external_task_id == "theirs"
+    assert row.kling_created_ms == T0 - 10
+    assert row.next_poll_ms == T0
+    assert store.task("theirs") == row
+    assert store.task(row.id) == row
+    assert store.active(EP) == [row]
+
+
+def test_claims_never_share_a_task_and_expired_leases_return(store: Store):
+    """Two owners get disjoint tasks; an expired lease can be claimed again."""
+    store.create_batch(None, new(5), T0)
+    a = store.claim_queued("a", T0, 1000, 3)
+    b = store.claim_queued("b", T0, 1000, 3)
+    assert [r.id for r in a] == [1, 2, 3]
+    assert [r.id for r in b] == [4, 5]
+    assert all(r.lease_owner == "a" and r.lease_until_ms == T0 + 1000 for r in a)
+    assert store.claim_queued("c", T0 + 999, 1000, 10) == []
+    again = store.claim_queued("c", T0 + 1000, 1000, 10)
+    assert [r.id for r in again] == [1, 2, 3, 4, 5]
+    store.release("c")
+    assert len(store.claim_queued("d", T0 + 1000, 1000, 10)) == 5
+
+
+def test_concurrent_claims_get_disjoint_sets(backend: Backend, store: Store):
+    """Claimers on their own connections, at the same instant, never overlap."""
+    store.create_batch(None, new(200), T0)
+    workers = 8
+    got: dict[int, list[int]] = {}
+    start = threading.Barrier(workers)
+    stores = [backend.open() for _ in range(workers)]
+
+    def claim(n: int) -> None:
+        start.wait(timeout=10)
+        mine: list[int] = []
+        while batch := stores[n].claim_queued(f"w{n}", T0, 60_000, 7):
+            mine += [r.id for r in batch]
+        got[n] = mine
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    for s in stores:
+        s.close()
+    claimed = [i for ids in got.values() for i in ids]
+    assert len(got) == workers
+    assert sorted(claimed) == list(range(1, 201))
+
+
+def test_submission_is_written_ahead(store: Store):
+    """The intent is committed before the POST; the answer frees the lease."""
+    store.create_batch(None, new(1), T0)
+    (row,) = store.claim_queued("w", T0, 60_000, 1)
+    sub = store.mark_submitting(row.id, T0 + 1)
+    assert sub.status is TaskStatus.SUBMITTING
+    assert sub.submit_attempts == 1
+    change = store.mark_submitted(
+        row.id, wire("k1", "submitted", T0 + 2, created_at=T0 + 2), T0 + 3, T0 + 500
+    )
+    assert change is not None
+    assert (change.old_status, change.new_status) == (
+        TaskStatus.SUBMITTING,
+        TaskStatus.SUBMITTED,
+    )
+    after = change.task
+    assert after.task_id == "k1"
+    assert after.lease_owner is None
+    assert after.next_poll_ms == T0 + 500
+    assert after.submitted_ms == T0 + 3
+    assert after.learned_via == "submit"
+    kinds = [(e.source, e.old_status, e.new_status) for e in store.events(row.id)]
+    assert kinds == [
+        ("local", TaskStatus.QUEUED, TaskStatus.SUBMITTING),
+        ("submit", TaskStatus.SUBMITTING, TaskStatus.SUBMITTED),
+    ]
+
+
+def test_requeue_and_not_before(store: Store):
+    """A requeued task goes back to queued and is not claimable before its time."""
+    store.create_batch(None, new(1), T0)
+    (row,) = store.claim_queued("w", T0, 60_000, 1)
+    store.mark_submitting(row.id, T0)
+    store.requeue(row.id, T0 + 1, T0 + 5000, "1303 parallel limit")
+    again = store.task(row.id)
+    assert again is not None
+    assert again.status is TaskStatus.QUEUED
+    assert again.last_error == "1303 parallel limit"
+    assert again.lease_owner is None
+    assert store.claim_queued("w", T0 + 4999, 60_000, 1) == []
+    assert store.next_due_ms() == T0 + 5000
+    (back,) = store.claim_queued("w", T0 + 5000, 60_000, 1)
+    assert store.mark_submitting(back.id, T0 + 5000).submit_attempts == 2
+
+
+def test_reject_is_final_with_an_event_and_outbox(store: Store):
+    """A refused create ends rejected, with Kling's message, an event and outbox row."""
+    store.create_batch(None, new(1), T0)
+    store.mark_submitting(1, T0)
+    change = store.reject(1, T0 + 1, "prompt violates policy", 1301)
+    assert change.task.status is TaskStatus.REJECTED
+    assert change.task.status_msg == "prompt violates policy"
+    assert change.task.finished_ms == T0 + 1
+    (item,) = [
+        i
+        for i in store.claim_outbox("o", T0 + 1, 1000, 10)
+        if i.event.kind == "rejected"
+    ]
+    assert item.event.payload == {"message": "prompt violates policy", "code": 1301}
+    with pytest.raises(StoreError):
+        store.reject(1, T0 + 2, "again", None)
+
+
+def test_apply_follows_rank_rules(store: Store):
+    """Ranks rise; duplicates leave no event; terminal is final; drift warns once."""
+    (tid,) = submitted(store)
+    t = 2 * T0
+    # processing arrives, then an older "submitted" (out of order), then a duplicate.
+    changes = store.apply(
+        [
+            Observation(tid, wire("k1", "processing", T0 + 10), "callback", t),
+            Observation(tid, wire("k1", "submitted", T0 + 5), "poll", t),
+            Observation(tid, wire("k1", "processing", T0 + 10), "poll", t),
+        ],
+        t,
+    )
+    assert [(c.old_status, c.new_status) for c in changes] == [
+        (TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
+    ]
+    row = store.task(tid)
+    assert row is not None
+    assert row.learned_via == "callback"
+    assert row.polls == 2
+    assert row.processing_ms == t
+    kinds = [e.kind for e in store.events(tid)]
+    assert kinds == ["status", "status", "status", "stale"]
+    # a newer processing update refreshes data quietly
+    assert (
+        store.apply(
+            [
+                Observation(
+                    tid,
+                    wire("k1", "processing", T0 + 20, task_status_msg="50%"),
+                    "poll",
+                    t,
+                )
+            ],
+            t,
+        )
+        == []
+    )
+    row = store.task(tid)
+    assert row is not None
+    assert (row.status_msg, row.kling_updated_ms) == ("50%", T0 + 20)
+    # unknown status: one drift event, not one per poll
+    for _ in range(3):
+        assert (
+            store.apply([Observation(tid, wire("k1", "paused", T0 + 30), "poll", t)], t)
+            == []
+        )
+    assert [e.kind for e in store.events(tid)].count("drift") == 1
+    # success is final
+    done = store.apply(
+        [
+            Observation(
+                tid,
+                wire(
+                    "k1",
+                    "succeed",
+                    T0 + 40,
+                    final_unit_deduction="2.5",
+                    task_result={"videos": [{"id": "v", "url": "https://x/v.mp4"}]},
+                ),
+                "poll",
+                t + 1,
+            ),
+            Observation(tid, wire("k1", "failed", T0 + 50), "callback", t + 1),
+        ],
+        t + 1,
+    )
+    assert [c.new_status for c in done] == [TaskStatus.SUCCEED]
+    final = done[0].task
+    assert final.units == 2.5
+    assert final.finished_ms == t + 1
+    assert final.next_poll_ms is None
+    assert final.result is not None
+    assert final.result["videos"][0]["url"] == "https://x/v.mp4"
+    assert store.task(tid) == final
+    assert store.events(tid)[-1].kind == "stale"
+
+
+_BOOM_SQLITE = """
+CREATE TRIGGER boom BEFORE UPDATE ON tasks WHEN NEW.status_msg = 'boom'
+BEGIN SELECT RAISE(ABORT, 'boom'); END
+"""
+_BOOM_PG = [
+    """CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'boom'; END $$""",
+    """CREATE TRIGGER boom BEFORE UPDATE ON tasks FOR EACH ROW
+    WHEN (NEW.status_msg = 'boom') EXECUTE FUNCTION boom()""",
+]
+
+
+def test_apply_is_one_transaction(store: Store):
+    """When one observation cannot be written, none of the batch is."""
+    a, b = submitted(store, 2)
+    # A database trigger fails the second write: a real fault, not a mock.
+    with store._engine.begin() as conn:
+        for ddl in _BOOM_PG if store.dialect == "postgresql" else [_BOOM_SQLITE]:
+            conn.exec_driver_sql(ddl)
+    before = store.events()
+    with pytest.raises(StoreError, match="boom"):
+        store.apply(
+            [
+                Observation(a, wire(f"k{a}", "processing", T0 + 1), "poll", T0),
+                Observation(
+                    b,
+                    wire(f"k{b}", "processing", T0 + 1, task_status_msg="boom"),
+                    "poll",
+                    T0,
+                ),
+            ],
+            T0 + 1,
+        )
+    assert store.events() == before
+    assert {r.status for r in store.tasks()} == {TaskStatus.SUBMITTED}
+    assert store.outbox_backlog() == len(before)
+
+
+def test_impossible_kling_times_are_dropped(store: Store):
+    """A timestamp no BIGINT can hold is ignored instead of failing the write."""
+    (tid,) = submitted(store)
+    (change,) = store.apply(
+        [Observation(tid, wire(f"k{tid}", "processing", 2**70), "poll", T0)], T0 + 1
+    )
+    assert change.task.kling_updated_ms == T0
+
+
+def test_every_outbox_kind_event_has_exactly_one_outbox_row(store: Store):
+    """Status, rejected, drift and flag events get one outbox row each; stale none."""
+    (tid,) = submitted(store)
+    store.apply([Observation(tid, wire("k1", "weird", 1), "poll", T0)], T0)
+    store.apply([Observation(tid, wire("k1", "processing", 2), "poll", T0)], T0)
+    store.apply([Observation(tid, wire("k1", "submitted", 1), "poll", T0)], T0)
+    store.flag(tid, "stuck", T0, {"phase": "processing"})
+    items = store.claim_outbox("o", T0, 1000, 100)
+    expected = [e.id for e in store.events() if e.kind != "stale"]
+    assert sorted(i.event.id for i in items) == expected
+    assert store.outbox_backlog() == len(expected)
+
+
+def test_outbox_claim_deliver_and_fail(store: Store):
+    """Items are leased once, retried at the time a failure asks for, then done."""
+    submitted(store, 2)  # two tasks x two status events = four items
+    first = store.claim_outbox("a", T0, 60_000, 3)
+    second = store.claim_outbox("b", T0, 1000, 3)
+    assert len(first) == 3
+    assert len(second) == 1
+    assert [i.event.id for i in first + second] == [1, 2, 3, 4]
+    store.delivered([i.id for i in first[:2]], T0 + 1)
+    store.failed(first[2].id, T0 + 1, "hook returned 500", T0 + 10_000)
+    assert store.outbox_backlog() == 2
+    assert store.claim_outbox("c", T0 + 999, 1000, 10) == []
+    (expired,) = store.claim_outbox("c", T0 + 1000, 60_000, 10)
+    assert expired.id == second[0].id
+    (retry,) = store.claim_outbox("d", T0 + 10_000, 1000, 10)
+    assert (retry.id, retry.attempts) == (first[2].id, 1)
+    store.delivered([retry.id, expired.id], T0 + 10_001)
+    assert store.outbox_backlog() == 0
+    assert store.claim_outbox("e", T0 + 10**9, 1000, 10) == []
+
+
+def test_flag_is_raised_once(store: Store):
+    """The first flag records an event; repeating it does nothing."""
+    (tid,) = submitted(store)
+    event = store.flag(tid, "watch_timeout", T0 + 5, {"timeout_s": 600})
+    assert event is not None
+    assert (event.kind, event.payload) == ("watch_timeout", {"timeout_s": 600})
+    assert store.flag(tid, "watch_timeout", T0 + 6, {}) is None
+    assert store.flag(tid, "stuck", T0 + 6, {}) is not None
+    row = store.task(tid)
+    assert row is not None
+    assert (row.watch_timeout, row.stuck) == (True, True)
+
+
+def test_counters_stats_and_meta_upsert(store: Store):
+    """Counters add up per batch and globally; stats and meta overwrite."""
+    batch = store.create_batch(None, new(1), T0)
+    store.bump({"requests.get": 2, "requests.create": 1}, batch.id)
+    store.bump({"requests.get": 3, "zero": 0}, batch.id)
+    store.bump({"requests.list": 1})
+    assert store.counters(batch.id) == {"requests.get": 5, "requests.create": 1}
+    assert store.counters() == {"requests.list": 1}
+    store.save_stats({"a": "1", "b": "2"})
+    store.save_stats({"a": "3"})
+    assert store.load_stats() == {"a": "3", "b": "2"}
+    assert store.meta_get("k") is None
+    store.meta_set("k", "v1")
+    store.meta_set("k", "v2")
+    assert store.meta_get("k") == "v2"
+
+
+def test_report_on_a_known_dataset(store: Store):
+    """Counts, percentiles, failures, units and request figures come out exact."""
+    batch = store.create_batch("r", new(5), T0)
+    ids = [r.id for r in store.tasks(batch.id)]
+    for n, tid in enumerate(ids[:4]):
+        store.mark_submitting(tid, T0)
+        at = T0 + (n + 1) * 1000  # queue times 1, 2, 3, 4 s
+        store.mark_submitted(tid, wire(f"k{tid}", "submitted", at), at, at)
+    store.apply(
+        [Observation(ids[0], wire("k", "processing", T0 + 10), "poll", 0)], T0 + 11_000
+    )
+    store.apply(
+        [
+            Observation(
+                ids[0],
+                wire("k", "succeed", T0 + 20, final_unit_deduction="1.5"),
+                "callback",
+                0,
+            ),
+            Observation(
+                ids[1],
+                wire("k", "succeed", T0 + 20, final_unit_deduction="2"),
+                "poll",
+                0,
+            ),
+            Observation(
+                ids[2],
+                wire("k", "failed", T0 + 20, task_status_msg="policy"),
+                "poll",
+                0,
+            ),
+        ],
+        T0 + 21_000,
+    )
+    store.flag(ids[3], "stuck", T0, {})
+    store.bump({"create": 4, "get": 5, "requests.get": 1, "1303": 9}, batch.id)
+    rep = store.report(batch.id)
+    assert rep.total == 5
+    assert rep.by_status == {
+        TaskStatus.QUEUED: 1,
+        TaskStatus.SUBMITTED: 1,
+        TaskStatus.SUCCEED: 2,
+        TaskStatus.FAILED: 1,
+    }
+    assert rep.queue_p50_s == pytest.approx(2.5)
+    assert rep.queue_p95_s == pytest.approx(3.85)
+    # processing: 10 s (processing seen), 19 s and 18 s (from submitted)
+    assert rep.processing_p50_s == pytest.approx(18.0)
+    assert rep.processing_p95_s == pytest.approx(18.9)
+    assert rep.failures == {"policy": 1}
+    assert rep.units == pytest.approx(3.5)
+    assert (rep.stuck, rep.watch_timeout) == (1, 0)
+    assert rep.learned_via == {"callback": 1, "poll": 2, "submit": 1}
+    assert rep.requests == {"create": 4, "get": 6}
+    assert rep.requests_per_task == pytest.approx(2.0)
+    assert rep.counters == {"create": 4, "get": 5, "requests.get": 1, "1303": 9}
+    assert store.report().total == 5
+
+
+def test_schedule_and_next_due(store: Store):
+    """schedule() sets the next poll and frees the lease; claim_due honours it."""
+    a, b = submitted(store, 2)
+    assert store.next_due_ms() == T0 + 1000
+    claimed = store.claim_due("w", T0 + 1000, 5000, 10)
+    assert [r.id for r in claimed] == [a, b]
+    assert store.claim_due("v", T0 + 1000, 5000, 10) == []
+    store.schedule([(a, T0 + 3000), (b, T0 + 2000)])
+    assert store.next_due_ms() == T0 + 2000
+    assert [r.id for r in store.claim_due("v", T0 + 3000, 5000, 10)] == [b, a]
+    assert store.claim_due("x", T0 + 3000, 5000, 10, endpoint="/other") == []
+    store.create_batch(None, new(1), T0 + 100)
+    assert store.next_due_ms() == T0 + 100
+    assert store.next_due_ms(include_queued=False) == T0 + 2000
+
+
+def test_events_filters(store: Store):
+    """Events can be read by task, by batch, after an id and up to a limit."""
+    (a,), (b,) = submitted(store), submitted(store)
+    every = store.events()
+    assert [e.id for e in every] == sorted(e.id for e in every)
+    assert {e.task_id for e in store.events(task_id=a)} == {a}
+    assert len(store.events(batch_id=every[0].batch_id)) == 2
+    assert store.events(since_id=every[0].id, limit=2) == every[1:3]
+    assert store.tasks(statuses=[TaskStatus.SUBMITTED]) == store.active()
+    assert store.count_by_status() == {TaskStatus.SUBMITTED: 2}
+    assert b in {r.id for r in store.active()}
+
+
+def test_reopening_keeps_everything(backend: Backend):
+    """Closing and reopening the database loses nothing."""
+    with backend.open() as first:
+        (tid,) = submitted(first)
+        first.bump({"x": 1})
+        rows, events = first.tasks(), first.events()
+    with backend.open() as second:
+        assert second.tasks() == rows
+        assert second.events() == events
+        assert second.counters() == {"x": 1}
+        assert second.task(tid) is not None
+
+
+def test_a_newer_database_is_refused(backend: Backend):
+    """A schema revision this code does not know is a StoreError, not a migration."""
+    with backend.open() as store, store._engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_future'")
+    with pytest.raises(StoreError, match="newer than this klingmon"):
+        backend.open()
+
+
+def test_cancel_only_touches_unsent_tasks(store: Store):
+    """A queued task can be cancelled (with an event); a submitting one cannot."""
+    store.create_batch(None, new(2), T0)
+    change = store.cancel(1, T0 + 1, "not needed")
+    assert change is not None
+    assert change.task.status is TaskStatus.CANCELLED
+    assert change.task.finished_ms == T0 + 1
+    assert store.cancel(1, T0 + 2) is None
+    store.mark_submitting(2, T0)
+    assert store.cancel(2, T0 + 2) is None
+    assert store.claim_queued("w", T0 + 5, 1000, 10)[0].id == 2
+
+
+def test_unknown_tasks_and_wrong_states_are_store_errors(store: Store):
+    """Asking to move a task that is missing or in the wrong state raises StoreError."""
+    (tid,) = submitted(store)
+    with pytest.raises(StoreError, match="no task"):
+        store.mark_submitting(999, T0)
+    with pytest.raises(StoreError, match="not queued"):
+        store.mark_submitting(tid, T0)
+    with pytest.raises(StoreError, match="cannot be requeued"):
+        store.requeue(tid, T0, T0, "x")
+    assert store.task(999) is None
+    assert store.task("nope") is None
+    assert store.apply([Observation(999, wire("k", "succeed"), "poll", T0)], T0) == []
+
+
+def test_an_unreachable_server_is_a_store_error_without_the_password():
+    """A PostgreSQL server that does not answer fails cleanly, password masked."""
+    with pytest.raises(StoreError) as info:
+        Store.open("postgresql+psycopg://km:s3cret@127.0.0.1:1/nodb?connect_timeout=2")
+    assert "s3cret" not in str(info.value)
+    assert "***" in str(info.value)

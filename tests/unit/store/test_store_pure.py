@@ -1,0 +1,74 @@
+"""The store's pure helpers: percentiles, wire mapping, row keys."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from klingmon.api._models import Task, TaskStatus
+from klingmon.store import NewTask
+from klingmon.store._convert import kling_ms, observed_values, status_values
+from klingmon.store._report import percentile
+
+
+def test_percentile_interpolates_like_percentile_cont():
+    """p50 and p95 interpolate between the closest ranks."""
+    assert percentile([], 0.5) is None
+    assert percentile([7], 0.95) == 7
+    assert percentile([1, 2, 3, 4], 0.5) == 2.5
+    assert percentile([1, 2, 3, 4], 0.95) == pytest.approx(3.85)
+
+
+@given(st.lists(st.integers(-(10**12), 10**12), min_size=1), st.floats(0, 1))
+def test_percentile_stays_within_the_data(values, q):
+    """A percentile never leaves [min, max]."""
+    got = percentile(sorted(values), q)
+    assert got is not None
+    assert min(values) <= got <= max(values)
+
+
+def test_observed_values_keep_only_what_kling_said():
+    """Missing fields do not overwrite stored ones; units parse; bad times drop."""
+    task = Task.model_validate(
+        {
+            "task_id": "k",
+            "task_status": "succeed",
+            "updated_at": 2**70,
+            "created_at": 5,
+            "final_unit_deduction": "1.25",
+            "task_result": {"videos": [{"url": "https://x/v.mp4"}]},
+        }
+    )
+    values = observed_values(task)
+    assert values["kling_created_ms"] == 5
+    assert "kling_updated_ms" not in values
+    assert "status_msg" not in values
+    assert values["units"] == 1.25
+    assert values["result"]["videos"][0]["url"] == "https://x/v.mp4"
+    bare = observed_values(Task(task_id="k", task_status="processing"))
+    assert bare == {"task_id": "k"}
+    odd = Task(task_id="k", task_status="failed", final_unit_deduction="n/a")
+    assert "units" not in observed_values(odd)
+    assert kling_ms(-1) is None
+
+
+def test_status_values_mark_milestones_once():
+    """submitted/processing/finished times are set when first reached."""
+    row = {"submitted_ms": None, "processing_ms": None}
+    done = status_values(row, TaskStatus.SUCCEED, "poll", 9)
+    assert done["submitted_ms"] == 9
+    assert "processing_ms" not in done
+    assert done["finished_ms"] == 9
+    assert done["next_poll_ms"] is None
+    assert done["learned_via"] == "poll"
+    local = status_values(
+        {"submitted_ms": 1, "processing_ms": None}, TaskStatus.QUEUED, "local", 3
+    )
+    assert local == {"status": "queued", "phase_ms": 3}
+
+
+def test_new_task_defaults():
+    """A NewTask needs only an endpoint and a body."""
+    new = NewTask("/v1/videos/text2video", {"prompt": "x"})
+    assert (new.model_name, new.task, new.external_task_id) == (None, None, None)
