@@ -13,12 +13,14 @@ __all__ = [
     "NAMING",
     "batches",
     "counters",
+    "downloads",
     "duration_stats",
     "events",
     "meta",
     "metadata",
     "outbox",
     "tasks",
+    "webhook_deliveries",
 ]
 
 #: Deterministic constraint names, so that migrations can name them on every backend.
@@ -136,4 +138,42 @@ meta = sa.Table(
     metadata,
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+downloads = sa.Table(
+    "downloads",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("task_id", _Id, sa.ForeignKey("tasks.id"), nullable=False),
+    sa.Column("batch_id", _Id, nullable=False),
+    # "video" or "image", and the file's index among the task's results of that kind.
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    # Where the file lands: a path under the destination, or an fsspec URL.
+    sa.Column("dest", sa.Text),
+    # pending | downloading | done | failed | refused | expired
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    # Kling deletes results 30 days after the task was created.
+    sa.Column("expires_ms", _Ms),
+    sa.Column("next_try_ms", _Ms),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_until_ms", _Ms),
+    sa.Column("created_ms", _Ms, nullable=False),
+    sa.Column("done_ms", _Ms),
+    sa.UniqueConstraint("task_id", "kind", "idx", name="uq_downloads_file"),
+    sa.Index("ix_downloads_status_expiry", "status", "expires_ms"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    # Standard Webhooks' ``webhook-id``: a delivery seen twice is applied once.
+    sa.Column("webhook_id", sa.String(200), primary_key=True),
+    sa.Column("received_ms", _Ms, nullable=False),
+    sa.Column("task_id", _Id),
 )
