@@ -1,0 +1,157 @@
+"""The real ``klingmon`` command in subprocesses, against the simulator on loopback."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from cli_support import FAST_FLAGS, cli_env, klingmon
+
+from klingmon.api import KlingClient, Text2VideoRequest
+from klingmon.sim import Faults, SimConfig
+from klingmon.testing import SimServer
+
+
+@pytest.fixture
+def server():
+    config = SimConfig(
+        admin=True, seed=21, time_scale=2000.0, slots=10, faults=Faults(fail_rate=0.0)
+    )
+    with SimServer(config) as running:
+        yield running
+
+
+def _json(result):
+    assert result.returncode in {0, 5}, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_submit_watch_then_read_every_view(server, tmp_path):
+    """submit --watch ends the batch; status, report, show, export agree with it."""
+    env = cli_env(server, tmp_path / "k.db")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("".join(f"scene {i}\n" for i in range(12)))
+    done = klingmon(
+        *FAST_FLAGS, "submit", str(prompts), "-b", "views", "--watch", "--json", env=env
+    )
+    summary = _json(done)
+    assert done.returncode == 0
+    assert summary == {
+        "batch": "views",
+        "total": 12,
+        "counts": {"succeed": 12},
+        "done": True,
+        "failed": 0,
+    }
+    [status] = _json(klingmon("status", "--json", env=env))
+    assert status["counts"] == {"succeed": 12}
+    assert status["done"] is True
+    report = _json(klingmon("report", "views", "--json", env=env))
+    assert report["total"] == 12
+    assert report["requests"]["create"] == 12
+    assert report["units"] > 0
+    exported = klingmon("export", "views", "--format", "csv", env=env)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 12
+    assert {r["status"] for r in rows} == {"succeed"}
+    assert all(r["urls"].startswith(server.url) for r in rows)
+    shown = _json(klingmon("show", rows[0]["task_id"], "--json", env=env))
+    kinds = [(e["source"], e["new_status"]) for e in shown["events"]]
+    assert ("local", "submitting") in kinds
+    assert kinds[-1][1] == "succeed"
+    human = klingmon("show", rows[0]["external_task_id"], env=env)
+    assert "Timeline" in human.stdout
+    everything = done.stdout + done.stderr + exported.stdout + json.dumps(report)
+    assert server.sim.config.secret_key not in everything
+
+
+def test_a_bad_row_stores_nothing_and_exits_2(server, tmp_path):
+    """A file with one bad row: exit 2, one line naming file:line, no batch stored."""
+    env = cli_env(server, tmp_path / "k.db")
+    path = tmp_path / "tasks.csv"
+    path.write_text("prompt,cfg_scale\nfine,0.5\nbad,1.5\n")
+    result = klingmon("submit", str(path), env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {path}:3: cfg_scale: Input should be less than or equal to 1"
+    ]
+    assert _json(klingmon("status", "--json", env=env)) == []
+    dry = klingmon("submit", str(path), "--dry-run", env=env)
+    assert dry.returncode == 2
+
+
+def test_dry_run_validates_without_storing(server, tmp_path):
+    """--dry-run says how many tasks are valid and stores none."""
+    env = cli_env(server, tmp_path / "k.db")
+    path = tmp_path / "p.txt"
+    path.write_text("one\ntwo\n")
+    assert _json(klingmon("submit", str(path), "--dry-run", "--json", env=env)) == {
+        "valid": True,
+        "tasks": 2,
+        "file": str(path),
+    }
+    assert _json(klingmon("status", "--json", env=env)) == []
+
+
+def test_failed_tasks_exit_5_and_retry_links_new_tasks(tmp_path):
+    """A batch whose tasks fail exits 5; retry stores a new batch pointing back."""
+    config = SimConfig(
+        admin=True, seed=22, time_scale=2000.0, faults=Faults(fail_rate=1.0)
+    )
+    with SimServer(config) as server:
+        env = cli_env(server, tmp_path / "k.db")
+        path = tmp_path / "p.txt"
+        path.write_text("a\nb\nc\n")
+        watched = klingmon(
+            *FAST_FLAGS, "submit", str(path), "-b", "doomed", "-w", "--json", env=env
+        )
+        assert watched.returncode == 5
+        assert json.loads(watched.stdout)["failed"] == 3
+        retried = _json(klingmon("retry", "doomed", "--json", env=env))
+        assert retried == {
+            "batch": "doomed-retry",
+            "id": 2,
+            "tasks": 3,
+            "retry_of": "doomed",
+        }
+        exported = json.loads(
+            klingmon("export", "doomed-retry", "--format", "json", env=env).stdout
+        )
+        old = json.loads(klingmon("export", "doomed", "-f", "json", env=env).stdout)
+        assert sorted(t["retry_of"] for t in exported) == sorted(t["id"] for t in old)
+        assert {t["status"] for t in exported} == {"queued"}
+
+
+def test_track_and_import_adopt_tasks_created_elsewhere(server, tmp_path):
+    """Tasks created by another program are adopted, watched and finished."""
+    env = cli_env(server, tmp_path / "k.db")
+    config = server.sim.config
+    with KlingClient(
+        base_url=server.url, access_key=config.access_key, secret_key=config.secret_key
+    ) as client:
+        made = [client.create(Text2VideoRequest(prompt=f"own {i}")) for i in range(4)]
+    ids = [t.task_id for t in made]
+    tracked = _json(klingmon("track", *ids[:2], "-b", "mine", "--json", env=env))
+    assert tracked["tasks"] == 2
+    imported = _json(klingmon("import", "-b", "rest", "--json", env=env))
+    assert imported["tasks"] == 2
+    for batch in ("mine", "rest"):
+        summary = _json(klingmon(*FAST_FLAGS, "watch", batch, "--json", env=env))
+        assert summary["done"] is True
+    exported = json.loads(klingmon("export", "-f", "json", env=env).stdout)
+    assert sorted(t["task_id"] for t in exported) == sorted(ids)
+    again = klingmon("import", env=env)
+    assert again.returncode == 1
+    assert "already tracked" in again.stderr
+
+
+def test_unknown_batch_and_task_are_clear_errors(server, tmp_path):
+    """Asking for what is not there is a one-line error with exit code 7."""
+    env = cli_env(server, tmp_path / "k.db")
+    for args in (("report", "nope"), ("show", "nope"), ("watch", "nope")):
+        result = klingmon(*args, env=env)
+        assert result.returncode == 7, result.stderr
+        assert result.stderr.startswith("Error: no ")
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,118 @@
+"""The README's commands: ``klingmon sim`` answers curl, ``klingmon demo`` finishes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from cli_support import klingmon
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[str], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"klingmon sim exited: {proc.communicate()[1]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail("klingmon sim did not listen in time")
+
+
+def _curl(*args: str) -> dict[str, object]:
+    out = subprocess.run(
+        ["curl", "-s", "--max-time", "5", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_sim_answers_the_readme_curls():
+    """`klingmon sim` serves the documented envelope to a plain curl."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "klingmon",
+            "sim",
+            "--port",
+            str(port),
+            "--admin",
+            "--time-scale",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_port(port, proc, time.monotonic() + 20)
+        base = f"http://127.0.0.1:{port}"
+        auth = "Authorization: Bearer sim-api-key"
+        created = _curl(
+            "-H",
+            auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"prompt": "a red fox in the snow"}',
+            f"{base}/v1/videos/text2video",
+        )
+        assert created["code"] == 0
+        assert created["message"] == "SUCCEED"
+        data = created["data"]
+        assert isinstance(data, dict)
+        assert data["task_status"] == "submitted"
+        assert data["created_at"] == data["updated_at"]
+        listed = _curl("-H", auth, f"{base}/v1/videos/text2video?pageNum=1&pageSize=5")
+        assert [t["task_id"] for t in listed["data"]] == [data["task_id"]]
+        refused = _curl(f"{base}/v1/videos/text2video?pageNum=1&pageSize=5")
+        assert refused["code"] == 1001
+        counters = _curl(f"{base}/admin/counters")
+        assert counters["requests_by_route"]["create"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
+    assert proc.returncode in {0, -signal.SIGTERM}
+
+
+@pytest.mark.timeout(120)
+def test_demo_ends_with_every_task_terminal_and_a_report(tmp_path):
+    """`klingmon demo` runs the sample batch to the end and prints its report."""
+    result = klingmon(
+        "demo",
+        "--time-scale",
+        "400",
+        "--json",
+        "--out",
+        str(tmp_path / "demo"),
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=110,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert all(batch["done"] for batch in record["batches"])
+    demo = next(b for b in record["batches"] if b["batch"] == "demo")
+    assert demo["total"] == 30
+    assert record["report"]["total"] == 30
+    assert sum(record["report"]["by_status"].values()) == 30
+    assert len(record["batches"]) == 5
