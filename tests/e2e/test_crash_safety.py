@@ -63,3 +63,34 @@ def test_sigkill_during_submission_and_monitoring_loses_nothing(tmp_path, drop_r
     truth = {tid: t["status"] for tid, t in counters["tasks"].items()}
     assert {t.task_id: t.status.value for t in tasks} == truth
     assert counters["max_in_flight"] <= 40
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_stops_cleanly_and_a_restart_finishes(tmp_path):
+    """SIGTERM: the engine stops within seconds, leaves no lease, and resumes later."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"clip {i}\n" for i in range(30)))
+    config = SimConfig(admin=True, seed=12, time_scale=60.0, slots=10)
+    db = tmp_path / "term.db"
+    with SimServer(config) as server:
+        env = cli_env(server, db)
+        flags = ("--slots", "10", *FAST_FLAGS)
+        assert (
+            klingmon(*flags, "submit", str(prompts), "-b", "t", env=env).returncode == 0
+        )
+        proc = spawn(*flags, "watch", "t", "--json", env=env)
+        deadline = time.monotonic() + 30
+        with Store.open(str(db)) as store:
+            while sum(1 for t in store.tasks() if t.task_id) < 10:
+                assert time.monotonic() < deadline, "nothing was submitted"
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=15)
+            assert proc.returncode == 130, err
+            assert json.loads(out)["done"] is False
+            assert store.lease_owners() == set()
+        final = klingmon(*flags, "watch", "t", "--json", env=env, timeout=100)
+        counters = server.sim.counters()
+    assert json.loads(final.stdout)["done"] is True
+    assert set(counters["creates_per_external_id"].values()) == {1}
