@@ -611,3 +611,51 @@ def test_an_unreachable_server_is_a_store_error_without_the_password():
         Store.open("postgresql+psycopg://km:s3cret@127.0.0.1:1/nodb?connect_timeout=2")
     assert "s3cret" not in str(info.value)
     assert "***" in str(info.value)
+
+
+def test_submission_claims_respect_the_slots(store: Store):
+    """Leased queued tasks and tasks in flight both hold a slot; stale ones come back."""
+    store.create_batch(None, new(10), T0)
+    first = store.claim_submissions("a", T0, 60_000, slots=3)
+    assert [r.id for r in first] == [1, 2, 3]
+    assert store.claim_submissions("b", T0, 60_000, slots=3) == []
+    store.mark_submitting(1, T0)
+    store.mark_submitted(1, wire("k1", "submitted", T0), T0, T0 + 1000)
+    store.requeue(2, T0, T0, "1303")
+    assert [r.id for r in store.claim_submissions("b", T0 + 1, 60_000, slots=3)] == [2]
+    store.mark_submitting(3, T0)
+    # Worker "a" died: its submitting task comes back once the lease ends, before
+    # any queued task, and still holds its slot.
+    later = T0 + 120_000
+    back = store.claim_submissions("c", later, 60_000, slots=3)
+    assert [(r.id, r.status) for r in back] == [
+        (2, TaskStatus.QUEUED),
+        (3, TaskStatus.SUBMITTING),
+    ]
+
+
+def test_concurrent_workers_never_exceed_the_slots(backend: Backend, store: Store):
+    """Eight workers claiming at the same instant share five slots, no more."""
+    store.create_batch(None, new(100), T0)
+    workers = 8
+    start = threading.Barrier(workers)
+    stores = [backend.open() for _ in range(workers)]
+    got: dict[int, list[int]] = {}
+
+    def claim(n: int) -> None:
+        start.wait(timeout=10)
+        got[n] = [
+            r.id for r in stores[n].claim_submissions(f"w{n}", T0, 60_000, slots=5)
+        ]
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    for s in stores:
+        s.close()
+    claimed = [i for ids in got.values() for i in ids]
+    assert len(got) == workers
+    assert len(claimed) == 5
+    assert len(set(claimed)) == 5

@@ -37,6 +37,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Submission"]
 
+# Any fixed 64-bit number: the advisory lock that serialises slot counting.
+_SLOT_LOCK = 0x6B6C696E676D6F6E  # "klingmon"
+IN_FLIGHT_STATES = (
+    TaskStatus.SUBMITTING.value,
+    TaskStatus.SUBMITTED.value,
+    TaskStatus.PROCESSING.value,
+)
+
 
 class Submission(Ledger):
     """The submission half of :class:`Store`, and the lease claim both halves use."""
@@ -57,6 +65,68 @@ class Submission(Ledger):
             sa.or_(tasks.c.next_poll_ms.is_(None), tasks.c.next_poll_ms <= now_ms),
         )
         return self._claim(owner, now_ms, lease_ms, limit, due=due, order=[tasks.c.id])
+
+    def claim_submissions(
+        self, owner: str, now_ms: int, lease_ms: int, *, slots: int
+    ) -> list[TaskRow]:
+        """Lease work for the submitter without ever exceeding ``slots`` in flight.
+
+        One transaction, serialised across workers (``BEGIN IMMEDIATE`` on SQLite, an
+        advisory transaction lock on PostgreSQL), counts what holds a slot: tasks Kling
+        holds, tasks whose create may be under way, and queued tasks another worker has
+        leased to send. It then leases the stale ``submitting`` tasks (they hold their
+        slot already; the caller looks them up before sending again) and at most the
+        free slots' worth of queued tasks, oldest first. So five workers sharing a
+        five-slot account never have more than five tasks in flight between them.
+        """
+        lease_free = sa.or_(
+            tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms
+        )
+        not_before = sa.or_(
+            tasks.c.next_poll_ms.is_(None), tasks.c.next_poll_ms <= now_ms
+        )
+        holding = sa.or_(
+            tasks.c.status.in_(IN_FLIGHT_STATES),
+            sa.and_(
+                tasks.c.status == TaskStatus.QUEUED.value,
+                tasks.c.lease_owner.is_not(None),
+                tasks.c.lease_until_ms > now_ms,
+            ),
+        )
+        with self._write() as conn:
+            if self._pg:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SLOT_LOCK)))
+            held = conn.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(holding)
+            ).scalar_one()
+            stale = sa.select(tasks.c.id).where(
+                tasks.c.status == TaskStatus.SUBMITTING.value, not_before, lease_free
+            )
+            ids = list(conn.execute(stale.limit(max(1, slots))).scalars())
+            room = max(0, slots - held)
+            if room:
+                queued = (
+                    sa.select(tasks.c.id)
+                    .where(
+                        tasks.c.status == TaskStatus.QUEUED.value,
+                        not_before,
+                        lease_free,
+                    )
+                    .order_by(tasks.c.id)
+                    .limit(room)
+                )
+                ids += list(conn.execute(queued).scalars())
+            if not ids:
+                return []
+            claim = (
+                tasks.update()
+                .where(tasks.c.id.in_(ids))
+                .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms)
+                .returning(*tasks.c)
+            )
+            rows = [task_row(m) for m in conn.execute(claim).mappings()]
+        rows.sort(key=lambda r: r.id)
+        return rows
 
     def mark_submitting(self, task_id: int, now_ms: int) -> TaskRow:
         """Record the intent to POST (committed before it is sent)."""
