@@ -93,7 +93,7 @@ def requests_from_text(
 ) -> list[FileRow]:
     """A prompt a line; blank lines and lines starting with ``#`` are skipped."""
     out: list[FileRow] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         prompt = line.strip()
         if not prompt or prompt.startswith("#"):
             continue
@@ -106,6 +106,14 @@ def requests_from_text(
     if not out:
         raise InputFileError(name, 0, "no prompts in file")
     return out
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as editors count them: split on newlines only, not on U+2028 and kin."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def _decode(name: str, raw: bytes) -> str:
@@ -124,7 +132,7 @@ def _check_line(name: str, number: int, line: str) -> None:
 
 
 def _csv_rows(name: str, text: str) -> list[tuple[int, dict[str, Any]]]:
-    for number, text_line in enumerate(text.splitlines(), start=1):
+    for number, text_line in enumerate(_lines(text), start=1):
         _check_line(name, number, text_line)
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     if not reader.fieldnames:
@@ -165,7 +173,7 @@ def _cell(name: str, line: int, column: str, cell: str) -> Any:
 
 def _jsonl_rows(name: str, text: str) -> list[tuple[int, dict[str, Any]]]:
     rows: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         _check_line(name, number, line)

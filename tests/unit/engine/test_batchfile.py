@@ -114,3 +114,15 @@ def test_a_byte_order_mark_is_ignored(tmp_path):
     path.write_bytes("\ufeffprompt\nA fox\n".encode())
     [row] = read_batch_file(path)
     assert row.request.body()["prompt"] == "A fox"
+
+
+def test_line_numbers_count_newlines_only(tmp_path):
+    """A U+2028 inside a prompt neither splits it nor shifts later line numbers."""
+    path = tmp_path / "p.txt"
+    path.write_text("one\u2028still one\r\ntwo\n" + "x" * 2600 + "\n", encoding="utf-8")
+    with pytest.raises(InputFileError) as info:
+        read_batch_file(path)
+    assert str(info.value).startswith(f"{path}:3: prompt")
+    path.write_text("one\u2028still one\r\ntwo\n", encoding="utf-8")
+    rows = read_batch_file(path)
+    assert [r.request.body()["prompt"] for r in rows] == ["one\u2028still one", "two"]
