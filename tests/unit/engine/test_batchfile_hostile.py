@@ -1,4 +1,4 @@
-"""Hostile submit files: a one-line error naming the line, or the whole file accepted."""
+"""Hostile submit files: one line naming the line of the error, or all accepted."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ _json_value = st.recursive(
     cut=st.integers(min_value=0, max_value=400),
 )
 def test_jsonl_files(tmp_path, objects, cut):
-    """JSON Lines with wrong types, non-objects and a truncated tail: by line, or whole."""
+    """JSON Lines with wrong types, non-objects, a truncated tail: by line, or whole."""
     text = "\n".join(json.dumps(o) for o in objects)
     text = text[: len(text) - cut] if cut < len(text) else text
     _check(tmp_path / "t.jsonl", text.encode("utf-8", "surrogatepass"), None)
