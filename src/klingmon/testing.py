@@ -105,6 +105,7 @@ class AppServer:
             http="h11",
             ws="none",
             access_log=False,
+            date_header=False,  # the simulator sends Date from its own clock
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(

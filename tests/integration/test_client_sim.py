@@ -16,6 +16,7 @@ import pytest
 
 from klingmon.api import (
     AsyncKlingClient,
+    JwtAuth,
     KlingClient,
     RetryPolicy,
     Task,
@@ -166,8 +167,8 @@ async def test_expired_token_reminted_once(front, server):
     assert front.client.auth.minted == minted + 1
 
 
-async def test_skewed_clock_token_rejected(server, clock):
-    """A client whose clock is far behind gets one re-mint, then a clear AuthError."""
+async def test_a_skewed_clock_is_corrected_from_the_date_header(server, clock, caplog):
+    """A clock over an hour behind: one refusal, then tokens on Kling's time."""
     behind = VirtualClock(clock.now() - 4000)
     with KlingClient(
         access_key="sim-access-key",
@@ -175,11 +176,26 @@ async def test_skewed_clock_token_rejected(server, clock):
         base_url=server.url,
         clock=behind,
     ) as client:
-        with pytest.raises(AuthError) as info:
-            client.get("text2video", "1")
-        assert info.value.code == 1004
+        created = client.create(REQUEST)
+        assert client.requests_sent["create"] == 2
+        assert client.get("text2video", created.task_id).task_id == created.task_id
+        assert client.get("text2video", created.task_id).task_id == created.task_id
         assert client.requests_sent["get"] == 2
-        assert "sim-secret-key" not in str(info.value)
+        assert isinstance(client.auth, JwtAuth)
+        assert abs(client.auth.clock_offset - 4000) <= 2
+    warnings = [r for r in caplog.records if r.getMessage() == "auth.clock_skew"]
+    assert len(warnings) == 1
+    assert list(server.sim.counters()["creates_per_external_id"].values()) == [1]
+
+
+async def test_repeated_clock_refusals_do_not_loop(front, server):
+    """Kling refusing every token: one re-mint per request, then a clear AuthError."""
+    server.sim.script("get", status=401, code=1004, times=5)
+    with pytest.raises(AuthError) as info:
+        await front("get", "text2video", "1")
+    assert info.value.code == 1004
+    assert front.sent["get"] == 2
+    assert "sim-secret-key" not in str(info.value)
 
 
 async def test_get_retries_5xx(front, server):

@@ -614,7 +614,7 @@ def test_an_unreachable_server_is_a_store_error_without_the_password():
 
 
 def test_submission_claims_respect_the_slots(store: Store):
-    """Leased queued tasks and tasks in flight both hold a slot; stale ones come back."""
+    """Leased queued and in-flight tasks hold a slot; stale ones come back."""
     store.create_batch(None, new(10), T0)
     first = store.claim_submissions("a", T0, 60_000, slots=3)
     assert [r.id for r in first] == [1, 2, 3]

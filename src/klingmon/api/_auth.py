@@ -1,13 +1,17 @@
 """Kling authentication as ``httpx.Auth``: a cached, self-renewing JWT or an API key.
 
 The token is minted under a lock shared by the sync and async flows, renewed well
-before it expires, and re-minted once when Kling answers 401 with code 1004
-(expired) — a clock skew or a long-lived process must not fail a request.
+before it expires, and re-minted once when Kling answers 401 with code 1003 (not yet
+valid) or 1004 (expired). Those two answers usually mean our clock is off: the
+``Date`` header of the answer tells Kling's time, and tokens are minted on Kling's
+clock from then on, with one warning, instead of failing every request.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
+import logging
 import threading
 import warnings
 from typing import TYPE_CHECKING
@@ -21,14 +25,24 @@ if TYPE_CHECKING:
 
     from klingmon._clock import Clock
 
-__all__ = ["TOKEN_LIFETIME", "TOKEN_RENEW_BEFORE", "ApiKeyAuth", "JwtAuth"]
+__all__ = [
+    "SKEW_TOLERANCE",
+    "TOKEN_LIFETIME",
+    "TOKEN_RENEW_BEFORE",
+    "ApiKeyAuth",
+    "JwtAuth",
+]
+
+logger = logging.getLogger(__name__)
 
 #: Seconds a minted token is valid, as Kling's sample does it.
 TOKEN_LIFETIME = 1800
 #: A cached token with less than this left is replaced before use.
 TOKEN_RENEW_BEFORE = 300
+#: A clock this far from Kling's (seconds) is corrected for.
+SKEW_TOLERANCE = 30.0
 _NBF_SKEW = 5
-_EXPIRED = 1004
+_CLOCK_CODES = frozenset({1003, 1004})  # not yet valid, expired
 _SHORT_KEY_WARNING: type[Warning] | None = getattr(
     jwt.warnings, "InsecureKeyLengthWarning", None
 )
@@ -57,13 +71,22 @@ class JwtAuth(httpx.Auth):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires = 0.0
+        self._offset = 0.0
         #: How many tokens were minted (for tests and metrics; never the token).
         self.minted = 0
+
+    @property
+    def clock_offset(self) -> float:
+        """Kling's clock minus ours, in seconds, as learned from its ``Date`` header."""
+        return self._offset
+
+    def _now(self) -> float:
+        return self._clock.now() + self._offset
 
     def token(self) -> str:
         """The cached token, minted anew when missing or close to expiry."""
         with self._lock:
-            if self._token is None or self._expires - self._clock.now() < (
+            if self._token is None or self._expires - self._now() < (
                 TOKEN_RENEW_BEFORE
             ):
                 self._mint()
@@ -78,8 +101,22 @@ class JwtAuth(httpx.Auth):
             assert self._token is not None  # noqa: S101 - set by _mint
             return self._token
 
+    def learn_skew(self, response: httpx.Response) -> bool:
+        """Set the offset from the answer's ``Date`` when our clock is far off."""
+        try:
+            server = email.utils.parsedate_to_datetime(response.headers["date"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        skew = server.timestamp() - self._clock.now()
+        with self._lock:
+            if abs(skew - self._offset) < SKEW_TOLERANCE:
+                return False
+            self._offset = skew
+        logger.warning("auth.clock_skew", extra={"skew_seconds": round(skew, 1)})
+        return True
+
     def _mint(self) -> None:
-        now = int(self._clock.now())
+        now = int(self._now())
         claims = {
             "iss": self._access_key,
             "exp": now + TOKEN_LIFETIME,
@@ -101,7 +138,9 @@ class JwtAuth(httpx.Auth):
         token = self.token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401 and _kling_code(response) == _EXPIRED:
+        if response.status_code == 401 and _kling_code(response) in _CLOCK_CODES:
+            # One more try, never a loop: a second refusal goes to the caller.
+            self.learn_skew(response)
             request.headers["Authorization"] = f"Bearer {self.renew(token)}"
             yield request
 

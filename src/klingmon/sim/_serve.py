@@ -20,4 +20,11 @@ def run(
     """Serve a simulator on ``host:port``; blocks until interrupted (Ctrl-C)."""
     sim = Simulator(config)
     logger.info("sim.serving", extra={"host": host, "port": port})
-    uvicorn.run(sim.app, host=host, port=port, log_level="info", lifespan="on")
+    uvicorn.run(
+        sim.app,
+        host=host,
+        port=port,
+        log_level="info",
+        lifespan="on",
+        date_header=False,  # Date comes from the simulator's clock
+    )

@@ -89,6 +89,7 @@ def test_bad_endpoint_refused_locally():
 def test_exports_complete():
     """The package re-exports every public name of its modules."""
     internal = {
+        "SKEW_TOLERANCE",
         "TOKEN_LIFETIME",
         "TOKEN_RENEW_BEFORE",
         "create_not_created",
