@@ -202,7 +202,7 @@ class Distribution:
         cumulative = 0.0
         for i, mass in enumerate(masses):
             if mass > 0 and cumulative + mass >= q:
-                return _inside(i, (q - cumulative) / mass)
+                return _inside(i, min(1.0, max(0.0, (q - cumulative) / mass)))
             cumulative += mass
         return HIGH
 
