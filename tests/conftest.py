@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import settings
 
+from klingmon.sim import Faults, SimConfig
+from klingmon.testing import SimServer
+
 # CI must be repeatable: the same examples every run (a found bug is still found by
 # developers' random runs, and its example is then pinned in a test).
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-from klingmon.sim import Faults, SimConfig
-from klingmon.testing import SimServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -20,6 +20,8 @@ from klingmon.api import (
 )
 from klingmon.config import Settings, load_settings
 from klingmon.engine import (
+    Downloader,
+    DownloadSettings,
     Engine,
     EngineSettings,
     HookEvent,
@@ -32,6 +34,8 @@ from klingmon.errors import (
     AuthError,
     ConcurrencyLimitError,
     ConfigError,
+    DownloadError,
+    DownloadRefusedError,
     InputFileError,
     InvalidRequestError,
     KlingmonError,
@@ -64,6 +68,10 @@ __all__ = [
     "Clock",
     "ConcurrencyLimitError",
     "ConfigError",
+    "DownloadError",
+    "DownloadRefusedError",
+    "DownloadSettings",
+    "Downloader",
     "Engine",
     "EngineSettings",
     "GenericRequest",

@@ -64,6 +64,22 @@ class Settings:
     min_interval: float = 2.0
     #: Most seconds between two polls of a running task (``KLINGMON_MAX_INTERVAL``).
     max_interval: float = 120.0
+    #: Public base URL of ``klingmon serve`` (``KLINGMON_PUBLIC_URL``); when set,
+    #: every submission carries ``<public_url>/callbacks/kling/<token>``.
+    public_url: str | None = None
+    #: Kling's ``whsec_`` Webhook Secret (``KLINGMON_WEBHOOK_SECRET``): callbacks
+    #: must then carry a valid Standard Webhooks signature.
+    webhook_secret: Secret | None = None
+    #: Key of the callback-URL tokens (``KLINGMON_CALLBACK_SECRET``); by default one
+    #: is generated once and kept in the store.
+    callback_secret: Secret | None = None
+    #: Fetch results as tasks succeed (``KLINGMON_DOWNLOAD``).
+    download: bool = True
+    #: Where results land (``KLINGMON_DOWNLOAD_DIR``): a folder or an fsspec URL.
+    download_dir: str = "klingmon-downloads"
+    #: Extra origins results may come from besides Kling's CDN, e.g. a local simulator
+    #: (``KLINGMON_DOWNLOAD_ORIGINS``, separated by spaces).
+    download_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.slots < 1:
@@ -75,6 +91,14 @@ class Settings:
                 "need 0 < min_interval <= target_lag <= max_interval "
                 "(KLINGMON_MIN_INTERVAL, KLINGMON_TARGET_LAG, KLINGMON_MAX_INTERVAL)"
             )
+        if self.public_url is not None and not self.public_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("public_url must start with http:// or https://")
+        if self.webhook_secret is not None and not self.webhook_secret.get().startswith(
+            "whsec_"
+        ):
+            raise ConfigError("webhook_secret must start with whsec_")
 
     def credentials(self) -> dict[str, str | None]:
         """Keyword arguments for the Kling client."""
@@ -85,7 +109,13 @@ class Settings:
         }
 
 
-_SECRET = frozenset({"secret_key", "api_key"})
+_SECRET = frozenset({"secret_key", "api_key", "webhook_secret", "callback_secret"})
+#: Settings no global flag carries: read from the environment here (flags > env).
+_ENV_ONLY = {
+    "public_url": "KLINGMON_PUBLIC_URL",
+    "webhook_secret": "KLINGMON_WEBHOOK_SECRET",
+    "callback_secret": "KLINGMON_CALLBACK_SECRET",
+}
 
 
 def load_settings(
@@ -99,7 +129,15 @@ def load_settings(
     if unknown:
         raise ConfigError(f"{path}: unknown setting {unknown[0]!r}")
     merged: dict[str, Any] = dict(from_file)
+    for key, env in _ENV_ONLY.items():
+        if os.environ.get(env):
+            merged[key] = os.environ[env]
     merged.update({k: v for k, v in (given or {}).items() if v is not None})
+    if isinstance(merged.get("download_origins"), (list, str)):
+        origins = merged["download_origins"]
+        merged["download_origins"] = tuple(
+            origins.split() if isinstance(origins, str) else origins
+        )
     for key in _SECRET & merged.keys():
         if isinstance(merged[key], str):
             merged[key] = Secret(merged[key]) if merged[key] else None

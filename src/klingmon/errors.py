@@ -18,6 +18,8 @@
     │   ├── ConcurrencyLimitError   1303                                  (retryable)
     │   ├── ServerError             5000-5002 and bare 5xx                (retryable)
     │   └── UnexpectedResponseError not JSON, or not Kling's envelope
+    ├── DownloadError               a result file could not be fetched    (exit 4)
+    │   └── DownloadRefusedError    unsafe URL or redirect, or too big
     ├── TaskFailedError             the task ended as ``failed``          (exit 5)
     ├── WaitTimeoutError            the caller's deadline passed          (exit 6)
     └── SchemaDriftError            Kling sent a status nobody documented
@@ -40,6 +42,8 @@ __all__ = [
     "AuthError",
     "ConcurrencyLimitError",
     "ConfigError",
+    "DownloadError",
+    "DownloadRefusedError",
     "InputFileError",
     "InvalidRequestError",
     "KlingmonError",
@@ -186,6 +190,19 @@ class UnexpectedResponseError(ApiError):
     @property
     def is_server_side(self) -> bool:
         return self.status_code >= 500
+
+
+class DownloadError(KlingmonError):
+    """A result file could not be fetched (network, server, size mismatch)."""
+
+    exit_code = 4
+    retryable = True
+
+
+class DownloadRefusedError(DownloadError):
+    """A result file is not fetched on purpose: unsafe URL, redirect, too big."""
+
+    retryable = False
 
 
 class TaskFailedError(KlingmonError):

@@ -34,6 +34,8 @@ def cli_env(server: SimServer, db: Path, **extra: str) -> dict[str, str]:
         KLING_ACCESS_KEY=server.sim.config.access_key,
         KLING_SECRET_KEY=server.sim.config.secret_key,
         KLINGMON_DB=str(db),
+        KLINGMON_DOWNLOAD_DIR=str(db.parent / "downloads"),
+        KLINGMON_DOWNLOAD_ORIGINS=server.url,
         **extra,
     )
     return env

@@ -45,6 +45,9 @@ def test_submit_watch_then_read_every_view(server, tmp_path):
         "done": True,
         "failed": 0,
     }
+    videos = sorted((tmp_path / "downloads").rglob("*.mp4"))
+    assert len(videos) == 12
+    assert all(v.with_name(v.name + ".json").is_file() for v in videos)
     [status] = _json(klingmon("status", "--json", env=env))
     assert status["counts"] == {"succeed": 12}
     assert status["done"] is True

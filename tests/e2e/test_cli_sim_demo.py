@@ -116,3 +116,7 @@ def test_demo_ends_with_every_task_terminal_and_a_report(tmp_path):
     assert record["report"]["total"] == 30
     assert sum(record["report"]["by_status"].values()) == 30
     assert len(record["batches"]) == 5
+    files = record["downloads"]["files"]
+    assert files["done"] == 34
+    videos = list((tmp_path / "demo" / "downloads").rglob("*.mp4"))
+    assert len(videos) == 34

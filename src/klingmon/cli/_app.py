@@ -70,6 +70,25 @@ def root(
         envvar="KLINGMON_MAX_INTERVAL",
         help="Most seconds between two polls of a running task.",
     ),
+    download: bool | None = typer.Option(
+        None,
+        "--download/--no-download",
+        envvar="KLINGMON_DOWNLOAD",
+        help="Fetch results as tasks succeed.",
+        show_default=False,
+    ),
+    download_dir: str | None = typer.Option(
+        None,
+        "--download-dir",
+        envvar="KLINGMON_DOWNLOAD_DIR",
+        help="Where results land (default ./klingmon-downloads).",
+    ),
+    download_origins: list[str] | None = typer.Option(
+        None,
+        "--download-origin",
+        envvar="KLINGMON_DOWNLOAD_ORIGINS",
+        help="An origin results may come from besides Kling's CDN (repeatable).",
+    ),
     config: Path | None = typer.Option(
         None, "--config", envvar="KLINGMON_CONFIG", help="A klingmon.toml file."
     ),
@@ -92,6 +111,9 @@ def root(
         "target_lag": target_lag,
         "min_interval": min_interval,
         "max_interval": max_interval,
+        "download": download,
+        "download_dir": download_dir,
+        "download_origins": download_origins or None,
         "access_key": _env("KLING_ACCESS_KEY"),
         "secret_key": _env("KLING_SECRET_KEY"),
         "api_key": _env("KLING_API_KEY"),

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from klingmon.api import AsyncKlingClient
-from klingmon.engine import EngineSettings, Monitor
+from klingmon.engine import DownloadSettings, EngineSettings, Monitor
 from klingmon.policy import SchedulePolicy
 from klingmon.store import Store
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
     import typer
 
@@ -43,8 +43,28 @@ class Context:
             base_url=self.settings.api_base, **self.settings.credentials()
         )
 
+    def callback_url(self) -> Callable[[str], str] | None:
+        """Builds each task's ``callback_url`` when a public URL is configured."""
+        if not self.settings.public_url:
+            return None
+        from klingmon.web._tokens import (  # noqa: PLC0415 - no FastAPI for others
+            callback_url_builder,
+            server_secret,
+        )
+
+        secret = server_secret(self.store(), self.settings.callback_secret)
+        return callback_url_builder(self.settings.public_url, secret)
+
     def engine_settings(self) -> EngineSettings:
+        s = self.settings
+        downloads = (
+            DownloadSettings(out=s.download_dir, allow_origins=s.download_origins)
+            if s.download
+            else None
+        )
         return EngineSettings(
+            downloads=downloads,
+            callback_url=self.callback_url(),
             slots=self.settings.slots,
             rate=self.settings.rate,
             schedule=SchedulePolicy(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,12 @@ if TYPE_CHECKING:
     from klingmon.store import BatchRow, EventRow, Report, TaskRow
 
 __all__ = [
+    "EXPIRY_WARNING_S",
     "STATUS_STYLE",
     "batch_progress",
     "batches_table",
+    "expiring_line",
+    "expiry_warning",
     "fmt_ms",
     "report_view",
     "task_view",
@@ -203,6 +207,9 @@ def report_view(name: str, report: Report) -> RenderableType:
     )
     table.add_row("units spent", f"{report.units:g}")
     table.add_row("stuck / past deadline", f"{report.stuck} / {report.watch_timeout}")
+    if report.statuses_via:
+        via = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses_via.items()))
+        table.add_row("status changes by", via)
     if report.learned_via:
         via = ", ".join(f"{k} {v}" for k, v in sorted(report.learned_via.items()))
         table.add_row("statuses learned by", via)
@@ -211,7 +218,13 @@ def report_view(name: str, report: Report) -> RenderableType:
         table.add_row("API requests", reqs)
         if report.requests_per_task is not None:
             table.add_row("requests per task", f"{report.requests_per_task:.2f}")
+    if report.downloads:
+        files = ", ".join(f"{k} {v}" for k, v in sorted(report.downloads.items()))
+        table.add_row("result files", files)
     parts: list[RenderableType] = [table]
+    warning = expiry_warning(report.downloads, report.first_owed_expiry_ms)
+    if warning is not None:
+        parts.append(warning)
     if report.failures:
         reasons = Table(title="Failure reasons")
         reasons.add_column("reason")
@@ -220,3 +233,36 @@ def report_view(name: str, report: Report) -> RenderableType:
             reasons.add_row(reason or "(none given)", str(n))
         parts.append(reasons)
     return Group(*parts)
+
+
+#: Warn about results not downloaded this long before Kling deletes them.
+EXPIRY_WARNING_S = 3 * 86_400.0
+
+
+def expiry_warning(
+    files: dict[str, int], first_owed_ms: int | None, now: float | None = None
+) -> Text | None:
+    """A warning line when results not yet downloaded are deleted soon."""
+    owed = sum(n for status, n in files.items() if status not in {"done", "expiring"})
+    if not owed or first_owed_ms is None:
+        return None
+    left = first_owed_ms / 1000 - (time.time() if now is None else now)
+    if left > EXPIRY_WARNING_S:
+        return None
+    when = "already past" if left <= 0 else f"in {fmt_seconds(left)}"
+    return Text(
+        f"! {owed} result files not downloaded; Kling deletes the first {when} "
+        "(klingmon download --expiring 3d)",
+        style="bold yellow",
+    )
+
+
+def expiring_line(expiring: int) -> Text | None:
+    """The watch view's warning: results not downloaded that Kling deletes soon."""
+    if not expiring:
+        return None
+    return Text(
+        f"! {expiring} result files not downloaded are deleted within "
+        f"{fmt_seconds(EXPIRY_WARNING_S)} (klingmon download --expiring 3d)",
+        style="bold yellow",
+    )

@@ -18,7 +18,13 @@ from klingmon.cli._app import app
 from klingmon.cli._context import emit_json, get_context, run_async
 from klingmon.cli._render import report_view
 from klingmon.cli._watch import _view, batch_summary
-from klingmon.engine import EngineSettings, HookEvent, Monitor, read_batch_file
+from klingmon.engine import (
+    DownloadSettings,
+    EngineSettings,
+    HookEvent,
+    Monitor,
+    read_batch_file,
+)
 from klingmon.policy import SchedulePolicy
 from klingmon.sim import Faults, SimConfig
 from klingmon.sim import run as run_sim
@@ -97,6 +103,7 @@ def demo(
     context = get_context(ctx)
     out.mkdir(parents=True, exist_ok=True)
     db = out / "demo.db"
+    results = out / "downloads"
     for leftover in (db, db.with_name("demo.db-wal"), db.with_name("demo.db-shm")):
         leftover.unlink(missing_ok=True)
     config = SimConfig(
@@ -121,6 +128,11 @@ def demo(
             client=client,
             settings=EngineSettings(
                 slots=config.slots,
+                # downloads: results land in <out>/downloads (the simulator's origin
+                # is allowed over http; Kling's CDN would be https).
+                downloads=DownloadSettings(
+                    out=str(results), allow_origins=(server.url,)
+                ),
                 schedule=SchedulePolicy(
                     target_lag=0.5,
                     min_interval=0.25,
@@ -153,11 +165,19 @@ def demo(
         run_async(_run(context, monitor, live=not as_json), stop=monitor.stop)
         summaries = [batch_summary(monitor, b) for b in store.batches()]
         report = store.report(main.id)
+        files = store.download_counts()
         counters = server.sim.counters()
     if as_json:
         record: dict[str, Any] = dataclasses.asdict(report)
         record["by_status"] = {s.value: n for s, n in report.by_status.items() if n}
-        emit_json({"batches": summaries, "report": record, "store": str(db)})
+        emit_json(
+            {
+                "batches": summaries,
+                "report": record,
+                "store": str(db),
+                "downloads": {"dir": str(results), "files": files},
+            }
+        )
     else:
         context.console.print(report_view("demo", report))
         context.console.print(
@@ -165,6 +185,11 @@ def demo(
             f"max {counters['max_in_flight']} in flight of {config.slots} slots."
         )
         context.console.print(f"Store: {db}  (try: klingmon --db {db} status)")
+        context.console.print(
+            f"Results: {files.get('done', 0)} files in {results}/<batch>/",
+            soft_wrap=True,
+            markup=False,
+        )
     unfinished = [s for s in summaries if not s["done"]]
     if unfinished:
         raise typer.Exit(130)

@@ -7,12 +7,14 @@ import contextlib
 from typing import TYPE_CHECKING
 
 import typer
+from rich.console import Group
 from rich.live import Live
 
+from klingmon._clock import to_ms
 from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
-from klingmon.cli._render import batch_progress
+from klingmon.cli._render import EXPIRY_WARNING_S, batch_progress, expiring_line
 from klingmon.errors import StoreError
 from klingmon.policy import Phase
 
@@ -63,7 +65,7 @@ def _view(monitor: Monitor, batch: BatchRow) -> RenderableType:
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
     failures = [r for r in rows if r.status in _FAILED]
-    return batch_progress(
+    view = batch_progress(
         batch.name,
         counts,
         eta=_eta(monitor, batch),
@@ -71,6 +73,14 @@ def _view(monitor: Monitor, batch: BatchRow) -> RenderableType:
         timed_out=sum(1 for r in rows if r.watch_timeout and r.status not in TERMINAL),
         failures=failures,
     )
+    # downloads: warn when results not yet downloaded are deleted soon
+    files = monitor.store.download_counts(
+        batch.id,
+        now_ms=to_ms(monitor.clock.now()),
+        within_ms=to_ms(EXPIRY_WARNING_S),
+    )
+    warning = expiring_line(files["expiring"])
+    return view if warning is None else Group(view, warning)
 
 
 async def watch_batch(

@@ -9,18 +9,20 @@ again, and leases of a dead worker simply expire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import random
-import socket
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 from klingmon._clock import Clock, SystemClock, to_ms
 from klingmon.api import AsyncKlingClient, GenericRequest, Task
 from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.engine._downloads import Downloader
 from klingmon.engine._governor import Governor
 from klingmon.engine._hooks import HookEvent, Hooks
+from klingmon.engine._owners import dead_local_owner as _dead_local_owner
+from klingmon.engine._owners import default_owner as _default_owner
 from klingmon.engine._settings import EngineSettings
 from klingmon.errors import ApiError, KlingmonError, TaskNotFoundError
 from klingmon.policy import (
@@ -40,30 +42,15 @@ if TYPE_CHECKING:
 
     from klingmon.store import Change, TaskRow
 
-__all__ = ["Engine"]
+__all__ = ["CALLBACK_META_PREFIX", "Engine"]
 
 logger = logging.getLogger(__name__)
 
+#: ``meta`` key prefix (+ endpoint) where a receiver notes its last callback (epoch s),
+#: so that an engine in another process sees callbacks flowing too.
+CALLBACK_META_PREFIX = "callbacks.last:"
+
 _IN_FLIGHT = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
-
-
-def _default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
-
-
-def _dead_local_owner(owner: str) -> bool:
-    """An owner of this host whose process is gone (killed, crashed)."""
-    host, _, rest = owner.partition(":")
-    pid, _, _ = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class Engine:
@@ -100,6 +87,15 @@ class Engine:
         self._next_watchdog = 0.0
         self._slots_free = True
         self._callbacks_seen: dict[str, float] = {}
+        # -- downloads: owed files are fetched in the background, beside the rounds
+        wanted = self.settings.downloads
+        self.downloader: Downloader | None = (
+            Downloader(store, wanted, clock=self.clock, owner=self.owner)
+            if wanted is not None and wanted.auto
+            else None
+        )
+        self._downloads: asyncio.Task[None] | None = None
+        self._callbacks_read: dict[str, float] = {}
 
     # -- control -------------------------------------------------------------
 
@@ -125,6 +121,8 @@ class Engine:
     ) -> None:
         """Work until stopped, or until batch ``until_done`` (or everything) is done."""
         self._reclaim_dead_leases()
+        if self.downloader is not None:
+            self.store.ensure_downloads(to_ms(self.clock.now()))
         try:
             while not self._stop.is_set():
                 did = await self.step()
@@ -132,6 +130,7 @@ class Engine:
                     break
                 await self._idle(did)
         finally:
+            await self._stop_downloads()
             self._flush()
             self.store.release(self.owner)
 
@@ -141,6 +140,7 @@ class Engine:
         did = await self._poll_round() or did
         did = self._watchdog() or did
         did = await self._deliver_round() or did
+        did = self._download_round() or did
         self._flush()
         return did
 
@@ -157,30 +157,21 @@ class Engine:
     async def _submit_round(self) -> bool:
         counts = self.store.count_by_status()
         in_flight = sum(counts.get(s, 0) for s in _IN_FLIGHT)
-        pending = counts.get(TaskStatus.SUBMITTING, 0)
-        free = self.governor.available_slots(in_flight)
-        queued = counts.get(TaskStatus.QUEUED, 0)
-        self._slots_free = free > 0
-        if pending == 0 and (free <= 0 or queued == 0):
+        self._slots_free = self.governor.available_slots(in_flight) > 0
+        if not counts.get(TaskStatus.SUBMITTING) and (
+            not self._slots_free or not counts.get(TaskStatus.QUEUED)
+        ):
             return False
-        now_ms = to_ms(self.clock.now())
-        rows = self.store.claim_queued(
-            self.owner, now_ms, self._lease_ms(), limit=max(0, free) + pending
+        rows = self.store.claim_submissions(
+            self.owner,
+            to_ms(self.clock.now()),
+            self._lease_ms(),
+            slots=self.governor.slots.limit,
         )
-        todo: list[TaskRow] = []
-        give_back: list[tuple[int, int]] = []
-        for row in rows:
-            if row.status == TaskStatus.SUBMITTING or free > 0:
-                todo.append(row)
-                free -= row.status == TaskStatus.QUEUED
-            else:
-                give_back.append((row.id, now_ms))
-        if give_back:
-            self.store.schedule(give_back)
-        if not todo:
+        if not rows:
             return False
         results = await asyncio.gather(
-            *(self._submit_one(row, in_flight) for row in todo), return_exceptions=True
+            *(self._submit_one(row, in_flight) for row in rows), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
@@ -392,9 +383,27 @@ class Engine:
         return delay
 
     def _callbacks_active(self, endpoint: str) -> bool:
-        last = self._callbacks_seen.get(endpoint)
+        # -- callbacks (web receiver): in-process notes, else the store's meta key
+        now = self.clock.now()
         horizon = self.settings.schedule.safety_interval
-        return last is not None and self.clock.now() - last < horizon
+        last = self._callbacks_seen.get(endpoint)
+        if last is not None and now - last < horizon:
+            return True
+        # A receiver in another process notes its callbacks in the store; read that
+        # at most once per min_interval per endpoint.
+        if now - self._callbacks_read.get(endpoint, -horizon) >= (
+            self.settings.schedule.min_interval
+        ):
+            self._callbacks_read[endpoint] = now
+            raw = self.store.meta_get(CALLBACK_META_PREFIX + endpoint)
+            if raw is not None:
+                try:
+                    noted = float(raw)
+                except ValueError:
+                    noted = None
+                if noted is not None and noted > (last or 0.0):
+                    self._callbacks_seen[endpoint] = last = noted
+        return last is not None and now - last < horizon
 
     def _learn(self, changes: Sequence[Change], before: dict[int, TaskRow]) -> None:
         for change in changes:
@@ -490,11 +499,58 @@ class Engine:
         self.store.delivered(done, to_ms(self.clock.now()))
         return True
 
+    # -- downloads -----------------------------------------------------------
+
+    def _download_round(self) -> bool:
+        """Start fetching owed files in the background, unless already at it."""
+        if self.downloader is None:
+            return False
+        running = self._downloads
+        if running is not None:
+            if not running.done():
+                return False
+            self._downloads = None
+            if not running.cancelled() and running.exception() is not None:
+                logger.error(
+                    "download.round_failed",
+                    extra={"error": type(running.exception()).__name__},
+                )
+        if self.store.next_download_ms() is None:
+            return False
+        self._downloads = asyncio.create_task(
+            self._download_all(self.downloader), name="klingmon-downloads"
+        )
+        return False  # started, not done: the round wakes the loop when it ends
+
+    async def _download_all(self, downloader: Downloader) -> None:
+        claimed = False
+        try:
+            while not self._stop.is_set() and await downloader.round():
+                claimed = True
+        finally:
+            if claimed:  # files held by another worker: look again when idle
+                self.wake()
+
+    async def _stop_downloads(self) -> None:
+        running, self._downloads = self._downloads, None
+        if running is not None and not running.done():
+            if self._stop.is_set():
+                running.cancel()  # the part file stays; the next run resumes it
+            with contextlib.suppress(asyncio.CancelledError, KlingmonError):
+                await running
+        if self.downloader is not None:
+            await self.downloader.aclose()
+
     # -- helpers -------------------------------------------------------------
 
     def _done(self, batch_id: int | None) -> bool:
         counts = self.store.count_by_status(batch_id)
         if any(counts.get(s, 0) for s in (TaskStatus.QUEUED, *_IN_FLIGHT)):
+            return False
+        if self.downloader is not None and (
+            (self._downloads is not None and not self._downloads.done())
+            or self.store.next_download_ms(batch_id) is not None
+        ):
             return False
         return self.store.outbox_backlog() == 0
 

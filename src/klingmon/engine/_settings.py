@@ -10,6 +10,8 @@ from klingmon.policy import SchedulePolicy, StuckPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from klingmon.engine._download_rules import DownloadSettings
+
 __all__ = ["EngineSettings"]
 
 
@@ -46,6 +48,8 @@ class EngineSettings:
     stuck: StuckPolicy = field(default_factory=StuckPolicy)
     #: Seed for jitter, so that runs can be repeated exactly.
     seed: int | None = None
+    #: Where and how results are downloaded; None: no automatic downloads.
+    downloads: DownloadSettings | None = None
 
     def __post_init__(self) -> None:
         if self.slots < 1:

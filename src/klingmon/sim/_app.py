@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from klingmon.sim._answers import Answer, error
 from klingmon.sim._auth import check_authorization
 from klingmon.sim._config import Faults
+from klingmon.sim._date import DateHeader
 from klingmon.sim._media import parse_range
 
 if TYPE_CHECKING:
@@ -167,6 +169,8 @@ def build_app(sim: Simulator) -> Starlette:
         sim.record(route, answer.outcome)
         return answer.response()
 
+    cuts = [sim.config.media_cut]  # answers still to cut short (media_cut)
+
     async def media(request: Request) -> Response:
         name = request.path_params["name"]
         index = name.removesuffix(".mp4")
@@ -188,11 +192,11 @@ def build_app(sim: Simulator) -> Starlette:
             return Response(b"", 416, headers={"Content-Range": f"bytes */{size}"})
         if chosen is None:
             sim.record("media", "200")
-            return Response(data, 200, headers=headers)
+            return _media_answer(sim, data, 200, headers, cuts)
         first, last = chosen
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
         sim.record("media", "206")
-        return Response(data[first : last + 1], 206, headers=headers)
+        return _media_answer(sim, data[first : last + 1], 206, headers, cuts)
 
     async def admin_counters(_request: Request) -> Response:
         counters = sim.counters()  # as it was before this request
@@ -242,8 +246,37 @@ def build_app(sim: Simulator) -> Starlette:
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error},
+        middleware=[Middleware(DateHeader, clock=sim.clock)],
         lifespan=lifespan,
     )
+
+
+_MEDIA_CHUNK = 64 * 1024
+
+
+def _media_answer(
+    sim: Simulator, body: bytes, status: int, headers: dict[str, str], cuts: list[int]
+) -> Response:
+    """A result file, streamed slowly or cut halfway when the config asks for it."""
+    delay = sim.config.media_chunk_delay
+    cut = cuts[0] > 0 and len(body) > 1
+    if cut:
+        cuts[0] -= 1
+    if not cut and delay <= 0:
+        return Response(body, status, headers=headers)
+    headers = headers | {"Content-Length": str(len(body))}
+    end = len(body) // 2 if cut else len(body)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, end, _MEDIA_CHUNK):
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield body[start : min(end, start + _MEDIA_CHUNK)]
+        if cut:
+            # Fewer bytes than Content-Length promised: the server drops the connection.
+            raise ConnectionAbortedError("media answer cut short (media_cut)")
+
+    return StreamingResponse(chunks(), status, headers=headers)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

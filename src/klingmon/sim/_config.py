@@ -74,8 +74,16 @@ class SimConfig:
     task_id_style: Literal["numeric", "base64"] = "numeric"
     #: Base for result URLs; default: the base URL of the create request.
     public_url: str | None = None
+    #: Result files are padded (inside a ``free`` box) to at least this many bytes.
+    media_size: int = 0
+    #: Real seconds between two 64 KiB chunks of a result file (a slow CDN).
+    media_chunk_delay: float = 0.0
+    #: The first ``media_cut`` result-file answers stop halfway: the connection drops.
+    media_cut: int = 0
 
     def __post_init__(self) -> None:
+        if min(self.media_size, self.media_chunk_delay, self.media_cut) < 0:
+            raise ValueError("media_size, media_chunk_delay and media_cut must be >= 0")
         if self.time_scale <= 0:
             raise ValueError("time_scale must be positive")
         if self.slots < 1:

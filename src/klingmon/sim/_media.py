@@ -23,15 +23,21 @@ def _sample() -> bytes:
 
 
 @cache
-def media_bytes(task_id: str, index: int) -> bytes:
-    """The MP4 served for result ``index`` of ``task_id``."""
+def media_bytes(task_id: str, index: int, size: int = 0) -> bytes:
+    """The MP4 served for result ``index`` of ``task_id``, padded to ``size`` bytes.
+
+    The padding goes inside the same ``free`` box, so a big file stays playable.
+    """
     payload = f"klingmon-sim task={task_id} index={index}".encode()
+    sample = _sample()
+    pad = max(0, size - len(sample) - 8 - len(payload))
+    payload += bytes(pad)
     box = (8 + len(payload)).to_bytes(4, "big") + b"free" + payload
-    return _sample() + box
+    return sample + box
 
 
-def media_sha256(task_id: str, index: int) -> str:
-    return hashlib.sha256(media_bytes(task_id, index)).hexdigest()
+def media_sha256(task_id: str, index: int, size: int = 0) -> str:
+    return hashlib.sha256(media_bytes(task_id, index, size)).hexdigest()
 
 
 ByteRange = tuple[int, int]

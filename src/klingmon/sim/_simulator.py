@@ -154,7 +154,7 @@ class Simulator:
     def media_sha256(self, url_path: str) -> str:
         """SHA-256 of the file served at ``url_path`` (a path or a full URL)."""
         task_id, index = _parse_media_path(urlsplit(url_path).path)
-        return _sha256(task_id, index)
+        return _sha256(task_id, index, self.config.media_size)
 
     def counters(self) -> dict[str, Any]:
         """What happened so far; the JSON of ``GET /admin/counters``."""
@@ -287,7 +287,7 @@ class Simulator:
                 return None
             if not 0 <= index < len(task.video_ids):
                 return None
-        return media_bytes(task_id, index)
+        return media_bytes(task_id, index, self.config.media_size)
 
     # -- internals -------------------------------------------------------------
 

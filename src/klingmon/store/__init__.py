@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from klingmon.store._downloads import DOWNLOAD_STATES, RETENTION_MS, DownloadRow
 from klingmon.store._report import REQUEST_KINDS, REQUEST_PREFIX
 from klingmon.store._rows import (
     BatchRow,
@@ -16,11 +17,14 @@ from klingmon.store._rows import (
 from klingmon.store._store import OUTBOX_KINDS, Store
 
 __all__ = [
+    "DOWNLOAD_STATES",
     "OUTBOX_KINDS",
     "REQUEST_KINDS",
     "REQUEST_PREFIX",
+    "RETENTION_MS",
     "BatchRow",
     "Change",
+    "DownloadRow",
     "EventRow",
     "NewTask",
     "Observation",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from klingmon.api._models import TaskStatus
 from klingmon.store._rows import Report
-from klingmon.store._schema import tasks
+from klingmon.store._schema import downloads, events, tasks
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -98,6 +98,24 @@ def _raw_rows(conn: sa.Connection, query: sa.Select[Any]) -> list[tuple[Any, ...
     return rows
 
 
+def _downloads(
+    conn: sa.Connection, batch_id: int | None
+) -> tuple[dict[str, int], int | None]:
+    """Result files by status, and the first deletion among those not yet done."""
+    d = downloads.c
+    where = [] if batch_id is None else [d.batch_id == batch_id]
+    files = {
+        str(s): int(n)
+        for s, n in conn.execute(
+            sa.select(d.status, sa.func.count()).where(*where).group_by(d.status)
+        )
+    }
+    first = conn.scalar(
+        sa.select(sa.func.min(d.expires_ms)).where(*where, d.status != "done")
+    )
+    return files, None if first is None else int(first)
+
+
 def build(conn: sa.Connection, batch_id: int | None, counts: dict[str, int]) -> Report:
     where = _where(batch_id)
     c = tasks.c
@@ -138,6 +156,7 @@ def build(conn: sa.Connection, batch_id: int | None, counts: dict[str, int]) -> 
             .order_by(sa.func.count().desc())
         )
     }
+    statuses_via = _statuses_via(conn, batch_id)
     q50, q95, p50, p95 = _durations(conn, where)
     total = sum(by_status.values())
     requests: dict[str, int] = {}
@@ -145,7 +164,10 @@ def build(conn: sa.Connection, batch_id: int | None, counts: dict[str, int]) -> 
         kind = name.removeprefix(REQUEST_PREFIX)
         if kind in REQUEST_KINDS or name.startswith(REQUEST_PREFIX):
             requests[kind] = requests.get(kind, 0) + value
+    files, first_owed = _downloads(conn, batch_id)
     return Report(
+        downloads=files,
+        first_owed_expiry_ms=first_owed,
         batch_id=batch_id,
         total=total,
         by_status=by_status,
@@ -161,4 +183,22 @@ def build(conn: sa.Connection, batch_id: int | None, counts: dict[str, int]) -> 
         requests=requests,
         counters=dict(counts),
         requests_per_task=(sum(requests.values()) / total) if total else None,
+        statuses_via=statuses_via,
     )
+
+
+def _statuses_via(conn: sa.Connection, batch_id: int | None) -> dict[str, int]:
+    """Status changes (and callback hints) by source: the callback/poll split."""
+    e = events.c
+    query = (
+        sa.select(e.source, e.kind, sa.func.count())
+        .where(e.kind.in_(["status", "hint"]))
+        .group_by(e.source, e.kind)
+    )
+    if batch_id is not None:
+        query = query.where(e.batch_id == batch_id)
+    found: dict[str, int] = {}
+    for source, kind, n in conn.execute(query):
+        key = f"{source}_hint" if kind == "hint" else str(source)
+        found[key] = found.get(key, 0) + int(n)
+    return found

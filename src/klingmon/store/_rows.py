@@ -127,6 +127,9 @@ class Observation:
     task: Task
     source: str
     observed_ms: int
+    #: A callback the receiver trusts (valid signature, or verification turned off):
+    #: its result files are owed like a poll's. Unconfirmed callbacks owe nothing.
+    confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +163,10 @@ class Report:
     requests_per_task: float | None = None
     #: Every counter of the batch (requests, error codes ...), as bumped.
     counters: dict[str, int] = field(default_factory=dict)
+    #: Result files by download status (pending, done, failed ...).
+    downloads: dict[str, int] = field(default_factory=dict)
+    #: When Kling deletes the first result that is not downloaded yet (epoch ms).
+    first_owed_expiry_ms: int | None = None
+    #: Status changes by where they came from (``callback``, ``poll``, ``sweep`` ...);
+    #: ``callback_hint`` counts terminal callbacks that a poll then confirmed.
+    statuses_via: dict[str, int] = field(default_factory=dict)

@@ -22,12 +22,17 @@ from klingmon.store._convert import (
     event_row,
     task_row,
 )
+from klingmon.store._downloads import Downloads, queue_files
 from klingmon.store._rows import BatchRow, Change, EventRow, TaskRow
 from klingmon.store._schema import (
     batches,
+    counters,
+    downloads,
     events,
+    meta,
     outbox,
     tasks,
+    webhook_deliveries,
 )
 from klingmon.store._submission import Submission
 from klingmon.store._writes import (
@@ -53,7 +58,7 @@ __all__ = ["OUTBOX_KINDS", "Store"]
 log = logging.getLogger(__name__)
 
 
-class Store(Submission):
+class Store(Submission, Downloads):
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     # -- lifecycle -----------------------------------------------------------------
@@ -257,6 +262,11 @@ class Store(Submission):
                 change = apply_one(conn, row, obs, now_ms)
                 if change is not None:
                     changes.append(change)
+                # downloads: owe the files, unless only a callback vouches for them
+                trusted = obs.source != "callback" or obs.confirmed
+                if trusted and row["status"] == "succeed":
+                    seen = obs.task.task_result.model_dump(mode="json")
+                    queue_files(conn, row | {"result": seen}, now_ms, pg=self._pg)
         return changes
 
     def schedule(self, items: Sequence[tuple[int, int]]) -> None:
@@ -278,7 +288,7 @@ class Store(Submission):
     def release(self, owner: str) -> None:
         """Drop every lease ``owner`` holds (a clean shutdown)."""
         with self._write() as conn:
-            for table in (tasks, outbox):
+            for table in (tasks, outbox, downloads):
                 conn.execute(
                     table.update()
                     .where(table.c.lease_owner == owner)
@@ -289,7 +299,7 @@ class Store(Submission):
         """Every owner that holds a lease now (live or dead)."""
         with self._read() as conn:
             found: set[str] = set()
-            for table in (tasks, outbox):
+            for table in (tasks, outbox, downloads):
                 query = sa.select(table.c.lease_owner).where(
                     table.c.lease_owner.is_not(None)
                 )
@@ -344,3 +354,52 @@ class Store(Submission):
                 sa.select(events).where(events.c.id == event_id)
             ).mappings()
             return event_row(m.one())
+
+    # -- callbacks (receiver) ------------------------------------------------------
+
+    def record_delivery(
+        self, webhook_id: str, task_id: int | None, now_ms: int
+    ) -> bool:
+        """Remember a Standard Webhooks ``webhook-id``; False when seen before."""
+        stmt = (
+            self._insert(webhook_deliveries)
+            .values(webhook_id=webhook_id[:200], received_ms=now_ms, task_id=task_id)
+            .on_conflict_do_nothing(index_elements=[webhook_deliveries.c.webhook_id])
+        )
+        with self._write() as conn:
+            return bool(conn.execute(stmt).rowcount)
+
+    def note(
+        self,
+        task_id: int,
+        now_ms: int,
+        source: str,
+        kind: str,
+        payload: Mapping[str, Any],
+    ) -> int:
+        """Append an event that changes nothing (a callback's unconfirmed hint)."""
+        with self._write() as conn:
+            row = lock_task(conn, task_id)
+            status = TaskStatus(row["status"])
+            return record_event(
+                conn, row, now_ms, source, kind, status, None, dict(payload)
+            )
+
+    def meta_setdefault(self, key: str, value: str) -> str:
+        """Store ``value`` unless ``key`` has one; return the value that holds."""
+        stmt = (
+            self._insert(meta)
+            .values(key=key, value=value)
+            .on_conflict_do_nothing(index_elements=[meta.c.key])
+        )
+        with self._write() as conn:
+            conn.execute(stmt)
+            return str(conn.scalar(sa.select(meta.c.value).where(meta.c.key == key)))
+
+    def counter_totals(self) -> dict[str, int]:
+        """Every counter summed over all batches (for metrics)."""
+        query = sa.select(counters.c.name, sa.func.sum(counters.c.value)).group_by(
+            counters.c.name
+        )
+        with self._read() as conn:
+            return {name: int(value or 0) for name, value in conn.execute(query)}

@@ -15,6 +15,7 @@ PACKAGES = [
     "klingmon.policy",
     "klingmon.sim",
     "klingmon.store",
+    "klingmon.web",
 ]
 
 

@@ -1,0 +1,213 @@
+"""``klingmon serve``: the callback receiver, JSON API and metrics (+ the engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+
+import httpx
+import typer
+import uvicorn
+
+from klingmon.api import AsyncKlingClient
+from klingmon.cli._app import app
+from klingmon.cli._context import Context, get_context, run_async
+from klingmon.config import Secret
+from klingmon.engine import Monitor
+from klingmon.engine._notify import install_hooks
+from klingmon.errors import ConfigError
+
+__all__ = ["serve_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    public_url: str | None = typer.Option(
+        None,
+        "--public-url",
+        envvar="KLINGMON_PUBLIC_URL",
+        help="Base URL Kling can reach; submissions then carry a callback_url.",
+    ),
+    no_engine: bool = typer.Option(
+        False, "--no-engine", help="Only receive; an engine runs elsewhere."
+    ),
+    webhook_secret: str | None = typer.Option(
+        None,
+        "--webhook-secret",
+        envvar="KLINGMON_WEBHOOK_SECRET",
+        help="Kling's whsec_ secret: callbacks must be Standard Webhooks signed.",
+        show_default=False,
+    ),
+    confirm: bool = typer.Option(
+        True,
+        "--confirm/--no-confirm",
+        help="Confirm a terminal status from an unsigned callback with a GET.",
+    ),
+    hook_command: str | None = typer.Option(
+        None, "--hook-command", help="Shell command run per event (JSON on stdin)."
+    ),
+    forward_url: str | None = typer.Option(
+        None, "--forward-url", help="POST each event here (Standard Webhooks)."
+    ),
+    forward_secret: str | None = typer.Option(
+        None,
+        "--forward-secret",
+        envvar="KLINGMON_FORWARD_SECRET",
+        help="whsec_ secret to sign forwarded events with.",
+        show_default=False,
+    ),
+    notify: list[str] = typer.Option(
+        [], "--notify", help="Apprise URL for failed, stuck and batch-done (repeat)."
+    ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="KLINGMON_API_TOKEN",
+        help="Bearer token for the JSON API and /metrics (required off loopback).",
+        show_default=False,
+    ),
+) -> None:
+    """Receive Kling callbacks, serve the JSON API and /metrics; run the engine too."""
+    context = get_context(ctx)
+    if not _loopback(host) and not token:
+        raise ConfigError(f"refusing to listen on {host} without --token")
+    changes: dict[str, object] = {}
+    if public_url:
+        changes["public_url"] = public_url
+    if webhook_secret:
+        changes["webhook_secret"] = Secret(webhook_secret)
+    if changes:
+        context.settings = dataclasses.replace(context.settings, **changes)  # type: ignore[arg-type]
+    if forward_secret and not forward_secret.startswith("whsec_"):
+        raise ConfigError("--forward-secret must start with whsec_")
+    options = _Options(
+        host=host,
+        port=port,
+        engine=not no_engine,
+        confirm=confirm,
+        hook_command=hook_command,
+        forward_url=forward_url,
+        forward_secret=forward_secret,
+        notify=tuple(notify),
+        token=token,
+    )
+    holder: dict[str, object] = {}
+
+    def stop() -> None:
+        server = holder.get("server")
+        if isinstance(server, uvicorn.Server):
+            server.should_exit = True
+
+    run_async(serve_app(context, options, holder), stop=stop)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Options:
+    host: str
+    port: int
+    engine: bool
+    confirm: bool
+    hook_command: str | None
+    forward_url: str | None
+    forward_secret: str | None
+    notify: tuple[str, ...]
+    token: str | None
+
+    def __repr__(self) -> str:
+        return f"_Options(host={self.host!r}, port={self.port}, engine={self.engine})"
+
+
+async def serve_app(
+    context: Context, options: _Options, holder: dict[str, object]
+) -> None:
+    """Run uvicorn and (unless told not to) the engine in this event loop."""
+    from klingmon.web import (  # noqa: PLC0415 - FastAPI only for this command
+        MeteredTransport,
+        Metrics,
+        ReceiverSettings,
+        create_app,
+        engine_waker,
+        server_secret,
+    )
+
+    store = context.store()
+    secret = server_secret(store, context.settings.callback_secret)
+    metrics = Metrics(store)
+    monitor: Monitor | None = None
+    client: AsyncKlingClient | None = None
+    if options.engine:
+        client = AsyncKlingClient.from_env(
+            base_url=context.settings.api_base,
+            transport=MeteredTransport(metrics, httpx.AsyncHTTPTransport()),
+            **context.settings.credentials(),
+        )
+        monitor = context.monitor(client)
+        install_hooks(
+            monitor.hooks,
+            store=store,
+            command=options.hook_command,
+            forward_url=options.forward_url,
+            forward_secret=options.forward_secret,
+            notify=options.notify,
+        )
+    elif options.hook_command or options.forward_url or options.notify:
+        raise ConfigError("hooks run in the engine: drop --no-engine or run a worker")
+    webhook = context.settings.webhook_secret
+    app = create_app(
+        store,
+        secret=secret,
+        settings=ReceiverSettings(
+            webhook_secret=webhook.get() if webhook else None, confirm=options.confirm
+        ),
+        on_callback=(
+            engine_waker(monitor.engine(), asyncio.get_running_loop())
+            if monitor
+            else None
+        ),
+        api_token=options.token,
+        metrics=metrics,
+    )
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    holder["server"] = server
+    runner: asyncio.Task[None] | None = None
+    if monitor is not None:
+        runner = asyncio.create_task(monitor.run(forever=True), name="klingmon-engine")
+        runner.add_done_callback(lambda _: setattr(server, "should_exit", True))
+    logger.info(
+        "serve.start",
+        extra={"host": options.host, "port": options.port, "engine": options.engine},
+    )
+    try:
+        await server.serve()
+    finally:
+        if monitor is not None and runner is not None:
+            monitor.stop()
+            await runner
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()

@@ -1,0 +1,119 @@
+"""Files on disk or behind fsspec: hashing, safe local paths, remote writes.
+
+fsspec is optional (the ``storage`` extra); it is imported only for a remote
+destination, with a clear hint when it is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from klingmon.engine._download_rules import DownloadRefusedError
+from klingmon.errors import ConfigError
+
+__all__ = [
+    "check_file",
+    "hash_file",
+    "local_dest",
+    "local_path",
+    "remote_exists",
+    "remote_hash",
+    "remote_write",
+    "settled",
+    "upload",
+]
+
+
+def hash_file(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a local file."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def local_path(root: str, rel: str) -> Path:
+    base = Path(root).expanduser().absolute()
+    path = (base / rel).absolute()
+    if os.path.commonpath([base, path]) != str(base):  # pragma: no cover - sanitised
+        raise DownloadRefusedError(f"refused a file name outside {base}")
+    return path
+
+
+def local_dest(root: str, rel: str) -> str:
+    return str(local_path(root.removeprefix("file://"), rel))
+
+
+def settled(local: Path, dest: str, remote: bool) -> tuple[int, str] | None:
+    """Size and hash of a file already in place (uploading a staged one), or None."""
+    if not remote:
+        return hash_file(local) if local.exists() else None
+    if not remote_exists(dest):
+        if not local.exists():
+            return None
+        upload(local, dest)  # staged completely, never sent
+    return hash_file(local) if local.exists() else remote_hash(dest)
+
+
+def _fsspec() -> Any:
+    try:
+        fsspec = importlib.import_module("fsspec")
+    except ImportError as exc:
+        raise ConfigError(
+            "a remote download destination needs fsspec: "
+            "pip install 'klingmon[storage]'"
+        ) from exc
+    return fsspec
+
+
+def remote_exists(url: str) -> bool:
+    fs, path = _fsspec().core.url_to_fs(url)
+    return bool(fs.exists(path))
+
+
+def remote_hash(url: str) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with _fsspec().open(url, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def upload(local: Path, url: str) -> None:
+    fs, path = _fsspec().core.url_to_fs(url)
+    parent = path.rsplit("/", 1)[0]
+    with contextlib.suppress(Exception):  # object stores have no directories
+        fs.makedirs(parent, exist_ok=True)
+    fs.put_file(str(local), path)
+
+
+def remote_write(url: str, text: str) -> None:
+    with _fsspec().open(url, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+
+
+def check_file(dest: str, sha256: str | None, *, remote: bool) -> str:
+    """``ok``, ``missing`` or ``changed``: a downloaded file against its stored hash."""
+    try:
+        if remote:
+            if not remote_exists(dest):
+                return "missing"
+            _, found = remote_hash(dest)
+        else:
+            path = Path(dest)
+            if not path.is_file():
+                return "missing"
+            _, found = hash_file(path)
+    except FileNotFoundError:
+        return "missing"
+    return "ok" if found == sha256 else "changed"

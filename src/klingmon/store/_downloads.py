@@ -1,0 +1,337 @@
+"""The ``downloads`` table: one row per result file, written ahead of any fetch.
+
+Rows are created in the same transaction that records a task as ``succeed``, so a
+crash can never lose the fact that a file is owed. The rule for which URLs may be
+fetched: a row is only created from an authenticated observation (submit, poll,
+sweep, an adopted task) or, for callbacks, once the receiver has confirmed them
+(:meth:`Downloads.confirm_downloads`, after a valid signature or a confirming GET).
+A URL that arrived only in an unconfirmed callback is never stored here, so it is
+never fetched.
+
+Rows are claimed with leases, like tasks: several workers never fetch the same file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from klingmon.api._models import TaskStatus
+from klingmon.store._base import StoreBase
+from klingmon.store._schema import downloads, tasks
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping, Sequence
+
+__all__ = [
+    "DOWNLOAD_STATES",
+    "RETENTION_MS",
+    "DownloadRow",
+    "Downloads",
+    "queue_files",
+]
+
+#: Kling deletes results this long after the task was created.
+RETENTION_MS = 30 * 24 * 3600 * 1000
+#: pending: owed; downloading: claimed; done: on disk, hashed; failed: gave up after
+#: retries (``klingmon download`` tries again); refused: unsafe URL, oversized file;
+#: expired: Kling no longer has it.
+DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "refused", "expired")
+_OPEN = ("pending", "downloading")
+_NEVER = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadRow:
+    """One result file; ``dest`` is the final path or fsspec URL once chosen."""
+
+    id: int
+    task_id: int
+    batch_id: int
+    kind: str
+    idx: int
+    url: str
+    dest: str | None
+    status: str
+    size: int | None
+    sha256: str | None
+    attempts: int
+    last_error: str | None
+    expires_ms: int | None
+    next_try_ms: int | None
+    lease_owner: str | None
+    lease_until_ms: int | None
+    created_ms: int
+    done_ms: int | None
+
+
+def _row(m: Mapping[Any, Any]) -> DownloadRow:
+    return DownloadRow(**{c.name: m[c.name] for c in downloads.c})
+
+
+def _files(result: Mapping[str, Any] | None) -> list[tuple[str, int, str]]:
+    """``(kind, idx, url)`` of every file in a task's ``task_result``."""
+    found: list[tuple[str, int, str]] = []
+    for kind, key in (("video", "videos"), ("image", "images")):
+        for idx, item in enumerate((result or {}).get(key) or []):
+            url = item.get("url") if isinstance(item, dict) else None
+            if isinstance(url, str) and url:
+                found.append((kind, idx, url))
+    return found
+
+
+def queue_files(
+    conn: sa.Connection, task: Mapping[Any, Any], now_ms: int, *, pg: bool
+) -> int:
+    """Owe every result file of a succeeded task (inside the caller's transaction).
+
+    Idempotent: a file already owed (or fetched) is left as it is.
+    """
+    files = _files(task.get("result"))
+    if not files:
+        return 0
+    created = task.get("kling_created_ms") or task["created_ms"]
+    rows = [
+        {
+            "task_id": task["id"],
+            "batch_id": task["batch_id"],
+            "kind": kind,
+            "idx": idx,
+            "url": url,
+            "status": "pending",
+            "attempts": 0,
+            "expires_ms": created + RETENTION_MS,
+            "created_ms": now_ms,
+        }
+        for kind, idx, url in files
+    ]
+    if pg:
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415
+
+        ins: Any = postgresql.insert(downloads)
+    else:
+        from sqlalchemy.dialects import sqlite  # noqa: PLC0415
+
+        ins = sqlite.insert(downloads)
+    stmt = ins.on_conflict_do_nothing(
+        index_elements=[downloads.c.task_id, downloads.c.kind, downloads.c.idx]
+    )
+    return len(conn.execute(stmt.values(rows).returning(downloads.c.id)).all())
+
+
+class Downloads(StoreBase):
+    """The download half of :class:`Store`."""
+
+    def confirm_downloads(self, task_id: int, now_ms: int) -> int:
+        """Owe a succeeded task's files once its result is confirmed.
+
+        For the receiver: call it after a callback's signature checked out, or after
+        a GET confirmed it. Returns how many rows were created.
+        """
+        with self._write() as conn:
+            m = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).mappings()
+            row = m.first()
+            if row is None or row["status"] != TaskStatus.SUCCEED.value:
+                return 0
+            return queue_files(conn, row, now_ms, pg=self._pg)
+
+    def ensure_downloads(self, now_ms: int, batch_id: int | None = None) -> int:
+        """Owe the files of succeeded tasks that have no rows yet (older stores).
+
+        A task whose success was only ever heard from a callback is skipped.
+        """
+        owed = sa.exists().where(downloads.c.task_id == tasks.c.id)
+        query = sa.select(tasks).where(
+            tasks.c.status == TaskStatus.SUCCEED.value,
+            tasks.c.result.is_not(None),
+            sa.func.coalesce(tasks.c.learned_via, "") != "callback",
+            ~owed,
+        )
+        if batch_id is not None:
+            query = query.where(tasks.c.batch_id == batch_id)
+        with self._write() as conn:
+            found = list(conn.execute(query).mappings())
+            return sum(queue_files(conn, m, now_ms, pg=self._pg) for m in found)
+
+    def claim_downloads(
+        self,
+        owner: str,
+        now_ms: int,
+        lease_ms: int,
+        limit: int,
+        *,
+        batch_id: int | None = None,
+        expires_before_ms: int | None = None,
+        retry_failed: bool = False,
+    ) -> list[DownloadRow]:
+        """Lease up to ``limit`` owed files, the soonest to expire first."""
+        if limit <= 0:
+            return []
+        c = downloads.c
+        states = [*_OPEN, "failed"] if retry_failed else list(_OPEN)
+        free = sa.or_(c.lease_owner.is_(None), c.lease_until_ms <= now_ms)
+        due = sa.and_(
+            c.status.in_(states),
+            sa.or_(c.next_try_ms.is_(None), c.next_try_ms <= now_ms),
+        )
+        if batch_id is not None:
+            due = sa.and_(due, c.batch_id == batch_id)
+        if expires_before_ms is not None:
+            due = sa.and_(due, c.expires_ms <= expires_before_ms)
+        order = (sa.func.coalesce(c.expires_ms, _NEVER), c.id)
+        pick = (
+            sa.select(c.id)
+            .where(due, free)
+            .order_by(*order)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            downloads.update()
+            .where(c.id.in_(pick.scalar_subquery()), free)
+            .values(
+                status="downloading",
+                lease_owner=owner,
+                lease_until_ms=now_ms + lease_ms,
+            )
+            .returning(*downloads.c)
+        )
+        with self._write() as conn:
+            rows = [_row(m) for m in conn.execute(claim).mappings()]
+        rows.sort(key=lambda r: (r.expires_ms or _NEVER, r.id))
+        return rows
+
+    def set_download_dest(self, download_id: int, dest: str) -> str:
+        """Fix a file's destination once (write-ahead); returns the stored one."""
+        with self._write() as conn:
+            conn.execute(
+                downloads.update()
+                .where(downloads.c.id == download_id, downloads.c.dest.is_(None))
+                .values(dest=dest)
+            )
+            stored = conn.scalar(
+                sa.select(downloads.c.dest).where(downloads.c.id == download_id)
+            )
+        return str(stored)
+
+    def download_done(
+        self, download_id: int, now_ms: int, *, size: int, sha256: str
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                downloads.update()
+                .where(downloads.c.id == download_id)
+                .values(
+                    status="done",
+                    size=size,
+                    sha256=sha256,
+                    done_ms=now_ms,
+                    last_error=None,
+                    next_try_ms=None,
+                    lease_owner=None,
+                    lease_until_ms=None,
+                )
+            )
+
+    def download_failed(
+        self,
+        download_id: int,
+        error: str,
+        *,
+        status: str | None = None,
+        next_try_ms: int | None = None,
+    ) -> None:
+        """Count one failed attempt; ``status`` ends the claim (failed, refused ...)."""
+        values: dict[str, Any] = {
+            "attempts": downloads.c.attempts + 1,
+            "last_error": error[:2000],
+        }
+        if status is not None:
+            if status not in DOWNLOAD_STATES:
+                raise ValueError(f"unknown download status {status!r}")
+            values |= {
+                "status": status,
+                "next_try_ms": next_try_ms,
+                "lease_owner": None,
+                "lease_until_ms": None,
+            }
+        with self._write() as conn:
+            conn.execute(
+                downloads.update().where(downloads.c.id == download_id).values(values)
+            )
+
+    def requeue_downloads(self, ids: Sequence[int]) -> None:
+        """Owe these files again (a verify found them missing or changed)."""
+        if not ids:
+            return
+        with self._write() as conn:
+            conn.execute(
+                downloads.update()
+                .where(downloads.c.id.in_(list(ids)))
+                .values(
+                    status="pending",
+                    attempts=0,
+                    size=None,
+                    sha256=None,
+                    done_ms=None,
+                    next_try_ms=None,
+                    last_error=None,
+                    lease_owner=None,
+                    lease_until_ms=None,
+                )
+            )
+
+    def download_rows(
+        self,
+        batch_id: int | None = None,
+        statuses: Collection[str] | None = None,
+        task_id: int | None = None,
+    ) -> list[DownloadRow]:
+        query = sa.select(downloads).order_by(downloads.c.id)
+        if batch_id is not None:
+            query = query.where(downloads.c.batch_id == batch_id)
+        if task_id is not None:
+            query = query.where(downloads.c.task_id == task_id)
+        if statuses is not None:
+            query = query.where(downloads.c.status.in_(list(statuses)))
+        with self._read() as conn:
+            return [_row(m) for m in conn.execute(query).mappings()]
+
+    def download_counts(
+        self, batch_id: int | None = None, *, now_ms: int = 0, within_ms: int = 0
+    ) -> dict[str, int]:
+        """Files by status, and ``expiring``: not done, deleted within ``within_ms``."""
+        c = downloads.c
+        where = [] if batch_id is None else [c.batch_id == batch_id]
+        with self._read() as conn:
+            counts = {
+                str(s): int(n)
+                for s, n in conn.execute(
+                    sa.select(c.status, sa.func.count())
+                    .where(*where)
+                    .group_by(c.status)
+                )
+            }
+            soon = conn.scalar(
+                sa.select(sa.func.count()).where(
+                    *where,
+                    c.status != "done",
+                    c.expires_ms <= now_ms + within_ms,
+                )
+            )
+        counts["expiring"] = int(soon or 0)
+        return counts
+
+    def next_download_ms(self, batch_id: int | None = None) -> int | None:
+        """When the next owed file may be tried (None: nothing is owed)."""
+        c = downloads.c
+        query = sa.select(sa.func.min(sa.func.coalesce(c.next_try_ms, 0))).where(
+            c.status.in_(_OPEN)
+        )
+        if batch_id is not None:
+            query = query.where(c.batch_id == batch_id)
+        with self._read() as conn:
+            value = conn.scalar(query)
+        return None if value is None else int(value)

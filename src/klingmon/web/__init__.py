@@ -1,0 +1,34 @@
+"""The web side: Kling callback receiver, JSON API, health and ``/metrics``."""
+
+from __future__ import annotations
+
+from klingmon.web._app import create_app, engine_waker
+from klingmon.web._metrics import MeteredTransport, Metrics
+from klingmon.web._receiver import MAX_BODY, Outcome, Receiver, ReceiverSettings
+from klingmon.web._signature import SignatureError, sign_headers, verify_signature
+from klingmon.web._tokens import (
+    CALLBACK_PATH,
+    callback_token,
+    callback_url_builder,
+    server_secret,
+    token_matches,
+)
+
+__all__ = [
+    "CALLBACK_PATH",
+    "MAX_BODY",
+    "MeteredTransport",
+    "Metrics",
+    "Outcome",
+    "Receiver",
+    "ReceiverSettings",
+    "SignatureError",
+    "callback_token",
+    "callback_url_builder",
+    "create_app",
+    "engine_waker",
+    "server_secret",
+    "sign_headers",
+    "token_matches",
+    "verify_signature",
+]

@@ -1,0 +1,197 @@
+"""``create_app``: the receiver, JSON API, health and metrics in one FastAPI app.
+
+Store work is synchronous SQLAlchemy, so it runs in the thread pool; the callback
+route reads its body with a hard cap first, so an oversized body costs nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from klingmon._clock import Clock, SystemClock
+from klingmon.errors import KlingmonError
+from klingmon.web._api import router
+from klingmon.web._metrics import CONTENT_TYPE, Metrics
+from klingmon.web._receiver import Outcome, Receiver, ReceiverSettings
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+
+    from klingmon.engine import Engine
+    from klingmon.store import Store
+
+__all__ = ["create_app", "engine_waker"]
+
+logger = logging.getLogger(__name__)
+
+#: The legacy callback body (the bare task object), self-contained for OpenAPI.
+_TASK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["task_id", "task_status"],
+    "properties": {
+        "task_id": {"type": "string"},
+        "task_status": {"type": "string"},
+        "task_status_msg": {"type": "string"},
+        "created_at": {"type": "integer"},
+        "updated_at": {"type": "integer"},
+        "final_unit_deduction": {"type": "string"},
+        "task_info": {
+            "type": "object",
+            "properties": {"external_task_id": {"type": "string"}},
+        },
+        "task_result": {"type": "object"},
+    },
+}
+
+_CALLBACK_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _TASK_SCHEMA}},
+    },
+    "responses": {
+        "202": {"description": "Terminal hint taken; a GET confirms it"},
+        "400": {"description": "Body is not a JSON object"},
+        "401": {"description": "Bad Standard Webhooks signature"},
+        "403": {"description": "Token is not this task's"},
+        "404": {"description": "Unknown task"},
+        "409": {"description": "task_id does not match"},
+        "413": {"description": "Body too large"},
+        "422": {"description": "Not a Kling task object"},
+    },
+}
+
+
+def engine_waker(
+    engine: Engine, loop: asyncio.AbstractEventLoop
+) -> Callable[[str], None]:
+    """A thread-safe ``on_callback``: note the endpoint and wake the engine's loop."""
+
+    def wake(endpoint: str) -> None:
+        def run() -> None:
+            engine.note_callback(endpoint)
+            engine.wake()
+
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(run)
+
+    return wake
+
+
+def create_app(
+    store: Store,
+    *,
+    secret: bytes,
+    settings: ReceiverSettings | None = None,
+    on_callback: Callable[[str], None] | None = None,
+    clock: Clock | None = None,
+    api_token: str | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """The web app over ``store``; ``secret`` keys the callback-URL tokens.
+
+    ``on_callback(endpoint)`` is called (from a worker thread) after each callback
+    taken in, e.g. :func:`engine_waker`. With ``api_token`` the JSON API and
+    ``/metrics`` want ``Authorization: Bearer <api_token>``.
+    """
+    receiver = Receiver(
+        store,
+        secret,
+        settings or ReceiverSettings(),
+        clock or SystemClock(),
+        on_callback,
+    )
+    metrics = metrics or Metrics(store)
+
+    def authorize(request: Request) -> None:
+        if api_token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {api_token}".encode()):
+            raise HTTPException(401, detail="missing or wrong bearer token")
+
+    app = FastAPI(
+        title="klingmon",
+        summary="Kling callback receiver and job monitor",
+        version="1",
+    )
+    app.state.store = store
+    app.state.receiver = receiver
+    app.state.metrics = metrics
+    app.include_router(router, dependencies=[Depends(authorize)])
+
+    @app.exception_handler(KlingmonError)
+    async def store_failed(_request: Request, exc: KlingmonError) -> JSONResponse:
+        logger.warning("web.error", extra={"error": type(exc).__name__})
+        return JSONResponse({"error": "unavailable"}, status_code=503)
+
+    @app.post(
+        "/callbacks/kling/{token}",
+        summary="Kling task callback (bare legacy task object)",
+        openapi_extra=_CALLBACK_DOC,
+        tags=["callbacks"],
+    )
+    async def callback(token: str, request: Request) -> JSONResponse:
+        body = await _read_capped(request, receiver.settings.max_body)
+        if body is None:
+            outcome = Outcome(
+                413, {"error": "too_large", "detail": "body too large"}, "too_large"
+            )
+        else:
+            outcome = await run_in_threadpool(
+                receiver.handle, token, body, request.headers
+            )
+        metrics.callback(outcome.status_code, outcome.reason)
+        if outcome.endpoint is not None and receiver.on_callback is not None:
+            receiver.on_callback(outcome.endpoint)
+        return JSONResponse(outcome.body, status_code=outcome.status_code)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The store answers",
+        responses={503: {"description": "The store does not answer"}},
+    )
+    def readyz() -> JSONResponse:
+        try:
+            store.outbox_backlog()
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics",
+        dependencies=[Depends(authorize)],
+        response_class=Response,
+    )
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return app
+
+
+async def _read_capped(request: Request, cap: int) -> bytes | None:
+    """The body, or None as soon as it passes ``cap`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

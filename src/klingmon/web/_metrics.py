@@ -1,0 +1,209 @@
+"""Prometheus metrics, on a registry per app so that tests stay isolated.
+
+Gauges that describe the store (tasks by status, outbox backlog, Kling requests and
+1302/1303 answers of every worker) are read at scrape time. Detection lag and time
+in queue / processing come from the event log, tailed at scrape time, so a receiver
+running apart from the engine still shows what the engine's polls saw. Callbacks and
+this process's own Kling requests are counted as they happen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.api._protocol import request_kind
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client.metrics_core import Metric
+
+    from klingmon.store import EventRow, Store
+
+__all__ = ["CONTENT_TYPE", "MeteredTransport", "Metrics"]
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+_PHASE_BUCKETS = (1, 5, 10, 30, 60, 120, 180, 300, 600, 1200, 3600)
+_TAIL_CHUNK = 5000
+_TAIL_MAX_CHUNKS = 20
+
+
+class _StoreCollector:
+    """Reads the store's current figures at each scrape."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        tasks = GaugeMetricFamily(
+            "klingmon_tasks", "Tasks by status.", labels=["status"]
+        )
+        counts = self._store.count_by_status()
+        for status in TaskStatus:
+            tasks.add_metric([status.value], counts.get(status, 0))
+        yield tasks
+        yield GaugeMetricFamily(
+            "klingmon_outbox_backlog",
+            "Hook deliveries not yet done.",
+            value=self._store.outbox_backlog(),
+        )
+        totals = self._store.counter_totals()
+        kinds = CounterMetricFamily(
+            "klingmon_kling_requests",
+            "Requests to Kling by every worker, by kind (store counters).",
+            labels=["kind"],
+        )
+        for kind in ("create", "get", "list"):
+            kinds.add_metric([kind], totals.get(kind, 0))
+        yield kinds
+        limited = CounterMetricFamily(
+            "klingmon_kling_limited",
+            "Creates refused for rate (1302) or concurrency (1303), every worker.",
+            labels=["code"],
+        )
+        for code in ("1302", "1303"):
+            limited.add_metric([code], totals.get(code, 0))
+        yield limited
+
+
+class Metrics:
+    """Every metric of one app; :meth:`render` is the ``/metrics`` body."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.callbacks = Counter(
+            "klingmon_callbacks_received",
+            "Callbacks received, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "klingmon_callbacks_rejected",
+            "Callbacks rejected, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "klingmon_api_requests",
+            "Requests this process sent to Kling, by route and outcome.",
+            ["route", "outcome"],
+            registry=r,
+        )
+        self.kling_codes = Counter(
+            "klingmon_api_limited",
+            "429 answers this process got from Kling, by Kling code (1302, 1303).",
+            ["code"],
+            registry=r,
+        )
+        self.lag = Histogram(
+            "klingmon_detection_lag_seconds",
+            "From Kling's updated_at to klingmon learning the status, by source.",
+            ["source"],
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.queue = Histogram(
+            "klingmon_queue_seconds",
+            "Time tasks spent submitted (queued at Kling).",
+            buckets=_PHASE_BUCKETS,
+            registry=r,
+        )
+        self.processing = Histogram(
+            "klingmon_processing_seconds",
+            "Time tasks spent processing.",
+            buckets=_PHASE_BUCKETS,
+            registry=r,
+        )
+        r.register(_StoreCollector(store))
+        self._last_event = 0
+        self._started: dict[int, int] = {}
+        self._tail_lock = threading.Lock()
+
+    def callback(self, status_code: int, reason: str) -> None:
+        if status_code >= 400:
+            self.rejected.labels(reason).inc()
+        else:
+            self.callbacks.labels(reason).inc()
+
+    def render(self) -> bytes:
+        self._tail()
+        return generate_latest(self.registry)
+
+    def _tail(self) -> None:
+        with self._tail_lock:
+            for _ in range(_TAIL_MAX_CHUNKS):
+                found = self.store.events(since_id=self._last_event, limit=_TAIL_CHUNK)
+                for event in found:
+                    self._observe(event)
+                if found:
+                    self._last_event = found[-1].id
+                if len(found) < _TAIL_CHUNK:
+                    return
+
+    def _observe(self, event: EventRow) -> None:
+        payload: dict[str, Any] = event.payload
+        updated = payload.get("updated_at")
+        created = payload.get("created_at")
+        learned = event.kind == "hint" or (
+            event.kind == "status" and event.source in {"poll", "sweep", "callback"}
+        )
+        if learned and isinstance(updated, int):
+            source = "poll" if event.source == "sweep" else event.source
+            self.lag.labels(source).observe(max(0.0, (event.at_ms - updated) / 1000))
+        if event.kind != "status" or not isinstance(updated, int):
+            return
+        if event.new_status == TaskStatus.PROCESSING:
+            if isinstance(created, int):
+                self.queue.observe(max(0.0, (updated - created) / 1000))
+            self._started[event.task_id] = updated
+        elif event.new_status in TERMINAL:
+            start = self._started.pop(event.task_id, None)
+            if start is not None:
+                self.processing.observe(max(0.0, (updated - start) / 1000))
+
+
+class MeteredTransport(httpx.AsyncBaseTransport):
+    """Counts each request to Kling by route and outcome, around a real transport."""
+
+    def __init__(self, metrics: Metrics, inner: httpx.AsyncBaseTransport) -> None:
+        self._metrics = metrics
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        route = request_kind(request)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError as exc:
+            self._metrics.requests.labels(route, type(exc).__name__).inc()
+            raise
+        self._metrics.requests.labels(route, str(response.status_code)).inc()
+        if response.status_code == 429:
+            await response.aread()
+            code = _kling_code(response)
+            if code is not None:
+                self._metrics.kling_codes.labels(str(code)).inc()
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _kling_code(response: httpx.Response) -> int | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    code = data.get("code") if isinstance(data, dict) else None
+    return code if isinstance(code, int) else None

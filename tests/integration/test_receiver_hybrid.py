@@ -1,0 +1,37 @@
+"""Hybrid reconciliation across processes: the engine reads the receiver's note."""
+
+from __future__ import annotations
+
+from engine_support import virtual_monitor
+
+from klingmon.engine._engine import CALLBACK_META_PREFIX
+from klingmon.sim import SimConfig, Simulator
+from klingmon.testing import VirtualClock
+
+ENDPOINT = "/v1/videos/text2video"
+
+
+async def test_engine_sees_callbacks_noted_by_another_process(tmp_path):
+    """A recent note in meta means callbacks flow; an old one, or none, does not."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(), clock=clock)
+    monitor = virtual_monitor(sim, tmp_path / "h.db", clock)
+    engine = monitor.engine()
+    assert not engine._callbacks_active(ENDPOINT)
+    monitor.store.meta_set(CALLBACK_META_PREFIX + ENDPOINT, repr(clock.now()))
+    clock.advance(engine.settings.schedule.min_interval)  # the note is re-read
+    assert engine._callbacks_active(ENDPOINT)
+    clock.advance(engine.settings.schedule.safety_interval + 1)
+    assert not engine._callbacks_active(ENDPOINT)
+    await monitor.aclose()
+
+
+async def test_in_process_note_counts_at_once(tmp_path):
+    """note_callback (the same-process receiver) turns the safety net on at once."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(), clock=clock)
+    monitor = virtual_monitor(sim, tmp_path / "h.db", clock)
+    engine = monitor.engine()
+    engine.note_callback(ENDPOINT)
+    assert engine._callbacks_active(ENDPOINT)
+    await monitor.aclose()

@@ -1,0 +1,66 @@
+"""Receiver settings: env and file values, secrets hidden, one server secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from klingmon.config import load_settings
+from klingmon.errors import ConfigError
+from klingmon.store import Store
+from klingmon.web import server_secret
+from klingmon.web._tokens import SECRET_META_KEY
+
+WHSEC = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0MTI="
+
+
+def test_receiver_settings_come_from_the_environment(monkeypatch, tmp_path):
+    """KLINGMON_PUBLIC_URL and KLINGMON_WEBHOOK_SECRET fill settings; secrets hide."""
+    monkeypatch.setenv("KLINGMON_PUBLIC_URL", "https://hooks.example.com")
+    monkeypatch.setenv("KLINGMON_WEBHOOK_SECRET", WHSEC)
+    settings = load_settings({}, config=_empty(tmp_path))
+    assert settings.public_url == "https://hooks.example.com"
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.get() == WHSEC
+    assert WHSEC not in repr(settings)
+
+
+def test_flags_win_over_the_environment(monkeypatch, tmp_path):
+    """A value given as a flag beats the environment."""
+    monkeypatch.setenv("KLINGMON_PUBLIC_URL", "https://env.example.com")
+    given = {"public_url": "https://flag.example.com"}
+    assert (
+        load_settings(given, config=_empty(tmp_path)).public_url == given["public_url"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"public_url": "hooks.example.com"}, "public_url"),
+        ({"webhook_secret": "not-a-whsec"}, "whsec_"),
+    ],
+)
+def test_bad_values_are_config_errors(tmp_path, given, message):
+    """A public URL without a scheme, or a secret without whsec_, is refused."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(given, config=_empty(tmp_path))
+
+
+def test_server_secret_is_made_once_and_kept(tmp_path):
+    """The generated secret survives a reopen; a configured one wins."""
+    db = str(tmp_path / "s.db")
+    with Store.open(db) as store:
+        first = server_secret(store)
+        assert len(first) == 32
+    with Store.open(db) as store:
+        assert server_secret(store) == first
+        assert store.meta_setdefault(SECRET_META_KEY, "00" * 32) == first.hex()
+    settings = load_settings({"callback_secret": "configured"}, config=_empty(tmp_path))
+    with Store.open(db) as store:
+        assert server_secret(store, settings.callback_secret) == b"configured"
+
+
+def _empty(tmp_path):
+    path = tmp_path / "klingmon.toml"
+    path.write_text("")
+    return path
