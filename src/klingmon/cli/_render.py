@@ -107,11 +107,10 @@ def batch_progress(
         f"{done}/{total} done  ",
         ("ETA " + fmt_seconds(eta) if eta is not None and done < total else ""),
     )
-    parts: list[RenderableType] = [
-        head,
-        ProgressBar(total=total, completed=done, width=60),
-        counts_text(counts),
-    ]
+    # A grid row of its own: a bare ProgressBar ends without a line break.
+    bar = Table.grid()
+    bar.add_row(ProgressBar(total=total, completed=done, width=60))
+    parts: list[RenderableType] = [head, bar, counts_text(counts)]
     if stuck or timed_out:
         parts.append(
             Text(f"stuck {stuck}  past deadline {timed_out} (still tracked)", "yellow")
