@@ -20,6 +20,7 @@
     │   └── UnexpectedResponseError not JSON, or not Kling's envelope
     ├── DownloadError               a result file could not be fetched    (exit 4)
     │   └── DownloadRefusedError    unsafe URL or redirect, or too big
+    ├── HookError                   a shell or webhook hook failed        (retryable)
     ├── TaskFailedError             the task ended as ``failed``          (exit 5)
     ├── WaitTimeoutError            the caller's deadline passed          (exit 6)
     └── SchemaDriftError            Kling sent a status nobody documented
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigError",
     "DownloadError",
     "DownloadRefusedError",
+    "HookError",
     "InputFileError",
     "InvalidRequestError",
     "KlingmonError",
@@ -203,6 +205,12 @@ class DownloadRefusedError(DownloadError):
     """A result file is not fetched on purpose: unsafe URL, redirect, too big."""
 
     retryable = False
+
+
+class HookError(KlingmonError):
+    """A shell command or webhook hook failed; the outbox will retry it."""
+
+    retryable = True
 
 
 class TaskFailedError(KlingmonError):

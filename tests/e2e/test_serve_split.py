@@ -69,4 +69,7 @@ def test_receiver_alone_and_a_worker_finish_a_batch_on_callbacks(tmp_path):
         report = store.report(batch.id)
     truth = {tid: t["status"] for tid, t in counters["tasks"].items()}
     assert {t.task_id: t.status.value for t in tasks} == truth
-    assert report.statuses_via.get("callback", 0) >= TASKS * 0.8
+    # Callbacks raced with the worker's sweeps; most changes still came by callback
+    # (processing applied, or a terminal hint that the worker then confirmed).
+    via = report.statuses_via
+    assert via.get("callback", 0) + via.get("callback_hint", 0) >= TASKS * 0.8

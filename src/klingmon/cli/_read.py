@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,18 +14,19 @@ import typer
 
 from klingmon.api._models import TERMINAL
 from klingmon.cli._app import app
-from klingmon.cli._context import emit_json, get_context
+from klingmon.cli._context import Context, emit_json, get_context
 from klingmon.cli._render import (
     batches_table,
     report_view,
     task_view,
     tasks_table,
+    workers_table,
 )
 from klingmon.cli._watch import _pick_batch
 from klingmon.errors import StoreError
 
 if TYPE_CHECKING:
-    from klingmon.store import EventRow, TaskRow
+    from klingmon.store import EventRow, Store, TaskRow
 
 __all__ = ["task_record"]
 
@@ -80,10 +82,16 @@ def _event_record(event: EventRow) -> dict[str, Any]:
 def status(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    show_workers: bool = typer.Option(
+        False, "--workers", help="Workers, their heartbeats and leases instead."
+    ),
 ) -> None:
-    """Every batch with its tasks counted by status."""
+    """Every batch with its tasks counted by status (or, --workers, the fleet)."""
     context = get_context(ctx)
     store = context.store()
+    if show_workers:
+        _workers(context, store, as_json=as_json)
+        return
     rows = [(b, store.count_by_status(b.id)) for b in store.batches()]
     if as_json:
         emit_json(
@@ -104,6 +112,21 @@ def status(
         context.err.print("No batches yet. Submit one with `klingmon submit FILE`.")
         return
     context.console.print(batches_table(rows))
+
+
+def _workers(context: Context, store: Store, *, as_json: bool) -> None:
+    now_ms = int(time.time() * 1000)
+    rows = store.workers(now_ms)
+    leases = store.lease_counts(now_ms)
+    if as_json:
+        emit_json(
+            [{**dataclasses.asdict(w), "leases": leases.get(w.owner, 0)} for w in rows]
+        )
+        return
+    if not rows:
+        context.err.print("No worker has run against this store in the last day.")
+        return
+    context.console.print(workers_table(rows, leases, now_ms))
 
 
 @app.command()

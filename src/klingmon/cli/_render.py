@@ -16,7 +16,7 @@ from klingmon.api._models import TERMINAL, TaskStatus
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from klingmon.store import BatchRow, EventRow, Report, TaskRow
+    from klingmon.store import BatchRow, EventRow, Report, TaskRow, WorkerRow
 
 __all__ = [
     "EXPIRY_WARNING_S",
@@ -29,6 +29,7 @@ __all__ = [
     "report_view",
     "task_view",
     "tasks_table",
+    "workers_table",
 ]
 
 STATUS_STYLE: dict[TaskStatus, str] = {
@@ -128,6 +129,30 @@ def batch_progress(
             )
         parts.append(table)
     return Group(*parts)
+
+
+def workers_table(rows: list[WorkerRow], leases: dict[str, int], now_ms: int) -> Table:
+    table = Table(title="Workers")
+    table.add_column("worker")
+    table.add_column("state")
+    table.add_column("heartbeat", justify="right")
+    table.add_column("leases", justify="right")
+    table.add_column("started")
+    for w in rows:
+        if w.stopped_ms is not None:
+            state = Text("stopped", "dim")
+        elif w.alive:
+            state = Text("alive", "green")
+        else:
+            state = Text("silent (dead?)", "red")
+        table.add_row(
+            w.owner,
+            state,
+            fmt_seconds((now_ms - w.heartbeat_ms) / 1000) + " ago",
+            str(leases.get(w.owner, 0)),
+            fmt_ms(w.started_ms),
+        )
+    return table
 
 
 def tasks_table(rows: list[TaskRow], *, title: str = "Tasks") -> Table:

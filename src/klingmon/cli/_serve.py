@@ -1,4 +1,4 @@
-"""``klingmon serve``: the callback receiver, JSON API and metrics (+ the engine)."""
+"""``klingmon serve``: dashboard, callback receiver, JSON API, metrics (+ engine)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+from typing import TYPE_CHECKING
 
 import httpx
 import typer
@@ -16,9 +17,12 @@ from klingmon.api import AsyncKlingClient
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, get_context, run_async
 from klingmon.config import Secret
-from klingmon.engine import Monitor
+from klingmon.engine import DownloadSettings, Monitor
 from klingmon.engine._notify import install_hooks
 from klingmon.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["serve_app"]
 
@@ -80,11 +84,14 @@ def serve(
         None,
         "--token",
         envvar="KLINGMON_API_TOKEN",
-        help="Bearer token for the JSON API and /metrics (required off loopback).",
+        help=(
+            "Token for the dashboard (enables its actions), the JSON API and"
+            " /metrics (required off loopback)."
+        ),
         show_default=False,
     ),
 ) -> None:
-    """Receive Kling callbacks, serve the JSON API and /metrics; run the engine too."""
+    """Serve the dashboard, callbacks, JSON API and /metrics; run the engine too."""
     context = get_context(ctx)
     if not _loopback(host) and not token:
         raise ConfigError(f"refusing to listen on {host} without --token")
@@ -111,6 +118,9 @@ def serve(
     holder: dict[str, object] = {}
 
     def stop() -> None:
+        dashboard = holder.get("dashboard")
+        if dashboard is not None:
+            dashboard.close()  # type: ignore[attr-defined]  # open event streams end
         server = holder.get("server")
         if isinstance(server, uvicorn.Server):
             server.should_exit = True
@@ -134,11 +144,22 @@ class _Options:
         return f"_Options(host={self.host!r}, port={self.port}, engine={self.engine})"
 
 
+def _waker(monitor: Monitor, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """Wake the engine from another thread (a dashboard action stored new work)."""
+
+    def wake() -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(monitor.engine().wake)
+
+    return wake
+
+
 async def serve_app(
     context: Context, options: _Options, holder: dict[str, object]
 ) -> None:
     """Run uvicorn and (unless told not to) the engine in this event loop."""
     from klingmon.web import (  # noqa: PLC0415 - FastAPI only for this command
+        Dashboard,
         MeteredTransport,
         Metrics,
         ReceiverSettings,
@@ -170,6 +191,18 @@ async def serve_app(
     elif options.hook_command or options.forward_url or options.notify:
         raise ConfigError("hooks run in the engine: drop --no-engine or run a worker")
     webhook = context.settings.webhook_secret
+    loop = asyncio.get_running_loop()
+    dashboard = Dashboard(
+        token=options.token,
+        download_dir=context.settings.download_dir,
+        downloads=DownloadSettings(
+            out=context.settings.download_dir,
+            allow_origins=context.settings.download_origins,
+        ),
+        slots=context.settings.slots,
+        wake=_waker(monitor, loop) if monitor is not None else None,
+    )
+    holder["dashboard"] = dashboard
     app = create_app(
         store,
         secret=secret,
@@ -183,6 +216,7 @@ async def serve_app(
         ),
         api_token=options.token,
         metrics=metrics,
+        dashboard=dashboard,
     )
     config = uvicorn.Config(
         app,
@@ -191,6 +225,7 @@ async def serve_app(
         log_level="warning",
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     holder["server"] = server

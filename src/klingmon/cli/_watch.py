@@ -15,6 +15,7 @@ from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
 from klingmon.cli._render import EXPIRY_WARNING_S, batch_progress, expiring_line
+from klingmon.engine._notify import install_hooks
 from klingmon.errors import StoreError
 from klingmon.policy import Phase
 
@@ -149,10 +150,41 @@ def _pick_batch(monitor: Monitor, ref: str | None) -> BatchRow:
 
 
 @app.command()
-def worker(ctx: typer.Context) -> None:
-    """Run the engine for every batch until SIGINT/SIGTERM (no display)."""
+def worker(
+    ctx: typer.Context,
+    hook_command: str | None = typer.Option(
+        None, "--hook-command", help="Shell command run per event (JSON on stdin)."
+    ),
+    forward_url: str | None = typer.Option(
+        None, "--forward-url", help="POST each event here (Standard Webhooks)."
+    ),
+    forward_secret: str | None = typer.Option(
+        None,
+        "--forward-secret",
+        envvar="KLINGMON_FORWARD_SECRET",
+        help="whsec_ secret to sign forwarded events with.",
+        show_default=False,
+    ),
+    notify: list[str] = typer.Option(
+        [], "--notify", help="Apprise URL for failed, stuck and batch-done (repeat)."
+    ),
+) -> None:
+    """Run the engine for every batch until SIGINT/SIGTERM (no display).
+
+    Several workers may share one PostgreSQL store: they split the work through
+    leases, never exceed the account's slots between them, and take over from one
+    that dies.
+    """
     context = get_context(ctx)
     monitor = context.monitor(context.client())
+    install_hooks(
+        monitor.hooks,
+        store=monitor.store,
+        command=hook_command,
+        forward_url=forward_url,
+        forward_secret=forward_secret,
+        notify=notify,
+    )
 
     async def run() -> None:
         try:

@@ -16,44 +16,34 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.api import AsyncKlingClient, GenericRequest, Task
-from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.api._models import TaskStatus
 from klingmon.engine._downloads import Downloader
 from klingmon.engine._governor import Governor
 from klingmon.engine._hooks import HookEvent, Hooks
 from klingmon.engine._owners import dead_local_owner as _dead_local_owner
 from klingmon.engine._owners import default_owner as _default_owner
+from klingmon.engine._poller import CALLBACK_META_PREFIX, Poller
 from klingmon.engine._settings import EngineSettings
-from klingmon.errors import ApiError, KlingmonError, TaskNotFoundError
+from klingmon.engine._submitter import IN_FLIGHT, Submitter
+from klingmon.errors import KlingmonError
 from klingmon.policy import (
-    CreateAction,
     DurationBook,
-    Phase,
     backoff,
-    classify_create_error,
-    is_stuck,
-    next_poll_delay,
-    timed_out,
 )
-from klingmon.store import Observation, Store
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from klingmon.store import Change, TaskRow
+    from klingmon.api import AsyncKlingClient
+    from klingmon.store import Store
 
 __all__ = ["CALLBACK_META_PREFIX", "Engine"]
 
 logger = logging.getLogger(__name__)
 
-#: ``meta`` key prefix (+ endpoint) where a receiver notes its last callback (epoch s),
-#: so that an engine in another process sees callbacks flowing too.
-CALLBACK_META_PREFIX = "callbacks.last:"
-
-_IN_FLIGHT = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
+#: Seconds between heartbeats (and between looks for dead local workers).
+_HEARTBEAT = 5.0
 
 
-class Engine:
+class Engine(Submitter, Poller):
     """Runs submission, monitoring and hook delivery against one store."""
 
     def __init__(
@@ -96,6 +86,7 @@ class Engine:
         )
         self._downloads: asyncio.Task[None] | None = None
         self._callbacks_read: dict[str, float] = {}
+        self._next_heartbeat = 0.0
 
     # -- control -------------------------------------------------------------
 
@@ -123,6 +114,12 @@ class Engine:
         self._reclaim_dead_leases()
         if self.downloader is not None:
             self.store.ensure_downloads(to_ms(self.clock.now()))
+        loop = asyncio.get_running_loop()
+
+        def wake_soon() -> None:  # from the listening thread
+            loop.call_soon_threadsafe(self.wake)
+
+        stop_listening = self.store.listen(wake_soon)
         try:
             while not self._stop.is_set():
                 did = await self.step()
@@ -130,12 +127,15 @@ class Engine:
                     break
                 await self._idle(did)
         finally:
+            stop_listening()
             await self._stop_downloads()
             self._flush()
             self.store.release(self.owner)
+            self.store.worker_stopped(self.owner, to_ms(self.clock.now()))
 
     async def step(self) -> bool:
         """One round of every duty; True when it did any work."""
+        self._heartbeat()
         did = await self._submit_round()
         did = await self._poll_round() or did
         did = self._watchdog() or did
@@ -144,6 +144,18 @@ class Engine:
         self._flush()
         return did
 
+    def _heartbeat(self) -> None:
+        """Tell the fleet we live; share the request budget among live workers."""
+        now = self.clock.now()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + _HEARTBEAT
+        now_ms = to_ms(now)
+        self.store.heartbeat(self.owner, now_ms, {"slots": self.settings.slots})
+        alive = sum(w.alive for w in self.store.workers(now_ms))
+        self.governor.share(max(1, alive))
+        self._reclaim_dead_leases()
+
     def _reclaim_dead_leases(self) -> None:
         # A worker on this host that was killed left leases; other hosts' leases
         # simply expire, since we cannot see their processes.
@@ -151,318 +163,6 @@ class Engine:
             if owner != self.owner and _dead_local_owner(owner):
                 self.store.release(owner)
                 logger.info("lease.reclaimed", extra={"owner": owner})
-
-    # -- submission ----------------------------------------------------------
-
-    async def _submit_round(self) -> bool:
-        counts = self.store.count_by_status()
-        in_flight = sum(counts.get(s, 0) for s in _IN_FLIGHT)
-        self._slots_free = self.governor.available_slots(in_flight) > 0
-        if not counts.get(TaskStatus.SUBMITTING) and (
-            not self._slots_free or not counts.get(TaskStatus.QUEUED)
-        ):
-            return False
-        rows = self.store.claim_submissions(
-            self.owner,
-            to_ms(self.clock.now()),
-            self._lease_ms(),
-            slots=self.governor.slots.limit,
-        )
-        if not rows:
-            return False
-        results = await asyncio.gather(
-            *(self._submit_one(row, in_flight) for row in rows), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return True
-
-    async def _submit_one(self, row: TaskRow, in_flight: int) -> None:
-        if row.status == TaskStatus.SUBMITTING:
-            found = await self._adopt_existing(row)
-            if found:
-                return
-        else:
-            row = self.store.mark_submitting(row.id, to_ms(self.clock.now()))
-        request = GenericRequest(task_path=row.endpoint, payload=dict(row.body))
-        callback = (
-            self.settings.callback_url(row.external_task_id)
-            if self.settings.callback_url
-            else None
-        )
-        try:
-            async with self._requests, self.governor.request():
-                self._counts[(row.batch_id, "create")] += 1
-                task = await self.client.create(
-                    request,
-                    external_task_id=row.external_task_id,
-                    callback_url=callback,
-                )
-        except KlingmonError as exc:
-            self._create_failed(row, exc, in_flight)
-            return
-        now_ms = to_ms(self.clock.now())
-        first = self._delay(row, now_ms, status=TaskStatus.SUBMITTED, elapsed=0.0)
-        self.store.mark_submitted(row.id, task, now_ms, now_ms + to_ms(first))
-        logger.info(
-            "task.submitted",
-            extra={"task": row.id, "task_id": task.task_id, "batch": row.batch_id},
-        )
-
-    async def _adopt_existing(self, row: TaskRow) -> bool:
-        """A create whose outcome is unknown: look before sending it again."""
-        try:
-            async with self._requests, self.governor.request():
-                self._counts[(row.batch_id, "get")] += 1
-                task = await self.client.get(
-                    row.endpoint, external_task_id=row.external_task_id
-                )
-        except TaskNotFoundError:
-            return False
-        except KlingmonError as exc:
-            if not exc.retryable:
-                raise
-            self._retry_later(row, exc)
-            return True
-        now_ms = to_ms(self.clock.now())
-        self.store.mark_submitted(row.id, task, now_ms, now_ms)
-        logger.info("task.adopted", extra={"task": row.id, "task_id": task.task_id})
-        return True
-
-    def _create_failed(self, row: TaskRow, exc: KlingmonError, in_flight: int) -> None:
-        action = classify_create_error(exc)
-        now_ms = to_ms(self.clock.now())
-        code = exc.code if isinstance(exc, ApiError) else None
-        if code in {1302, 1303}:
-            self._counts[(row.batch_id, str(code))] += 1
-        if action is CreateAction.REQUEUE:
-            self.governor.on_concurrency_error(in_flight)
-            delay = backoff(1, base=1.0, cap=10.0, rng=self._rng) + 1.0
-            self.store.requeue(row.id, now_ms, now_ms + to_ms(delay), exc.message)
-        elif action is CreateAction.REJECT:
-            self.store.reject(row.id, now_ms, exc.message, code)
-            logger.warning("task.rejected", extra={"task": row.id, "code": code})
-        elif action is CreateAction.HALT:
-            self.store.requeue(row.id, now_ms, now_ms, exc.message)
-            self.stop()
-            raise exc
-        else:
-            self._retry_later(row, exc)
-
-    def _retry_later(self, row: TaskRow, exc: KlingmonError) -> None:
-        # Still ``submitting``: the next attempt looks the task up before any POST.
-        s = self.settings
-        delay = (
-            backoff(
-                row.submit_attempts,
-                base=s.submit_backoff_base,
-                cap=s.submit_backoff_cap,
-                rng=self._rng,
-            )
-            + s.submit_backoff_base
-        )
-        now_ms = to_ms(self.clock.now())
-        self.store.schedule([(row.id, now_ms + to_ms(delay))])
-        logger.info(
-            "task.submit_retry",
-            extra={"task": row.id, "error": type(exc).__name__, "delay": delay},
-        )
-
-    # -- monitoring ----------------------------------------------------------
-
-    async def _poll_round(self) -> bool:
-        now_ms = to_ms(self.clock.now())
-        due = self.store.claim_due(
-            self.owner, now_ms, self._lease_ms(), self.settings.claim_limit
-        )
-        if not due:
-            return False
-        by_endpoint: dict[str, list[TaskRow]] = defaultdict(list)
-        for row in due:
-            by_endpoint[row.endpoint].append(row)
-        seen: dict[int, tuple[TaskRow, Task, str]] = {}
-        for endpoint, rows in by_endpoint.items():
-            active = self.store.active(endpoint)
-            if len(active) >= self.settings.sweep_min:
-                seen.update(await self._sweep(endpoint, rows, active))
-        missing = [row for row in due if row.id not in seen]
-        singles = await asyncio.gather(*(self._get_one(row) for row in missing))
-        for row, task in zip(missing, singles, strict=True):
-            if task is not None:
-                seen[row.id] = (row, task, "poll")
-        now_ms = to_ms(self.clock.now())
-        observations = [
-            Observation(task_id=row.id, task=task, source=source, observed_ms=now_ms)
-            for row, task, source in seen.values()
-        ]
-        changes = self.store.apply(observations, now_ms) if observations else []
-        before = {row.id: row for row, _, _ in seen.values()}
-        self._learn(changes, before)
-        after = {c.task.id: c.task for c in changes}
-        plan: list[tuple[int, int]] = []
-        for row in list(before.values()) + [r for r in due if r.id not in before]:
-            current = after.get(row.id, row)
-            if current.status in TERMINAL:
-                continue
-            plan.append((row.id, now_ms + to_ms(self._delay(current, now_ms))))
-        self.store.schedule(plan)
-        for change in changes:
-            if change.new_status in TERMINAL:
-                self.governor.on_task_finished()
-        return True
-
-    async def _sweep(
-        self, endpoint: str, due: Sequence[TaskRow], rows: Sequence[TaskRow]
-    ) -> dict[int, tuple[TaskRow, Task, str]]:
-        """List pages answer many tasks at once; order of the list is not relied on."""
-        active = {row.task_id: row for row in rows if row.task_id}
-        for row in due:
-            if row.task_id:
-                active[row.task_id] = row
-        wanted = {row.id for row in due}
-        found: dict[int, tuple[TaskRow, Task, str]] = {}
-        batch_id = due[0].batch_id
-        for page in range(1, self.settings.max_pages + 1):
-            try:
-                async with self._requests, self.governor.request():
-                    self._counts[(batch_id, "list")] += 1
-                    tasks = await self.client.list(
-                        endpoint, page=page, page_size=self.settings.page_size
-                    )
-            except KlingmonError as exc:
-                logger.warning(
-                    "sweep.failed", extra={"endpoint": endpoint, "error": exc.message}
-                )
-                break
-            for task in tasks:
-                match = active.get(task.task_id)
-                if match is not None:
-                    found[match.id] = (match, task, "sweep")
-            if wanted <= found.keys() or len(found) >= len(active):
-                break
-            if len(tasks) < self.settings.page_size:
-                break
-        return found
-
-    async def _get_one(self, row: TaskRow) -> Task | None:
-        try:
-            async with self._requests, self.governor.request():
-                self._counts[(row.batch_id, "get")] += 1
-                if row.task_id:
-                    return await self.client.get(row.endpoint, row.task_id)
-                return await self.client.get(
-                    row.endpoint, external_task_id=row.external_task_id
-                )
-        except KlingmonError as exc:
-            logger.warning(
-                "poll.failed", extra={"task": row.id, "error": type(exc).__name__}
-            )
-            return None
-
-    def _delay(
-        self,
-        row: TaskRow,
-        now_ms: int,
-        *,
-        status: TaskStatus | None = None,
-        elapsed: float | None = None,
-    ) -> float:
-        status = status or row.status
-        phase = Phase.PROCESSING if status == TaskStatus.PROCESSING else Phase.SUBMITTED
-        if elapsed is None:
-            start = _phase_start(row)
-            elapsed = max(0.0, (now_ms - start) / 1000) if start else 0.0
-        dist = self.book.get(row.key, phase)
-        callbacks = self._callbacks_active(row.endpoint)
-        delay = next_poll_delay(
-            self.settings.schedule, dist, elapsed, callbacks=callbacks, rng=self._rng
-        )
-        if row.watch_timeout:
-            delay = max(delay, self.settings.schedule.max_interval)
-        return delay
-
-    def _callbacks_active(self, endpoint: str) -> bool:
-        # -- callbacks (web receiver): in-process notes, else the store's meta key
-        now = self.clock.now()
-        horizon = self.settings.schedule.safety_interval
-        last = self._callbacks_seen.get(endpoint)
-        if last is not None and now - last < horizon:
-            return True
-        # A receiver in another process notes its callbacks in the store; read that
-        # at most once per min_interval per endpoint.
-        if now - self._callbacks_read.get(endpoint, -horizon) >= (
-            self.settings.schedule.min_interval
-        ):
-            self._callbacks_read[endpoint] = now
-            raw = self.store.meta_get(CALLBACK_META_PREFIX + endpoint)
-            if raw is not None:
-                try:
-                    noted = float(raw)
-                except ValueError:
-                    noted = None
-                if noted is not None and noted > (last or 0.0):
-                    self._callbacks_seen[endpoint] = last = noted
-        return last is not None and now - last < horizon
-
-    def _learn(self, changes: Sequence[Change], before: dict[int, TaskRow]) -> None:
-        for change in changes:
-            old = before.get(change.task.id)
-            task = change.task
-            if old is None:
-                continue
-            if change.new_status == TaskStatus.PROCESSING and task.kling_created_ms:
-                start = task.kling_updated_ms or task.processing_ms
-                if start:
-                    self.book.observe(
-                        task.key,
-                        Phase.SUBMITTED,
-                        (start - task.kling_created_ms) / 1000,
-                    )
-            elif (
-                change.new_status == TaskStatus.SUCCEED
-                and old.status == TaskStatus.PROCESSING
-            ):
-                start = _phase_start(old)
-                end = task.kling_updated_ms or task.finished_ms
-                if start and end and end > start:
-                    self.book.observe(task.key, Phase.PROCESSING, (end - start) / 1000)
-
-    # -- watchdog ------------------------------------------------------------
-
-    def _watchdog(self) -> bool:
-        now = self.clock.now()
-        if now < self._next_watchdog:
-            return False
-        self._next_watchdog = now + self.settings.watchdog_interval
-        now_ms = to_ms(now)
-        did = False
-        for row in self.store.active():
-            if not row.stuck:
-                phase = (
-                    Phase.PROCESSING
-                    if row.status == TaskStatus.PROCESSING
-                    else Phase.SUBMITTED
-                )
-                start = _phase_start(row)
-                elapsed = (now_ms - start) / 1000 if start else 0.0
-                dist = self.book.get(row.key, phase)
-                if is_stuck(self.settings.stuck, dist, phase, elapsed):
-                    self.store.flag(
-                        row.id,
-                        "stuck",
-                        now_ms,
-                        {"phase": phase.value, "elapsed": elapsed},
-                    )
-                    logger.warning("task.stuck", extra={"task": row.id})
-                    did = True
-            if not row.watch_timeout and timed_out(row.deadline_ms, now_ms):
-                self.store.flag(
-                    row.id, "watch_timeout", now_ms, {"deadline_ms": row.deadline_ms}
-                )
-                logger.warning("task.watch_timeout", extra={"task": row.id})
-                did = True
-        return did
 
     # -- hooks ---------------------------------------------------------------
 
@@ -545,7 +245,7 @@ class Engine:
 
     def _done(self, batch_id: int | None) -> bool:
         counts = self.store.count_by_status(batch_id)
-        if any(counts.get(s, 0) for s in (TaskStatus.QUEUED, *_IN_FLIGHT)):
+        if any(counts.get(s, 0) for s in (TaskStatus.QUEUED, *IN_FLIGHT)):
             return False
         if self.downloader is not None and (
             (self._downloads is not None and not self._downloads.done())
@@ -587,10 +287,3 @@ class Engine:
             self._counts.clear()
         if self.book.dirty:
             self.store.save_stats(self.book.dump(dirty_only=True))
-
-
-def _phase_start(row: TaskRow) -> int | None:
-    """When the task's current phase began, by Kling's clock where it told us."""
-    if row.status == TaskStatus.PROCESSING:
-        return row.kling_updated_ms or row.processing_ms or row.phase_ms
-    return row.kling_created_ms or row.submitted_ms or row.phase_ms

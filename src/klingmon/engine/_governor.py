@@ -32,6 +32,7 @@ class Governor:
     ) -> None:
         self._clock = clock
         self.aimd = Aimd(rate=rate, ceiling=max_rate)
+        self._max_rate = max_rate
         self.slots = SlotLimit(limit=slots, ceiling=slots)
         self._next_start = 0.0
         self._lock = asyncio.Lock()
@@ -60,6 +61,11 @@ class Governor:
             raise
         else:
             self.aimd.on_success()
+
+    def share(self, workers: int) -> None:
+        """Split the request budget evenly among ``workers`` live workers."""
+        self.aimd.ceiling = max(self.aimd.floor, self._max_rate / workers)
+        self.aimd.rate = min(self.aimd.rate, self.aimd.ceiling)
 
     def available_slots(self, in_flight: int) -> int:
         return self.slots.available(in_flight)

@@ -22,7 +22,7 @@ from standardwebhooks.webhooks import Webhook
 
 from klingmon._clock import Clock, SystemClock
 from klingmon.api._models import TERMINAL, TaskStatus
-from klingmon.errors import ConfigError, KlingmonError
+from klingmon.errors import ConfigError, HookError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from klingmon.store import Store
 
 __all__ = [
-    "HookError",
     "apprise_hook",
     "command_hook",
     "event_json",
@@ -42,10 +41,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ALL: tuple[HookName, ...] = ("on_status", "on_stuck", "on_timeout")
-
-
-class HookError(KlingmonError):
-    """A shell command or webhook hook failed; the outbox will retry it."""
 
 
 def event_json(item: HookEvent) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from klingmon.store._downloads import DOWNLOAD_STATES, RETENTION_MS, DownloadRow
+from klingmon.store._fleet import WorkerRow
 from klingmon.store._report import REQUEST_KINDS, REQUEST_PREFIX
 from klingmon.store._rows import (
     BatchRow,
@@ -32,4 +33,5 @@ __all__ = [
     "Report",
     "Store",
     "TaskRow",
+    "WorkerRow",
 ]

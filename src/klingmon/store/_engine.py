@@ -30,6 +30,7 @@ __all__ = [
     "masked",
     "migrate",
     "resolve_url",
+    "revisions",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,13 @@ def _alembic_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     return cfg
+
+
+def revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """The database's schema revision and the newest this klingmon knows."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision(), head
 
 
 def migrate(engine: Engine) -> None:

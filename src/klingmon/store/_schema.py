@@ -16,11 +16,13 @@ __all__ = [
     "downloads",
     "duration_stats",
     "events",
+    "locks",
     "meta",
     "metadata",
     "outbox",
     "tasks",
     "webhook_deliveries",
+    "workers",
 ]
 
 #: Deterministic constraint names, so that migrations can name them on every backend.
@@ -176,4 +178,27 @@ webhook_deliveries = sa.Table(
     sa.Column("webhook_id", sa.String(200), primary_key=True),
     sa.Column("received_ms", _Ms, nullable=False),
     sa.Column("task_id", _Id),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    # The engine's lease owner: host:pid:random.
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_ms", _Ms, nullable=False),
+    sa.Column("heartbeat_ms", _Ms, nullable=False),
+    # Set on a clean exit; a worker without it and a stale heartbeat died.
+    sa.Column("stopped_ms", _Ms),
+    sa.Column("info", sa.JSON, nullable=False),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    # A named lease: the one worker that sweeps an endpoint's list pages, say.
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("until_ms", _Ms, nullable=False),
 )

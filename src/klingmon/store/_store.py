@@ -23,22 +23,26 @@ from klingmon.store._convert import (
     task_row,
 )
 from klingmon.store._downloads import Downloads, queue_files
+from klingmon.store._fleet import Fleet
 from klingmon.store._rows import BatchRow, Change, EventRow, TaskRow
 from klingmon.store._schema import (
     batches,
     counters,
     downloads,
     events,
+    locks,
     meta,
     outbox,
     tasks,
     webhook_deliveries,
 )
 from klingmon.store._submission import Submission
+from klingmon.store._views import Views
 from klingmon.store._writes import (
     ACTIVE_STATES,
     OUTBOX_KINDS,
     QUEUED_STATES,
+    add_polls,
     apply_one,
     batch_row,
     free_name,
@@ -58,7 +62,7 @@ __all__ = ["OUTBOX_KINDS", "Store"]
 log = logging.getLogger(__name__)
 
 
-class Store(Submission, Downloads):
+class Store(Submission, Downloads, Fleet, Views):
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     # -- lifecycle -----------------------------------------------------------------
@@ -136,6 +140,7 @@ class Store(Submission, Downloads):
             ]
             if rows:
                 conn.execute(_schema.tasks.insert(), rows)
+        self.notify()  # workers on other machines start on it at once
         return BatchRow(batch_id, name, now_ms, dict(defaults or {}))
 
     def batches(self) -> list[BatchRow]:
@@ -220,6 +225,25 @@ class Store(Submission, Downloads):
         order = [tasks.c.next_poll_ms, tasks.c.id]
         return self._claim(owner, now_ms, lease_ms, limit, due=due, order=order)
 
+    def revisions(self) -> tuple[str | None, str | None]:
+        """(the database's schema revision, the newest this klingmon knows)."""
+        return _engine.revisions(self._engine)
+
+    def due_endpoints(self, now_ms: int) -> list[str]:
+        """Endpoints with an active task due for a poll and not leased by anyone."""
+        query = (
+            sa.select(tasks.c.endpoint)
+            .where(
+                tasks.c.status.in_(ACTIVE_STATES),
+                tasks.c.next_poll_ms <= now_ms,
+                sa.or_(tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms),
+            )
+            .distinct()
+            .order_by(tasks.c.endpoint)
+        )
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
     def active(self, endpoint: str | None = None) -> list[TaskRow]:
         """Every task Kling holds (submitted or processing), by id."""
         query = (
@@ -244,6 +268,7 @@ class Store(Submission, Downloads):
             return []
         ids = sorted({o.task_id for o in observations})
         changes: list[Change] = []
+        polled: list[int] = []
         with self._write() as conn:
             rows = {
                 m["id"]: dict(m)
@@ -259,7 +284,7 @@ class Store(Submission, Downloads):
                 if row is None:
                     log.warning("store.apply.unknown_task", extra={"task": obs.task_id})
                     continue
-                change = apply_one(conn, row, obs, now_ms)
+                change = apply_one(conn, row, obs, now_ms, polled)
                 if change is not None:
                     changes.append(change)
                 # downloads: owe the files, unless only a callback vouches for them
@@ -267,6 +292,7 @@ class Store(Submission, Downloads):
                 if trusted and row["status"] == "succeed":
                     seen = obs.task.task_result.model_dump(mode="json")
                     queue_files(conn, row | {"result": seen}, now_ms, pg=self._pg)
+            add_polls(conn, polled)
         return changes
 
     def schedule(self, items: Sequence[tuple[int, int]]) -> None:
@@ -286,7 +312,7 @@ class Store(Submission, Downloads):
             conn.execute(stmt, [{"b_id": i, "b_next": due} for i, due in items])
 
     def release(self, owner: str) -> None:
-        """Drop every lease ``owner`` holds (a clean shutdown)."""
+        """Drop every lease and lock ``owner`` holds (a clean shutdown)."""
         with self._write() as conn:
             for table in (tasks, outbox, downloads):
                 conn.execute(
@@ -294,6 +320,21 @@ class Store(Submission, Downloads):
                     .where(table.c.lease_owner == owner)
                     .values(lease_owner=None, lease_until_ms=None)
                 )
+            conn.execute(locks.delete().where(locks.c.owner == owner))
+
+    def lease_counts(self, now_ms: int) -> dict[str, int]:
+        """Live leases (tasks, outbox, downloads) per owner."""
+        found: dict[str, int] = {}
+        with self._read() as conn:
+            for table in (tasks, outbox, downloads):
+                query = (
+                    sa.select(table.c.lease_owner, sa.func.count())
+                    .where(table.c.lease_until_ms > now_ms)
+                    .group_by(table.c.lease_owner)
+                )
+                for owner, n in conn.execute(query):
+                    found[owner] = found.get(owner, 0) + n
+        return found
 
     def lease_owners(self) -> set[str]:
         """Every owner that holds a lease now (live or dead)."""
@@ -304,6 +345,7 @@ class Store(Submission, Downloads):
                     table.c.lease_owner.is_not(None)
                 )
                 found.update(conn.execute(query.distinct()).scalars())
+            found.update(conn.execute(sa.select(locks.c.owner).distinct()).scalars())
         return found
 
     def next_due_ms(self, *, include_queued: bool = True) -> int | None:

@@ -6,6 +6,7 @@ Each runs inside the caller's transaction; none commits.
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from klingmon.store._rows import BatchRow, Change
 from klingmon.store._schema import batches, events, outbox, tasks
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from klingmon.store._rows import NewTask, Observation
 
@@ -133,6 +134,21 @@ def lock_task(conn: sa.Connection, task_id: int) -> dict[str, Any]:
     return dict(m)
 
 
+def add_polls(conn: sa.Connection, polled: Sequence[int]) -> None:
+    """``polls += n`` for each id, n being how often it appears: one UPDATE per n."""
+    for n, ids in _group_counts(polled).items():
+        conn.execute(
+            tasks.update().where(tasks.c.id.in_(ids)).values(polls=tasks.c.polls + n)
+        )
+
+
+def _group_counts(ids: Sequence[int]) -> dict[int, list[int]]:
+    by_count: dict[int, list[int]] = {}
+    for task_id, n in Counter(ids).items():
+        by_count.setdefault(n, []).append(task_id)
+    return by_count
+
+
 def update_task(
     conn: sa.Connection, task_id: int, values: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -177,8 +193,17 @@ def record_event(  # noqa: PLR0917 - one argument per events column
 
 
 def apply_one(
-    conn: sa.Connection, row: dict[str, Any], obs: Observation, now_ms: int
+    conn: sa.Connection,
+    row: dict[str, Any],
+    obs: Observation,
+    now_ms: int,
+    polled: list[int] | None = None,
 ) -> Change | None:
+    """Judge one observation against ``row`` and write what it changes.
+
+    An observation that changes nothing but the poll count (most polls) is only
+    noted in ``polled`` when given, for one batched UPDATE by the caller.
+    """
     task = obs.task
     old = TaskStatus(row["status"])
     values: dict[str, Any] = {}
@@ -208,6 +233,10 @@ def apply_one(
         elif new != old:
             record_event(conn, row, now_ms, obs.source, "stale", old, new, wire(task))
     if not values:
+        return None
+    if polled is not None and values.keys() == {"polls"}:
+        polled.append(row["id"])
+        row["polls"] = values["polls"]
         return None
     after = update_task(conn, row["id"], values)
     row.clear()

@@ -1,8 +1,9 @@
-"""The web side: Kling callback receiver, JSON API, health and ``/metrics``."""
+"""The web side: Kling callback receiver, JSON API, dashboard, health, ``/metrics``."""
 
 from __future__ import annotations
 
 from klingmon.web._app import create_app, engine_waker
+from klingmon.web._dashboard import Dashboard
 from klingmon.web._metrics import MeteredTransport, Metrics
 from klingmon.web._receiver import MAX_BODY, Outcome, Receiver, ReceiverSettings
 from klingmon.web._signature import SignatureError, sign_headers, verify_signature
@@ -17,6 +18,7 @@ from klingmon.web._tokens import (
 __all__ = [
     "CALLBACK_PATH",
     "MAX_BODY",
+    "Dashboard",
     "MeteredTransport",
     "Metrics",
     "Outcome",

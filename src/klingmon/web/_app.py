@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from klingmon._clock import Clock, SystemClock
 from klingmon.errors import KlingmonError
 from klingmon.web._api import router
+from klingmon.web._dashboard import Dashboard, install_dashboard
 from klingmon.web._metrics import CONTENT_TYPE, Metrics
 from klingmon.web._receiver import Outcome, Receiver, ReceiverSettings
 
@@ -93,19 +94,19 @@ def create_app(
     clock: Clock | None = None,
     api_token: str | None = None,
     metrics: Metrics | None = None,
+    dashboard: Dashboard | None = None,
 ) -> FastAPI:
     """The web app over ``store``; ``secret`` keys the callback-URL tokens.
 
     ``on_callback(endpoint)`` is called (from a worker thread) after each callback
     taken in, e.g. :func:`engine_waker`. With ``api_token`` the JSON API and
-    ``/metrics`` want ``Authorization: Bearer <api_token>``.
+    ``/metrics`` want ``Authorization: Bearer <api_token>``. The dashboard is
+    served at ``/``: ``dashboard`` configures it (default: read-only unless
+    ``api_token`` is set, which then protects it too).
     """
+    clock = clock or SystemClock()
     receiver = Receiver(
-        store,
-        secret,
-        settings or ReceiverSettings(),
-        clock or SystemClock(),
-        on_callback,
+        store, secret, settings or ReceiverSettings(), clock, on_callback
     )
     metrics = metrics or Metrics(store)
 
@@ -179,6 +180,7 @@ def create_app(
     def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    install_dashboard(app, store, dashboard or Dashboard(token=api_token), clock)
     return app
 
 

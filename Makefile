@@ -1,0 +1,19 @@
+PY ?= .venv/bin/python
+
+.PHONY: bench bench-quick test demo
+
+# Every benchmark (< 10 min on 2 cores): bench/results/latest.{json,md} and BENCHMARKS.md
+bench:
+	$(PY) -m bench.run
+
+# A smoke run of the same code on small workloads: bench/results/quick.{json,md}
+bench-quick:
+	$(PY) -m bench.run --quick
+
+# ruff, ruff format --check, mypy --strict, the whole test suite
+test:
+	sh scripts/test
+
+# The simulator, the engine and the receiver end to end on a sample batch
+demo:
+	.venv/bin/klingmon demo

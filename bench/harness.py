@@ -1,0 +1,208 @@
+"""One contender on one workload, on a virtual-time loop, measured exactly.
+
+The simulator, the Kling client, the store and the engine are the real ones; they
+share one :class:`~bench.vtime.LoopClock` and talk through the simulator's in-process
+transport, so hours of Kling time run in seconds of CPU and repeat exactly per seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from bench import baselines
+from bench.vtime import LoopClock, run_virtual
+from bench.workloads import Workload, body, sim_config, summary
+from klingmon import web
+from klingmon.api import AsyncKlingClient, GenericRequest
+from klingmon.api._models import TERMINAL
+from klingmon.engine import EngineSettings, Monitor
+from klingmon.sim import Simulator
+from klingmon.store import Store
+from klingmon.web import _app as web_app
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+T = TypeVar("T")
+RECEIVER_URL = "http://receiver.test"
+_SECRET = b"klingmon-bench-callback-secret-0123456789"
+
+__all__ = ["ENGINE_SETTINGS", "run_contender"]
+
+#: What the benchmark sets on the engine, as a user would: the account's slots and a
+#: seed for the jitter. Everything else is the shipped default.
+ENGINE_SETTINGS: dict[str, Any] = {"seed": 1}
+
+#: Virtual seconds after which a contender is declared not to finish.
+VIRTUAL_HORIZON = 48 * 3600.0
+
+
+async def _wall_guard(deadline: float, what: asyncio.Task[Any]) -> None:
+    """Cancel ``what`` once the wall-clock budget is spent (checked every 30 s)."""
+    while not what.done():
+        if time.monotonic() > deadline:
+            what.cancel()
+            return
+        await asyncio.sleep(30)
+
+
+async def _guarded(coro: Any, wall_budget: float) -> tuple[bool, str | None]:
+    """Run ``coro``; (finished, why not)."""
+    task = asyncio.ensure_future(coro)
+    guard = asyncio.ensure_future(_wall_guard(time.monotonic() + wall_budget, task))
+    try:
+        await asyncio.wait_for(asyncio.shield(task), VIRTUAL_HORIZON)
+    except asyncio.CancelledError:
+        return False, f"wall-clock budget of {wall_budget:.0f} s spent"
+    except TimeoutError:
+        task.cancel()
+        return False, f"not done after {VIRTUAL_HORIZON / 3600:.0f} h of virtual time"
+    except Exception as exc:
+        return False, f"crashed: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        guard.cancel()
+    return True, None
+
+
+async def _klingmon(
+    workload: Workload, mode: str, wall_budget: float
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    clock = LoopClock(loop)
+    callbacks = mode == "callback"
+    receiver = _LateApp()
+    sim = Simulator(
+        sim_config(workload, callback_drop_rate=0.05 if callbacks else 0.0),
+        clock=clock,
+        callback_transport=httpx.ASGITransport(app=receiver) if callbacks else None,
+    )
+    with tempfile.TemporaryDirectory(prefix="klingmon-bench-") as tmp:
+        store = Store.open(str(Path(tmp) / "bench.db"))
+        client = AsyncKlingClient(
+            base_url="http://sim.test",
+            access_key=sim.config.access_key,
+            secret_key=sim.config.secret_key,
+            transport=sim.transport(),
+            clock=clock,
+        )
+        extra: dict[str, Any] = {}
+        if callbacks:
+            extra["callback_url"] = web.callback_url_builder(RECEIVER_URL, _SECRET)
+        settings = EngineSettings(slots=workload.slots, **ENGINE_SETTINGS, **extra)
+        monitor = Monitor(store=store, client=client, settings=settings, clock=clock)
+        if callbacks:
+            receiver.app = web.create_app(
+                store,
+                secret=_SECRET,
+                on_callback=web.engine_waker(monitor.engine(), loop),
+                clock=clock,
+            )
+        start = clock.now()
+        requests = [
+            GenericRequest(task_path="/v1/videos/text2video", payload=body(p))
+            for p in workload.prompts()
+        ]
+        batch = monitor.submit(requests, batch="bench")
+        wall = time.perf_counter()
+        finished, why = await _guarded(monitor.run(batch=batch.id), wall_budget)
+        wall = time.perf_counter() - wall
+        counters = sim.counters()
+        detected: dict[str, int] = {}
+        kling_ids = {row.id: row.task_id for row in store.tasks(batch.id)}
+        for event in store.events(batch_id=batch.id):
+            if event.new_status in TERMINAL and event.new_status is not None:
+                kid = kling_ids.get(event.task_id)
+                if kid:
+                    detected.setdefault(kid, event.at_ms)
+        await monitor.aclose()
+    out = summary(
+        workload=workload,
+        counters=counters,
+        start=start,
+        detected_ms=detected,
+        done=finished,
+    )
+    out.update(wall_s=wall, virtual_s=clock.now() - start, why_not=why)
+    return out
+
+
+class _LateApp:
+    """An ASGI app bound after construction: the receiver needs the engine, which
+    needs the client, which needs the simulator, which needs the receiver."""
+
+    app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+@contextmanager
+def _inline_threadpool() -> Iterator[None]:
+    """Run the receiver's thread-pool hop inline while on the virtual clock.
+
+    A real worker thread would let the loop jump virtual time while it commits
+    (nothing is scheduled on the loop meanwhile), inflating the measured lag; inline,
+    the commit takes zero virtual time like every other piece of work here.
+    """
+    original = getattr(web_app, "run_in_threadpool")  # noqa: B009 - not exported
+
+    async def inline(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return func(*args, **kwargs)
+
+    setattr(web_app, "run_in_threadpool", inline)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(web_app, "run_in_threadpool", original)  # noqa: B010
+
+
+async def _seed(workload: Workload, which: str, wall_budget: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    clock = LoopClock(loop)
+    sim = Simulator(sim_config(workload), clock=clock)
+    transport = sim.transport()
+    async with httpx.AsyncClient(transport=transport) as http:
+        ctx = baselines.SeedContext(
+            http=http,
+            clock=clock,
+            access_key=sim.config.access_key,
+            secret_key=sim.config.secret_key,
+        )
+        start = clock.now()
+        prompts = workload.prompts()
+        wall = time.perf_counter()
+        if which == "seed":
+            run = baselines.seed_as_written(ctx, prompts)
+        else:
+            run = baselines.seed_fixed(ctx, prompts, workload.slots)
+        finished, why = await _guarded(run, wall_budget)
+        wall = time.perf_counter() - wall
+        counters = sim.counters()
+    out = summary(
+        workload=workload,
+        counters=counters,
+        start=start,
+        detected_ms=ctx.seen_terminal_ms,
+        done=finished,
+    )
+    out.update(wall_s=wall, virtual_s=clock.now() - start, why_not=why)
+    return out
+
+
+def run_contender(
+    workload: Workload, contender: str, mode: str, *, wall_budget: float = 300.0
+) -> dict[str, Any]:
+    """``contender``: "klingmon", "seed" (a) or "seed-fixed" (b); a fresh loop each."""
+    if contender == "klingmon":
+        if mode == "callback":
+            with _inline_threadpool():
+                return run_virtual(_klingmon(workload, mode, wall_budget))
+        return run_virtual(_klingmon(workload, mode, wall_budget))
+    return run_virtual(_seed(workload, contender, wall_budget))

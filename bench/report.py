@@ -1,0 +1,377 @@
+"""Turn one run's figures into ``latest.json``, ``latest.md`` and ``BENCHMARKS.md``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+__all__ = ["machine", "markdown", "targets", "write"]
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+NAMES = {
+    "seed": "(a) seed as written",
+    "seed-fixed": "(b) seed + slot fix",
+    "klingmon": "klingmon",
+}
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": mem,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "revision": _revision(),
+    }
+
+
+def _revision() -> str | None:
+    """The checked-out commit, read from ``.git`` without running git."""
+    git = ROOT / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = git / head[5:]
+            if ref.exists():
+                return ref.read_text().strip()[:12]
+            packed = (git / "packed-refs").read_text().splitlines()
+            for line in packed:
+                if line.endswith(head[5:]):
+                    return line.split()[0][:12]
+            return None
+        return head[:12]
+    except OSError:
+        return None
+
+
+def _f(value: Any, fmt: str = "{:.1f}", none: str = "—") -> str:
+    if value is None:
+        return none
+    return fmt.format(value)
+
+
+def _pct(value: Any) -> str:
+    return _f(None if value is None else value * 100, "{:.1f} %")
+
+
+def _by(virtual: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(r["workload"], r["contender"], r["mode"]): r["figures"] for r in virtual}
+
+
+def _complete(figures: dict[str, Any] | None) -> dict[str, Any] | None:
+    return figures if figures and figures["finished"] else None
+
+
+def _partial(f: dict[str, Any]) -> str:
+    created = f["created_in_kling"] or 1
+    queries = (f["requests"]["get"] + f["requests"]["list"]) / created
+    return (
+        f"did not finish ({f['why_not']}): {f['virtual_s']:.0f} virtual s, "
+        f"{f['detected']:,} of {f['tasks']:,} tasks done; so far "
+        f"{queries:.2f} queries per created task, lag p99 "
+        f"{_f(f['lag_p99_s'], '{:.2f} s')} over the tasks done"
+    )
+
+
+def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue: the figure, the bar, met or not."""
+    out: list[dict[str, Any]] = []
+
+    def add(what: str, figure: Any, bar: str, met: bool | None) -> None:
+        out.append({"target": what, "figure": figure, "bar": bar, "met": met})
+
+    virtual = data.get("virtual") or []
+    runs = _by(virtual)
+    for workload in dict.fromkeys(r["workload"] for r in virtual):
+        km = _complete(runs.get((workload, "klingmon", "polling")))
+        fix = _complete(runs.get((workload, "seed-fixed", "polling")))
+        if km:
+            u = km["utilisation"]
+            add(
+                f"{workload}, polling: slot utilisation",
+                _pct(u),
+                "≥ 95 %",
+                None if u is None else u >= 0.95,
+            )
+            if fix and fix["queries_per_task"]:
+                ratio = km["queries_per_task"] / fix["queries_per_task"]
+                add(
+                    f"{workload}, polling: query requests/task vs (b)",
+                    f"{km['queries_per_task']:.2f} vs {fix['queries_per_task']:.2f}"
+                    f" ({ratio * 100:.0f} %)",
+                    "≤ 20 % of (b)",
+                    ratio <= 0.2,
+                )
+            if fix and km["lag_p99_s"] is not None and fix["lag_p99_s"] is not None:
+                add(
+                    f"{workload}, polling: p99 detection lag vs (b)",
+                    f"{km['lag_p99_s']:.1f} s vs {fix['lag_p99_s']:.1f} s",
+                    "≤ (b)",
+                    km["lag_p99_s"] <= fix["lag_p99_s"],
+                )
+        cb = _complete(runs.get((workload, "klingmon", "callback")))
+        partial = runs.get((workload, "klingmon", "callback"))
+        if partial and not cb:
+            for what, bar in (
+                ("slot utilisation", "≥ 99 %"),
+                ("p99 detection lag", "< 1 s"),
+                ("query requests/task", "≤ 1.5"),
+            ):
+                add(
+                    f"{workload}, callbacks: {what}",
+                    _partial(partial),
+                    bar,
+                    None,
+                )
+        if cb:
+            u = cb["utilisation"]
+            add(
+                f"{workload}, callbacks: slot utilisation",
+                _pct(u),
+                "≥ 99 %",
+                None if u is None else u >= 0.99,
+            )
+            lag = cb["lag_p99_s"]
+            add(
+                f"{workload}, callbacks: p99 detection lag",
+                _f(lag, "{:.2f} s"),
+                "< 1 s",
+                None if lag is None else lag < 1.0,
+            )
+            q = cb["queries_per_task"]
+            add(
+                f"{workload}, callbacks: query requests/task",
+                f"{q:.2f}",
+                "≤ 1.5",
+                q <= 1.5,
+            )
+    ingest = data.get("ingest")
+    if ingest and "ratio" in ingest:
+        add(
+            "callback ingestion vs no-op ceiling",
+            f"{ingest['receiver']['rps']:.0f} vs {ingest['noop']['rps']:.0f} /s"
+            f" ({ingest['ratio'] * 100:.0f} %)",
+            "≥ 50 %",
+            ingest["ratio"] >= 0.5,
+        )
+    store = data.get("store")
+    if store:
+        n = f"{store['tasks']:,}-task store"
+        add(
+            f"claim due work, {n}",
+            f"{store['claim_due_s'] * 1000:.0f} ms",
+            "< 1 s",
+            store["claim_due_s"] < 1.0,
+        )
+        add(
+            f"report, {n}",
+            f"{store['report_s']:.2f} s",
+            "< 1 s",
+            store["report_s"] < 1.0,
+        )
+    carry = data.get("carry")
+    if carry and "peak_rss_mb" in carry:
+        add(
+            f"{carry['tasks']:,} tasks carried: peak RSS",
+            f"{carry['peak_rss_mb']:.0f} MB",
+            "< 300 MB",
+            carry["peak_rss_mb"] < 300,
+        )
+    return out
+
+
+def _virtual_table(virtual: list[dict[str, Any]], mode: str) -> list[str]:
+    head = (
+        "| workload | contender | makespan | ideal | utilisation | creates/task "
+        "| GETs/task | list pages/task | queries/task | lag p50 | lag p95 | lag p99 "
+        "| 1303 | 1302 | outcome |"
+    )
+    lines = [head, "|" + " --- |" * 15]
+    for r in virtual:
+        f = r["figures"]
+        if r["mode"] != mode and not (
+            mode == "callback" and r["contender"] != "klingmon"
+        ):
+            continue
+        if mode == "callback" and r["contender"] == "seed":
+            continue
+        name = NAMES[r["contender"]]
+        if mode == "callback" and r["contender"] != "klingmon":
+            name += " (polls)"
+        outcome = f["why_not"] or "done"
+        if f["why_not"] and r["contender"] != "seed":
+            outcome = (
+                _partial(f) + "; per-task figures so far are over all "
+                f"{f['tasks']:,} tasks ({f['created_in_kling']:,} created)"
+            )
+        if r["contender"] == "seed" and f["why_not"]:
+            outcome = (
+                f"{f['why_not']} after {f['requests']['create']} creates; "
+                f"{f['created_in_kling']} tasks paid, ids only in memory"
+            )
+        lines.append(
+            f"| {r['workload']} | {name} | {_f(f['makespan_s'], '{:.0f} s')} "
+            f"| {_f(f['ideal_makespan_s'] or None, '{:.0f} s')} "
+            f"| {_pct(f['utilisation'])} "
+            f"| {f['creates_per_task']:.2f} | {f['gets_per_task']:.2f} "
+            f"| {f['list_pages_per_task']:.2f} | {f['queries_per_task']:.2f} "
+            f"| {_f(f['lag_p50_s'], '{:.1f} s')} | {_f(f['lag_p95_s'], '{:.1f} s')} "
+            f"| {_f(f['lag_p99_s'], '{:.1f} s')} | {f['answers_1303']} "
+            f"| {f['answers_1302']} | {outcome} |"
+        )
+    return lines
+
+
+def markdown(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    lines = [
+        (
+            f"Run {data['finished_at']} on {m['cpu']} ({m['cores']} cores, "
+            f"{m['memory_gb']} GB), {m['os']}, Python {m['python']}, "
+            f"revision {m['revision'] or 'unknown'}; `{data['command']}` took "
+            f"{data['total_wall_s']:.0f} s."
+        ),
+        "",
+    ]
+    virtual = data.get("virtual")
+    if virtual:
+        lines += [
+            "### Polling mode (virtual time)",
+            "",
+            *_virtual_table(virtual, "polling"),
+        ]
+        lines += [
+            "",
+            "### Callback mode, 5 % of callbacks dropped (virtual time)",
+            "",
+            *_virtual_table(virtual, "callback"),
+            "",
+            "Wall-clock seconds per virtual run: "
+            + "; ".join(
+                f"{r['workload']} {r['contender']} {r['mode']} "
+                f"{r['figures']['job_wall_s']:.0f} s"
+                for r in virtual
+            )
+            + ".",
+        ]
+    lines += ["", "### Real time on loopback", ""]
+    store = data.get("store")
+    if store:
+        lines.append(
+            f"- Store of {store['tasks']:,} tasks (SQLite, {store['db_mb']:.0f} MB): "
+            f"`claim_due` of {store['claimed']} due tasks "
+            f"{store['claim_due_s'] * 1000:.0f} ms; "
+            f"`report` (all) {store['report_s']:.2f} s, one batch "
+            f"{store['report_batch_s']:.2f} s."
+        )
+    for name, row in (data.get("fleet") or {}).items():
+        label = (
+            "3 workers on PostgreSQL" if name == "postgres_3" else "1 worker on SQLite"
+        )
+        if "error" in row:
+            lines.append(f"- Fleet, {label}: not measured ({row['error']}).")
+            continue
+        lines.append(
+            f"- Fleet, {label}: {row['tasks']} tasks on {row['slots']} slots "
+            f"submit → downloaded in {row['wall_s']:.1f} s "
+            f"({row['tasks_per_s']:.1f} tasks/s), {row['requests_per_task']:.2f} "
+            f"requests per task ({row['queries_per_task']:.2f} queries), max "
+            f"{row['max_in_flight']} in flight, one create per id: "
+            f"{'yes' if row['creates_once'] else 'NO'}."
+        )
+    carry = data.get("carry")
+    if carry:
+        if "error" in carry:
+            lines.append(f"- Carry run failed: `{carry['error'][-300:]}`")
+        else:
+            lines.append(
+                f"- {carry['tasks']:,} tasks submit → done, engine process over HTTP "
+                f"to the simulator at x{carry['time_scale']:g} "
+                f"({carry['slots']} slots): "
+                f"{carry['cpu_s']:.1f} CPU s in {carry['wall_s']:.1f} s, peak RSS "
+                f"{carry['peak_rss_mb']:.0f} MB; requests {carry['requests']}, "
+                f"1303 answers {carry['answers_1303']}."
+            )
+    ingest = data.get("ingest")
+    if ingest:
+        lines.append(
+            f"- Callbacks ingested ({ingest['generator']}, {ingest['connections']} "
+            f"connections, {ingest['seconds']} s, {ingest['server']}): receiver "
+            f"{ingest['receiver']['rps']:.0f}/s with a durable commit each "
+            f"({ingest['receiver']['committed']} committed, "
+            f"{ingest['receiver']['non_2xx']} non-2xx) vs no-op "
+            f"{ingest['noop']['rps']:.0f}/s = {ingest['ratio'] * 100:.0f} %."
+        )
+    lines += [
+        "",
+        "### Targets",
+        "",
+        "| target | figure | bar | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for t in data["targets"]:
+        met = {True: "yes", False: "**MISSED**", None: "not measured"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['figure']} | {t['bar']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+_BEGIN = "<!-- bench:latest:begin -->"
+_END = "<!-- bench:latest:end -->"
+
+
+def write(
+    data: dict[str, Any], *, update_benchmarks: bool, keep_stamp: bool = False
+) -> list[Path]:
+    if not keep_stamp:
+        data["machine"] = machine()
+        data["finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    data["targets"] = targets(data)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = "latest" if not data.get("quick") else "quick"
+    js = RESULTS / f"{stem}.json"
+    md = RESULTS / f"{stem}.md"
+    js.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    text = markdown(data)
+    md.write_text(text)
+    paths = [js, md]
+    bench_md = ROOT / "BENCHMARKS.md"
+    if update_benchmarks and bench_md.exists():
+        doc = bench_md.read_text()
+        if _BEGIN in doc and _END in doc:
+            head, _, rest = doc.partition(_BEGIN)
+            _, _, tail = rest.partition(_END)
+            bench_md.write_text(f"{head}{_BEGIN}\n{text}{_END}{tail}")
+            paths.append(bench_md)
+    return paths
+
+
+def main() -> None:
+    """Render ``latest.json`` again (after editing the report code)."""
+    data = json.loads((RESULTS / "latest.json").read_text())
+    paths = write(data, update_benchmarks=True, keep_stamp=True)
+    print(", ".join(str(p) for p in paths))
+
+
+if __name__ == "__main__":
+    main()

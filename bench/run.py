@@ -1,0 +1,139 @@
+"""``python -m bench.run``: every benchmark, then ``bench/results/latest.{json,md}``.
+
+Virtual-time runs (``bench.harness``) go to a pool of ``--jobs`` processes, the
+largest first; the real-time figures (``bench.realtime``) run afterwards, alone, so
+that nothing else competes with them for the CPU.
+
+    python -m bench.run                 # everything (make bench)
+    python -m bench.run --quick         # small workloads and short real-time runs
+    python -m bench.run --only virtual  # or store, carry, ingest (comma-separated)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from bench import fleet, realtime, report
+from bench.harness import ENGINE_SETTINGS, run_contender
+from bench.workloads import QUICK, WORKLOADS, Workload
+
+SECTIONS = ("virtual", "store", "carry", "ingest", "fleet")
+#: (contender, mode): the baselines only poll; klingmon runs both ways.
+CONTENDERS = (
+    ("seed", "polling"),
+    ("seed-fixed", "polling"),
+    ("klingmon", "polling"),
+    ("klingmon", "callback"),
+)
+
+
+def _quiet() -> None:
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+
+
+def _job(
+    workload: Workload, contender: str, mode: str, budget: float
+) -> dict[str, Any]:
+    _quiet()
+    t = time.perf_counter()
+    figures = run_contender(workload, contender, mode, wall_budget=budget)
+    figures["job_wall_s"] = time.perf_counter() - t
+    return {
+        "workload": workload.name,
+        "contender": contender,
+        "mode": mode,
+        "figures": figures,
+    }
+
+
+def run_virtual(
+    workloads: tuple[Workload, ...], jobs: int, budget: float
+) -> list[dict[str, Any]]:
+    plan = [(w, c, m) for w in workloads for c, m in CONTENDERS]
+    # Largest first: they bound the total time; klingmon before the baselines.
+    plan.sort(key=lambda p: (-p[0].tasks, p[1] != "klingmon"))
+    results: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_job, w, c, m, budget) for w, c, m in plan]
+        for future in as_completed(futures):
+            result = future.result()
+            f = result["figures"]
+            print(
+                f"  {result['workload']:<26} {result['contender']:<10} "
+                f"{result['mode']:<8}"
+                f" wall {f['job_wall_s']:6.1f} s  virtual {f['virtual_s']:8.0f} s"
+                f"  {f['why_not'] or 'done'}",
+                flush=True,
+            )
+            results.append(result)
+    order = {
+        (w.name, c, m): i
+        for i, (w, c, m) in enumerate(
+            (w, c, m) for w in workloads for c, m in CONTENDERS
+        )
+    }
+    results.sort(key=lambda r: order[(r["workload"], r["contender"], r["mode"])])
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small workloads only")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated: {SECTIONS}"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="processes for virtual runs"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=540.0, help="wall seconds per virtual run"
+    )
+    args = parser.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {sorted(unknown)}")
+    _quiet()
+    started = time.perf_counter()
+    data: dict[str, Any] = {
+        "command": "python -m bench.run "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "quick": args.quick,
+        "engine_settings": {**ENGINE_SETTINGS, "slots": "the account's slots"},
+    }
+    if "virtual" in only:
+        print("virtual time:", flush=True)
+        workloads = QUICK if args.quick else WORKLOADS
+        budget = min(args.budget, 60.0) if args.quick else args.budget
+        data["virtual"] = run_virtual(workloads, args.jobs, budget)
+    if "store" in only:
+        finished = 20_000 if args.quick else 1_000_000
+        print(f"store: {finished:,} finished tasks", flush=True)
+        data["store"] = realtime.store_figures(finished)
+    if "carry" in only:
+        carried = 500 if args.quick else 10_000
+        print(f"carry: {carried:,} tasks", flush=True)
+        data["carry"] = realtime.carry_figures(carried)
+    if "ingest" in only:
+        print("ingest: callbacks per second", flush=True)
+        data["ingest"] = realtime.ingest_figures(seconds=2 if args.quick else 5)
+    if "fleet" in only:
+        print("fleet: 1 worker on SQLite, 3 workers on PostgreSQL", flush=True)
+        data["fleet"] = fleet.fleet_figures(tasks=200 if args.quick else 600)
+    data["total_wall_s"] = time.perf_counter() - started
+    paths = report.write(
+        data, update_benchmarks=not args.quick and only == set(SECTIONS)
+    )
+    print(f"done in {data['total_wall_s']:.0f} s: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

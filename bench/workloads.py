@@ -1,0 +1,179 @@
+"""Seeded workloads, the simulator that serves them, and the figures every run yields.
+
+Every contender runs against the same simulator configuration (the simulator's own
+duration distribution: 0.5-30 s submitted, log-normal processing with a median of
+90 s, a 3 % long tail of 3-12x, 3 % failures), submits the seed's request body in the
+same order, and is measured from the simulator's own record of what happened.
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from klingmon.sim import Faults, SimConfig
+
+__all__ = [
+    "QUICK",
+    "WORKLOADS",
+    "Workload",
+    "body",
+    "ideal_makespan",
+    "percentile",
+    "sim_config",
+    "true_runs",
+]
+
+#: The seed's request body: ``model_name`` kling-v2-master, ``duration`` "5".
+MODEL = "kling-v2-master"
+ENDPOINT = "/v1/videos/text2video"
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    slots: int
+    tasks: int
+    seed: int = 7
+
+    def prompts(self) -> list[str]:
+        return [
+            f"{self.name} clip {i:05d}: a lighthouse at dusk" for i in range(self.tasks)
+        ]
+
+
+WORKLOADS = (
+    Workload("5 slots / 200 tasks", 5, 200),
+    Workload("50 slots / 2,000 tasks", 50, 2_000),
+    Workload("500 slots / 20,000 tasks", 500, 20_000),
+)
+#: ``--quick``: the same shapes, small enough for a smoke run.
+QUICK = (
+    Workload("5 slots / 40 tasks", 5, 40),
+    Workload("20 slots / 200 tasks", 20, 200),
+)
+
+
+def body(prompt: str) -> dict[str, Any]:
+    """The seed's create body, byte for byte the same fields."""
+    return {"model_name": MODEL, "prompt": prompt, "duration": "5"}
+
+
+def sim_config(workload: Workload, *, callback_drop_rate: float = 0.0) -> SimConfig:
+    return SimConfig(
+        seed=workload.seed,
+        # 32+ bytes: PyJWT warns about shorter HMAC keys.
+        secret_key="sim-secret-key-for-the-benchmarks-0123",  # noqa: S106 - simulated
+        slots=workload.slots,
+        admin=True,
+        faults=Faults(fail_rate=0.03, callback_drop_rate=callback_drop_rate),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TrueRun:
+    """What the simulator says happened to one task (epoch ms on the shared clock)."""
+
+    task_id: str
+    created_ms: int
+    finished_ms: int | None
+    outcome: str
+
+
+def true_runs(counters: dict[str, Any]) -> list[TrueRun]:
+    """Tasks in creation order, with their true finish times."""
+    runs = []
+    for task_id, info in counters["tasks"].items():
+        transitions = info["transitions"]
+        last_status, last_ms = transitions[-1]
+        done = last_status in ("succeed", "failed")
+        runs.append(
+            TrueRun(task_id, transitions[0][1], last_ms if done else None, last_status)
+        )
+    return runs
+
+
+def ideal_makespan(durations: list[float], slots: int) -> tuple[float, float]:
+    """(greedy, bound) for these slot-occupancy durations on ``slots`` slots.
+
+    ``greedy``: every task starts the instant a slot frees, in submission order
+    (a submitter with zero detection lag and zero overhead). ``bound``: the
+    classic lower bound max(longest task, total work / slots).
+    """
+    if not durations:
+        return 0.0, 0.0
+    free = [0.0] * min(slots, len(durations))
+    end = 0.0
+    for d in durations:
+        start = heapq.heappop(free)
+        heapq.heappush(free, start + d)
+        end = max(end, start + d)
+    bound = max(*durations, sum(durations) / slots)
+    return end, bound
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100), nearest-rank; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summary(
+    *,
+    workload: Workload,
+    counters: dict[str, Any],
+    start: float,
+    detected_ms: dict[str, int],
+    done: bool,
+) -> dict[str, Any]:
+    """The figures of one run, from the simulator's record and the detection times."""
+    runs = true_runs(counters)
+    routes = counters["requests_by_route"]
+    n = workload.tasks
+    lags = [
+        (detected_ms[r.task_id] - r.finished_ms) / 1000
+        for r in runs
+        if r.finished_ms is not None and r.task_id in detected_ms
+    ]
+    finished = [r for r in runs if r.finished_ms is not None]
+    occupied = [
+        (r.finished_ms - r.created_ms) / 1000 for r in runs if r.finished_ms is not None
+    ]
+    greedy, bound = ideal_makespan(occupied, workload.slots)
+    makespan = (
+        (max(detected_ms.values()) / 1000 - start) if detected_ms and done else None
+    )
+    creates, gets, lists = (routes.get(k, 0) for k in ("create", "get", "list"))
+    out: dict[str, Any] = {
+        "tasks": n,
+        "slots": workload.slots,
+        "finished": done,
+        "created_in_kling": len(runs),
+        "terminal_in_kling": len(finished),
+        "detected": len(detected_ms),
+        "makespan_s": makespan,
+        "ideal_makespan_s": greedy,
+        "lower_bound_s": bound,
+        "utilisation": (greedy / makespan) if makespan else None,
+        "utilisation_vs_bound": (bound / makespan) if makespan else None,
+        "creates_per_task": creates / n,
+        "gets_per_task": gets / n,
+        "list_pages_per_task": lists / n,
+        "queries_per_task": (gets + lists) / n,
+        "requests": {"create": creates, "get": gets, "list": lists},
+        "lag_p50_s": percentile(lags, 50),
+        "lag_p95_s": percentile(lags, 95),
+        "lag_p99_s": percentile(lags, 99),
+        "lag_max_s": max(lags) if lags else None,
+        "lag_mean_s": statistics.fmean(lags) if lags else None,
+        "answers_1303": counters["answers_1303"],
+        "answers_1302": counters["answers_1302"],
+        "max_in_flight": counters["max_in_flight"],
+        "callbacks": counters.get("callbacks", {}),
+    }
+    return out

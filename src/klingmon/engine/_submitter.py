@@ -1,0 +1,149 @@
+"""Submission: within the account's slots, written ahead, never paid twice.
+
+The intent to create is committed (``submitting``) before the POST; a task found in
+``submitting`` after a crash is looked up by its ``external_task_id`` before anything
+is sent again. 1303 puts a task back in the queue and shrinks the slots; other
+transient failures wait and retry; Kling's refusals are final (``rejected``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from klingmon._clock import to_ms
+from klingmon.api import GenericRequest
+from klingmon.api._models import TaskStatus
+from klingmon.engine._state import EngineState
+from klingmon.errors import ApiError, KlingmonError, TaskNotFoundError
+from klingmon.policy import CreateAction, backoff, classify_create_error
+
+if TYPE_CHECKING:
+    from klingmon.store import TaskRow
+
+__all__ = ["IN_FLIGHT", "Submitter"]
+
+logger = logging.getLogger(__name__)
+
+#: Statuses that hold one of the account's slots.
+IN_FLIGHT = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
+
+
+class Submitter(EngineState):
+    # -- submission ----------------------------------------------------------
+
+    async def _submit_round(self) -> bool:
+        counts = self.store.count_by_status()
+        in_flight = sum(counts.get(s, 0) for s in IN_FLIGHT)
+        self._slots_free = self.governor.available_slots(in_flight) > 0
+        if not counts.get(TaskStatus.SUBMITTING) and (
+            not self._slots_free or not counts.get(TaskStatus.QUEUED)
+        ):
+            return False
+        rows = self.store.claim_submissions(
+            self.owner,
+            to_ms(self.clock.now()),
+            self._lease_ms(),
+            slots=self.governor.slots.limit,
+        )
+        if not rows:
+            return False
+        results = await asyncio.gather(
+            *(self._submit_one(row, in_flight) for row in rows), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return True
+
+    async def _submit_one(self, row: TaskRow, in_flight: int) -> None:
+        if row.status == TaskStatus.SUBMITTING:
+            found = await self._adopt_existing(row)
+            if found:
+                return
+        else:
+            row = self.store.mark_submitting(row.id, to_ms(self.clock.now()))
+        request = GenericRequest(task_path=row.endpoint, payload=dict(row.body))
+        callback = (
+            self.settings.callback_url(row.external_task_id)
+            if self.settings.callback_url
+            else None
+        )
+        try:
+            async with self._requests, self.governor.request():
+                self._counts[(row.batch_id, "create")] += 1
+                task = await self.client.create(
+                    request,
+                    external_task_id=row.external_task_id,
+                    callback_url=callback,
+                )
+        except KlingmonError as exc:
+            self._create_failed(row, exc, in_flight)
+            return
+        now_ms = to_ms(self.clock.now())
+        first = self._delay(row, now_ms, status=TaskStatus.SUBMITTED, elapsed=0.0)
+        self.store.mark_submitted(row.id, task, now_ms, now_ms + to_ms(first))
+        logger.info(
+            "task.submitted",
+            extra={"task": row.id, "task_id": task.task_id, "batch": row.batch_id},
+        )
+
+    async def _adopt_existing(self, row: TaskRow) -> bool:
+        """A create whose outcome is unknown: look before sending it again."""
+        try:
+            async with self._requests, self.governor.request():
+                self._counts[(row.batch_id, "get")] += 1
+                task = await self.client.get(
+                    row.endpoint, external_task_id=row.external_task_id
+                )
+        except TaskNotFoundError:
+            return False
+        except KlingmonError as exc:
+            if not exc.retryable:
+                raise
+            self._retry_later(row, exc)
+            return True
+        now_ms = to_ms(self.clock.now())
+        self.store.mark_submitted(row.id, task, now_ms, now_ms)
+        logger.info("task.adopted", extra={"task": row.id, "task_id": task.task_id})
+        return True
+
+    def _create_failed(self, row: TaskRow, exc: KlingmonError, in_flight: int) -> None:
+        action = classify_create_error(exc)
+        now_ms = to_ms(self.clock.now())
+        code = exc.code if isinstance(exc, ApiError) else None
+        if code in {1302, 1303}:
+            self._counts[(row.batch_id, str(code))] += 1
+        if action is CreateAction.REQUEUE:
+            self.governor.on_concurrency_error(in_flight)
+            delay = backoff(1, base=1.0, cap=10.0, rng=self._rng) + 1.0
+            self.store.requeue(row.id, now_ms, now_ms + to_ms(delay), exc.message)
+        elif action is CreateAction.REJECT:
+            self.store.reject(row.id, now_ms, exc.message, code)
+            logger.warning("task.rejected", extra={"task": row.id, "code": code})
+        elif action is CreateAction.HALT:
+            self.store.requeue(row.id, now_ms, now_ms, exc.message)
+            self.stop()
+            raise exc
+        else:
+            self._retry_later(row, exc)
+
+    def _retry_later(self, row: TaskRow, exc: KlingmonError) -> None:
+        # Still ``submitting``: the next attempt looks the task up before any POST.
+        s = self.settings
+        delay = (
+            backoff(
+                row.submit_attempts,
+                base=s.submit_backoff_base,
+                cap=s.submit_backoff_cap,
+                rng=self._rng,
+            )
+            + s.submit_backoff_base
+        )
+        now_ms = to_ms(self.clock.now())
+        self.store.schedule([(row.id, now_ms + to_ms(delay))])
+        logger.info(
+            "task.submit_retry",
+            extra={"task": row.id, "error": type(exc).__name__, "delay": delay},
+        )

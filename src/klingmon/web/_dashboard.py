@@ -1,0 +1,417 @@
+"""The dashboard: server-rendered pages over the store, live through server-sent events.
+
+Each page renders whole; ``?fragment=1`` renders only its live part, which the page's
+script fetches again whenever ``/events`` reports that the store changed. The stream
+polls :meth:`Store.change_mark` (a few indexed lookups) and ends now and then, or at
+:meth:`Dashboard.close`; the browser's EventSource reconnects by itself, across a
+server restart too.
+
+Without a token the dashboard is read-only (and ``klingmon serve`` only binds to
+loopback). With one, every page wants it, as ``Authorization: Bearer`` or as the
+cookie ``/login`` sets (an HMAC of the token, never the token itself), and the
+actions (retry failed tasks, download now) become available.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import jinja2
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from klingmon._clock import to_ms
+from klingmon.api._models import TERMINAL
+from klingmon.engine import Downloader, Monitor
+from klingmon.errors import KlingmonError
+from klingmon.web import _dashboard_data as data
+from klingmon.web._dashboard_state import COOKIE, Dashboard, event_stream, join_mark
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from klingmon._clock import Clock
+    from klingmon.engine import DownloadSettings
+    from klingmon.store import BatchRow, Store, TaskRow
+
+__all__ = ["Dashboard", "install_dashboard"]
+
+logger = logging.getLogger(__name__)
+
+_HERE = Path(__file__).parent
+_MEDIA = {".mp4": "video/mp4", ".webm": "video/webm", ".png": "image/png"}
+_MEDIA |= {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
+)
+_MAX_ROWS = 1000
+_LOGIN: dict[str, Any] = {"title": "Sign in"}
+_NOTES = {
+    "retry": "Retry batch {new} created: its tasks are queued.",
+    "download": "Downloading this batch's owed files now.",
+    "nothing": "No failed or rejected tasks to retry.",
+    "busy": "A download of this batch is already running.",
+}
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["ms"] = data.fmt_ms
+    env.filters["secs"] = data.fmt_s
+    env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
+    return env
+
+
+def install_dashboard(
+    app: FastAPI, store: Store, dashboard: Dashboard, clock: Clock
+) -> None:
+    """Add the dashboard's routes and static files to ``app``."""
+    env = _environment()
+    router = APIRouter(include_in_schema=False)
+    dashboard.window.figures(clock.now(), store.counter_totals())
+    app.state.dashboard = dashboard
+    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+
+    def html(
+        name: str, request: Request, ctx: dict[str, Any], status: int = 200
+    ) -> Response:
+        ctx = ctx | {
+            "protected": dashboard.protected,
+            "can_act": dashboard.signed_in(request),
+        }
+        body = env.get_template(name).render(**ctx)
+        return HTMLResponse(body, status_code=status, headers=_headers())
+
+    def guard(request: Request) -> Response | None:
+        """A login page when the dashboard wants a token the request lacks."""
+        if dashboard.protected and not dashboard.signed_in(request):
+            return html("login.html", request, _LOGIN | {"failed": False}, 401)
+        return None
+
+    def now_ms() -> int:
+        return to_ms(clock.now())
+
+    # -- pages -------------------------------------------------------------------
+
+    @router.get("/")
+    def overview(request: Request, fragment: bool = False) -> Response:
+        if (denied := guard(request)) is not None:
+            return denied
+        mark = join_mark(store.change_mark())
+        now = now_ms()
+        summaries = store.batch_summaries()
+        batches = []
+        for b in reversed(store.batches()):
+            s = summaries.get(b.id)
+            counts = s.counts if s else {}
+            batches.append(
+                {
+                    "id": b.id,
+                    "name": b.name,
+                    "created": b.created_ms,
+                    "total": sum(counts.values()),
+                    "done": sum(n for st, n in counts.items() if st in TERMINAL),
+                    "failed": sum(counts.get(st, 0) for st in data.FAILED),
+                    "stuck": s.stuck if s else 0,
+                    "units": s.units if s else 0.0,
+                    "eta": data.batch_eta(s, now) if s else None,
+                    "bar": data.bar(counts),
+                    "files": s.files if s else {},
+                }
+            )
+        ctx = {
+            "title": "Batches",
+            "mark": mark,
+            "stream": "/events",
+            "batches": batches,
+            "slots": {"used": store.slots_in_use(), "of": dashboard.slots},
+            "requests": dashboard.window.figures(clock.now(), store.counter_totals()),
+            "workers": _workers(store, now),
+        }
+        return html("_overview.html" if fragment else "overview.html", request, ctx)
+
+    @router.get("/batches/{ref}")
+    def batch_page(  # noqa: PLR0917 - query parameters
+        request: Request,
+        ref: str,
+        status: str = "",
+        fragment: bool = False,
+        done: str = "",
+        new: str = "",
+    ) -> Response:
+        if (denied := guard(request)) is not None:
+            return denied
+        batch = _batch(store, ref)
+        mark = join_mark(store.change_mark(batch_id=batch.id))
+        now = now_ms()
+        counts = store.count_by_status(batch.id)
+        wanted = [s for s in data.STATUS_ORDER if s.value == status]
+        rows = store.tasks(batch.id, statuses=wanted or None)
+        files: dict[int, list[Any]] = {}
+        for f in store.download_rows(batch.id):
+            files.setdefault(f.task_id, []).append(f)
+        views = [data.task_view(r, files.get(r.id, []), now) for r in rows[:_MAX_ROWS]]
+        previews = [v for view in views for v in view["videos"]][-12:]
+        report = store.report(batch.id)
+        ctx = {
+            "title": f"Batch {batch.name}",
+            "mark": mark,
+            "stream": f"/events?batch={batch.id}",
+            "batch": batch,
+            "total": sum(counts.values()),
+            "counts": counts,
+            "bar": data.bar(counts),
+            "statuses": [s.value for s in data.STATUS_ORDER if counts.get(s)],
+            "status": status if wanted else "",
+            "tasks": views,
+            "shown_of": len(rows),
+            "histogram": data.histogram(store.processing_seconds(batch.id)),
+            "report": report,
+            "previews": previews,
+            "note": _NOTES.get(done, "").format(new=new) if done else "",
+            "can_download": dashboard.downloads is not None,
+        }
+        return html("_batch.html" if fragment else "batch.html", request, ctx)
+
+    @router.get("/tasks/{ref}")
+    def task_page(request: Request, ref: str, fragment: bool = False) -> Response:
+        if (denied := guard(request)) is not None:
+            return denied
+        row = _task(store, ref)
+        mark = join_mark(store.change_mark(task_id=row.id))
+        batch = store.batch(row.batch_id)
+        files = store.download_rows(task_id=row.id)
+        ctx = {
+            "title": f"Task {row.seq} of {batch.name if batch else row.batch_id}",
+            "mark": mark,
+            "stream": f"/events?task={row.id}",
+            "task": row,
+            "batch": batch,
+            "view": data.task_view(row, files, now_ms()),
+            "events": data.timeline(store.events(task_id=row.id, limit=2000), files),
+            "request_body": data.redact(row.body),
+            "result": data.redact(row.result) if row.result else None,
+            "files": files,
+            "expiry": data.expiry_ms(row, files),
+        }
+        return html("_task.html" if fragment else "task.html", request, ctx)
+
+    # -- previews ----------------------------------------------------------------
+
+    @router.get("/files/{download_id}")
+    def preview(request: Request, download_id: int) -> Response:
+        if (denied := guard(request)) is not None:
+            return denied
+        path = _safe_file(store, dashboard, download_id)
+        media = _MEDIA.get(path.suffix.lower(), "application/octet-stream")
+        return FileResponse(
+            path, media_type=media, headers={"Cache-Control": "private, max-age=60"}
+        )
+
+    # -- live --------------------------------------------------------------------
+
+    @router.get("/events")
+    async def events(
+        request: Request, batch: int | None = None, task: int | None = None
+    ) -> Response:
+        if (denied := guard(request)) is not None:
+            return denied
+        last = request.headers.get("last-event-id")
+        return StreamingResponse(
+            event_stream(store, dashboard, last, batch, task),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    # -- sign-in -----------------------------------------------------------------
+
+    @router.get("/login")
+    def login_page(request: Request, token: str = "") -> Response:
+        if token and dashboard.token_matches(token):
+            return _signed(dashboard, request, "/")
+        failed = bool(token)
+        ctx = _LOGIN | {"failed": failed}
+        return html("login.html", request, ctx, 401 if failed else 200)
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        _same_origin(request)
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        token = (form.get("token") or [""])[0]
+        if dashboard.token_matches(token):
+            return _signed(dashboard, request, "/")
+        return html("login.html", request, _LOGIN | {"failed": True}, 401)
+
+    @router.post("/logout")
+    def logout(request: Request) -> Response:
+        _same_origin(request)
+        out = RedirectResponse("/login", status_code=303)
+        out.delete_cookie(COOKIE, path="/")
+        return out
+
+    # -- actions -----------------------------------------------------------------
+
+    def may_act(request: Request) -> None:
+        _same_origin(request)
+        if not dashboard.protected:
+            raise HTTPException(
+                403, detail="read-only dashboard: start klingmon serve with --token"
+            )
+        if not dashboard.signed_in(request):
+            raise HTTPException(401, detail="missing or wrong token")
+
+    @router.post("/actions/retry/{ref}")
+    def retry(request: Request, ref: str) -> Response:
+        may_act(request)
+        batch = _batch(store, ref)
+        monitor = Monitor(store=store, clock=clock)
+        try:
+            new = monitor.retry(batch.id, name=_free_name(store, f"{batch.name}-retry"))
+        except KlingmonError:
+            return _back(batch, "nothing")
+        logger.info("dashboard.retry", extra={"batch": batch.id, "new": new.id})
+        if dashboard.wake is not None:
+            dashboard.wake()
+        return _back(batch, "retry", new.name)
+
+    @router.post("/actions/download/{ref}")
+    async def download_now(request: Request, ref: str) -> Response:
+        may_act(request)
+        batch = await run_in_threadpool(_batch, store, ref)
+        settings = dashboard.downloads
+        if settings is None:
+            raise HTTPException(409, detail="downloads are not configured")
+        running = dashboard.running.get(batch.id)
+        if running is not None and not running.done():
+            return _back(batch, "busy")
+        job = asyncio.create_task(_download(store, settings, clock, batch.id))
+        dashboard.running[batch.id] = job
+        logger.info("dashboard.download", extra={"batch": batch.id})
+        return _back(batch, "download")
+
+    app.include_router(router)
+
+
+async def _download(
+    store: Store, settings: DownloadSettings, clock: Clock, batch_id: int
+) -> None:
+    downloader = Downloader(store, settings, clock=clock)
+    try:
+        await downloader.run(batch_id=batch_id)
+    except Exception as exc:  # noqa: BLE001 - a background job reports, never raises
+        logger.warning("dashboard.download_failed", extra={"error": type(exc).__name__})
+    finally:
+        await downloader.aclose()
+
+
+def _headers() -> dict[str, str]:
+    return {
+        "Content-Security-Policy": _CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+def _same_origin(request: Request) -> None:
+    """Refuse a cross-site form post (the cookie is SameSite=Strict as well)."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise HTTPException(403, detail="cross-site request refused")
+
+
+def _signed(dashboard: Dashboard, request: Request, to: str) -> Response:
+    out = RedirectResponse(to, status_code=303)
+    out.set_cookie(
+        COOKIE,
+        dashboard.session(),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return out
+
+
+def _back(batch: BatchRow, done: str, new: str = "") -> Response:
+    where = f"/batches/{quote(batch.name, safe='')}?done={done}"
+    if new:
+        where += f"&new={quote(new, safe='')}"
+    return RedirectResponse(where, status_code=303)
+
+
+def _free_name(store: Store, base: str) -> str:
+    name, n = base, 1
+    while store.batch(name) is not None:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _batch(store: Store, ref: str) -> BatchRow:
+    found = store.batch(ref) if len(ref) < 200 else None
+    if found is None:
+        raise HTTPException(404, detail="no such batch")
+    return found
+
+
+def _task(store: Store, ref: str) -> TaskRow:
+    row = (
+        store.task(int(ref))
+        if ref.isascii() and ref.isdigit() and len(ref) < 18
+        else None
+    )
+    row = row or (store.task(ref) if len(ref) < 200 else None)
+    if row is None:
+        raise HTTPException(404, detail="no such task")
+    return row
+
+
+def _safe_file(store: Store, dashboard: Dashboard, download_id: int) -> Path:
+    """The downloaded file of row ``download_id``, only if it lies under the folder."""
+    root = dashboard.download_dir
+    row = store.download_row(download_id)
+    if root is None or row is None or row.status != "done" or not row.dest:
+        raise HTTPException(404, detail="no such file")
+    if "://" in row.dest and not row.dest.startswith("file://"):
+        raise HTTPException(404, detail="the file is not on this machine")
+    base = Path(root.removeprefix("file://")).expanduser().resolve()
+    path = Path(row.dest.removeprefix("file://")).expanduser().resolve()
+    if os.path.commonpath([base, path]) != str(base) or not path.is_file():
+        raise HTTPException(404, detail="no such file")
+    return path
+
+
+def _workers(store: Store, now_ms: int) -> dict[str, Any]:
+    """Workers alive: the heartbeat table when the store has one, else live leases."""
+    listing = getattr(store, "workers", None)
+    if callable(listing):
+        rows = listing(now_ms)
+        alive = [w for w in rows if w.alive]
+        return {"alive": len(alive), "known": len(rows), "source": "heartbeats"}
+    return {
+        "alive": len(store.live_lease_owners(now_ms)),
+        "known": None,
+        "source": "leases",
+    }

@@ -1,0 +1,267 @@
+"""The dashboard's protection, actions and live event stream, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from dashboard_support import FAILING, TOKEN, app_for, client, finish_batch
+
+from klingmon._clock import to_ms
+from klingmon.engine import DownloadSettings
+from klingmon.store import Store
+from klingmon.testing import AppServer, SimServer
+from klingmon.web import Dashboard
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from dashboard_support import Finished
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with SimServer(FAILING) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def template(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Finished:
+    return finish_batch(sim, tmp_path_factory.mktemp("dash"), download=False, n=6)
+
+
+@pytest.fixture
+def finished(template: Finished, tmp_path: Path) -> Finished:
+    """A finished batch whose videos were not downloaded yet (a fresh copy)."""
+    db = tmp_path / "k.db"
+    shutil.copyfile(template.db, db)
+    return dataclasses.replace(template, db=db, out=tmp_path / "out")
+
+
+def _bearer(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_read_only_dashboard_refuses_actions(finished: Finished) -> None:
+    """Without a token, pages show and every action answers 403."""
+    with Store.open(str(finished.db)) as store:
+        async with client(app_for(store)) as http:
+            page = await http.get("/batches/b")
+            retry = await http.post("/actions/retry/b")
+            download = await http.post("/actions/download/b")
+            bearer = await http.post("/actions/retry/b", headers=_bearer("anything"))
+        batches = [b.name for b in store.batches()]
+    assert page.status_code == 200
+    assert "disabled" in page.text
+    assert retry.status_code == download.status_code == bearer.status_code == 403
+    assert "--token" in retry.json()["detail"]
+    assert batches == ["b"]
+
+
+async def test_a_protected_dashboard_wants_the_token(finished: Finished) -> None:
+    """With a token: 401 sign-in page without it, pages with a bearer or cookie."""
+    with Store.open(str(finished.db)) as store:
+        app = app_for(store, Dashboard(token=TOKEN))
+        async with client(app) as http:
+            anonymous = await http.get("/")
+            stream = await http.get("/events")
+            wrong = await http.get("/", headers=_bearer("wrong"))
+            bad_login = await http.get("/login", params={"token": "wrong"})
+            bearer = await http.get("/", headers=_bearer())
+            login = await http.get("/login", params={"token": TOKEN})
+            cookie = login.cookies.get("klingmon_session")
+            with_cookie = await http.get("/batches/b")
+            action = await http.post("/actions/retry/b")
+    assert anonymous.status_code == stream.status_code == wrong.status_code == 401
+    assert 'name="token"' in anonymous.text
+    assert bad_login.status_code == 401
+    assert bearer.status_code == 200
+    assert login.status_code == 303
+    assert cookie
+    assert TOKEN not in cookie
+    assert "samesite=strict" in login.headers["set-cookie"].lower()
+    assert "httponly" in login.headers["set-cookie"].lower()
+    assert with_cookie.status_code == 200
+    assert "Retry failed tasks</button>" in with_cookie.text
+    assert action.status_code == 303
+
+
+async def test_sign_in_by_form_and_out(finished: Finished) -> None:
+    """POST /login with the token signs in; /logout forgets the cookie."""
+    with Store.open(str(finished.db)) as store:
+        async with client(app_for(store, Dashboard(token=TOKEN))) as http:
+            refused = await http.post("/login", content=b"token=nope")
+            signed = await http.post("/login", content=f"token={TOKEN}".encode())
+            inside = await http.get("/")
+            out = await http.post("/logout")
+            after = await http.get("/")
+    assert refused.status_code == 401
+    assert signed.status_code == 303
+    assert inside.status_code == 200
+    assert out.status_code == 303
+    assert after.status_code == 401
+
+
+async def test_retry_action_queues_the_failed_tasks_again(finished: Finished) -> None:
+    """Retry makes b-retry (then b-retry-2) of the failed tasks and wakes the engine."""
+    woken: list[bool] = []
+    with Store.open(str(finished.db)) as store:
+        failed = {
+            r.id
+            for r in store.tasks(store.batch("b").id)  # type: ignore[union-attr]
+            if r.status.value in {"failed", "rejected"}
+        }
+        assert failed
+        dashboard = Dashboard(token=TOKEN, wake=lambda: woken.append(True))
+        async with client(app_for(store, dashboard)) as http:
+            first = await http.post("/actions/retry/b", headers=_bearer())
+            second = await http.post("/actions/retry/b", headers=_bearer())
+            shown = await http.get(first.headers["location"], headers=_bearer())
+        again = store.batch("b-retry")
+        assert again is not None
+        retried = {r.retry_of for r in store.tasks(again.id)}
+        assert store.batch("b-retry-2") is not None
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == "/batches/b?done=retry&new=b-retry"
+    assert "Retry batch b-retry created" in shown.text
+    assert retried == failed
+    assert woken == [True, True]
+
+
+async def test_cross_site_posts_are_refused(finished: Finished) -> None:
+    """A form posted from another origin is refused even with the cookie."""
+    with Store.open(str(finished.db)) as store:
+        async with client(app_for(store, Dashboard(token=TOKEN))) as http:
+            await http.get("/login", params={"token": TOKEN})
+            evil = {"Origin": "https://evil.example"}
+            answer = await http.post("/actions/retry/b", headers=evil)
+            same = await http.post(
+                "/actions/retry/b", headers={"Origin": "http://dash.test"}
+            )
+    assert answer.status_code == 403
+    assert same.status_code == 303
+
+
+async def test_download_now_fetches_the_owed_files(
+    finished: Finished, sim: SimServer
+) -> None:
+    """The action downloads the batch's results in the background."""
+    settings = DownloadSettings(out=str(finished.out), allow_origins=(sim.url,))
+    with Store.open(str(finished.db)) as store:
+        dashboard = Dashboard(
+            token=TOKEN, download_dir=str(finished.out), downloads=settings
+        )
+        async with client(app_for(store, dashboard)) as http:
+            answer = await http.post("/actions/download/b", headers=_bearer())
+            assert answer.status_code == 303
+            job = dashboard.running[store.batch("b").id]  # type: ignore[union-attr]
+            await asyncio.wait_for(job, timeout=20)
+            rows = store.download_rows()
+            preview = await http.get(f"/files/{rows[0].id}", headers=_bearer())
+    assert rows
+    assert {r.status for r in rows} == {"done"}
+    assert preview.status_code == 200
+
+
+async def test_download_now_needs_download_settings(finished: Finished) -> None:
+    """Without download settings the action is a 409, not a silent no-op."""
+    with Store.open(str(finished.db)) as store:
+        async with client(app_for(store, Dashboard(token=TOKEN))) as http:
+            answer = await http.post("/actions/download/b", headers=_bearer())
+    assert answer.status_code == 409
+
+
+def _next_event(lines: Iterator[str], deadline: float) -> dict[str, str]:
+    """The next complete server-sent event's fields."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        assert time.monotonic() < deadline, "no event in time"
+        if not line:
+            if "data" in fields:
+                return fields
+            continue
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    raise AssertionError("the stream ended")
+
+
+def test_event_stream_reports_a_change_at_once(finished: Finished) -> None:
+    """/events sends the current mark, then a new one soon after a store write."""
+    with Store.open(str(finished.db)) as store:
+        dashboard = Dashboard(poll_interval=0.05)
+        app = app_for(store, dashboard)
+        task = store.tasks()[0]
+        with (
+            AppServer(app) as server,
+            httpx.stream(
+                "GET", f"{server.url}/events?batch={task.batch_id}", timeout=5
+            ) as stream,
+        ):
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 1000"
+            first = _next_event(lines, time.monotonic() + 5)
+            started = time.monotonic()
+            store.flag(task.id, "stuck", to_ms(time.time()), {})
+            second = _next_event(lines, time.monotonic() + 5)
+            latency = time.monotonic() - started
+            dashboard.close()
+    assert first["data"] != second["data"]
+    assert second["id"] in second["data"]
+    assert latency < 1.0
+
+
+def test_event_stream_resumes_from_the_last_event_id(finished: Finished) -> None:
+    """A reconnect with Last-Event-ID hears nothing until the store changes."""
+    with Store.open(str(finished.db)) as store:
+        dashboard = Dashboard(poll_interval=0.05, stream_seconds=0.5)
+        app = app_for(store, dashboard)
+        with AppServer(app) as server:
+            with httpx.stream("GET", f"{server.url}/events", timeout=5) as stream:
+                lines = stream.iter_lines()
+                mark = _next_event(lines, time.monotonic() + 5)["id"]
+            # The stream ends by itself after stream_seconds: nothing new to say.
+            again = httpx.get(
+                f"{server.url}/events", headers={"Last-Event-ID": mark}, timeout=5
+            )
+    assert again.status_code == 200
+    assert again.text.strip() == "retry: 1000"
+
+
+def test_event_stream_ends_when_the_dashboard_closes(finished: Finished) -> None:
+    """close() ends open streams, so the server can stop at once."""
+    with Store.open(str(finished.db)) as store:
+        dashboard = Dashboard(poll_interval=0.05)
+        with AppServer(app_for(store, dashboard)) as server:
+            with httpx.stream("GET", f"{server.url}/events", timeout=5) as stream:
+                lines = stream.iter_lines()
+                _next_event(lines, time.monotonic() + 5)
+                dashboard.close()
+                started = time.monotonic()
+                rest = list(lines)
+            ended = time.monotonic() - started
+    assert rest == []
+    assert ended < 2
+
+
+def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
+    """klingmon serve --host 0.0.0.0 without --token exits before listening."""
+    env = {"KLINGMON_DB": str(tmp_path / "k.db"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "klingmon", "serve", "--host", "0.0.0.0"],  # noqa: S104
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "without --token" in done.stderr
