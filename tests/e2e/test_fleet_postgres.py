@@ -183,6 +183,8 @@ def test_three_workers_two_receivers_survive_a_kill_and_a_stop(pg_url, tmp_path)
                 )
                 tasks = store.tasks()
                 rows = store.download_rows()
+                shown = klingmon("status", "--workers", "--json", env=base_env)
+                upgraded = klingmon("db", "upgrade", "--json", env=base_env)
                 fleet = store.workers(int(time.time() * 1000))
                 report = store.report(store.batch("fleet").id)  # type: ignore[union-attr]
             counters = server.sim.counters()
@@ -211,6 +213,12 @@ def test_three_workers_two_receivers_survive_a_kill_and_a_stop(pg_url, tmp_path)
     assert report.statuses_via.get("callback", 0) > 0  # the receivers did their part
     assert len(fleet) == 3
     assert sum(w.stopped_ms is not None for w in fleet) == 1  # the SIGTERMed one
+    listed = json.loads(shown.stdout)
+    assert sorted(w["owner"] for w in listed) == sorted(w.owner for w in fleet)
+    assert sum(w["alive"] for w in listed) >= 1
+    revision = json.loads(upgraded.stdout)
+    assert revision["revision"] == revision["head"]
+    assert revision["db"].startswith("postgresql+psycopg://")
     keys_by_event: dict[int, set[str]] = defaultdict(set)
     for line in hooks_log.read_text().splitlines():
         key, _, body = line.partition(" ")

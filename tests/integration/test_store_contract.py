@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -659,3 +660,50 @@ def test_concurrent_workers_never_exceed_the_slots(backend: Backend, store: Stor
     assert len(got) == workers
     assert len(claimed) == 5
     assert len(set(claimed)) == 5
+
+
+def test_lock_leases_pass_on_only_when_they_run_out(store: Store):
+    """One holder at a time; renewals extend it; an expired lease changes hands."""
+    assert store.acquire_lock("poll:x", "a", T0, 30_000)
+    assert not store.acquire_lock("poll:x", "b", T0 + 1, 30_000)
+    assert store.acquire_lock("poll:x", "a", T0 + 20_000, 30_000)
+    assert not store.acquire_lock("poll:x", "b", T0 + 40_000, 30_000)
+    assert store.acquire_lock("poll:x", "b", T0 + 50_001, 30_000)
+    assert "b" in store.lease_owners()
+    store.release("b")
+    assert store.acquire_lock("poll:x", "c", T0 + 50_002, 30_000)
+
+
+def test_heartbeats_show_live_stopped_and_silent_workers(store: Store):
+    """A heartbeat registers a worker; a clean stop and silence read differently."""
+    store.heartbeat("h:1:a", T0, {"slots": 5})
+    store.heartbeat("h:2:b", T0)
+    store.heartbeat("h:3:c", T0)
+    store.heartbeat("h:1:a", T0 + 40_000, {"slots": 5})
+    store.worker_stopped("h:2:b", T0 + 40_000)
+    rows = {w.owner: w for w in store.workers(T0 + 45_000, alive_within_ms=30_000)}
+    assert rows["h:1:a"].alive
+    assert rows["h:1:a"].pid == 1
+    assert rows["h:1:a"].info == {"slots": 5}
+    assert not rows["h:2:b"].alive
+    assert rows["h:2:b"].stopped_ms == T0 + 40_000
+    assert not rows["h:3:c"].alive
+    assert rows["h:3:c"].stopped_ms is None
+
+
+def test_notify_wakes_a_listener(backend: Backend, store: Store):
+    """A batch stored by one process wakes a listener at once (PostgreSQL only)."""
+    if store.dialect != "postgresql":
+        assert store.listen(lambda: None)() is None  # SQLite: nothing to listen to
+        return
+    woken = threading.Event()
+    stop = store.listen(woken.set)
+    try:
+        with backend.open() as other:
+            deadline = time.monotonic() + 10
+            while not woken.is_set() and time.monotonic() < deadline:
+                other.create_batch(None, new(1), T0)
+                woken.wait(0.5)
+    finally:
+        stop()
+    assert woken.is_set()

@@ -16,6 +16,7 @@ import uvicorn
 from klingmon.api import AsyncKlingClient
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, get_context, run_async
+from klingmon.cli._hook_options import ForwardSecret, ForwardUrl, HookCommand, Notify
 from klingmon.config import Secret
 from klingmon.engine import DownloadSettings, Monitor
 from klingmon.engine._notify import install_hooks
@@ -64,22 +65,10 @@ def serve(
         "--confirm/--no-confirm",
         help="Confirm a terminal status from an unsigned callback with a GET.",
     ),
-    hook_command: str | None = typer.Option(
-        None, "--hook-command", help="Shell command run per event (JSON on stdin)."
-    ),
-    forward_url: str | None = typer.Option(
-        None, "--forward-url", help="POST each event here (Standard Webhooks)."
-    ),
-    forward_secret: str | None = typer.Option(
-        None,
-        "--forward-secret",
-        envvar="KLINGMON_FORWARD_SECRET",
-        help="whsec_ secret to sign forwarded events with.",
-        show_default=False,
-    ),
-    notify: list[str] = typer.Option(
-        [], "--notify", help="Apprise URL for failed, stuck and batch-done (repeat)."
-    ),
+    hook_command: HookCommand = None,
+    forward_url: ForwardUrl = None,
+    forward_secret: ForwardSecret = None,
+    notify: Notify = None,
     token: str | None = typer.Option(
         None,
         "--token",
@@ -112,7 +101,7 @@ def serve(
         hook_command=hook_command,
         forward_url=forward_url,
         forward_secret=forward_secret,
-        notify=tuple(notify),
+        notify=tuple(notify or ()),
         token=token,
     )
     holder: dict[str, object] = {}

@@ -14,6 +14,7 @@ from klingmon._clock import to_ms
 from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
+from klingmon.cli._hook_options import ForwardSecret, ForwardUrl, HookCommand, Notify
 from klingmon.cli._render import EXPIRY_WARNING_S, batch_progress, expiring_line
 from klingmon.engine._notify import install_hooks
 from klingmon.errors import StoreError
@@ -152,22 +153,10 @@ def _pick_batch(monitor: Monitor, ref: str | None) -> BatchRow:
 @app.command()
 def worker(
     ctx: typer.Context,
-    hook_command: str | None = typer.Option(
-        None, "--hook-command", help="Shell command run per event (JSON on stdin)."
-    ),
-    forward_url: str | None = typer.Option(
-        None, "--forward-url", help="POST each event here (Standard Webhooks)."
-    ),
-    forward_secret: str | None = typer.Option(
-        None,
-        "--forward-secret",
-        envvar="KLINGMON_FORWARD_SECRET",
-        help="whsec_ secret to sign forwarded events with.",
-        show_default=False,
-    ),
-    notify: list[str] = typer.Option(
-        [], "--notify", help="Apprise URL for failed, stuck and batch-done (repeat)."
-    ),
+    hook_command: HookCommand = None,
+    forward_url: ForwardUrl = None,
+    forward_secret: ForwardSecret = None,
+    notify: Notify = None,
 ) -> None:
     """Run the engine for every batch until SIGINT/SIGTERM (no display).
 
@@ -183,7 +172,7 @@ def worker(
         command=hook_command,
         forward_url=forward_url,
         forward_secret=forward_secret,
-        notify=notify,
+        notify=notify or (),
     )
 
     async def run() -> None:

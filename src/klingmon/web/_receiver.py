@@ -134,6 +134,7 @@ class Receiver:
             )
             if row.next_poll_ms is None or row.next_poll_ms > now_ms:
                 self.store.schedule([(row.id, now_ms)])
+            self.store.notify()  # a worker in another process confirms it at once
             logger.info("callback.hint", extra={"task": row.id, "status": status})
             return Outcome(
                 202, {"status": "confirming"}, "hint", row.endpoint, "hint", lag
@@ -147,6 +148,7 @@ class Receiver:
             "callback.applied", extra={"task": row.id, "changed": bool(changes)}
         )
         if changes:
+            self.store.notify()  # workers elsewhere react (downloads, hooks) at once
             return Outcome(
                 200, {"status": "applied"}, "applied", row.endpoint, "callback", lag
             )

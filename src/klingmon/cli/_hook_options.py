@@ -1,0 +1,33 @@
+"""Outgoing-hook options shared by ``serve`` and ``worker``: hooks run in the engine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+__all__ = ["ForwardSecret", "ForwardUrl", "HookCommand", "Notify"]
+
+HookCommand = Annotated[
+    str | None,
+    typer.Option("--hook-command", help="Shell command run per event (JSON on stdin)."),
+]
+ForwardUrl = Annotated[
+    str | None,
+    typer.Option("--forward-url", help="POST each event here (Standard Webhooks)."),
+]
+ForwardSecret = Annotated[
+    str | None,
+    typer.Option(
+        "--forward-secret",
+        envvar="KLINGMON_FORWARD_SECRET",
+        help="whsec_ secret to sign forwarded events with.",
+        show_default=False,
+    ),
+]
+Notify = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--notify", help="Apprise URL for failed, stuck and batch-done (repeat)."
+    ),
+]
