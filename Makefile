@@ -1,6 +1,6 @@
 PY ?= .venv/bin/python
 
-.PHONY: bench bench-quick test demo
+.PHONY: bench bench-quick chaos test demo
 
 # Every benchmark (< 10 min on 2 cores): bench/results/latest.{json,md} and BENCHMARKS.md
 bench:
@@ -17,3 +17,7 @@ test:
 # The simulator, the engine and the receiver end to end on a sample batch
 demo:
 	.venv/bin/klingmon demo
+
+# The full chaos run (< 10 min): 500 tasks under faults, 20 SIGKILLs, 2 SIGTERMs
+chaos:
+	$(PY) -m scripts.chaos

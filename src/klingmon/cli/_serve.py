@@ -215,6 +215,10 @@ async def serve_app(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # Bounds on hostile clients; create_app's Limits cap body size and time.
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=16 * 1024,
+        limit_concurrency=512,
     )
     server = uvicorn.Server(config)
     holder["server"] = server

@@ -167,6 +167,9 @@ class Simulator:
                     "status": task.status(now),
                     "transitions": [list(t) for t in task.transitions(now)],
                     "urls": task.urls() if task.status(now) == "succeed" else [],
+                    # Drawn to never finish (Faults.stuck_rate): the truth to check
+                    # a monitor's stuck flags against.
+                    "stuck": task.outcome == "stuck",
                 }
                 for task in self._tasks.values()
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from klingmon.web._app import create_app, engine_waker
 from klingmon.web._dashboard import Dashboard
+from klingmon.web._limits import Limits
 from klingmon.web._metrics import MeteredTransport, Metrics
 from klingmon.web._receiver import MAX_BODY, Outcome, Receiver, ReceiverSettings
 from klingmon.web._signature import SignatureError, sign_headers, verify_signature
@@ -19,6 +20,7 @@ __all__ = [
     "CALLBACK_PATH",
     "MAX_BODY",
     "Dashboard",
+    "Limits",
     "MeteredTransport",
     "Metrics",
     "Outcome",

@@ -18,6 +18,7 @@ from klingmon._clock import Clock, SystemClock
 from klingmon.errors import KlingmonError
 from klingmon.web._api import router
 from klingmon.web._dashboard import Dashboard, install_dashboard
+from klingmon.web._limits import BodyLimits, Limits
 from klingmon.web._metrics import CONTENT_TYPE, Metrics
 from klingmon.web._receiver import Outcome, Receiver, ReceiverSettings
 
@@ -95,6 +96,7 @@ def create_app(
     api_token: str | None = None,
     metrics: Metrics | None = None,
     dashboard: Dashboard | None = None,
+    limits: Limits | None = None,
 ) -> FastAPI:
     """The web app over ``store``; ``secret`` keys the callback-URL tokens.
 
@@ -102,7 +104,8 @@ def create_app(
     taken in, e.g. :func:`engine_waker`. With ``api_token`` the JSON API and
     ``/metrics`` want ``Authorization: Bearer <api_token>``. The dashboard is
     served at ``/``: ``dashboard`` configures it (default: read-only unless
-    ``api_token`` is set, which then protects it too).
+    ``api_token`` is set, which then protects it too). ``limits`` caps every
+    request body's size and read time (slow-loris bodies get a 408).
     """
     clock = clock or SystemClock()
     receiver = Receiver(
@@ -125,6 +128,7 @@ def create_app(
     app.state.store = store
     app.state.receiver = receiver
     app.state.metrics = metrics
+    app.add_middleware(BodyLimits, limits=limits or Limits())
     app.include_router(router, dependencies=[Depends(authorize)])
 
     @app.exception_handler(KlingmonError)

@@ -1,0 +1,17 @@
+"""The chaos run in its CI size: 150 tasks under faults, 6 SIGKILLs and 2 SIGTERMs."""
+
+from __future__ import annotations
+
+import pytest
+from scripts.chaos import run_chaos
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_chaos_loses_nothing_and_pays_nothing_twice():
+    """Every task as Kling ended it, one create each, every result home, keyed hooks."""
+    figures = run_chaos(tasks=150, kills=6, terms=2, seed=3, settle=240)
+    assert figures["checks"] == dict.fromkeys(figures["checks"], True), figures
+    assert figures["answers_5xx"] > 0  # the faults really were on
+    assert figures["answers_1302"] > 0
+    assert figures["callbacks"].get("dropped", 0) > 0
