@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
-from klingmon.testing import SimServer
+from klingmon.testing import SimServer, free_port
 
 __all__ = ["FAULTS", "run_chaos"]
 
@@ -45,12 +44,6 @@ _FLAGS = (
     *("--target-lag", "0.2", "--min-interval", "0.05", "--max-interval", "0.5"),
 )
 _CMD = (sys.executable, "-m", "klingmon")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(server: SimServer, work: Path, public_url: str) -> dict[str, str]:
@@ -112,7 +105,7 @@ def run_chaos(
             "".join(f"chaos {i}: rain on a window\n" for i in range(tasks))
         )
         hook_log = work / "hooks.log"
-        port = _free_port()
+        port = free_port()
         env = _env(server, work, f"http://127.0.0.1:{port}")
         receiver = subprocess.Popen(
             [*_CMD, "serve", "--no-engine", "--port", str(port)],

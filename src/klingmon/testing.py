@@ -27,10 +27,17 @@ if TYPE_CHECKING:
 
     from klingmon._clock import Clock
 
-__all__ = ["AppServer", "SimServer", "VirtualClock"]
+__all__ = ["AppServer", "SimServer", "VirtualClock", "free_port"]
 
 #: 2026-05-28T08:00:00Z: a plausible "now" for JWT claims and epoch-ms stamps.
 DEFAULT_START = 1_779_955_200.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now, for a server started in a subprocess."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class VirtualClock:

@@ -13,11 +13,7 @@ import time
 import pytest
 from cli_support import klingmon
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from klingmon.testing import free_port
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[str], deadline: float) -> None:
@@ -45,7 +41,7 @@ def _curl(*args: str) -> dict[str, object]:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_sim_answers_the_readme_curls():
     """`klingmon sim` serves the documented envelope to a plain curl."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

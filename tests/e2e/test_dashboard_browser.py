@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from klingmon.api import Text2VideoRequest
 from klingmon.engine import Monitor
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
-from klingmon.testing import SimServer
+from klingmon.testing import SimServer, free_port
 
 if TYPE_CHECKING:
     import subprocess
@@ -77,12 +76,6 @@ def browser() -> Iterator[Browser]:
             yield found
         finally:
             found.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
@@ -176,7 +169,7 @@ def test_dashboard_in_chromium(browser: Browser, tmp_path: Path) -> None:
     )
     with SimServer(config) as sim:
         _submit(db, "lighthouse", TASKS)
-        serve = Serve(cli_env(sim, db), _free_port())
+        serve = Serve(cli_env(sim, db), free_port())
         serve.start()
         try:
             _run(browser, serve, db)

@@ -25,7 +25,7 @@ from cli_support import FAST_FLAGS, cli_env, klingmon
 from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
-from klingmon.testing import SimServer
+from klingmon.testing import SimServer, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -63,12 +63,6 @@ def pg_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -134,7 +128,7 @@ def test_three_workers_two_receivers_survive_a_kill_and_a_stop(pg_url, tmp_path)
         base_env.update(KLINGMON_DB=pg_url, KLINGMON_DOWNLOAD_DIR=str(downloads))
         receivers = []
         for n in range(2):
-            port = _free_port()
+            port = free_port()
             log = tmp_path / f"receiver{n}.log"
             url = f"http://127.0.0.1:{port}"
             proc = _start(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 
@@ -14,15 +13,9 @@ from cli_support import FAST_FLAGS, cli_env, klingmon, spawn
 
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
-from klingmon.testing import SimServer
+from klingmon.testing import SimServer, free_port
 
 TASKS = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for(check, *, timeout: float, what: str):
@@ -48,7 +41,7 @@ def test_serve_runs_a_batch_on_callbacks_and_shows_metrics(tmp_path):
         admin=True, seed=21, time_scale=300.0, faults=Faults(fail_rate=0.1)
     )
     db = tmp_path / "serve.db"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with SimServer(config) as server:
         env = cli_env(server, db)

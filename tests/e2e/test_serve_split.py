@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import time
 
 import httpx
@@ -12,15 +11,9 @@ from cli_support import FAST_FLAGS, cli_env, klingmon, spawn
 
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
-from klingmon.testing import SimServer
+from klingmon.testing import SimServer, free_port
 
 TASKS = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.timeout(90)
@@ -32,7 +25,7 @@ def test_receiver_alone_and_a_worker_finish_a_batch_on_callbacks(tmp_path):
         admin=True, seed=22, time_scale=300.0, slots=10, faults=Faults(fail_rate=0.1)
     )
     db = tmp_path / "split.db"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     flags = ("--slots", "10", *FAST_FLAGS)
     with SimServer(config) as server:

@@ -15,7 +15,7 @@ import uvicorn
 from engine_support import loopback_monitor
 
 from klingmon.store import Store
-from klingmon.testing import AppServer
+from klingmon.testing import AppServer, free_port
 from klingmon.web import (
     ReceiverSettings,
     callback_url_builder,
@@ -77,12 +77,6 @@ class PortServer(AppServer):
             assert thread.is_alive()
             assert time.monotonic() < deadline
             time.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclasses.dataclass

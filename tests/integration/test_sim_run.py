@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from klingmon.testing import free_port
 
 
 def test_run_serves_until_terminated():
     """run() serves the simulator on the given port until the process is stopped."""
-    port = _free_port()
+    port = free_port()
     code = (
         "from klingmon.sim import SimConfig, run; "
         f"run(SimConfig(time_scale=100), host='127.0.0.1', port={port})"
