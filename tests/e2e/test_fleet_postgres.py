@@ -2,7 +2,8 @@
 
 One worker is SIGKILLed mid-run and another stopped with SIGTERM; the batch still
 ends with every task terminal and downloaded, one create per external id, never
-more tasks in flight than the account's slots, and every file fetched once.
+more tasks in flight than the account's slots, and no file fetched twice unless
+a stopped worker held it.
 """
 
 from __future__ import annotations
@@ -94,6 +95,18 @@ def _wait_until(store: Store, predicate_name: str, deadline_s: float, check) -> 
         time.sleep(0.2)
 
 
+def _held_by(store: Store, pid: int) -> int:
+    """Files the worker with this pid had leased and not finished when it ended.
+
+    Each may have been fetched whole before the worker died; its successor then
+    fetches it again, so these are the only files allowed a second GET.
+    """
+    owners = {w.owner for w in store.workers(int(time.time() * 1000)) if w.pid == pid}
+    return sum(
+        r.lease_owner in owners for r in store.download_rows(statuses=("downloading",))
+    )
+
+
 def _progress(store: Store) -> tuple[int, int]:
     tasks = store.tasks()
     finished = sum(t.status in TERMINAL for t in tasks)
@@ -157,11 +170,13 @@ def test_three_workers_two_receivers_survive_a_kill_and_a_stop(pg_url, tmp_path)
                 )
                 workers[0].send_signal(signal.SIGKILL)
                 workers[0].wait(timeout=10)
+                refetchable = _held_by(store, workers[0].pid)
                 _wait_until(store, "half done", 120, lambda s: _progress(s)[0] >= 500)
                 workers[1].send_signal(signal.SIGTERM)
                 assert workers[1].wait(timeout=30) == 0, (
                     tmp_path / "worker1.log"
                 ).read_text()
+                refetchable += _held_by(store, workers[1].pid)
                 _wait_until(store, "all done", 200, lambda s: _progress(s)[0] == TASKS)
                 _wait_until(
                     store,
@@ -203,7 +218,8 @@ def test_three_workers_two_receivers_survive_a_kill_and_a_stop(pg_url, tmp_path)
     assert len(rows) == len(succeeded)
     assert all(r.status == "done" and r.sha256 == shas[r.id] for r in rows)
     requests = counters["requests"]
-    assert requests.get("media 200", 0) == len(rows)  # each file started once
+    # Each file fetched once, but for those a stopped worker was holding.
+    assert len(rows) <= requests.get("media 200", 0) <= len(rows) + refetchable
     assert report.statuses_via.get("callback", 0) > 0  # the receivers did their part
     assert len(fleet) == 3
     assert sum(w.stopped_ms is not None for w in fleet) == 1  # the SIGTERMed one
