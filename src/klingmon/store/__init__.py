@@ -13,6 +13,7 @@ from klingmon.store._rows import (
     Observation,
     OutboxItem,
     Report,
+    TaskRef,
     TaskRow,
 )
 from klingmon.store._store import OUTBOX_KINDS, Store
@@ -32,6 +33,7 @@ __all__ = [
     "OutboxItem",
     "Report",
     "Store",
+    "TaskRef",
     "TaskRow",
     "WorkerRow",
 ]

@@ -1,8 +1,15 @@
-"""The connection plumbing every part of :class:`Store` shares."""
+"""The connection plumbing every part of :class:`Store` shares.
+
+Each public method is normally its own short transaction. Inside
+:meth:`StoreBase.transaction` every call the same thread makes joins one transaction
+instead, so that a caller (the group commit of :mod:`klingmon.store._group`) can fold
+many small writes into one commit without a second copy of any of them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -30,6 +37,8 @@ class StoreBase:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        #: ``conn``: the transaction this thread's calls join (see :meth:`transaction`).
+        self._joined = threading.local()
 
     @property
     def dialect(self) -> str:
@@ -37,8 +46,34 @@ class StoreBase:
         return self._engine.dialect.name
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """One write transaction that every call of this store from this thread joins.
+
+        Committed when the block ends, rolled back when it raises; a nested call
+        joins the outer one. Reads inside see the block's own writes.
+        """
+        if self._joined_conn() is not None:
+            with self._write() as conn:
+                yield conn
+            return
+        with self._write() as conn:
+            self._joined.conn = conn
+            try:
+                yield conn
+            finally:
+                self._joined.conn = None
+
+    def _joined_conn(self) -> sa.Connection | None:
+        conn: sa.Connection | None = getattr(self._joined, "conn", None)
+        return conn
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sa.Connection]:
+        joined = self._joined_conn()
         try:
+            if joined is not None:  # the enclosing transaction commits
+                yield joined
+                return
             with (
                 self._engine.connect().execution_options(**{_engine.WRITE: True}) as c,
                 c.begin(),
@@ -49,6 +84,10 @@ class StoreBase:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
+        joined = self._joined_conn()
+        if joined is not None:
+            yield joined
+            return
         with self._engine.connect() as conn:
             yield conn
 

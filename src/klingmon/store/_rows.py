@@ -20,6 +20,7 @@ __all__ = [
     "Observation",
     "OutboxItem",
     "Report",
+    "TaskRef",
     "TaskRow",
 ]
 
@@ -95,6 +96,18 @@ class TaskRow:
             self.mode or "",
             self.duration or "",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """Just what routing a callback to its task needs: no JSON columns to decode."""
+
+    id: int
+    external_task_id: str
+    task_id: str | None
+    endpoint: str
+    status: TaskStatus
+    next_poll_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)

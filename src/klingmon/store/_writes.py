@@ -5,6 +5,7 @@ Each runs inside the caller's transaction; none commits.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections import Counter
 from datetime import UTC, datetime
@@ -19,10 +20,9 @@ from klingmon.store._convert import (
     kling_ms,
     observed_values,
     status_values,
-    task_row,
     wire,
 )
-from klingmon.store._rows import BatchRow, Change
+from klingmon.store._rows import BatchRow
 from klingmon.store._schema import batches, events, outbox, tasks
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ __all__ = [
     "ACTIVE_STATES",
     "OUTBOX_KINDS",
     "QUEUED_STATES",
+    "Pending",
     "apply_one",
     "batch_row",
     "free_name",
@@ -192,17 +193,106 @@ def record_event(  # noqa: PLR0917 - one argument per events column
     return event_id
 
 
+class Pending:
+    """The writes of one :meth:`Store.apply`, made together at its end.
+
+    Events go in one multi-row INSERT, their outbox rows in one more, and the task
+    updates in one executemany per set of changed columns: a few statements for a
+    whole sweep or group of callbacks instead of three or four per observation.
+    """
+
+    __slots__ = ("events", "updates")
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.updates: dict[int, dict[str, Any]] = {}
+
+    def event(  # noqa: PLR0917 - one argument per events column, as record_event
+        self,
+        row: Mapping[str, Any],
+        now_ms: int,
+        source: str,
+        kind: str,
+        old: TaskStatus | None,
+        new: TaskStatus | None,
+        payload: Mapping[str, Any],
+    ) -> int:
+        """Queue an event; its index into the ids :meth:`flush` returns."""
+        self.events.append(
+            {
+                "task_id": row["id"],
+                "batch_id": row["batch_id"],
+                "at_ms": now_ms,
+                "source": source,
+                "kind": kind,
+                "old_status": None if old is None else old.value,
+                "new_status": None if new is None else new.value,
+                "payload": dict(payload),
+            }
+        )
+        return len(self.events) - 1
+
+    def update(self, task_id: int, values: Mapping[str, Any]) -> None:
+        self.updates.setdefault(task_id, {}).update(values)
+
+    def flush(self, conn: sa.Connection) -> list[int]:
+        """Write everything queued; the new event ids, in queueing order."""
+        ids: list[int] = []
+        if self.events:
+            ids = _insert_events(conn, self.events)
+            owed = [
+                {"event_id": event_id, "due_ms": event["at_ms"], "attempts": 0}
+                for event_id, event in zip(ids, self.events, strict=True)
+                if event["kind"] in OUTBOX_KINDS
+            ]
+            if owed:
+                conn.execute(outbox.insert(), owed)
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for task_id, values in self.updates.items():
+            columns = tuple(sorted(values))
+            params = {f"v_{c}": values[c] for c in columns}
+            params["b_id"] = task_id
+            by_columns.setdefault(columns, []).append(params)
+        for columns, rows in by_columns.items():
+            conn.execute(_update_columns(columns), rows)
+        return ids
+
+
+_INSERT_EVENTS = events.insert().returning(events.c.id, sort_by_parameter_order=True)
+_INSERT_EVENTS_ANY_ORDER = events.insert().returning(events.c.id)
+
+
+def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows``; their ids in the same order."""
+    if conn.dialect.name != "sqlite":
+        return list(conn.execute(_INSERT_EVENTS, rows).scalars())
+    # SQLAlchemy orders RETURNING on SQLite only by sending one row at a time. One
+    # multi-row INSERT instead: SQLite numbers the rows it inserts max(rowid) + 1,
+    # in the order of the VALUES, under the write lock this transaction holds, so
+    # the ids sorted are the rows' ids in order, however RETURNING lists them.
+    return sorted(conn.execute(_INSERT_EVENTS_ANY_ORDER, rows).scalars())
+
+
+@functools.lru_cache(maxsize=64)
+def _update_columns(columns: tuple[str, ...]) -> sa.Update:
+    """``UPDATE tasks SET <columns> WHERE id = :b_id``, built once per column set."""
+    values: dict[str, Any] = {c: sa.bindparam(f"v_{c}") for c in columns}
+    return tasks.update().where(tasks.c.id == sa.bindparam("b_id")).values(values)
+
+
 def apply_one(
-    conn: sa.Connection,
     row: dict[str, Any],
     obs: Observation,
     now_ms: int,
-    polled: list[int] | None = None,
-) -> Change | None:
-    """Judge one observation against ``row`` and write what it changes.
+    pending: Pending,
+    polled: list[int],
+) -> tuple[TaskStatus, TaskStatus, int] | None:
+    """Judge one observation against ``row`` and queue what it changes.
 
-    An observation that changes nothing but the poll count (most polls) is only
-    noted in ``polled`` when given, for one batched UPDATE by the caller.
+    ``row`` is brought up to date in place, so a later observation of the same task
+    is judged against this one. An observation that changes nothing but the poll
+    count (most polls) is only noted in ``polled``, for one batched UPDATE by the
+    caller. A status change comes back as (old, new, index of its event).
     """
     task = obs.task
     old = TaskStatus(row["status"])
@@ -216,7 +306,7 @@ def apply_one(
     if new is None:
         marker = f"drift: unknown status {task.task_status!r}"
         if row["last_error"] != marker:  # one loud event per new spelling, not per poll
-            record_event(conn, row, now_ms, obs.source, "drift", old, None, wire(task))
+            pending.event(row, now_ms, obs.source, "drift", old, None, wire(task))
             values["last_error"] = marker
     else:
         verdict = judge(old, row["kling_updated_ms"], new, kling_ms(task.updated_at))
@@ -224,23 +314,20 @@ def apply_one(
             values |= observed_values(task) | status_values(
                 row, new, obs.source, now_ms
             )
-            event_id = record_event(
-                conn, row, now_ms, obs.source, "status", old, new, wire(task)
+            index = pending.event(
+                row, now_ms, obs.source, "status", old, new, wire(task)
             )
-            change = (old, new, event_id)
+            change = (old, new, index)
         elif verdict == Verdict.REFRESH:
             values |= observed_values(task)
         elif new != old:
-            record_event(conn, row, now_ms, obs.source, "stale", old, new, wire(task))
+            pending.event(row, now_ms, obs.source, "stale", old, new, wire(task))
     if not values:
         return None
-    if polled is not None and values.keys() == {"polls"}:
+    if values.keys() == {"polls"}:
         polled.append(row["id"])
         row["polls"] = values["polls"]
         return None
-    after = update_task(conn, row["id"], values)
-    row.clear()
-    row.update(after)
-    if change is None:
-        return None
-    return Change(task_row(after), *change)
+    pending.update(row["id"], values)
+    row.update(values)
+    return change

@@ -70,7 +70,10 @@ class BodyLimits:
             if remaining <= 0:
                 raise _RefusedError(408, "body_timeout")
             try:
-                message = await asyncio.wait_for(receive(), remaining)
+                async with asyncio.timeout(
+                    remaining
+                ):  # no task of its own, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 raise _RefusedError(408, "body_timeout") from None
             if message["type"] == "http.request":

@@ -130,12 +130,15 @@ class Metrics:
         self._last_event = 0
         self._started: dict[int, int] = {}
         self._tail_lock = threading.Lock()
+        self._by_reason: dict[tuple[bool, str], Counter] = {}
 
     def callback(self, status_code: int, reason: str) -> None:
-        if status_code >= 400:
-            self.rejected.labels(reason).inc()
-        else:
-            self.callbacks.labels(reason).inc()
+        key = (status_code >= 400, reason)
+        counter = self._by_reason.get(key)
+        if counter is None:  # labels() locks and hashes: once per reason, not per call
+            family = self.rejected if key[0] else self.callbacks
+            counter = self._by_reason[key] = family.labels(reason)
+        counter.inc()
 
     def render(self) -> bytes:
         self._tail()
