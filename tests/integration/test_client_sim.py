@@ -209,6 +209,24 @@ async def test_get_retries_5xx(front, server):
     assert front.sent["get"] == 3
 
 
+async def test_list_only_returns_the_tasks_it_keeps(front, server):
+    """A monitor that needs two tasks of a page gets those two, in one request."""
+    made = [
+        await front("create", REQUEST, external_task_id=f"only-{i}") for i in range(4)
+    ]
+    wanted = {made[0].task_id, made[2].task_id}
+    offered: list[str] = []
+
+    def keep(item):
+        offered.append(item["task_id"])
+        return item["task_id"] in wanted
+
+    page = await front("list", "text2video", page=1, page_size=500, only=keep)
+    assert {t.task_id for t in page} == wanted
+    assert {t.task_id for t in made} <= set(offered)
+    assert _routes(server)["list"] == 1
+
+
 async def test_list_retries_rate_limit(front, server):
     """429/1302 on a list is retried with backoff."""
     server.sim.script("list", status=429, code=1302, times=2)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from engine_support import virtual_monitor
 
+from klingmon._clock import to_ms
 from klingmon.api import Text2VideoRequest
 from klingmon.api._models import ACTIVE, TaskStatus
 from klingmon.policy import StuckPolicy
@@ -99,4 +100,42 @@ async def test_a_rejected_create_is_final_and_costs_nothing(tmp_path):
     assert task.status == TaskStatus.REJECTED
     assert [e.task.id for e in failed] == [task.id]
     assert sim.counters()["in_flight"] == 0
+    await monitor.aclose()
+
+
+async def test_polls_falling_due_together_share_one_sweep(tmp_path):
+    """Tasks due within ``sweep_gap`` of a sweep wait for the next: one page for all."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(seed=3, faults=Faults(fail_rate=0.0)), clock=clock)
+    monitor = virtual_monitor(sim, tmp_path / "k.db", clock, slots=5)
+    batch = monitor.submit([Text2VideoRequest(prompt=f"p{i}") for i in range(4)])
+    engine = monitor.engine()
+    store = monitor.store
+    gap = engine.settings.schedule.endpoint_gap
+    assert gap == 0.5
+
+    def lists() -> int:
+        return int(sim.counters()["requests_by_route"].get("list", 0))
+
+    def due_now(*task_ids: int) -> None:
+        store.schedule([(t, to_ms(clock.now())) for t in task_ids])
+
+    await engine.step()  # the four creates
+    ids = [t.id for t in store.tasks(batch.id)]
+    assert all(t.status == TaskStatus.SUBMITTED for t in store.tasks(batch.id))
+    due_now(ids[0])
+    await engine.step()
+    assert lists() == 1
+    clock.advance(gap * 0.2)
+    due_now(ids[1])
+    await engine.step()
+    clock.advance(gap * 0.6)
+    due_now(ids[2])
+    await engine.step()
+    assert lists() == 1  # both wait for the gap to pass
+    clock.advance(gap * 0.2)
+    await engine.step()
+    assert lists() == 2  # one page answered both
+    polls = {t.id: t.polls for t in store.tasks(batch.id)}
+    assert polls == {ids[0]: 1, ids[1]: 1, ids[2]: 1, ids[3]: 0}
     await monitor.aclose()

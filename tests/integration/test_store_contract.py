@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
@@ -559,9 +560,31 @@ def test_events_filters(store: Store):
     assert {e.task_id for e in store.events(task_id=a)} == {a}
     assert len(store.events(batch_id=every[0].batch_id)) == 2
     assert store.events(since_id=every[0].id, limit=2) == every[1:3]
-    assert store.tasks(statuses=[TaskStatus.SUBMITTED]) == store.active()
+    held = store.tasks(statuses=[TaskStatus.SUBMITTED])
+    watched = store.active()
+    assert [r.id for r in watched] == [r.id for r in held] == [a, b]
+    # What watching needs, without the JSON columns it does not.
+    assert all(w.body == {} and w.result is None for w in watched)
+    assert [
+        dataclasses.replace(w, body=h.body) for w, h in zip(watched, held, strict=True)
+    ] == held
     assert store.count_by_status() == {TaskStatus.SUBMITTED: 2}
-    assert b in {r.id for r in store.active()}
+
+
+def test_counts_of_some_statuses_and_whether_any_is_there(store: Store):
+    """The engine's every-round questions: how many in flight, is anything queued."""
+    (a,) = submitted(store)
+    other = store.create_batch(None, new(3), T0)
+    in_flight = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
+    assert store.count_by_status(statuses=in_flight) == {TaskStatus.SUBMITTED: 1}
+    assert store.count_by_status(other.id, [TaskStatus.QUEUED]) == {
+        TaskStatus.QUEUED: 3
+    }
+    assert store.count_by_status(other.id, in_flight) == {}
+    assert store.has_tasks([TaskStatus.QUEUED])
+    assert store.has_tasks([TaskStatus.SUBMITTED], store.task(a).batch_id)  # type: ignore[union-attr]
+    assert not store.has_tasks([TaskStatus.SUBMITTED], other.id)
+    assert not store.has_tasks([TaskStatus.SUCCEED, TaskStatus.FAILED])
 
 
 def test_reopening_keeps_everything(backend: Backend):

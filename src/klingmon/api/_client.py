@@ -25,7 +25,7 @@ from klingmon.errors import ConfigError
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator, Mapping
     from types import TracebackType
 
     from klingmon.api._requests import TaskRequest
@@ -118,9 +118,13 @@ class _BaseClient:
         return self._ops.get(path, task_id, external_task_id=external_task_id)
 
     def _list_op(
-        self, endpoint: str, page: int, page_size: int
+        self,
+        endpoint: str,
+        page: int,
+        page_size: int,
+        only: Callable[[Mapping[str, Any]], bool] | None,
     ) -> Generator[Action, Outcome, builtins.list[Task]]:
-        return self._ops.list(resolve_endpoint(endpoint), page, page_size)
+        return self._ops.list(resolve_endpoint(endpoint), page, page_size, only)
 
     def _wait_op(
         self,
@@ -220,10 +224,19 @@ class KlingClient(_BaseClient):
         return self._run(self._get_op(endpoint, task_id, external_task_id))
 
     def list(
-        self, endpoint: str, *, page: int = 1, page_size: int = 30
+        self,
+        endpoint: str,
+        *,
+        page: int = 1,
+        page_size: int = 30,
+        only: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> builtins.list[Task]:
-        """One page of an endpoint's tasks (page 1..1000, page_size 1..500)."""
-        return self._run(self._list_op(endpoint, page, page_size))
+        """One page of an endpoint's tasks (page 1..1000, page_size 1..500).
+
+        ``only`` sees each raw task object first; those it refuses are neither
+        validated nor returned (a monitor that needs a few of hundreds).
+        """
+        return self._run(self._list_op(endpoint, page, page_size, only))
 
     def wait(
         self,
@@ -335,10 +348,15 @@ class AsyncKlingClient(_BaseClient):
         return await self._run(self._get_op(endpoint, task_id, external_task_id))
 
     async def list(
-        self, endpoint: str, *, page: int = 1, page_size: int = 30
+        self,
+        endpoint: str,
+        *,
+        page: int = 1,
+        page_size: int = 30,
+        only: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> builtins.list[Task]:
-        """One page of an endpoint's tasks (page 1..1000, page_size 1..500)."""
-        return await self._run(self._list_op(endpoint, page, page_size))
+        """One page of an endpoint's tasks; ``only`` as in :meth:`KlingClient.list`."""
+        return await self._run(self._list_op(endpoint, page, page_size, only))
 
     async def wait(
         self,

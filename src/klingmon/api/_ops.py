@@ -42,7 +42,7 @@ from klingmon.errors import (
 if TYPE_CHECKING:
     import builtins
     import random
-    from collections.abc import Callable, Generator
+    from collections.abc import Callable, Generator, Mapping
 
     from klingmon._clock import Clock
     from klingmon.api._models import Envelope, Task
@@ -226,14 +226,18 @@ class Operations:
         return task
 
     def list(
-        self, path: str, page: int, page_size: int
+        self,
+        path: str,
+        page: int,
+        page_size: int,
+        only: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> Generator[Action, Outcome, builtins.list[Task]]:
         """One list page of an endpoint."""
         request = proto.build_list(self.base_url, path, page, page_size, self.timeout)
 
         def parse(response: httpx.Response) -> builtins.list[Task]:
             envelope = proto.read_envelope(response, self.clock.now())
-            return proto.tasks_from(envelope, response.status_code)
+            return proto.tasks_from(envelope, response.status_code, only)
 
         return (yield from self._query(request, parse))
 

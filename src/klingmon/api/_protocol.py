@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +25,9 @@ from klingmon.errors import (
     UnexpectedResponseError,
     error_for_code,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "PAGE_NUM_RANGE",
@@ -217,13 +220,19 @@ def task_from(envelope: Envelope, status: int) -> Task:
         ) from None
 
 
-def tasks_from(envelope: Envelope, status: int) -> list[Task]:
-    """The list of tasks in ``data`` (a list page)."""
+def tasks_from(
+    envelope: Envelope,
+    status: int,
+    only: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> list[Task]:
+    """The list of tasks in ``data`` (a list page), or those ``only`` accepts."""
     data = envelope.data
     if data is None:
         return []
     if not isinstance(data, list):
         raise _unusable(envelope, status, "no task list in data")
+    if only is not None:
+        data = [item for item in data if not isinstance(item, dict) or only(item)]
     try:
         return [Task.model_validate(item) for item in data]
     except ValidationError:

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between heartbeats (and between looks for dead local workers).
 _HEARTBEAT = 5.0
+#: Without hooks, the outbox is only marked delivered: once a second is enough.
+_HOOKLESS_DELIVERY = 1.0
 
 
 class Engine(Submitter, Poller):
@@ -86,7 +88,9 @@ class Engine(Submitter, Poller):
         )
         self._downloads: asyncio.Task[None] | None = None
         self._callbacks_read: dict[str, float] = {}
+        self._polled_at: dict[str, float] = {}
         self._next_heartbeat = 0.0
+        self._next_hookless_delivery = 0.0
 
     # -- control -------------------------------------------------------------
 
@@ -123,7 +127,8 @@ class Engine(Submitter, Poller):
         try:
             while not self._stop.is_set():
                 did = await self.step()
-                if not forever and self._done(until_done):
+                # A round that did work is rarely the last: look after an idle one.
+                if not forever and not did and self._done(until_done):
                     break
                 await self._idle(did)
         finally:
@@ -167,7 +172,12 @@ class Engine(Submitter, Poller):
     # -- hooks ---------------------------------------------------------------
 
     async def _deliver_round(self) -> bool:
-        now_ms = to_ms(self.clock.now())
+        now = self.clock.now()
+        if not self.hooks:
+            if now < self._next_hookless_delivery:
+                return False
+            self._next_hookless_delivery = now + _HOOKLESS_DELIVERY
+        now_ms = to_ms(now)
         items = self.store.claim_outbox(self.owner, now_ms, self._lease_ms(), 500)
         if not items:
             return False
@@ -244,26 +254,28 @@ class Engine(Submitter, Poller):
     # -- helpers -------------------------------------------------------------
 
     def _done(self, batch_id: int | None) -> bool:
-        counts = self.store.count_by_status(batch_id)
-        if any(counts.get(s, 0) for s in (TaskStatus.QUEUED, *IN_FLIGHT)):
+        if self.store.has_tasks((TaskStatus.QUEUED, *IN_FLIGHT), batch_id):
             return False
         if self.downloader is not None and (
             (self._downloads is not None and not self._downloads.done())
             or self.store.next_download_ms(batch_id) is not None
         ):
             return False
-        return self.store.outbox_backlog() == 0
+        if self.store.outbox_backlog():
+            self._next_hookless_delivery = 0.0  # only that is left: deliver it now
+            return False
+        return True
 
     async def _idle(self, did: bool) -> None:
         if did:
             await asyncio.sleep(0)
             return
-        now_ms = to_ms(self.clock.now())
+        now = self.clock.now()
         due = self.store.next_due_ms(include_queued=self._slots_free)
         wait = self.settings.idle_max
         if due is not None:
-            wait = min(wait, max(0.0, (due - now_ms) / 1000))
-        wait = min(wait, max(0.0, self._next_watchdog - self.clock.now()))
+            wait = min(wait, max(0.0, due / 1000 - now, self._held_until() - now))
+        wait = min(wait, max(0.0, self._next_watchdog - now))
         wait = max(wait, 0.01)
         self._wake.clear()
         sleeper = asyncio.ensure_future(self.clock.asleep(wait))

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-from typing import TYPE_CHECKING
+import math
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Any
 
 from klingmon._clock import to_ms
-from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.api._models import TERMINAL, TaskStatus, parse_status
 from klingmon.engine._state import EngineState
 from klingmon.errors import KlingmonError
 from klingmon.policy import Phase, is_stuck, next_poll_delay, timed_out
 from klingmon.store import Observation
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from klingmon.api import Task
     from klingmon.store import Change, TaskRow
@@ -40,9 +41,13 @@ class Poller(EngineState):
     # -- monitoring ----------------------------------------------------------
 
     async def _poll_round(self) -> bool:
-        now_ms = to_ms(self.clock.now())
+        now = self.clock.now()
+        now_ms = to_ms(now)
         due: list[TaskRow] = []
         for endpoint in self.store.due_endpoints(now_ms):
+            gap = self.settings.schedule.endpoint_gap
+            if now < self._polled_at.get(endpoint, -math.inf) + gap:
+                continue  # what fell due since waits a moment to share one sweep
             # One worker at a time polls an endpoint: its list pages answer for all
             # tasks, whoever submitted them. A dead poller's lock lease runs out.
             lock = f"poll:{endpoint}"
@@ -59,29 +64,36 @@ class Poller(EngineState):
         by_endpoint: dict[str, list[TaskRow]] = defaultdict(list)
         for row in due:
             by_endpoint[row.endpoint].append(row)
+            self._polled_at[row.endpoint] = now
         seen: dict[int, tuple[TaskRow, Task, str]] = {}
+        # Tasks a sweep showed unchanged though not due: no write, but their next
+        # poll moves as if they had been polled.
+        covered: list[TaskRow] = []
         for endpoint, rows in by_endpoint.items():
             # One page answers every active task: even a single confirmation is
             # cheaper as a sweep, which also catches callbacks that never came.
             active = self.store.active(endpoint)
             if len(active) >= self.settings.sweep_min:
-                seen.update(await self._sweep(endpoint, rows, active))
+                found, unchanged = await self._sweep(endpoint, rows, active)
+                seen.update(found)
+                covered += unchanged
         missing = [row for row in due if row.id not in seen]
         singles = await asyncio.gather(*(self._get_one(row) for row in missing))
         for row, task in zip(missing, singles, strict=True):
             if task is not None:
                 seen[row.id] = (row, task, "poll")
         now_ms = to_ms(self.clock.now())
+        before = {row.id: row for row, _, _ in seen.values()}
         observations = [
             Observation(task_id=row.id, task=task, source=source, observed_ms=now_ms)
             for row, task, source in seen.values()
         ]
         changes = self.store.apply(observations, now_ms) if observations else []
-        before = {row.id: row for row, _, _ in seen.values()}
         self._learn(changes, before)
         after = {c.task.id: c.task for c in changes}
         plan: list[tuple[int, int]] = []
-        for row in list(before.values()) + [r for r in due if r.id not in before]:
+        unseen = [r for r in due if r.id not in before]
+        for row in [*before.values(), *covered, *unseen]:
             current = after.get(row.id, row)
             if current.status in TERMINAL:
                 continue
@@ -92,23 +104,48 @@ class Poller(EngineState):
                 self.governor.on_task_finished()
         return True
 
+    def _held_until(self) -> float:
+        """When the soonest endpoint held back by ``sweep_gap`` may be polled again."""
+        now = self.clock.now()
+        gap = self.settings.schedule.endpoint_gap
+        held = [at + gap for at in self._polled_at.values() if at + gap > now]
+        return min(held, default=-math.inf)
+
     async def _sweep(
         self, endpoint: str, due: Sequence[TaskRow], rows: Sequence[TaskRow]
-    ) -> dict[int, tuple[TaskRow, Task, str]]:
-        """List pages answer many tasks at once; order of the list is not relied on."""
+    ) -> tuple[dict[int, tuple[TaskRow, Task, str]], list[TaskRow]]:
+        """The due tasks and those that changed, by list pages; and the unchanged.
+
+        Only those items are validated: at hundreds of tasks a page, most say again
+        what the store holds. The order of the list is not relied on.
+        """
         active = {row.task_id: row for row in rows if row.task_id}
         for row in due:
             if row.task_id:
                 active[row.task_id] = row
         wanted = {row.id for row in due}
+        covered: set[int] = set()
+        listed = Counter[int]()  # items per page, before the filter
+
+        def news(item: Mapping[str, Any]) -> bool:
+            listed[page] += 1
+            row = active.get(str(item.get("task_id")))
+            if row is None:
+                return False
+            covered.add(row.id)
+            return row.id in wanted or _news(
+                row, str(item.get("task_status")), item.get("updated_at")
+            )
+
         found: dict[int, tuple[TaskRow, Task, str]] = {}
         batch_id = due[0].batch_id
+        size = self.settings.page_size
         for page in range(1, self.settings.max_pages + 1):
             try:
                 async with self._requests, self.governor.request():
                     self._counts[(batch_id, "list")] += 1
                     tasks = await self.client.list(
-                        endpoint, page=page, page_size=self.settings.page_size
+                        endpoint, page=page, page_size=size, only=news
                     )
             except KlingmonError as exc:
                 logger.warning(
@@ -119,11 +156,12 @@ class Poller(EngineState):
                 match = active.get(task.task_id)
                 if match is not None:
                     found[match.id] = (match, task, "sweep")
-            if wanted <= found.keys() or len(found) >= len(active):
+            if wanted <= found.keys() or len(covered) >= len(active):
                 break
-            if len(tasks) < self.settings.page_size:
+            if listed[page] < size:
                 break
-        return found
+        covered -= found.keys()
+        return found, [row for row in active.values() if row.id in covered]
 
     async def _get_one(self, row: TaskRow) -> Task | None:
         try:
@@ -243,6 +281,11 @@ class Poller(EngineState):
                 logger.warning("task.watch_timeout", extra={"task": row.id})
                 did = True
         return did
+
+
+def _news(row: TaskRow, status: str, updated_at: object) -> bool:
+    """Whether what Kling answered differs from what the store holds."""
+    return parse_status(status) != row.status or updated_at != row.kling_updated_ms
 
 
 def _phase_start(row: TaskRow) -> int | None:

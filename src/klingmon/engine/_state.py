@@ -44,6 +44,8 @@ class EngineState(ABC):
     _next_watchdog: float
     _callbacks_seen: dict[str, float]
     _callbacks_read: dict[str, float]
+    #: Per endpoint: when its last poll round was (clock seconds), for ``sweep_gap``.
+    _polled_at: dict[str, float]
 
     @abstractmethod
     def stop(self) -> None:

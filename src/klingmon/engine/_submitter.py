@@ -34,11 +34,11 @@ class Submitter(EngineState):
     # -- submission ----------------------------------------------------------
 
     async def _submit_round(self) -> bool:
-        counts = self.store.count_by_status()
-        in_flight = sum(counts.get(s, 0) for s in IN_FLIGHT)
+        counts = self.store.count_by_status(statuses=IN_FLIGHT)
+        in_flight = sum(counts.values())
         self._slots_free = self.governor.available_slots(in_flight) > 0
         if not counts.get(TaskStatus.SUBMITTING) and (
-            not self._slots_free or not counts.get(TaskStatus.QUEUED)
+            not self._slots_free or not self.store.has_tasks((TaskStatus.QUEUED,))
         ):
             return False
         rows = self.store.claim_submissions(

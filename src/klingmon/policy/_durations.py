@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_left
 from enum import StrEnum
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any, Self
 
 __all__ = [
@@ -115,7 +117,7 @@ def _clip_factor(duration: str) -> float:
 class Distribution:
     """A learned distribution of seconds spent in one phase, blended with a prior."""
 
-    __slots__ = ("count", "median", "sigma", "weights")
+    __slots__ = ("_cache", "_cache_key", "count", "median", "sigma", "weights")
 
     def __init__(
         self,
@@ -134,6 +136,11 @@ class Distribution:
             raise ValueError(f"expected {BUCKETS} buckets, got {len(self.weights)}")
         #: Samples observed (the prior does not count).
         self.count = count
+        # The blended masses and their running sums, for the (count, weights) they
+        # were made from: the scheduler reads a distribution thousands of times
+        # between two samples.
+        self._cache_key: tuple[int, int] | None = None
+        self._cache: tuple[list[float], list[float]] = ([], [])
 
     @classmethod
     def lognormal(cls, low: float, high: float) -> Self:
@@ -172,14 +179,20 @@ class Distribution:
 
     # -- reading ----------------------------------------------------------------
 
-    def _masses(self) -> list[float]:
-        prior = _lognormal_masses(self.median, self.sigma)
-        prior_weight = PRIOR_WEIGHT * PRIOR_WEIGHT / (PRIOR_WEIGHT + self.count)
-        masses = [
-            w + prior_weight * p for w, p in zip(self.weights, prior, strict=True)
-        ]
-        total = sum(masses)
-        return [m / total for m in masses]
+    def _masses(self) -> tuple[list[float], list[float]]:
+        """Each bucket's blended mass, and the running sums of those masses."""
+        key = (self.count, id(self.weights))
+        if self._cache_key != key:  # add() bumps count; aging and merge swap the list
+            prior = _lognormal_masses(self.median, self.sigma)
+            prior_weight = PRIOR_WEIGHT * PRIOR_WEIGHT / (PRIOR_WEIGHT + self.count)
+            blended = [
+                w + prior_weight * p for w, p in zip(self.weights, prior, strict=True)
+            ]
+            total = sum(blended)
+            masses = [m / total for m in blended]
+            self._cache = (masses, list(accumulate(masses)))
+            self._cache_key = key
+        return self._cache
 
     def cdf(self, t: float) -> float:
         """P(left the phase by ``t`` seconds)."""
@@ -188,8 +201,9 @@ class Distribution:
         i = _bucket(t)
         if t >= HIGH:
             return 1.0
-        masses = self._masses()
-        return min(1.0, sum(masses[:i]) + masses[i] * _fraction_in(i, t))
+        masses, cumulative = self._masses()
+        below = cumulative[i - 1] if i else 0.0
+        return min(1.0, below + masses[i] * _fraction_in(i, t))
 
     def survival(self, t: float) -> float:
         """P(still in the phase at ``t`` seconds)."""
@@ -198,13 +212,14 @@ class Distribution:
     def quantile(self, q: float) -> float:
         """The time by which a share ``q`` (clamped to 0..1) has left the phase."""
         q = min(1.0, max(0.0, q))
-        masses = self._masses()
-        cumulative = 0.0
-        for i, mass in enumerate(masses):
-            if mass > 0 and cumulative + mass >= q:
-                return _inside(i, min(1.0, max(0.0, (q - cumulative) / mass)))
-            cumulative += mass
-        return HIGH
+        masses, cumulative = self._masses()
+        i = bisect_left(cumulative, q)
+        while i < BUCKETS and masses[i] <= 0:  # q == 0, or empty buckets at the top
+            i += 1
+        if i >= BUCKETS:
+            return HIGH
+        below = cumulative[i - 1] if i else 0.0
+        return _inside(i, min(1.0, max(0.0, (q - below) / masses[i])))
 
     # -- storage ----------------------------------------------------------------
 

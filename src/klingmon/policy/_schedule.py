@@ -61,6 +61,10 @@ class SchedulePolicy:
     safety_interval: float = 300.0
     #: "A finish is likely": P(finish within ``target_lag`` | still running) >= this.
     likely: float = 0.02
+    #: An endpoint is polled at most this often (and never less often than
+    #: ``min_interval`` allows): callback hints that arrive together are confirmed
+    #: by one sweep instead of one each.
+    sweep_gap: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.target_lag <= self.max_interval:
@@ -71,6 +75,13 @@ class SchedulePolicy:
             raise ValueError("jitter must be in [0, 1)")
         if not 0 < self.likely < 1:
             raise ValueError("likely must be in (0, 1)")
+        if self.sweep_gap < 0:
+            raise ValueError("sweep_gap must not be negative")
+
+    @property
+    def endpoint_gap(self) -> float:
+        """The least time between two polls of one endpoint."""
+        return min(self.sweep_gap, self.min_interval)
 
 
 def finish_hazard(dist: Distribution, elapsed: float, window: float) -> float:

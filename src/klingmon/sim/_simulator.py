@@ -273,13 +273,15 @@ class Simulator:
     def list_tasks(self, endpoint: str, page: int, size: int) -> Answer:
         with self._lock:
             now = self.clock.now()
-            tasks = [self._tasks[t] for t in self._by_endpoint.get(endpoint, [])]
+            ids = self._by_endpoint.get(endpoint, [])
             order = self.config.list_order
+            first, last = (page - 1) * size, page * size
             if order == "random":
-                tasks.sort(key=lambda t: t.order_key)
-            elif order == "newest":
-                tasks.reverse()
-            chosen = tasks[(page - 1) * size : page * size]
+                tasks = sorted((self._tasks[t] for t in ids), key=lambda t: t.order_key)
+                chosen = tasks[first:last]
+            else:  # slice the ids first: a page costs its own size, not the account's
+                picked = ids[::-1][first:last] if order == "newest" else ids[first:last]
+                chosen = [self._tasks[t] for t in picked]
             return ok([t.view(now) for t in chosen])
 
     def media(self, task_id: str, index: int) -> bytes | None:

@@ -110,6 +110,9 @@ class SimTask:
     parent_model: str | None = None
     slots: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The view once the task has ended: it never changes again, and list pages
+    #: repeat finished tasks by the hundred.
+    final_view: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def external_task_id(self) -> str | None:
@@ -167,7 +170,12 @@ class SimTask:
         }
 
     def view(self, now: float) -> dict[str, Any]:
-        """The task object of query, list and callback bodies as of ``now``."""
+        """The task object of query, list and callback bodies as of ``now``.
+
+        Callers serialise it and must not change it (an ended task's is shared).
+        """
+        if self.final_view is not None and now >= (self.ends_at or math.inf):
+            return self.final_view
         status, updated = self.transitions(now)[-1]
         result: dict[str, Any] = {}
         data: dict[str, Any] = {
@@ -195,6 +203,8 @@ class SimTask:
             )
         elif status == "failed":
             data["final_unit_deduction"] = "0"
+        if status in ("succeed", "failed"):
+            self.final_view = data
         return data
 
 

@@ -91,6 +91,16 @@ tasks = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("learned_via", sa.String(16)),
     sa.Index("ix_tasks_status_next_poll", "status", "next_poll_ms"),
+    # The submitter's pick (oldest queued first) and slot count (queued tasks leased
+    # to a sender) without walking the queued backlog.
+    sa.Index("ix_tasks_status_id", "status", "id"),
+    sa.Index(
+        "ix_tasks_leased",
+        "status",
+        "lease_until_ms",
+        sqlite_where=sa.text("lease_owner IS NOT NULL"),
+        postgresql_where=sa.text("lease_owner IS NOT NULL"),
+    ),
     # Every column the report counts by: its grouped query reads only this index.
     sa.Index(
         "ix_tasks_batch_report",

@@ -160,6 +160,29 @@ def test_list_body():
     assert proto.tasks_from(proto.read_envelope(empty, NOW), 200) == []
 
 
+def test_list_body_only_validates_what_the_filter_keeps():
+    """``only`` sees raw items: a refused one is not validated, a kept bad one is."""
+    good = '{"task_id":"1","task_status":"submitted","novel":{"x":1}}'
+    broken = '{"task_id":"2"}'  # no task_status: invalid if anyone validated it
+    text = f'{{"code":0,"message":"SUCCEED","data":[{good},{broken},"odd"]}}'
+    envelope = proto.read_envelope(_response(200, text), NOW)
+    seen: list[object] = []
+
+    def first_only(item: object) -> bool:
+        seen.append(item)
+        return isinstance(item, dict) and item.get("task_id") == "1"
+
+    with pytest.raises(UnexpectedResponseError):  # a non-object is never skipped
+        proto.tasks_from(envelope, 200, first_only)
+    assert [item["task_id"] for item in seen] == ["1", "2"]  # type: ignore[index]
+    text = f'{{"code":0,"message":"SUCCEED","data":[{good},{broken}]}}'
+    envelope = proto.read_envelope(_response(200, text), NOW)
+    [task] = proto.tasks_from(envelope, 200, first_only)
+    assert task.task_id == "1"
+    with pytest.raises(UnexpectedResponseError):
+        proto.tasks_from(envelope, 200, lambda _item: True)
+
+
 CODES = {
     **dict.fromkeys([1000, 1001, 1002, 1003, 1004], (401, AuthError)),
     **dict.fromkeys([1100, 1101, 1102], (429, AccountError)),

@@ -131,6 +131,29 @@ def test_merge_equals_adding_everything(a, b):
     assert left != "not a distribution"
 
 
+@FAST
+@given(first=st.lists(seconds, max_size=30), then=st.lists(seconds, max_size=30))
+def test_readings_follow_every_new_sample(first, then):
+    """A distribution read, then taught more, reads as one taught it all at once."""
+    grown, fresh = (
+        Distribution.prior(Phase.PROCESSING),
+        Distribution.prior(Phase.PROCESSING),
+    )
+    for s in first:
+        grown.add(s)
+    grown.quantile(0.5), grown.cdf(60.0)  # read between the two lots of samples
+    other = Distribution.prior(Phase.PROCESSING)
+    for s in then:
+        other.add(s)
+    grown.merge(other)
+    for s in (*first, *then):
+        fresh.add(s)
+    for q in (0.0, 0.1, 0.5, 0.95, 0.99, 1.0):
+        assert grown.quantile(q) == fresh.quantile(q)
+    for t in (0.5, 30.0, 90.0, 600.0, 20_000.0):
+        assert grown.cdf(t) == fresh.cdf(t)
+
+
 def test_book_falls_back_from_exact_to_endpoint_to_prior():
     """get: the exact key once it has samples, else its endpoint's, else the prior."""
     book = DurationBook()

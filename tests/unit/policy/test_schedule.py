@@ -190,3 +190,13 @@ def test_policy_rejects_inconsistent_knobs(kwargs):
     """A policy whose bounds contradict each other fails at construction."""
     with pytest.raises(ValueError):
         SchedulePolicy(**kwargs)
+
+
+def test_an_endpoint_is_polled_at_most_every_sweep_gap():
+    """The gap between two polls of an endpoint never exceeds a task's minimum."""
+    assert SchedulePolicy().endpoint_gap == 0.5
+    fast = SchedulePolicy(target_lag=0.05, min_interval=0.02, max_interval=0.25)
+    assert fast.endpoint_gap == 0.02
+    assert SchedulePolicy(sweep_gap=0.0).endpoint_gap == 0.0
+    with pytest.raises(ValueError, match="sweep_gap"):
+        SchedulePolicy(sweep_gap=-1.0)
