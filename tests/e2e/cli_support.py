@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -63,3 +65,21 @@ def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_listening(port: int, proc: subprocess.Popen[str], within: float = 30) -> None:
+    """Return once ``port`` takes connections; fail if ``proc`` exits first."""
+    deadline = time.monotonic() + within
+    while True:
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            raise AssertionError(
+                f"exited with {proc.returncode} before listening: {err}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing listened on {port}") from None
+            time.sleep(0.05)

@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from cli_support import FAST_FLAGS, cli_env, klingmon, spawn
+from cli_support import FAST_FLAGS, cli_env, klingmon, spawn, wait_listening
 
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
@@ -34,6 +34,8 @@ def test_receiver_alone_and_a_worker_finish_a_batch_on_callbacks(tmp_path):
             klingmon(*flags, "submit", str(prompts), "-b", "x", env=env).returncode == 0
         )
         receiver = spawn(*flags, "serve", "--no-engine", "--port", str(port), env=env)
+        # The batch may finish in a second: callbacks must find the receiver up.
+        wait_listening(port, receiver)
         worker = spawn(*flags, "worker", env=env)
         try:
             deadline = time.monotonic() + 60
