@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=2, help="processes for virtual runs"
     )
     parser.add_argument(
-        "--budget", type=float, default=540.0, help="wall seconds per virtual run"
+        "--budget", type=float, default=2400.0, help="wall seconds per virtual run"
     )
     args = parser.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
