@@ -116,7 +116,9 @@ class Ledger(StoreBase):
     def save_stats(self, blobs: Mapping[str, str]) -> None:
         if not blobs:
             return
-        rows = [{"key": k, "blob": v} for k, v in blobs.items()]
+        # Sorted, like every multi-row upsert here: workers that write the same rows
+        # in the same order never deadlock on them.
+        rows = [{"key": k, "blob": v} for k, v in sorted(blobs.items())]
         ins = self._insert(duration_stats)
         stmt = ins.on_conflict_do_update(
             index_elements=[duration_stats.c.key], set_={"blob": ins.excluded.blob}
@@ -128,7 +130,7 @@ class Ledger(StoreBase):
         """Add to named counters (``batch_id`` None = the global ones)."""
         rows = [
             {"name": k, "batch_id": batch_id or 0, "value": v}
-            for k, v in counts.items()
+            for k, v in sorted(counts.items())
             if v
         ]
         if not rows:

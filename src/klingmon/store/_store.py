@@ -66,6 +66,12 @@ log = logging.getLogger(__name__)
 #: Every column but the JSON ones (see :meth:`Store.active`).
 _WATCH_COLUMNS = [c for c in tasks.c if c.name not in ("body", "result")]
 # Built once: building a statement costs more than running it on a few rows.
+_LOCK_IDS = (
+    sa.select(tasks.c.id)
+    .where(tasks.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(tasks.c.id)
+    .with_for_update()
+)
 _LOCK_ROWS = (
     sa.select(tasks)
     .where(tasks.c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -355,9 +361,23 @@ class Store(Submission, Downloads, Fleet, Views, Callbacks):
         with self._write() as conn:
             conn.execute(stmt, params)
 
+    def lock_tasks(self, ids: Sequence[int]) -> None:
+        """Lock these tasks for the rest of the transaction, in id order.
+
+        A transaction that then writes them in any other order waits on nobody
+        holding one while wanting another: every multi-task writer takes its task
+        locks in id order (PostgreSQL; SQLite lets one writer in at a time).
+        """
+        if ids and self._pg:
+            with self._write() as conn:
+                conn.execute(_LOCK_IDS, {"ids": sorted(set(ids))}).all()
+
     def release(self, owner: str) -> None:
         """Drop every lease and lock ``owner`` holds (a clean shutdown)."""
         with self._write() as conn:
+            if self._pg:  # in id order, as every other multi-task writer
+                held = sa.select(tasks.c.id).where(tasks.c.lease_owner == owner)
+                conn.execute(held.order_by(tasks.c.id).with_for_update()).all()
             for table in (tasks, outbox, downloads):
                 conn.execute(
                     table.update()

@@ -138,6 +138,8 @@ class Receiver:
                 (calls[i].task.external_task_id, calls[i].task.task_id) for i in todo
             ]
             rows = self.store.match_tasks(refs)
+            if len(todo) == len(calls):  # the first round names every task there is
+                self.store.lock_tasks([row.id for row in rows if row is not None])
             taken: set[int] = set()
             later: list[int] = []
             batch: list[tuple[int, TaskRef | None]] = []
