@@ -44,8 +44,8 @@ class Poller(EngineState):
         now = self.clock.now()
         now_ms = to_ms(now)
         due: list[TaskRow] = []
+        gap = self.settings.schedule.endpoint_gap
         for endpoint in self.store.due_endpoints(now_ms):
-            gap = self.settings.schedule.endpoint_gap
             if now < self._polled_at.get(endpoint, -math.inf) + gap:
                 continue  # what fell due since waits a moment to share one sweep
             # One worker at a time polls an endpoint: its list pages answer for all
