@@ -37,7 +37,7 @@ PG_URL = os.environ.get(
 )
 # Read at import: the suite's autouse fixture clears KLINGMON_* before each test runs.
 REQUIRE_SERVICES = os.environ.get("KLINGMON_REQUIRE_SERVICES") == "1"
-TASKS = 1000
+TASKS = 600
 SLOTS = 20
 
 
@@ -166,12 +166,17 @@ def test_three_workers_two_receivers_survive_a_kill_and_a_stop(pg_url, tmp_path)
             procs += workers
             with Store.open(pg_url) as store:
                 _wait_until(
-                    store, "a quarter done", 120, lambda s: _progress(s)[0] >= 250
+                    store,
+                    "a quarter done",
+                    120,
+                    lambda s: _progress(s)[0] >= TASKS // 4,
                 )
                 workers[0].send_signal(signal.SIGKILL)
                 workers[0].wait(timeout=10)
                 refetchable = _held_by(store, workers[0].pid)
-                _wait_until(store, "half done", 120, lambda s: _progress(s)[0] >= 500)
+                _wait_until(
+                    store, "half done", 120, lambda s: _progress(s)[0] >= TASKS // 2
+                )
                 workers[1].send_signal(signal.SIGTERM)
                 assert workers[1].wait(timeout=30) == 0, (
                     tmp_path / "worker1.log"
