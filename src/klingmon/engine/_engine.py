@@ -127,8 +127,8 @@ class Engine(Submitter, Poller):
         try:
             while not self._stop.is_set():
                 did = await self.step()
-                # A round that did work is rarely the last: look after an idle one.
-                if not forever and not did and self._done(until_done):
+                # Every round, even a busy one: other batches may keep it busy.
+                if not forever and self._done(until_done):
                     break
                 await self._idle(did)
         finally:
