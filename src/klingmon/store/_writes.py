@@ -175,22 +175,34 @@ def record_event(  # noqa: PLR0917 - one argument per events column
     """Append one event (and its outbox row when hooks must hear of it)."""
     event_id: int = conn.execute(
         events.insert().returning(events.c.id),
-        {
-            "task_id": row["id"],
-            "batch_id": row["batch_id"],
-            "at_ms": now_ms,
-            "source": source,
-            "kind": kind,
-            "old_status": None if old is None else old.value,
-            "new_status": None if new is None else new.value,
-            "payload": dict(payload),
-        },
+        _event_values(row, now_ms, source, kind, old, new, payload),
     ).scalar_one()
     if kind in OUTBOX_KINDS:
         conn.execute(
             outbox.insert(), {"event_id": event_id, "due_ms": now_ms, "attempts": 0}
         )
     return event_id
+
+
+def _event_values(  # noqa: PLR0917 - one argument per events column
+    row: Mapping[str, Any],
+    now_ms: int,
+    source: str,
+    kind: str,
+    old: TaskStatus | None,
+    new: TaskStatus | None,
+    payload: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "task_id": row["id"],
+        "batch_id": row["batch_id"],
+        "at_ms": now_ms,
+        "source": source,
+        "kind": kind,
+        "old_status": None if old is None else old.value,
+        "new_status": None if new is None else new.value,
+        "payload": dict(payload),
+    }
 
 
 class Pending:
@@ -218,18 +230,7 @@ class Pending:
         payload: Mapping[str, Any],
     ) -> int:
         """Queue an event; its index into the ids :meth:`flush` returns."""
-        self.events.append(
-            {
-                "task_id": row["id"],
-                "batch_id": row["batch_id"],
-                "at_ms": now_ms,
-                "source": source,
-                "kind": kind,
-                "old_status": None if old is None else old.value,
-                "new_status": None if new is None else new.value,
-                "payload": dict(payload),
-            }
-        )
+        self.events.append(_event_values(row, now_ms, source, kind, old, new, payload))
         return len(self.events) - 1
 
     def update(self, task_id: int, values: Mapping[str, Any]) -> None:
