@@ -86,7 +86,7 @@ class Rig:
     monitor: Monitor
     app: FastAPI
     receiver_store: Store
-    wake: list[Callable[[str], None]]
+    wake: list[Callable[[str, bool], None]]
 
 
 def rig(
@@ -99,11 +99,11 @@ def rig(
     """The receiver's store is a second Store on the file, as in another process."""
     receiver_store = Store.open(str(db))
     secret = server_secret(receiver_store)
-    wake: list[Callable[[str], None]] = []
+    wake: list[Callable[[str, bool], None]] = []
 
-    def on_callback(endpoint: str) -> None:
+    def on_callback(endpoint: str, finish: bool) -> None:
         for fn in wake:
-            fn(endpoint)
+            fn(endpoint, finish)
 
     app = create_app(
         receiver_store, secret=secret, settings=settings, on_callback=on_callback

@@ -35,3 +35,28 @@ async def test_in_process_note_counts_at_once(tmp_path):
     engine.note_callback(ENDPOINT)
     assert engine._callbacks_active(ENDPOINT)
     await monitor.aclose()
+
+
+async def test_only_a_finish_wakes_an_engine_without_hooks(tmp_path):
+    """ "processing" news needs no round (a dozen queries); a finish frees a slot."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(), clock=clock)
+    monitor = virtual_monitor(sim, tmp_path / "h.db", clock)
+    engine = monitor.engine()
+    engine.note_callback(ENDPOINT)
+    assert not engine._wake.is_set()
+    engine.note_callback(ENDPOINT, finish=True)
+    assert engine._wake.is_set()
+    await monitor.aclose()
+
+
+async def test_any_callback_wakes_an_engine_with_hooks(tmp_path):
+    """Hooks want every status change at once, "processing" included."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(), clock=clock)
+    monitor = virtual_monitor(sim, tmp_path / "h.db", clock)
+    monitor.on_status(lambda _event: None)
+    engine = monitor.engine()
+    engine.note_callback(ENDPOINT)
+    assert engine._wake.is_set()
+    await monitor.aclose()

@@ -107,9 +107,16 @@ class Engine(Submitter, Poller):
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def note_callback(self, endpoint: str) -> None:
-        """Callbacks flow for this endpoint: its polls fall back to a safety net."""
+    def note_callback(self, endpoint: str, *, finish: bool = False) -> None:
+        """Callbacks flow for this endpoint: its polls fall back to a safety net.
+
+        A ``finish`` (a hint to confirm, or a final status applied) frees a slot and
+        may owe files, so it wakes the engine; other news wakes it only for hooks.
+        A round costs a dozen queries, and most callbacks say "processing".
+        """
         self._callbacks_seen[endpoint] = self.clock.now()
+        if finish or self.hooks:
+            self.wake()
 
     async def run(
         self, *, until_done: int | None = None, forever: bool = False

@@ -9,6 +9,7 @@ one hop to the pool for PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -77,16 +78,14 @@ _CALLBACK_DOC: dict[str, Any] = {
 
 def engine_waker(
     engine: Engine, loop: asyncio.AbstractEventLoop
-) -> Callable[[str], None]:
-    """A thread-safe ``on_callback``: note the endpoint and wake the engine's loop."""
+) -> Callable[[str, bool], None]:
+    """A thread-safe ``on_callback``: tell the engine, on its loop (it may wake)."""
 
-    def wake(endpoint: str) -> None:
-        def run() -> None:
-            engine.note_callback(endpoint)
-            engine.wake()
-
+    def wake(endpoint: str, finish: bool) -> None:
         if not loop.is_closed():
-            loop.call_soon_threadsafe(run)
+            loop.call_soon_threadsafe(
+                functools.partial(engine.note_callback, endpoint, finish=finish)
+            )
 
     return wake
 
@@ -96,7 +95,7 @@ def create_app(
     *,
     secret: bytes,
     settings: ReceiverSettings | None = None,
-    on_callback: Callable[[str], None] | None = None,
+    on_callback: Callable[[str, bool], None] | None = None,
     clock: Clock | None = None,
     api_token: str | None = None,
     metrics: Metrics | None = None,
@@ -105,8 +104,9 @@ def create_app(
 ) -> FastAPI:
     """The web app over ``store``; ``secret`` keys the callback-URL tokens.
 
-    ``on_callback(endpoint)`` is called (on the event loop) after each callback
-    taken in, e.g. :func:`engine_waker`. With ``api_token`` the JSON API and
+    ``on_callback(endpoint, finish)`` is called (on the event loop) after each
+    callback taken in, ``finish`` when it reported a final status, e.g.
+    :func:`engine_waker`. With ``api_token`` the JSON API and
     ``/metrics`` want ``Authorization: Bearer <api_token>``. The dashboard is
     served at ``/``: ``dashboard`` configures it (default: read-only unless
     ``api_token`` is set, which then protects it too). ``limits`` caps every
@@ -163,7 +163,7 @@ def create_app(
             outcome = await receiver.handle_async(token, body, request.headers)
         metrics.callback(outcome.status_code, outcome.reason)
         if outcome.endpoint is not None and receiver.on_callback is not None:
-            receiver.on_callback(outcome.endpoint)
+            receiver.on_callback(outcome.endpoint, outcome.finish)
         return JSONResponse(outcome.body, status_code=outcome.status_code)
 
     # After the callback route: the busiest route is matched first.

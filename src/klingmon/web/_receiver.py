@@ -69,6 +69,8 @@ class Outcome:
     endpoint: str | None = None
     source: str | None = None
     lag_s: float | None = None
+    #: It reported a final status (a hint to confirm, or applied): a slot frees.
+    finish: bool = False
 
 
 def _error(status_code: int, reason: str, detail: str) -> Outcome:
@@ -97,8 +99,9 @@ class Receiver:
     secret: bytes = field(repr=False)
     settings: ReceiverSettings = field(default_factory=ReceiverSettings)
     clock: Clock = field(default_factory=SystemClock)
-    #: Called with the task's endpoint after a callback was taken in.
-    on_callback: Callable[[str], None] | None = None
+    #: Called with the task's endpoint, and whether it reported a final status,
+    #: after a callback was taken in.
+    on_callback: Callable[[str, bool], None] | None = None
     #: Runs a group's blocking commit off the event loop (``await offload(fn, arg)``);
     #: None commits on the loop (see :class:`GroupCommit`).
     offload: Callable[..., Awaitable[Any]] | None = field(default=None, repr=False)
@@ -197,6 +200,7 @@ class Receiver:
                 row.endpoint,
                 "hint",
                 _lag(task, now_ms),
+                finish=True,
             )
         due = [
             (row.id, now_ms)
@@ -216,7 +220,9 @@ class Receiver:
             )
             for _, row, task, signed in applies
         ]
-        changed = {c.task.id for c in self.store.apply(observations, now_ms)}
+        changed = {
+            c.task.id: c.new_status for c in self.store.apply(observations, now_ms)
+        }
         for i, row, task, _ in applies:
             applied = row.id in changed
             logger.info("callback.applied", extra={"task": row.id, "changed": applied})
@@ -228,6 +234,7 @@ class Receiver:
                     row.endpoint,
                     "callback",
                     _lag(task, now_ms),
+                    finish=changed[row.id] in TERMINAL,
                 )
                 if applied
                 else Outcome(200, {"status": "unchanged"}, "unchanged", row.endpoint)

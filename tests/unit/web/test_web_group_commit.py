@@ -30,7 +30,7 @@ async def test_concurrent_callbacks_are_all_committed_before_their_answers(
 ):
     """Each answer comes after a commit that a fresh Store already sees."""
     n = 24
-    woken: list[str] = []
+    woken: list[tuple[str, bool]] = []
     with tracked_store(tmp_path, clock, n) as store, Store.open(store.url) as fresh:
         app = app_for(store, clock, woken=woken)
 
@@ -43,7 +43,7 @@ async def test_concurrent_callbacks_are_all_committed_before_their_answers(
             seen = await asyncio.gather(*(post(i) for i in range(n)))
         group = app.state.receiver._group
     assert seen == [(200, TaskStatus.PROCESSING)] * n
-    assert woken == ["/v1/videos/text2video"] * n
+    assert woken == [("/v1/videos/text2video", False)] * n
     assert group.items == n
     assert group.groups < n  # folded into fewer commits than callbacks
 

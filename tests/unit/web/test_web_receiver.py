@@ -41,23 +41,25 @@ def _signed(raw: bytes, stamp: int, msg_id: str = "msg_1") -> dict[str, str]:
     }
 
 
-async def test_processing_callback_is_applied_and_wakes(store, clock):
-    """A processing callback moves the task and wakes the engine for its endpoint."""
-    woken: list[str] = []
+async def test_processing_callback_is_applied_and_noted(store, clock):
+    """A processing callback moves the task and tells the engine: not a finish."""
+    woken: list[tuple[str, bool]] = []
     async with client(app_for(store, clock, woken=woken)) as http:
         answer = await http.post(url(0), content=body(0, "processing", clock))
     assert answer.status_code == 200
     assert answer.json() == {"status": "applied"}
     assert store.task("km-0").status == TaskStatus.PROCESSING
     assert store.task("km-0").learned_via == "callback"
-    assert woken == ["/v1/videos/text2video"]
+    assert woken == [("/v1/videos/text2video", False)]
 
 
 async def test_unsigned_terminal_is_a_hint_confirmed_by_a_poll(store, clock):
     """An unsigned succeed is not applied: recorded as a hint, the task is due now."""
-    async with client(app_for(store, clock)) as http:
+    woken: list[tuple[str, bool]] = []
+    async with client(app_for(store, clock, woken=woken)) as http:
         answer = await http.post(url(0), content=body(0, "succeed", clock))
     assert answer.status_code == 202
+    assert woken == [("/v1/videos/text2video", True)]  # a slot frees: wake
     row = store.task("km-0")
     assert row.status == TaskStatus.SUBMITTED
     assert row.next_poll_ms <= to_ms(clock.now())
@@ -67,9 +69,13 @@ async def test_unsigned_terminal_is_a_hint_confirmed_by_a_poll(store, clock):
 
 async def test_unsigned_terminal_applies_when_confirmation_is_off(store, clock):
     """With --no-confirm an unsigned terminal status is applied at once."""
-    async with client(app_for(store, clock, confirm=False)) as http:
+    woken: list[tuple[str, bool]] = []
+    async with client(app_for(store, clock, confirm=False, woken=woken)) as http:
         answer = await http.post(url(0), content=body(0, "failed", clock))
-    assert answer.status_code == 200
+        again = await http.post(url(0), content=body(0, "failed", clock))
+    assert answer.status_code == again.status_code == 200
+    # The first frees a slot; the repeat changes nothing and wakes nothing.
+    assert woken == [("/v1/videos/text2video", True), ("/v1/videos/text2video", False)]
     assert store.task("km-0").status == TaskStatus.FAILED
 
 

@@ -76,7 +76,7 @@ def app_for(
     *,
     webhook_secret: str | None = None,
     confirm: bool = True,
-    woken: list[str] | None = None,
+    woken: list[tuple[str, bool]] | None = None,
     api_token: str | None = None,
 ) -> FastAPI:
     return create_app(
@@ -84,7 +84,7 @@ def app_for(
         secret=SECRET,
         settings=ReceiverSettings(webhook_secret=webhook_secret, confirm=confirm),
         clock=clock,
-        on_callback=None if woken is None else woken.append,
+        on_callback=None if woken is None else lambda *seen: woken.append(seen),
         api_token=api_token,
     )
 
