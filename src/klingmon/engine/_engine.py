@@ -148,8 +148,9 @@ class Engine(Submitter, Poller):
     async def step(self) -> bool:
         """One round of every duty; True when it did any work."""
         self._heartbeat()
-        did = await self._submit_round()
-        did = await self._poll_round() or did
+        # Polls first: a finish they find frees a slot that this same round fills.
+        did = await self._poll_round()
+        did = await self._submit_round() or did
         did = self._watchdog() or did
         did = await self._deliver_round() or did
         did = self._download_round() or did
