@@ -139,3 +139,25 @@ async def test_polls_falling_due_together_share_one_sweep(tmp_path):
     polls = {t.id: t.polls for t in store.tasks(batch.id)}
     assert polls == {ids[0]: 1, ids[1]: 1, ids[2]: 1, ids[3]: 0}
     await monitor.aclose()
+
+
+async def test_a_sweep_moves_only_the_unchanged_polls_that_are_near(tmp_path):
+    """A task the page showed unchanged moves only when its own poll was near: one
+    further off would land about where it was, at a write per task per sweep."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(seed=3, faults=Faults(fail_rate=0.0)), clock=clock)
+    monitor = virtual_monitor(sim, tmp_path / "k.db", clock, slots=5)
+    batch = monitor.submit([Text2VideoRequest(prompt=f"p{i}") for i in range(3)])
+    engine = monitor.engine()
+    store = monitor.store
+    await engine.step()  # the three creates
+    due, near, far = (t.id for t in store.tasks(batch.id))
+    now = to_ms(clock.now())
+    lag = to_ms(engine.settings.schedule.target_lag)
+    store.schedule([(due, now), (near, now + lag // 2), (far, now + 3 * lag)])
+    await engine.step()  # one page shows all three, none changed
+    after = {t.id: t for t in store.tasks(batch.id)}
+    assert after[due].polls == 1
+    assert after[near].next_poll_ms != now + lag // 2  # moved as if polled
+    assert after[far].next_poll_ms == now + 3 * lag  # left where it was
+    await monitor.aclose()

@@ -571,6 +571,27 @@ def test_events_filters(store: Store):
     assert store.count_by_status() == {TaskStatus.SUBMITTED: 2}
 
 
+def test_a_sweep_reads_refs_of_all_and_full_rows_of_few(store: Store):
+    """A list page is matched against light refs; only the tasks it names in full."""
+    (a,), (b,) = submitted(store), submitted(store)
+    store.create_batch(None, new(2), T0)  # queued: Kling does not hold them
+    refs = store.watched(EP)
+    full = {r.id: r for r in store.active()}
+    assert [r.id for r in refs] == [a, b]
+    for ref in refs:
+        row = full[ref.id]
+        assert (ref.task_id, ref.status, ref.next_poll_ms, ref.kling_updated_ms) == (
+            row.task_id,
+            row.status,
+            row.next_poll_ms,
+            row.kling_updated_ms,
+        )
+    assert store.watched("/v1/images/generations") == []
+    assert store.active(ids=[b]) == [full[b]]
+    assert store.active(ids=[b, 999]) == [full[b]]  # an unknown id: nothing
+    assert store.active(EP, ids=[]) == []
+
+
 def test_counts_of_some_statuses_and_whether_any_is_there(store: Store):
     """The engine's every-round questions: how many in flight, is anything queued."""
     (a,) = submitted(store)

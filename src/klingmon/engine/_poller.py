@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from klingmon.api import Task
-    from klingmon.store import Change, TaskRow
+    from klingmon.store import Change, TaskRef, TaskRow
 
 __all__ = ["CALLBACK_META_PREFIX", "Poller"]
 
@@ -72,16 +72,19 @@ class Poller(EngineState):
         for endpoint, rows in by_endpoint.items():
             # One page answers every active task: even a single confirmation is
             # cheaper as a sweep, which also catches callbacks that never came.
-            active = self.store.active(endpoint)
-            if len(active) >= self.settings.sweep_min:
-                found, unchanged = await self._sweep(endpoint, rows, active)
-                seen.update(found)
-                covered += unchanged
+            refs = self.store.watched(endpoint)
+            if len(refs) >= self.settings.sweep_min:
+                found, unchanged = await self._sweep(endpoint, rows, refs)
+                full = self._full_rows(rows, [*found, *unchanged])
+                for i, task in found.items():
+                    if i in full:
+                        seen[i] = (full[i], task, "sweep")
+                covered += [full[i] for i in unchanged if i in full]
         missing = [row for row in due if row.id not in seen]
         singles = await asyncio.gather(*(self._get_one(row) for row in missing))
-        for row, task in zip(missing, singles, strict=True):
-            if task is not None:
-                seen[row.id] = (row, task, "poll")
+        for row, single in zip(missing, singles, strict=True):
+            if single is not None:
+                seen[row.id] = (row, single, "poll")
         now_ms = to_ms(self.clock.now())
         before = {row.id: row for row, _, _ in seen.values()}
         observations = [
@@ -111,20 +114,32 @@ class Poller(EngineState):
         held = [at + gap for at in self._polled_at.values() if at + gap > now]
         return min(held, default=-math.inf)
 
-    async def _sweep(
-        self, endpoint: str, due: Sequence[TaskRow], rows: Sequence[TaskRow]
-    ) -> tuple[dict[int, tuple[TaskRow, Task, str]], list[TaskRow]]:
-        """The due tasks and those that changed, by list pages; and the unchanged.
+    def _full_rows(
+        self, due: Sequence[TaskRow], ids: Sequence[int]
+    ) -> dict[int, TaskRow]:
+        """The rows of ``ids``: the claimed ones at hand, the rest read in one query
+        (a task that finished meanwhile, by a callback, is left out)."""
+        full = {row.id: row for row in due}
+        rest = [i for i in ids if i not in full]
+        if rest:
+            full.update((row.id, row) for row in self.store.active(ids=rest))
+        return full
 
-        Only those items are validated: at hundreds of tasks a page, most say again
-        what the store holds. The order of the list is not relied on.
+    async def _sweep(
+        self, endpoint: str, due: Sequence[TaskRow], refs: Sequence[TaskRef]
+    ) -> tuple[dict[int, Task], list[int]]:
+        """The due tasks and those that changed, by list pages; and the unchanged
+        ones whose poll is near (id order of neither is relied on).
+
+        Only the chosen items are validated: at hundreds of tasks a page, most say
+        again what the store holds. The order of the list is not relied on.
         """
-        active = {row.task_id: row for row in rows if row.task_id}
+        active: dict[str, TaskRef | TaskRow] = {r.task_id: r for r in refs if r.task_id}
         for row in due:
             if row.task_id:
                 active[row.task_id] = row
         wanted = {row.id for row in due}
-        covered: set[int] = set()
+        covered: dict[int, TaskRef | TaskRow] = {}
         listed = Counter[int]()  # items per page, before the filter
 
         def news(item: Mapping[str, Any]) -> bool:
@@ -132,12 +147,12 @@ class Poller(EngineState):
             row = active.get(str(item.get("task_id")))
             if row is None:
                 return False
-            covered.add(row.id)
+            covered[row.id] = row
             return row.id in wanted or _news(
                 row, str(item.get("task_status")), item.get("updated_at")
             )
 
-        found: dict[int, tuple[TaskRow, Task, str]] = {}
+        found: dict[int, Task] = {}
         batch_id = due[0].batch_id
         size = self.settings.page_size
         for page in range(1, self.settings.max_pages + 1):
@@ -155,13 +170,21 @@ class Poller(EngineState):
             for task in tasks:
                 match = active.get(task.task_id)
                 if match is not None:
-                    found[match.id] = (match, task, "sweep")
+                    found[match.id] = task
             if wanted <= found.keys() or len(covered) >= len(active):
                 break
             if listed[page] < size:
                 break
-        covered -= found.keys()
-        return found, [row for row in active.values() if row.id in covered]
+        # An unchanged task moves only when its poll is near: one further off would
+        # mostly move back to where it was (the schedule aims at the phase's
+        # quantiles, or at the p99 while callbacks flow), at a write a task a sweep.
+        near = to_ms(self.clock.now() + self.settings.schedule.target_lag)
+        unchanged = [
+            i
+            for i, row in covered.items()
+            if i not in found and (row.next_poll_ms is None or row.next_poll_ms < near)
+        ]
+        return found, unchanged
 
     async def _get_one(self, row: TaskRow) -> Task | None:
         try:
@@ -283,7 +306,7 @@ class Poller(EngineState):
         return did
 
 
-def _news(row: TaskRow, status: str, updated_at: object) -> bool:
+def _news(row: TaskRef | TaskRow, status: str, updated_at: object) -> bool:
     """Whether what Kling answered differs from what the store holds."""
     return parse_status(status) != row.status or updated_at != row.kling_updated_ms
 

@@ -100,7 +100,8 @@ class TaskRow:
 
 @dataclass(frozen=True, slots=True)
 class TaskRef:
-    """Just what routing a callback to its task needs: no JSON columns to decode."""
+    """What routing a callback, or matching a list page, needs of a task: a few
+    plain columns, nothing to decode."""
 
     id: int
     external_task_id: str
@@ -108,6 +109,7 @@ class TaskRef:
     endpoint: str
     status: TaskStatus
     next_poll_ms: int | None
+    kling_updated_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)

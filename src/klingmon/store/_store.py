@@ -18,13 +18,13 @@ from klingmon.api._models import TaskStatus
 from klingmon.errors import StoreError
 from klingmon.store import _engine, _schema
 from klingmon.store._base import reason
-from klingmon.store._callbacks import Callbacks
 from klingmon.store._convert import (
     event_row,
     task_row,
 )
 from klingmon.store._downloads import Downloads, queue_files
 from klingmon.store._fleet import Fleet
+from klingmon.store._refs import Refs
 from klingmon.store._rows import BatchRow, Change, EventRow, TaskRow
 from klingmon.store._schema import (
     batches,
@@ -80,7 +80,7 @@ _LOCK_ROWS = (
 )
 
 
-class Store(Submission, Downloads, Fleet, Views, Callbacks):
+class Store(Submission, Downloads, Fleet, Views, Refs):
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     # -- lifecycle -----------------------------------------------------------------
@@ -281,8 +281,11 @@ class Store(Submission, Downloads, Fleet, Views, Callbacks):
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
-    def active(self, endpoint: str | None = None) -> list[TaskRow]:
-        """Every task Kling holds (submitted or processing), by id, for watching.
+    def active(
+        self, endpoint: str | None = None, *, ids: Collection[int] | None = None
+    ) -> list[TaskRow]:
+        """Every task Kling holds (submitted or processing), by id, for watching;
+        given ``ids``, only those of them.
 
         Their ``body`` is left empty and ``result`` None: watching needs neither,
         and decoding them was most of the cost of a sweep over hundreds of tasks.
@@ -294,6 +297,8 @@ class Store(Submission, Downloads, Fleet, Views, Callbacks):
         )
         if endpoint is not None:
             query = query.where(tasks.c.endpoint == endpoint)
+        if ids is not None:
+            query = query.where(tasks.c.id.in_(sorted(ids)))
         names = [c.name for c in _WATCH_COLUMNS]
         with self._read() as conn:
             found = conn.execute(query).all()
