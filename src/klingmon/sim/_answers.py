@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
+from klingmon.sim._json import dumps
 from klingmon.sim._validate import MESSAGES, STATUS_FOR_CODE
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
-__all__ = ["DROP_HEADER", "Answer", "DroppedResponse", "dumps", "error", "ok"]
+__all__ = [
+    "DROP_HEADER",
+    "Answer",
+    "DroppedResponse",
+    "dumps",
+    "error",
+    "ok",
+    "ok_items",
+]
 
 #: Marks an answer whose connection must drop (read by the in-process transport).
 DROP_HEADER = "x-klingmon-sim-drop"
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,12 @@ def ok(data: Any) -> Answer:
             "data": data,
         },
     )
+
+
+def ok_items(items: list[str]) -> Answer:
+    """:func:`ok` for a list of items already encoded (list pages reuse them)."""
+    head = dumps({"code": 0, "message": "SUCCEED", "request_id": str(uuid.uuid4())})
+    return Answer(200, raw=head[:-1] + b',"data":[' + ",".join(items).encode() + b"]}")
 
 
 def error(code: int, message: str | None = None, status: int | None = None) -> Answer:

@@ -133,7 +133,7 @@ def build_app(sim: Simulator) -> Starlette:
         if route == "create" and sim.draw(faults.drop_create_rate):
             return Answer(200, drop=True)
         if sim.draw(faults.malformed_rate):
-            text = json.dumps(answer.payload)
+            text = answer.raw.decode() if answer.raw else json.dumps(answer.payload)
             return Answer(
                 answer.status, raw=text[: len(text) // 2].encode(), malformed=True
             )

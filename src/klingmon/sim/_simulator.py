@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from klingmon._clock import SystemClock
-from klingmon.sim._answers import Answer, error, ok
+from klingmon.sim._answers import Answer, error, ok, ok_items
 from klingmon.sim._app import build_app
 from klingmon.sim._callbacks import CallbackDispatcher, Snapshot
 from klingmon.sim._config import Faults, SimConfig
@@ -282,7 +282,7 @@ class Simulator:
             else:  # slice the ids first: a page costs its own size, not the account's
                 picked = ids[::-1][first:last] if order == "newest" else ids[first:last]
                 chosen = [self._tasks[t] for t in picked]
-            return ok([t.view(now) for t in chosen])
+            return ok_items([t.view_json(now) for t in chosen])
 
     def media(self, task_id: str, index: int) -> bytes | None:
         """The bytes of a result file, or None when there is no such file (yet)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from klingmon._clock import to_ms
+from klingmon.sim._json import dumps
 
 if TYPE_CHECKING:
     import random
@@ -113,6 +114,8 @@ class SimTask:
     #: The view once the task has ended: it never changes again, and list pages
     #: repeat finished tasks by the hundred.
     final_view: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: ``final_view`` as JSON text, for list pages.
+    final_json: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def external_task_id(self) -> str | None:
@@ -168,6 +171,16 @@ class SimTask:
             "created_at": ms,
             "updated_at": ms,
         }
+
+    def view_json(self, now: float) -> str:
+        """:meth:`view` as JSON text; an ended task's is encoded once."""
+        if self.final_json is not None and now >= (self.ends_at or math.inf):
+            return self.final_json
+        data = self.view(now)
+        text = dumps(data).decode()
+        if data is self.final_view:
+            self.final_json = text
+        return text
 
     def view(self, now: float) -> dict[str, Any]:
         """The task object of query, list and callback bodies as of ``now``.
