@@ -341,14 +341,18 @@ _END = "<!-- bench:latest:end -->"
 
 
 def write(
-    data: dict[str, Any], *, update_benchmarks: bool, keep_stamp: bool = False
+    data: dict[str, Any],
+    *,
+    stem: str = "latest",
+    update_benchmarks: bool = False,
+    keep_stamp: bool = False,
 ) -> list[Path]:
+    """``bench/results/{stem}.{json,md}``, and the table in BENCHMARKS.md if asked."""
     if not keep_stamp:
         data["machine"] = machine()
         data["finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     data["targets"] = targets(data)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "latest" if not data.get("quick") else "quick"
     js = RESULTS / f"{stem}.json"
     md = RESULTS / f"{stem}.md"
     js.write_text(json.dumps(data, indent=2, default=str) + "\n")

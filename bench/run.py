@@ -6,7 +6,8 @@ that nothing else competes with them for the CPU.
 
     python -m bench.run                 # everything (make bench)
     python -m bench.run --quick         # small workloads and short real-time runs
-    python -m bench.run --only virtual  # or store, carry, ingest (comma-separated)
+    python -m bench.run --only virtual  # or store, carry, ingest, fleet
+                                        # (comma-separated; to results/partial.*)
 """
 
 from __future__ import annotations
@@ -128,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         print("fleet: 1 worker on SQLite, 3 workers on PostgreSQL", flush=True)
         data["fleet"] = fleet.fleet_figures(tasks=200 if args.quick else 600)
     data["total_wall_s"] = time.perf_counter() - started
-    paths = report.write(
-        data, update_benchmarks=not args.quick and only == set(SECTIONS)
-    )
+    # A partial run leaves the full one's results alone.
+    full = only == set(SECTIONS)
+    stem = "quick" if args.quick else "latest" if full else "partial"
+    paths = report.write(data, stem=stem, update_benchmarks=stem == "latest")
     print(f"done in {data['total_wall_s']:.0f} s: " + ", ".join(str(p) for p in paths))
     return 0
 
