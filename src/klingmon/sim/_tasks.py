@@ -111,11 +111,12 @@ class SimTask:
     parent_model: str | None = None
     slots: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
-    #: The view once the task has ended: it never changes again, and list pages
-    #: repeat finished tasks by the hundred.
-    final_view: dict[str, Any] | None = field(default=None, repr=False, compare=False)
-    #: ``final_view`` as JSON text, for list pages.
-    final_json: str | None = field(default=None, repr=False, compare=False)
+    #: The view of the state it was last built in (and its JSON text, once asked
+    #: for): it changes only at the task's few transitions, and list pages and
+    #: polls repeat it by the hundred.
+    _shown: tuple[tuple[str, int], dict[str, Any], str | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def external_task_id(self) -> str | None:
@@ -173,23 +174,26 @@ class SimTask:
         }
 
     def view_json(self, now: float) -> str:
-        """:meth:`view` as JSON text; an ended task's is encoded once."""
-        if self.final_json is not None and now >= (self.ends_at or math.inf):
-            return self.final_json
-        data = self.view(now)
-        text = dumps(data).decode()
-        if data is self.final_view:
-            self.final_json = text
+        """:meth:`view` as JSON text, encoded once per state."""
+        state, data, text = self._show(now)
+        if text is None:
+            text = dumps(data).decode()
+            self._shown = (state, data, text)
         return text
 
     def view(self, now: float) -> dict[str, Any]:
         """The task object of query, list and callback bodies as of ``now``.
 
-        Callers serialise it and must not change it (an ended task's is shared).
+        Callers serialise it and must not change it: it is shared until the task's
+        next transition.
         """
-        if self.final_view is not None and now >= (self.ends_at or math.inf):
-            return self.final_view
-        status, updated = self.transitions(now)[-1]
+        return self._show(now)[1]
+
+    def _show(self, now: float) -> tuple[tuple[str, int], dict[str, Any], str | None]:
+        state = self.transitions(now)[-1]
+        if self._shown is not None and self._shown[0] == state:
+            return self._shown
+        status, updated = state
         result: dict[str, Any] = {}
         data: dict[str, Any] = {
             "task_id": self.task_id,
@@ -216,9 +220,8 @@ class SimTask:
             )
         elif status == "failed":
             data["final_unit_deduction"] = "0"
-        if status in ("succeed", "failed"):
-            self.final_view = data
-        return data
+        self._shown = (state, data, None)
+        return self._shown
 
 
 def _lognormal(rng: random.Random, median: float, sigma: float) -> float:

@@ -386,3 +386,20 @@ async def test_generic_video_endpoint(connect, clock):
     clock.advance(10 * HOUR)
     body = (await client.get(f"/v1/videos/omni-video/{task['task_id']}")).json()
     assert body["data"]["task_status"] == "succeed"
+
+
+async def test_list_items_say_what_a_query_says_in_every_state(connect, clock):
+    """Each state's view is built once and reused: a list item and a query agree
+    with each other, and both move on at each transition."""
+    _, client = await connect(config(slots=5))
+    task_id = (await create(client))["task_id"]
+    seen: list[str] = []
+    for _ in range(200):  # minutes of Kling time, in steps of 10 s
+        listed = (await client.get(T2V, params={"pageSize": 5})).json()["data"]
+        queried = (await client.get(f"{T2V}/{task_id}")).json()["data"]
+        assert listed == [queried]
+        Task.model_validate(queried)
+        if not seen or seen[-1] != queried["task_status"]:
+            seen.append(queried["task_status"])
+        clock.advance(10)
+    assert seen == ["submitted", "processing", "succeed"]
