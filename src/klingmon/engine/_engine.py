@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 _HEARTBEAT = 5.0
 #: Without hooks, the outbox is only marked delivered: once a second is enough.
 _HOOKLESS_DELIVERY = 1.0
+#: Busy rounds ask whether the work is done at most this often (seconds).
+_DONE_CHECK = 1.0
 
 
 class Engine(Submitter, Poller):
@@ -91,6 +93,7 @@ class Engine(Submitter, Poller):
         self._polled_at: dict[str, float] = {}
         self._next_heartbeat = 0.0
         self._next_hookless_delivery = 0.0
+        self._next_done_check = 0.0
 
     # -- control -------------------------------------------------------------
 
@@ -134,8 +137,7 @@ class Engine(Submitter, Poller):
         try:
             while not self._stop.is_set():
                 did = await self.step()
-                # Every round, even a busy one: other batches may keep it busy.
-                if not forever and self._done(until_done):
+                if not forever and self._done_now(did) and self._done(until_done):
                     break
                 await self._idle(did)
         finally:
@@ -260,6 +262,15 @@ class Engine(Submitter, Poller):
             await self.downloader.aclose()
 
     # -- helpers -------------------------------------------------------------
+
+    def _done_now(self, did: bool) -> bool:
+        """Whether to ask if the work is done: after an idle round, and at least
+        once a second of busy ones (other batches may keep every round busy)."""
+        now = self.clock.now()
+        if did and now < self._next_done_check:
+            return False
+        self._next_done_check = now + _DONE_CHECK
+        return True
 
     def _done(self, batch_id: int | None) -> bool:
         if self.store.has_tasks((TaskStatus.QUEUED, *IN_FLIGHT), batch_id):
