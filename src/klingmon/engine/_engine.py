@@ -91,6 +91,7 @@ class Engine(Submitter, Poller):
         self._downloads: asyncio.Task[None] | None = None
         self._callbacks_read: dict[str, float] = {}
         self._polled_at: dict[str, float] = {}
+        self._poll_gaps: dict[str, float] = {}
         self._next_heartbeat = 0.0
         self._next_hookless_delivery = 0.0
         self._next_done_check = 0.0

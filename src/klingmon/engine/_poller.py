@@ -62,9 +62,13 @@ class Poller(EngineState):
         if not due:
             return False
         by_endpoint: dict[str, list[TaskRow]] = defaultdict(list)
+        for endpoint in {row.endpoint for row in due}:
+            last = self._polled_at.get(endpoint)
+            if last is not None:
+                self._poll_gaps[endpoint] = now - last
+            self._polled_at[endpoint] = now
         for row in due:
             by_endpoint[row.endpoint].append(row)
-            self._polled_at[row.endpoint] = now
         seen: dict[int, tuple[TaskRow, Task, str]] = {}
         # Tasks a sweep showed unchanged though not due: no write, but their next
         # poll moves as if they had been polled.
@@ -175,10 +179,15 @@ class Poller(EngineState):
                 break
             if listed[page] < size:
                 break
-        # An unchanged task moves only when its poll is near: one further off would
-        # mostly move back to where it was (the schedule aims at the phase's
-        # quantiles, or at the p99 while callbacks flow), at a write a task a sweep.
-        near = to_ms(self.clock.now() + self.settings.schedule.target_lag)
+        # An unchanged task moves only when its poll would likely come before the
+        # next sweep (twice the last gap between two): one further off would mostly
+        # move back to where it was (the schedule aims at the phase's quantiles, or
+        # at the p99 while callbacks flow), at a write per task per sweep. A poll
+        # planned for the phase a callback has since ended is near on slow
+        # endpoints, where it would otherwise cost a sweep of its own.
+        policy = self.settings.schedule
+        ahead = 2 * self._poll_gaps.get(endpoint, policy.safety_interval)
+        near = to_ms(self.clock.now() + max(policy.target_lag, ahead))
         unchanged = [
             i
             for i, row in covered.items()

@@ -46,6 +46,8 @@ class EngineState(ABC):
     _callbacks_read: dict[str, float]
     #: Per endpoint: when its last poll round was (clock seconds), for ``sweep_gap``.
     _polled_at: dict[str, float]
+    #: Per endpoint: seconds between its last two poll rounds.
+    _poll_gaps: dict[str, float]
 
     @abstractmethod
     def stop(self) -> None:
