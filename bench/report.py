@@ -198,6 +198,16 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             "< 300 MB",
             carry["peak_rss_mb"] < 300,
         )
+    sections = ("virtual", "store", "carry", "ingest", "fleet")
+    total = data.get("total_wall_s")
+    if total is not None and not data.get("quick") and all(map(data.get, sections)):
+        cores = (data.get("machine") or {}).get("cores")
+        add(
+            f"every benchmark (make bench) on {cores} cores",
+            f"{total / 60:.1f} min ({total:.0f} s)",
+            "< 10 min",
+            total < 600,
+        )
     return out
 
 
