@@ -109,6 +109,21 @@ def test_percentiles_follow_their_definition(store: Store):
     assert _figures(store, None) == pytest.approx(_expected(everything))
 
 
+def test_the_dashboard_histogram_reads_the_run_times_the_report_does(store: Store):
+    """processing_seconds: every finished task's run time, by the same definition."""
+    a = _fill(store, "a", 40, seed=3)
+    rows = store.tasks(a)
+    expected = sorted(
+        (r.finished_ms - (r.processing_ms or r.submitted_ms)) / 1000
+        for r in rows
+        if r.submitted_ms is not None
+        and r.finished_ms is not None
+        and r.status in _FINISHED
+    )
+    assert expected
+    assert store.processing_seconds(a) == pytest.approx(expected)
+
+
 def test_counts_add_up_across_batches(store: Store):
     """The whole store's counts are its batches' counts summed, in status order."""
     a = _fill(store, "a", 30, seed=3)

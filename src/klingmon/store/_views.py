@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.store._base import StoreBase
 from klingmon.store._downloads import DownloadRow
-from klingmon.store._schema import counters, downloads, events, outbox, tasks
+from klingmon.store._schema import RUN_MS, counters, downloads, events, outbox, tasks
 from klingmon.store._writes import ACTIVE_STATES
 
 __all__ = ["BatchSummary", "Views"]
@@ -147,14 +147,7 @@ class Views(StoreBase):
 
     def processing_seconds(self, batch_id: int) -> list[float]:
         """How long each finished task of a batch spent at Kling after its queue."""
-        c = tasks.c
-        started = sa.func.coalesce(c.processing_ms, c.submitted_ms)
-        query = sa.select(c.finished_ms - started).where(
-            c.batch_id == batch_id,
-            c.status.in_(_FINISHED),
-            c.finished_ms.is_not(None),
-            started.is_not(None),
-        )
+        query = sa.select(RUN_MS).where(tasks.c.batch_id == batch_id)
         with self._read() as conn:
             return sorted(
                 max(0.0, v / 1000) for v in conn.scalars(query) if v is not None
