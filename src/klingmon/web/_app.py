@@ -9,7 +9,9 @@ one hop to the pool for PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import hmac
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,7 +30,7 @@ from klingmon.web._receiver import Outcome, Receiver, ReceiverSettings
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from klingmon.engine import Engine
     from klingmon.store import Store
@@ -136,6 +138,7 @@ def create_app(
         title="klingmon",
         summary="Kling callback receiver and job monitor",
         version="1",
+        lifespan=_frozen_at_start,
     )
     app.state.store = store
     app.state.receiver = receiver
@@ -203,6 +206,16 @@ def create_app(
 async def _off_loop(func: Callable[..., T], *args: Any) -> T:
     """A group's commit, off the loop (a virtual-time run patches it inline)."""
     return await run_in_threadpool(func, *args)
+
+
+@contextlib.asynccontextmanager
+async def _frozen_at_start(_app: FastAPI) -> AsyncIterator[None]:
+    """Move what start-up built (modules, the app, the store) out of the cyclic
+    collector's reach: it lives as long as the server, and walking it on every full
+    collection cost about 15 % of callback throughput under load."""
+    gc.collect()
+    gc.freeze()
+    yield
 
 
 async def _read_capped(request: Request, cap: int) -> bytes | None:
