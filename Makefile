@@ -2,7 +2,7 @@ PY ?= .venv/bin/python
 
 .PHONY: bench bench-quick chaos test demo
 
-# Every benchmark (about 8.5 min on 2 cores): bench/results/latest.{json,md} and BENCHMARKS.md
+# Every benchmark (about 9 min on 2 cores): bench/results/latest.{json,md} and BENCHMARKS.md
 bench:
 	$(PY) -m bench.run
 
