@@ -132,8 +132,8 @@ class Poller(EngineState):
     async def _sweep(
         self, endpoint: str, due: Sequence[TaskRow], refs: Sequence[TaskRef]
     ) -> tuple[dict[int, Task], list[int]]:
-        """The due tasks and those that changed, by list pages; and the unchanged
-        ones whose poll is near (id order of neither is relied on).
+        """The due tasks and those that changed, by list pages; and the ids of the
+        unchanged ones whose next poll is near.
 
         Only the chosen items are validated: at hundreds of tasks a page, most say
         again what the store holds. The order of the list is not relied on.

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Refs"]
 
-# Built once, with expanding parameters: building and caching a statement per call
-# costs more than running it.
 _REF_COLUMNS = (
     tasks.c.id,
     tasks.c.external_task_id,
@@ -29,6 +27,8 @@ _REF_COLUMNS = (
     tasks.c.next_poll_ms,
     tasks.c.kling_updated_ms,
 )
+# Built once (with expanding parameters): building and caching a statement per call
+# costs more than running it.
 _MATCH = (
     sa.select(*_REF_COLUMNS)
     .where(
