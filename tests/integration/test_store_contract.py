@@ -629,6 +629,21 @@ def test_a_newer_database_is_refused(backend: Backend):
         backend.open()
 
 
+def test_a_database_holding_other_tables_is_refused_and_left_alone(backend: Backend):
+    """A mistyped path or URL must not turn someone's database into a store."""
+    url = backend.url if "://" in backend.url else f"sqlite:///{backend.url}"
+    theirs = sa.create_engine(url)
+    with theirs.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO invoices (id) VALUES (7)")
+    with pytest.raises(StoreError, match=r"not a klingmon store.*\(invoices\)"):
+        backend.open()
+    with theirs.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == ["invoices"]
+        assert conn.exec_driver_sql("SELECT id FROM invoices").scalar_one() == 7
+    theirs.dispose()
+
+
 def test_cancel_only_touches_unsent_tasks(store: Store):
     """A queued task can be cancelled (with an event); a submitting one cannot."""
     store.create_batch(None, new(2), T0)

@@ -134,6 +134,16 @@ def migrate(engine: Engine) -> None:
                 sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
             )
         current = MigrationContext.configure(conn).get_current_heads()
+        if not current:
+            # Never klingmon's: creating tables beside someone else's data would
+            # mix the two, and a mistyped path should not pass for a new store.
+            foreign = sorted(sa.inspect(conn).get_table_names())
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                raise StoreError(
+                    f"{masked(engine.url)} is not a klingmon store: it already holds "
+                    f"other tables ({shown}); use a new file or an empty database"
+                )
         for revision in current:
             try:
                 known = script.get_revision(revision)
