@@ -173,15 +173,9 @@ def record_event(  # noqa: PLR0917 - one argument per events column
     payload: Mapping[str, Any],
 ) -> int:
     """Append one event (and its outbox row when hooks must hear of it)."""
-    event_id: int = conn.execute(
-        events.insert().returning(events.c.id),
-        _event_values(row, now_ms, source, kind, old, new, payload),
-    ).scalar_one()
-    if kind in OUTBOX_KINDS:
-        conn.execute(
-            outbox.insert(), {"event_id": event_id, "due_ms": now_ms, "attempts": 0}
-        )
-    return event_id
+    pending = Pending()
+    pending.event(row, now_ms, source, kind, old, new, payload)
+    return pending.flush(conn)[0]
 
 
 def _event_values(  # noqa: PLR0917 - one argument per events column
