@@ -62,13 +62,13 @@ class Poller(EngineState):
         if not due:
             return False
         by_endpoint: dict[str, list[TaskRow]] = defaultdict(list)
-        for endpoint in {row.endpoint for row in due}:
+        for row in due:
+            by_endpoint[row.endpoint].append(row)
+        for endpoint in by_endpoint:
             last = self._polled_at.get(endpoint)
             if last is not None:
                 self._poll_gaps[endpoint] = now - last
             self._polled_at[endpoint] = now
-        for row in due:
-            by_endpoint[row.endpoint].append(row)
         seen: dict[int, tuple[TaskRow, Task, str]] = {}
         # Tasks a sweep showed unchanged though not due: no write, but their next
         # poll moves as if they had been polled.
