@@ -16,7 +16,9 @@ from klingmon.store import Observation
 from klingmon.testing import VirtualClock
 
 if TYPE_CHECKING:
-    from klingmon.engine import HookEvent
+    from pathlib import Path
+
+    from klingmon.engine import HookEvent, Monitor
 
 
 async def test_stuck_and_timed_out_tasks_raise_events_and_stay_tracked(tmp_path):
@@ -146,22 +148,14 @@ async def test_a_sweep_moves_only_the_unchanged_polls_that_are_near(tmp_path):
     """A task the page showed unchanged moves only when its own poll would likely
     come before the next sweep: one further off would land about where it was, at a
     write per task per sweep."""
-    clock = VirtualClock()
-    sim = Simulator(SimConfig(seed=3, faults=Faults(fail_rate=0.0)), clock=clock)
-    monitor = virtual_monitor(sim, tmp_path / "k.db", clock, slots=5)
-    batch = monitor.submit([Text2VideoRequest(prompt=f"p{i}") for i in range(3)])
-    engine = monitor.engine()
-    store = monitor.store
-    await engine.step()  # the three creates
-    due, near, far = (t.id for t in store.tasks(batch.id))
-    store.schedule([(due, to_ms(clock.now()))])
-    await engine.step()  # a first sweep: how often this endpoint is swept is unknown
+    clock, _, monitor, (due, near, far) = await _swept_once(tmp_path)
+    engine, store = monitor.engine(), monitor.store
     clock.advance(1.0)  # the next comes a second later: sweeps are frequent
     now = to_ms(clock.now())
     lag = to_ms(engine.settings.schedule.target_lag)
     store.schedule([(due, now), (near, now + lag // 2), (far, now + 3 * lag)])
     await engine.step()  # one page shows all three, none changed
-    after = {t.id: t for t in store.tasks(batch.id)}
+    after = {t.id: t for t in store.tasks()}
     assert {t.status for t in after.values()} == {TaskStatus.SUBMITTED}
     assert after[due].polls == 2
     assert after[near].next_poll_ms != now + lag // 2  # moved as if polled
@@ -173,28 +167,36 @@ async def test_on_a_slow_endpoint_a_poll_left_from_an_ended_phase_moves(tmp_path
     """A callback moved the tasks on; their polls still aim at the old phase's p99.
     Sweeps come 40 s apart, so one due within two such gaps moves now instead of
     costing a sweep of its own."""
-    clock = VirtualClock()
-    sim = Simulator(SimConfig(seed=3, faults=Faults(fail_rate=0.0)), clock=clock)
-    monitor = virtual_monitor(sim, tmp_path / "k.db", clock, slots=5)
-    batch = monitor.submit([Text2VideoRequest(prompt=f"p{i}") for i in range(3)])
-    engine = monitor.engine()
-    store = monitor.store
-    await engine.step()  # the three creates
-    due, stale, _ = (t.id for t in store.tasks(batch.id))
-    store.schedule([(due, to_ms(clock.now()))])
-    await engine.step()  # a first sweep
+    clock, sim, monitor, (due, stale, _) = await _swept_once(tmp_path)
+    engine, store = monitor.engine(), monitor.store
     clock.advance(40.0)
     now = to_ms(clock.now())
     # What the callbacks said meanwhile ("processing"), applied as the receiver does.
     seen = [
         Observation(row.id, Task.model_validate(view), "callback", now, confirmed=True)
-        for row in store.tasks(batch.id)
+        for row in store.tasks()
         if (view := sim.query(row.endpoint, row.task_id or "").payload["data"])
     ]
     store.apply(seen, now)
-    assert {t.status for t in store.tasks(batch.id)} == {TaskStatus.PROCESSING}
+    assert {t.status for t in store.tasks()} == {TaskStatus.PROCESSING}
     lag = to_ms(engine.settings.schedule.target_lag)
     store.schedule([(due, now), (stale, now + 3 * lag)])  # 30 s: within 2 x 40 s
     await engine.step()  # the page shows nothing new
     assert store.task(stale).next_poll_ms != now + 3 * lag
     await monitor.aclose()
+
+
+async def _swept_once(
+    tmp_path: Path,
+) -> tuple[VirtualClock, Simulator, Monitor, list[int]]:
+    """Three tasks submitted on a 5-slot account, the first polled by one sweep."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(seed=3, faults=Faults(fail_rate=0.0)), clock=clock)
+    monitor = virtual_monitor(sim, tmp_path / "k.db", clock, slots=5)
+    batch = monitor.submit([Text2VideoRequest(prompt=f"p{i}") for i in range(3)])
+    engine = monitor.engine()
+    await engine.step()  # the three creates
+    ids = [t.id for t in monitor.store.tasks(batch.id)]
+    monitor.store.schedule([(ids[0], to_ms(clock.now()))])
+    await engine.step()  # a first sweep: how often this endpoint is swept is unknown
+    return clock, sim, monitor, ids
