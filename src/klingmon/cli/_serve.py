@@ -194,11 +194,17 @@ def start_lines(options: _Options, public_url: str | None) -> list[str]:
         else "none (no --public-url: Kling cannot reach this server; tasks are polled)"
     )
     guarded = " (Bearer token)" if options.token else ""
-    return [
+    lines = [
         f"Dashboard:  {base}/",
         f"Callbacks:  {callbacks}",
         f"Metrics:    {base}/metrics{guarded}",
     ]
+    if not _loopback(options.host):
+        lines.append(
+            "Hosts:      loopback names, the public URL's host and --allowed-host"
+            " only; any other Host header gets 400"
+        )
+    return lines
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ OPTIONS = _Options(
 def test_three_lines_name_dashboard_callbacks_and_metrics():
     """One line each; the public URL's userinfo never shows."""
     lines = start_lines(OPTIONS, "https://user:pw@km.example.com/hooks/")
-    assert lines == [
+    assert lines == [  # on loopback: no line about Host names
         "Dashboard:  http://127.0.0.1:8000/",
         "Callbacks:  https://km.example.com/hooks/callbacks/kling/<task token>",
         "Metrics:    http://127.0.0.1:8000/metrics",
@@ -37,6 +37,7 @@ def test_without_a_public_url_the_callback_line_says_why():
     assert lines[0] == "Dashboard:  http://[::1]:8000/"
     assert lines[1].startswith("Callbacks:  none (no --public-url")
     assert lines[2] == "Metrics:    http://[::1]:8000/metrics (Bearer token)"
+    assert lines[3].startswith("Hosts:      loopback names")  # off loopback only
     assert "t0k3n-secret" not in "".join(lines)
 
 
