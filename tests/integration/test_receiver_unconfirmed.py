@@ -93,8 +93,11 @@ def test_an_unsigned_terminal_callback_changes_no_data(rig):
 
 
 def test_a_callback_cannot_give_a_task_its_kling_id(rig):
-    """A task Kling's own answers never named keeps no task_id from a callback."""
-    http, _, clock = rig
+    """A task Kling's own answers never named keeps no task_id from a callback,
+    and the submitter's lease on it stays (its create may be under way)."""
+    http, store, clock = rig
+    (leased,) = store.claim_submissions("worker-1", to_ms(clock.now()), 60_000, slots=5)
+    assert leased.external_task_id == "km-q"
     token = callback_token(SECRET, "km-q")
     raw = body(0, "processing", clock, task_id="kt-victim")
     raw = raw.replace(b'"km-0"', b'"km-q"')
@@ -103,6 +106,8 @@ def test_a_callback_cannot_give_a_task_its_kling_id(rig):
     found = _task(http, "km-q")
     assert found["task_id"] is None
     assert found["status"] == "queued"
+    assert found["next_poll_ms"] is None
+    assert store.task("km-q").lease_owner == "worker-1"
 
 
 def test_without_a_token_known_and_unknown_tasks_answer_alike(rig):

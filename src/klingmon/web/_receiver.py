@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.api._models import TERMINAL, Task, parse_status
+from klingmon.api._models import ACTIVE, TERMINAL, Task, parse_status
 from klingmon.engine._engine import CALLBACK_META_PREFIX
 from klingmon.store import Observation
 from klingmon.store._group import GroupCommit
@@ -219,10 +219,14 @@ class Receiver:
                 _lag(task, now_ms),
                 finish=parse_status(task.task_status) in TERMINAL,
             )
+        # Only a task Kling holds is made due: scheduling releases the lease, and a
+        # queued or submitting task's lease is its submitter's, whose create may be
+        # under way (released, another worker could look it up and send it again).
         due = [
             (row.id, now_ms)
             for _, row, _ in hints
-            if row.next_poll_ms is None or row.next_poll_ms > now_ms
+            if row.status in ACTIVE
+            and (row.next_poll_ms is None or row.next_poll_ms > now_ms)
         ]
         self.store.schedule(due)
         # A signed callback is as good as a GET; an unsigned one only when the user
