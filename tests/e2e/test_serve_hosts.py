@@ -92,7 +92,7 @@ def test_serve_prints_its_urls_refuses_rebinding_and_keeps_hooks_clean(tmp_path)
 
 @pytest.mark.timeout(30)
 def test_secrets_given_as_flags_are_warned_about(tmp_path):
-    """--token and --webhook-secret on the command line each get one warning.
+    """--token and the secrets on the command line each get one warning.
 
     A bad --forward-secret stops serve right after the warnings: no server needed.
     """
@@ -112,6 +112,7 @@ def test_secrets_given_as_flags_are_warned_about(tmp_path):
     assert done.returncode == 2, err
     assert err.count("warning: --token on the command line") == 1
     assert err.count("warning: --webhook-secret on the command line") == 1
+    assert err.count("warning: --forward-secret on the command line") == 1
     assert "set KLINGMON_API_TOKEN instead" in err
     assert TOKEN not in err
     assert WHSEC not in err
@@ -124,7 +125,9 @@ def test_serve_help_says_to_prefer_the_environment():
     assert shown.exit_code == 0, shown.output
     assert "KLINGMON_API_TOKEN" in text
     assert "KLINGMON_WEBHOOK_SECRET" in text
-    assert text.count("a flag shows in ps") == 2
+    assert text.count("a flag shows in ps") == 4  # token, two secrets, --notify
+    assert "KLINGMON_FORWARD_SECRET" in text
+    assert "KLINGMON_NOTIFY" in text
     assert "--allowed-host" in text
     assert "KLINGMON_ALLOWED_HOSTS" in text
     assert "--hook-env" in text

@@ -37,13 +37,23 @@ ForwardSecret = Annotated[
     typer.Option(
         "--forward-secret",
         envvar="KLINGMON_FORWARD_SECRET",
-        help="whsec_ secret to sign forwarded events with.",
+        help=(
+            "whsec_ secret to sign forwarded events with. Prefer the environment"
+            " variable: a flag shows in ps."
+        ),
         show_default=False,
     ),
 ]
 Notify = Annotated[
     list[str] | None,
     typer.Option(
-        "--notify", help="Apprise URL for failed, stuck and batch-done (repeat)."
+        "--notify",
+        envvar="KLINGMON_NOTIFY",
+        help=(
+            "Apprise URL for failed, stuck and batch-done (repeat). URLs with a"
+            " password belong in the environment variable (space-separated):"
+            " a flag shows in ps."
+        ),
+        show_default=False,
     ),
 ]

@@ -107,8 +107,14 @@ def serve(
     context = get_context(ctx)
     if not _loopback(host) and not token:
         raise ConfigError(f"refusing to listen on {host} without --token")
-    _warn_on_command_line(ctx, {"token": "KLINGMON_API_TOKEN"})
-    _warn_on_command_line(ctx, {"webhook_secret": "KLINGMON_WEBHOOK_SECRET"})
+    _warn_on_command_line(
+        ctx,
+        {
+            "token": "KLINGMON_API_TOKEN",
+            "webhook_secret": "KLINGMON_WEBHOOK_SECRET",
+            "forward_secret": "KLINGMON_FORWARD_SECRET",
+        },
+    )
     changes: dict[str, object] = {}
     if public_url:
         changes["public_url"] = public_url
