@@ -103,6 +103,7 @@ async def _klingmon(
                 secret=_SECRET,
                 on_callback=web.engine_waker(monitor.engine(), loop),
                 clock=clock,
+                allowed_hosts=[web.url_host(RECEIVER_URL) or ""],
             )
         start = clock.now()
         requests = [

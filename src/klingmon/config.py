@@ -80,6 +80,9 @@ class Settings:
     #: Extra origins results may come from besides Kling's CDN, e.g. a local simulator
     #: (``KLINGMON_DOWNLOAD_ORIGINS``, separated by spaces).
     download_origins: tuple[str, ...] = ()
+    #: Host names ``klingmon serve`` answers to besides loopback and the public
+    #: URL's host (``KLINGMON_ALLOWED_HOSTS``, separated by spaces); others get 400.
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.slots < 1:
@@ -133,11 +136,10 @@ def load_settings(
         if os.environ.get(env):
             merged[key] = os.environ[env]
     merged.update({k: v for k, v in (given or {}).items() if v is not None})
-    if isinstance(merged.get("download_origins"), (list, str)):
-        origins = merged["download_origins"]
-        merged["download_origins"] = tuple(
-            origins.split() if isinstance(origins, str) else origins
-        )
+    for key in ("download_origins", "allowed_hosts"):
+        if isinstance(merged.get(key), (list, str)):
+            found = merged[key]
+            merged[key] = tuple(found.split() if isinstance(found, str) else found)
     for key in _SECRET & merged.keys():
         if isinstance(merged[key], str):
             merged[key] = Secret(merged[key]) if merged[key] else None

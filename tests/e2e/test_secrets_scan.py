@@ -139,7 +139,7 @@ def _web(db: Path, task_id: str) -> dict[str, bytes]:
             transport = httpx.ASGITransport(app=app)
             headers = {"Authorization": f"Bearer {API_TOKEN}"}
             async with httpx.AsyncClient(
-                transport=transport, base_url="http://k.test", headers=headers
+                transport=transport, base_url="http://localhost", headers=headers
             ) as client:
                 for path in paths:
                     response = await client.get(path)
@@ -149,7 +149,7 @@ def _web(db: Path, task_id: str) -> dict[str, bytes]:
                 login = await client.post(
                     "/login",
                     data={"token": API_TOKEN},
-                    headers={"Origin": "http://k.test"},
+                    headers={"Origin": "http://localhost"},
                 )
                 out["POST /login"] = repr(dict(login.headers)).encode() + login.content
 

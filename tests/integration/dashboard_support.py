@@ -71,6 +71,6 @@ def app_for(store: Store, dashboard: Dashboard | None = None) -> FastAPI:
 def client(app: FastAPI, **kwargs: object) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
-        base_url="http://dash.test",
+        base_url="http://localhost",
         **kwargs,  # type: ignore[arg-type]
     )

@@ -52,7 +52,11 @@ async def test_callbacks_detect_with_only_safety_and_confirmation_polls(tmp_path
     # Processing came by callback, terminal statuses as hints confirmed by a query.
     via = report.statuses_via
     assert via.get("callback_hint", 0) >= 0.8 * len(tasks)
-    assert via.get("callback", 0) >= 0.8 * len(tasks)
+    # A processing callback that beats the create's answer (common at 1000x) is
+    # only a hint too: a task_id is learned from Kling's own answers, never a
+    # callback's, so the hints outnumber the tasks by those.
+    processing = via.get("callback", 0) + via.get("callback_hint", 0) - len(tasks)
+    assert processing >= 0.8 * len(tasks)
     # One confirmation per task (a GET, or a list page for several), plus at most
     # a safety-net poll for tasks submitted before callbacks were seen flowing.
     assert queries <= 1.5 * len(tasks), by_route

@@ -213,6 +213,8 @@ async def test_the_receiver_commits_concurrent_callbacks_on_every_backend(
             return None if seen is None else seen.status
 
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1"
+        ) as http:
             seen = await asyncio.gather(*(post(r) for r in rows if r is not None))
     assert seen == [TaskStatus.PROCESSING] * len(ids)

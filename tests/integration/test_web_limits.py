@@ -125,10 +125,10 @@ def test_slow_loris_body_cut_off(server: AppServer, path: str):
 
 
 def test_body_within_limits_still_read(server: AppServer):
-    """A normal callback body passes the limits to the receiver (404: unknown task)."""
+    """A normal callback body passes the limits to the receiver (403: not its token)."""
     body = b'{"task_id": "kt-0", "task_status": "succeed"}'
     with _connect(server) as sock:
         sock.sendall(
             _head("POST", _callback_path(), f"Content-Length: {len(body)}\r\n") + body
         )
-        assert _status(sock) == 404
+        assert _status(sock) == 403

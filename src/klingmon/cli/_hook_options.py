@@ -6,11 +6,27 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["ForwardSecret", "ForwardUrl", "HookCommand", "Notify"]
+__all__ = ["ForwardSecret", "ForwardUrl", "HookCommand", "HookEnv", "Notify"]
 
 HookCommand = Annotated[
     str | None,
-    typer.Option("--hook-command", help="Shell command run per event (JSON on stdin)."),
+    typer.Option(
+        "--hook-command",
+        help=(
+            "Shell command run per event (JSON on stdin), in a clean environment:"
+            " PATH, HOME, TMPDIR, the locale and KLINGMON_EVENT_*, no credentials."
+            " Its stderr is kept out of errors and logs."
+        ),
+    ),
+]
+HookEnv = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hook-env",
+        envvar="KLINGMON_HOOK_ENV",
+        help="A variable the hook command may see too, by name (repeat).",
+        show_default=False,
+    ),
 ]
 ForwardUrl = Annotated[
     str | None,
@@ -21,13 +37,23 @@ ForwardSecret = Annotated[
     typer.Option(
         "--forward-secret",
         envvar="KLINGMON_FORWARD_SECRET",
-        help="whsec_ secret to sign forwarded events with.",
+        help=(
+            "whsec_ secret to sign forwarded events with. Prefer the environment"
+            " variable: a flag shows in ps."
+        ),
         show_default=False,
     ),
 ]
 Notify = Annotated[
     list[str] | None,
     typer.Option(
-        "--notify", help="Apprise URL for failed, stuck and batch-done (repeat)."
+        "--notify",
+        envvar="KLINGMON_NOTIFY",
+        help=(
+            "Apprise URL for failed, stuck and batch-done (repeat). URLs with a"
+            " password belong in the environment variable (space-separated):"
+            " a flag shows in ps."
+        ),
+        show_default=False,
     ),
 ]

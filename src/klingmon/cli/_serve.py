@@ -8,6 +8,7 @@ import dataclasses
 import ipaddress
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import typer
@@ -16,7 +17,13 @@ import uvicorn
 from klingmon.api import AsyncKlingClient
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, get_context, run_async
-from klingmon.cli._hook_options import ForwardSecret, ForwardUrl, HookCommand, Notify
+from klingmon.cli._hook_options import (
+    ForwardSecret,
+    ForwardUrl,
+    HookCommand,
+    HookEnv,
+    Notify,
+)
 from klingmon.config import Secret
 from klingmon.engine import DownloadSettings, Monitor
 from klingmon.engine._notify import install_hooks
@@ -57,7 +64,21 @@ def serve(
         None,
         "--webhook-secret",
         envvar="KLINGMON_WEBHOOK_SECRET",
-        help="Kling's whsec_ secret: callbacks must be Standard Webhooks signed.",
+        help=(
+            "Kling's whsec_ secret: callbacks must be Standard Webhooks signed."
+            " Prefer the environment variable: a flag shows in ps."
+        ),
+        show_default=False,
+    ),
+    allowed_host: list[str] | None = typer.Option(
+        None,
+        "--allowed-host",
+        envvar="KLINGMON_ALLOWED_HOSTS",
+        help=(
+            "A Host name this server answers to besides loopback and the"
+            " --public-url host (repeat; *.example.com for subdomains). Other"
+            " Host headers get 400, so DNS rebinding cannot read the dashboard."
+        ),
         show_default=False,
     ),
     confirm: bool = typer.Option(
@@ -66,6 +87,7 @@ def serve(
         help="Confirm a terminal status from an unsigned callback with a GET.",
     ),
     hook_command: HookCommand = None,
+    hook_env: HookEnv = None,
     forward_url: ForwardUrl = None,
     forward_secret: ForwardSecret = None,
     notify: Notify = None,
@@ -75,7 +97,8 @@ def serve(
         envvar="KLINGMON_API_TOKEN",
         help=(
             "Token for the dashboard (enables its actions), the JSON API and"
-            " /metrics (required off loopback)."
+            " /metrics (required off loopback). Prefer the environment"
+            " variable: a flag shows in ps."
         ),
         show_default=False,
     ),
@@ -84,11 +107,21 @@ def serve(
     context = get_context(ctx)
     if not _loopback(host) and not token:
         raise ConfigError(f"refusing to listen on {host} without --token")
+    _warn_on_command_line(
+        ctx,
+        {
+            "token": "KLINGMON_API_TOKEN",
+            "webhook_secret": "KLINGMON_WEBHOOK_SECRET",
+            "forward_secret": "KLINGMON_FORWARD_SECRET",
+        },
+    )
     changes: dict[str, object] = {}
     if public_url:
         changes["public_url"] = public_url
     if webhook_secret:
         changes["webhook_secret"] = Secret(webhook_secret)
+    if allowed_host:
+        changes["allowed_hosts"] = tuple(allowed_host)
     if changes:
         context.settings = dataclasses.replace(context.settings, **changes)  # type: ignore[arg-type]
     if forward_secret and not forward_secret.startswith("whsec_"):
@@ -99,6 +132,7 @@ def serve(
         engine=not no_engine,
         confirm=confirm,
         hook_command=hook_command,
+        hook_env=tuple(hook_env or ()),
         forward_url=forward_url,
         forward_secret=forward_secret,
         notify=tuple(notify or ()),
@@ -117,6 +151,68 @@ def serve(
     run_async(serve_app(context, options, holder), stop=stop)
 
 
+def _warn_on_command_line(ctx: typer.Context, names: dict[str, str]) -> None:
+    """One line when a secret came as a flag, which every local user sees in ps."""
+    for name, env in names.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "COMMANDLINE":
+            flag = "--" + name.replace("_", "-")
+            typer.echo(
+                f"warning: {flag} on the command line is visible to other users"
+                f" (ps); set {env} instead",
+                err=True,
+            )
+
+
+def _hosts(
+    settings_hosts: tuple[str, ...], public_url: str | None, host: str
+) -> list[str]:
+    """The Host names to answer to besides loopback: configured, public, bound."""
+    from klingmon.web import url_host  # noqa: PLC0415 - FastAPI only for this command
+
+    names = list(settings_hosts)
+    if public_url and (public := url_host(public_url)):
+        names.append(public)
+    if host not in {"0.0.0.0", "::", ""}:  # noqa: S104 - compared, not bound
+        names.append(host)
+    return names
+
+
+def _base(host: str, port: int) -> str:
+    """A URL for the bound address (a wildcard is reached through loopback)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def start_lines(options: _Options, public_url: str | None) -> list[str]:
+    """What ``serve`` prints once it listens: where to look, never a secret."""
+    base = _base(options.host, options.port)
+    callbacks = (
+        _without_userinfo(public_url).rstrip("/") + "/callbacks/kling/<task token>"
+        if public_url
+        else "none (no --public-url: Kling cannot reach this server; tasks are polled)"
+    )
+    guarded = " (Bearer token)" if options.token else ""
+    lines = [
+        f"Dashboard:  {base}/",
+        f"Callbacks:  {callbacks}",
+        f"Metrics:    {base}/metrics{guarded}",
+    ]
+    if not _loopback(options.host):
+        lines.append(
+            "Hosts:      loopback names, the public URL's host and --allowed-host"
+            " only; any other Host header gets 400"
+        )
+    return lines
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Options:
     host: str
@@ -124,6 +220,7 @@ class _Options:
     engine: bool
     confirm: bool
     hook_command: str | None
+    hook_env: tuple[str, ...]
     forward_url: str | None
     forward_secret: str | None
     notify: tuple[str, ...]
@@ -173,6 +270,7 @@ async def serve_app(
             monitor.hooks,
             store=store,
             command=options.hook_command,
+            hook_env=options.hook_env,
             forward_url=options.forward_url,
             forward_secret=options.forward_secret,
             notify=options.notify,
@@ -206,6 +304,9 @@ async def serve_app(
         api_token=options.token,
         metrics=metrics,
         dashboard=dashboard,
+        allowed_hosts=_hosts(
+            context.settings.allowed_hosts, context.settings.public_url, options.host
+        ),
     )
     config = uvicorn.Config(
         app,
@@ -230,12 +331,27 @@ async def serve_app(
         "serve.start",
         extra={"host": options.host, "port": options.port, "engine": options.engine},
     )
+    announce = asyncio.create_task(
+        _announce(server, start_lines(options, context.settings.public_url)),
+        name="klingmon-announce",
+    )
     try:
         await server.serve()
     finally:
+        announce.cancel()
         if monitor is not None and runner is not None:
             monitor.stop()
             await runner
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+
+async def _announce(server: uvicorn.Server, lines: list[str]) -> None:
+    """Print ``lines`` once the server listens (not if it fails to start)."""
+    while not server.started:
+        if server.should_exit:
+            return
+        await asyncio.sleep(0.02)
+    for line in lines:
+        typer.echo(line, err=True)

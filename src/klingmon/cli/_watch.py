@@ -14,7 +14,13 @@ from klingmon._clock import to_ms
 from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
-from klingmon.cli._hook_options import ForwardSecret, ForwardUrl, HookCommand, Notify
+from klingmon.cli._hook_options import (
+    ForwardSecret,
+    ForwardUrl,
+    HookCommand,
+    HookEnv,
+    Notify,
+)
 from klingmon.cli._render import EXPIRY_WARNING_S, batch_progress, expiring_line
 from klingmon.engine._notify import install_hooks
 from klingmon.errors import StoreError
@@ -157,6 +163,7 @@ def worker(
     forward_url: ForwardUrl = None,
     forward_secret: ForwardSecret = None,
     notify: Notify = None,
+    hook_env: HookEnv = None,
 ) -> None:
     """Run the engine for every batch until SIGINT/SIGTERM (no display).
 
@@ -173,6 +180,7 @@ def worker(
         forward_url=forward_url,
         forward_secret=forward_secret,
         notify=notify or (),
+        hook_env=hook_env or (),
     )
 
     async def run() -> None:

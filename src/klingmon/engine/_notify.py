@@ -5,6 +5,11 @@ run from the outbox, at least once; every delivery carries the event's
 ``idempotency_key`` (the shell command gets it in ``KLINGMON_IDEMPOTENCY_KEY``, the
 webhook as its ``webhook-id``) so receivers can drop repeats. A failure raises, and
 the outbox retries the event later with backoff.
+
+The shell command gets a clean environment, not ours: no Kling key, webhook secret
+or API token reaches it unless named with ``--hook-env``. What it writes to stderr
+is withheld from errors and logs (both end up shared); the error says only the exit
+code and how many bytes it wrote, so a hook that needs them redirects its own.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import warnings
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,15 +31,17 @@ from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.errors import ConfigError, HookError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from klingmon.engine._hooks import HookEvent, HookName, Hooks
     from klingmon.store import Store
 
 __all__ = [
     "apprise_hook",
+    "check_env_names",
     "command_hook",
     "event_json",
+    "hook_environment",
     "install_hooks",
     "webhook_hook",
 ]
@@ -41,6 +49,40 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ALL: tuple[HookName, ...] = ("on_status", "on_stuck", "on_timeout")
+#: What every hook command's environment holds from ours: enough to find programs,
+#: a home, a locale and a temporary folder, never a credential.
+_BASE_ENV = frozenset({"PATH", "HOME", "LANG", "TMPDIR", "TZ"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def hook_environment(
+    item: HookEvent,
+    allowed: Sequence[str] = (),
+    source: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The hook command's environment: the base names, ``allowed``, the event's."""
+    source = os.environ if source is None else source
+    keep = _BASE_ENV | set(allowed)
+    env = {k: v for k, v in source.items() if k in keep or k.startswith("LC_")}
+    event = item.event
+    env["KLINGMON_IDEMPOTENCY_KEY"] = item.idempotency_key
+    env["KLINGMON_EVENT_ID"] = str(event.id)
+    env["KLINGMON_EVENT_KIND"] = event.kind
+    env["KLINGMON_EVENT_STATUS"] = (
+        "" if event.new_status is None else event.new_status.value
+    )
+    return env
+
+
+def check_env_names(names: Sequence[str]) -> tuple[str, ...]:
+    """``--hook-env`` names, refused when one is not a variable name."""
+    for name in names:
+        if not _ENV_NAME.fullmatch(name):
+            raise ConfigError(
+                f"--hook-env {name!r}: give a variable name (its value is read"
+                " from the environment, never the command line)"
+            )
+    return tuple(names)
 
 
 def event_json(item: HookEvent) -> dict[str, Any]:
@@ -73,21 +115,22 @@ def event_json(item: HookEvent) -> dict[str, Any]:
 
 
 def command_hook(
-    command: str, *, timeout: float = 60.0
+    command: str, *, timeout: float = 60.0, env: Sequence[str] = ()
 ) -> Callable[[HookEvent], Awaitable[None]]:
-    """Run ``command`` in a shell with the event as JSON on stdin; non-zero = retry."""
+    """Run ``command`` in a shell with the event as JSON on stdin; non-zero = retry.
+
+    ``env`` names the variables of ours it may see besides :data:`_BASE_ENV`.
+    """
+    allowed = check_env_names(env)
 
     async def run(item: HookEvent) -> None:
         data = json.dumps(event_json(item)).encode()
-        env = dict(os.environ)
-        env["KLINGMON_IDEMPOTENCY_KEY"] = item.idempotency_key
-        env["KLINGMON_EVENT_KIND"] = item.event.kind
         proc = await asyncio.create_subprocess_shell(
             command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env=env,
+            env=hook_environment(item, allowed),
         )
         try:
             _, err = await asyncio.wait_for(proc.communicate(data), timeout)
@@ -96,8 +139,8 @@ def command_hook(
             await proc.wait()
             raise HookError(f"hook command timed out after {timeout:g} s") from None
         if proc.returncode != 0:
-            tail = err.decode(errors="replace").strip()[-200:]
-            raise HookError(f"hook command exited {proc.returncode}: {tail}")
+            withheld = f"; its stderr ({len(err)} bytes) was withheld" if err else ""
+            raise HookError(f"hook command exited {proc.returncode}{withheld}")
 
     return run
 
@@ -224,11 +267,15 @@ def install_hooks(
     forward_secret: str | None = None,
     notify: Sequence[str] = (),
     clock: Clock | None = None,
+    hook_env: Sequence[str] = (),
 ) -> None:
-    """Register the configured outgoing hooks for every event kind hooks hear of."""
+    """Register the configured outgoing hooks for every event kind hooks hear of.
+
+    ``hook_env`` names the variables the command may see (see :func:`command_hook`).
+    """
     made = []
     if command:
-        made.append(command_hook(command))
+        made.append(command_hook(command, env=hook_env))
     if forward_url:
         made.append(webhook_hook(forward_url, secret=forward_secret, clock=clock))
     if notify:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from klingmon.api._models import Task
 
 __all__ = [
+    "KLING_SKEW_MS",
     "event_row",
     "kling_ms",
     "observed_values",
@@ -23,6 +24,9 @@ __all__ = [
 ]
 
 _MAX_MS = 2**63 - 1
+#: How far ahead of ours Kling's clock may run (the Standard Webhooks tolerance):
+#: a later time is cut back to it, so no answer can set a task's clock in the future.
+KLING_SKEW_MS = 300_000
 
 
 def task_row(m: Mapping[Any, Any]) -> TaskRow:
@@ -91,19 +95,24 @@ def _units(raw: str | None) -> float | None:
     return None
 
 
-def kling_ms(value: int | None) -> int | None:
-    """Kling's epoch ms, or None when it cannot be one (a BIGINT must hold it)."""
-    return value if value is not None and 0 <= value <= _MAX_MS else None
+def kling_ms(value: int | None, now_ms: int | None = None) -> int | None:
+    """Kling's epoch ms, or None when it cannot be one (a BIGINT must hold it).
+
+    With ``now_ms``, a time past ``now_ms + KLING_SKEW_MS`` is cut back to it.
+    """
+    if value is None or not 0 <= value <= _MAX_MS:
+        return None
+    return value if now_ms is None else min(value, now_ms + KLING_SKEW_MS)
 
 
-def observed_values(task: Task) -> dict[str, Any]:
+def observed_values(task: Task, now_ms: int | None = None) -> dict[str, Any]:
     """The data fields an observation refreshes, whatever its status verdict."""
     values: dict[str, Any] = {"task_id": task.task_id}
     if task.task_status_msg:
         values["status_msg"] = task.task_status_msg
-    if (created := kling_ms(task.created_at)) is not None:
+    if (created := kling_ms(task.created_at, now_ms)) is not None:
         values["kling_created_ms"] = created
-    if (updated := kling_ms(task.updated_at)) is not None:
+    if (updated := kling_ms(task.updated_at, now_ms)) is not None:
         values["kling_updated_ms"] = updated
     result = task.task_result.model_dump(mode="json")
     if task.urls or len(result) > 2:

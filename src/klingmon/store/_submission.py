@@ -159,7 +159,7 @@ class Submission(Ledger):
             old = TaskStatus(row["status"])
             new = parse_status(task.task_status)
             payload = wire(task)
-            values = observed_values(task) | {
+            values = observed_values(task, now_ms) | {
                 "lease_owner": None,
                 "lease_until_ms": None,
                 "next_poll_ms": next_poll_ms,
@@ -169,7 +169,7 @@ class Submission(Ledger):
                 record_event(conn, row, now_ms, "submit", "drift", old, None, payload)
                 new = TaskStatus.SUBMITTED
             verdict = judge(
-                old, row["kling_updated_ms"], new, kling_ms(task.updated_at)
+                old, row["kling_updated_ms"], new, kling_ms(task.updated_at, now_ms)
             )
             if verdict != Verdict.APPLY:
                 if old in TERMINAL:

@@ -108,7 +108,7 @@ def new_task_values(
         return values
     # Adopting a task Kling already holds: it starts where Kling says it is.
     status = parse_status(task.task_status) or TaskStatus.SUBMITTED
-    values |= observed_values(task)
+    values |= observed_values(task, now_ms)
     values["external_task_id"] = (
         new.external_task_id or task.external_task_id or external
     )
@@ -304,9 +304,10 @@ def apply_one(
             pending.event(row, now_ms, obs.source, "drift", old, None, wire(task))
             values["last_error"] = marker
     else:
-        verdict = judge(old, row["kling_updated_ms"], new, kling_ms(task.updated_at))
+        updated = kling_ms(task.updated_at, now_ms)
+        verdict = judge(old, row["kling_updated_ms"], new, updated)
         if verdict == Verdict.APPLY:
-            values |= observed_values(task) | status_values(
+            values |= observed_values(task, now_ms) | status_values(
                 row, new, obs.source, now_ms
             )
             index = pending.event(
@@ -314,7 +315,7 @@ def apply_one(
             )
             change = (old, new, index)
         elif verdict == Verdict.REFRESH:
-            values |= observed_values(task)
+            values |= observed_values(task, now_ms)
         elif new != old:
             pending.event(row, now_ms, obs.source, "stale", old, new, wire(task))
     if not values:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from klingmon.web._app import create_app, engine_waker
 from klingmon.web._dashboard import Dashboard
+from klingmon.web._hosts import HostPolicy, url_host
 from klingmon.web._limits import Limits
 from klingmon.web._metrics import MeteredTransport, Metrics
 from klingmon.web._receiver import MAX_BODY, Outcome, Receiver, ReceiverSettings
@@ -20,6 +21,7 @@ __all__ = [
     "CALLBACK_PATH",
     "MAX_BODY",
     "Dashboard",
+    "HostPolicy",
     "Limits",
     "MeteredTransport",
     "Metrics",
@@ -34,5 +36,6 @@ __all__ = [
     "server_secret",
     "sign_headers",
     "token_matches",
+    "url_host",
     "verify_signature",
 ]

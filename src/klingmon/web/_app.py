@@ -24,13 +24,14 @@ from klingmon._clock import Clock, SystemClock
 from klingmon.errors import KlingmonError
 from klingmon.web._api import router
 from klingmon.web._dashboard import Dashboard, install_dashboard
+from klingmon.web._hosts import HostCheck, HostPolicy
 from klingmon.web._limits import BodyLimits, Limits
 from klingmon.web._metrics import CONTENT_TYPE, Metrics
 from klingmon.web._receiver import Outcome, Receiver, ReceiverSettings
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from klingmon.engine import Engine
     from klingmon.store import Store
@@ -67,10 +68,10 @@ _CALLBACK_DOC: dict[str, Any] = {
     },
     "responses": {
         "202": {"description": "Terminal hint taken; a GET confirms it"},
-        "400": {"description": "Body is not a JSON object"},
         "401": {"description": "Bad Standard Webhooks signature"},
-        "403": {"description": "Token is not this task's"},
-        "404": {"description": "Unknown task"},
+        "400": {"description": "Body is not a JSON object, or a foreign Host"},
+        "403": {"description": "Token is not this task's (or the task is unknown)"},
+        "404": {"description": "Unknown task, with the token of its own id"},
         "409": {"description": "task_id does not match"},
         "413": {"description": "Body too large"},
         "422": {"description": "Not a Kling task object"},
@@ -103,6 +104,7 @@ def create_app(
     metrics: Metrics | None = None,
     dashboard: Dashboard | None = None,
     limits: Limits | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> FastAPI:
     """The web app over ``store``; ``secret`` keys the callback-URL tokens.
 
@@ -113,6 +115,10 @@ def create_app(
     served at ``/``: ``dashboard`` configures it (default: read-only unless
     ``api_token`` is set, which then protects it too). ``limits`` caps every
     request body's size and read time (slow-loris bodies get a 408).
+
+    Only requests whose ``Host`` is a loopback name or one of ``allowed_hosts``
+    (the public URL's host, names the server is reached by) get past a 400: a
+    DNS-rebinding page never reaches a route.
     """
     clock = clock or SystemClock()
     receiver = Receiver(
@@ -144,6 +150,8 @@ def create_app(
     app.state.receiver = receiver
     app.state.metrics = metrics
     app.add_middleware(BodyLimits, limits=limits or Limits())
+    # Added last, so it runs first: a foreign Host costs not even a body read.
+    app.add_middleware(HostCheck, policy=HostPolicy.of(allowed_hosts))
 
     @app.exception_handler(KlingmonError)
     async def store_failed(_request: Request, exc: KlingmonError) -> JSONResponse:

@@ -80,7 +80,17 @@ def _environment() -> jinja2.Environment:
     env.filters["ms"] = data.fmt_ms
     env.filters["secs"] = data.fmt_s
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
+    env.filters["segment"] = segment
     return env
+
+
+def segment(name: str) -> str:
+    """A batch name as one URL path segment: ``/``, ``?``, ``#``, ``%`` encoded.
+
+    The routes take the rest of the path (``{ref:path}``), which the server has
+    already decoded, so any name comes back whole.
+    """
+    return quote(name, safe="")
 
 
 def install_dashboard(
@@ -151,7 +161,7 @@ def install_dashboard(
         }
         return html("_overview.html" if fragment else "overview.html", request, ctx)
 
-    @router.get("/batches/{ref}")
+    @router.get("/batches/{ref:path}")
     def batch_page(  # noqa: PLR0917 - query parameters
         request: Request,
         ref: str,
@@ -281,7 +291,7 @@ def install_dashboard(
         if not dashboard.signed_in(request):
             raise HTTPException(401, detail="missing or wrong token")
 
-    @router.post("/actions/retry/{ref}")
+    @router.post("/actions/retry/{ref:path}")
     def retry(request: Request, ref: str) -> Response:
         may_act(request)
         batch = _batch(store, ref)
@@ -295,7 +305,7 @@ def install_dashboard(
             dashboard.wake()
         return _back(batch, "retry", new.name)
 
-    @router.post("/actions/download/{ref}")
+    @router.post("/actions/download/{ref:path}")
     async def download_now(request: Request, ref: str) -> Response:
         may_act(request)
         batch = await run_in_threadpool(_batch, store, ref)
@@ -355,7 +365,7 @@ def _signed(dashboard: Dashboard, request: Request, to: str) -> Response:
 
 
 def _back(batch: BatchRow, done: str, new: str = "") -> Response:
-    where = f"/batches/{quote(batch.name, safe='')}?done={done}"
+    where = f"/batches/{segment(batch.name)}?done={done}"
     if new:
         where += f"&new={quote(new, safe='')}"
     return RedirectResponse(where, status_code=303)

@@ -157,8 +157,11 @@ class Metrics:
 
     def _observe(self, event: EventRow) -> None:
         payload: dict[str, Any] = event.payload
-        updated = payload.get("updated_at")
-        created = payload.get("created_at")
+        # An unconfirmed callback's times are only claimed (see the receiver).
+        claimed = payload.get("claimed")
+        times = claimed if isinstance(claimed, dict) else payload
+        updated = times.get("updated_at")
+        created = times.get("created_at")
         learned = event.kind == "hint" or (
             event.kind == "status" and event.source in {"poll", "sweep", "callback"}
         )

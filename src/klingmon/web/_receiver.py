@@ -5,7 +5,12 @@ unsigned callback is only a hint (recorded as a ``hint`` event) and makes the ta
 due now, so that the engine's next poll confirms it before downloads and hooks act.
 Everything else goes through :meth:`Store.apply` with ``source="callback"``, so the
 lifecycle rules (ranks only rise, terminal never changes) hold for duplicates and
-out-of-order deliveries exactly as for polls.
+out-of-order deliveries exactly as for polls. An unconfirmed callback (no valid
+signature, confirmation on) is cut down to its ids and status first: it may move
+the status and wake the engine, never write a result, units, a message or a time.
+
+Without the token of the task the body names, an unknown task and a known one get
+the same 403, so a caller without the URL learns nothing about which ids we track.
 
 A callback is parsed where it arrives; its store work then joins a
 :class:`GroupCommit`: callbacks that arrive together are looked up, checked and
@@ -16,6 +21,7 @@ so a second callback for it is judged against what the first one left.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -25,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.api._models import TERMINAL, Task, parse_status
+from klingmon.api._models import ACTIVE, TERMINAL, Task, parse_status
 from klingmon.engine._engine import CALLBACK_META_PREFIX
 from klingmon.store import Observation
 from klingmon.store._group import GroupCommit
@@ -79,6 +85,10 @@ def _error(status_code: int, reason: str, detail: str) -> Outcome:
 
 _DUPLICATE = Outcome(200, {"status": "duplicate"}, "duplicate")
 _UNKNOWN = _error(404, "unknown_task", "no such task is tracked here")
+_BAD_TOKEN = _error(403, "bad_token", "the callback token is not this task's")
+#: ``webhook-id`` values up to this long are kept as they are, longer ones hashed
+#: whole (the column holds 200 characters; a cut would make two ids one delivery).
+_MAX_WEBHOOK_ID = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +181,7 @@ class Receiver:
         for i, row in batch:
             call = calls[i]
             if row is None:
-                outcomes[i] = _UNKNOWN
+                outcomes[i] = self._unknown(call)
                 continue
             signed = self._admit(call, row, now)
             if isinstance(signed, Outcome):
@@ -183,15 +193,22 @@ class Receiver:
                 outcomes[i] = Outcome(
                     200, {"status": "ignored"}, "already_final", row.endpoint
                 )
-            elif status in TERMINAL and not signed and self.settings.confirm:
+            elif (
+                not signed
+                and self.settings.confirm
+                and (status in TERMINAL or row.task_id is None)
+            ):
+                # A final status, or a task_id we never learned from Kling itself:
+                # only a GET (or the lookup by external_task_id) may record either.
                 hints.append((i, row, call.task))
+            elif not signed and self.settings.confirm:
+                applies.append((i, row, _status_only(call.task, now_ms), False))
             else:
                 applies.append((i, row, call.task, signed))
         self._note_flowing(flowing, now)
         for i, row, task in hints:
-            self.store.note(
-                row.id, now_ms, "callback", "hint", task.model_dump(mode="json")
-            )
+            payload = _status_only(task, now_ms).model_dump(mode="json")
+            self.store.note(row.id, now_ms, "callback", "hint", payload)
             logger.info("callback.hint", extra={"task": row.id})
             outcomes[i] = Outcome(
                 202,
@@ -200,12 +217,16 @@ class Receiver:
                 row.endpoint,
                 "hint",
                 _lag(task, now_ms),
-                finish=True,
+                finish=parse_status(task.task_status) in TERMINAL,
             )
+        # Only a task Kling holds is made due: scheduling releases the lease, and a
+        # queued or submitting task's lease is its submitter's, whose create may be
+        # under way (released, another worker could look it up and send it again).
         due = [
             (row.id, now_ms)
             for _, row, _ in hints
-            if row.next_poll_ms is None or row.next_poll_ms > now_ms
+            if row.status in ACTIVE
+            and (row.next_poll_ms is None or row.next_poll_ms > now_ms)
         ]
         self.store.schedule(due)
         # A signed callback is as good as a GET; an unsigned one only when the user
@@ -243,10 +264,17 @@ class Receiver:
             self.store.notify()  # workers elsewhere confirm, download, hook at once
         return outcomes
 
+    def _unknown(self, call: _Call) -> Outcome:
+        """No such task: a 404 only for a caller holding the id's own token."""
+        named = call.task.external_task_id
+        if named and token_matches(self.secret, named, call.token):
+            return _UNKNOWN
+        return _BAD_TOKEN
+
     def _admit(self, call: _Call, row: TaskRef, now: float) -> Outcome | bool:
         """A refusal, or whether the callback is signed (a new delivery)."""
         if not token_matches(self.secret, row.external_task_id, call.token):
-            return _error(403, "bad_token", "the callback token is not this task's")
+            return _BAD_TOKEN
         if row.task_id and row.task_id != call.task.task_id:
             return _error(409, "task_mismatch", "task_id does not match the task")
         if self.settings.webhook_secret is None:
@@ -261,7 +289,8 @@ class Receiver:
             )
         except SignatureError as exc:
             return _error(401, "bad_signature", str(exc))
-        if not self.store.record_delivery(delivery.webhook_id, row.id, to_ms(now)):
+        key = delivery_key(delivery.webhook_id)
+        if not self.store.record_delivery(key, row.id, to_ms(now)):
             return _DUPLICATE
         return True
 
@@ -273,6 +302,31 @@ class Receiver:
                 self._noted[endpoint] = now
         for endpoint in due:
             self.store.meta_set(CALLBACK_META_PREFIX + endpoint, repr(now))
+
+
+def delivery_key(webhook_id: str) -> str:
+    """What the store dedupes on: the id itself, or a hash of all of a long one."""
+    if len(webhook_id) <= _MAX_WEBHOOK_ID:
+        return webhook_id
+    return "sha256:" + hashlib.sha256(webhook_id.encode()).hexdigest()
+
+
+def _status_only(task: Task, now_ms: int) -> Task:
+    """What an unconfirmed callback may say: which task, and its status hint.
+
+    The times it claims ride along under ``claimed`` (no later than now) for the
+    event log and the lag metrics; no store column reads them.
+    """
+    data: dict[str, Any] = {
+        "task_id": task.task_id,
+        "task_status": task.task_status,
+        "task_info": {"external_task_id": task.external_task_id},
+    }
+    times = {"created_at": task.created_at, "updated_at": task.updated_at}
+    claimed = {k: min(v, now_ms) for k, v in times.items() if v is not None}
+    if claimed:
+        data["claimed"] = claimed
+    return Task.model_validate(data)
 
 
 def _lag(task: Task, now_ms: int) -> float | None:

@@ -66,7 +66,7 @@ async def test_a_group_answers_each_callback_as_if_alone(tmp_path, clock):
         assert [(o.status_code, o.reason) for o in outcomes] == [
             (200, "applied"),
             (202, "hint"),
-            (404, "unknown_task"),
+            (403, "bad_token"),  # unknown, and no token of its own: as a bad token
             (403, "bad_token"),
             (200, "applied"),
         ]

@@ -123,7 +123,8 @@ async def test_out_of_order_and_duplicate_callbacks_never_regress(store, clock):
             403,
             "bad_token",
         ),
-        (url(0), "unknown", {}, 404, "unknown_task"),
+        (url(0), "unknown", {}, 403, "bad_token"),  # no oracle for tracked ids
+        (url(9), "unknown", {}, 404, "unknown_task"),  # the id's own token
         (url(0), "mismatch", {}, 409, "task_mismatch"),
         (url(0), "huge", {}, 413, "too_large"),
         (url(0), "notjson", {}, 400, "malformed"),

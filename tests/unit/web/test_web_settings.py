@@ -64,3 +64,14 @@ def _empty(tmp_path):
     path = tmp_path / "klingmon.toml"
     path.write_text("")
     return path
+
+
+def test_allowed_hosts_come_from_the_file_as_a_list_or_a_string(tmp_path):
+    """``allowed-hosts`` in klingmon.toml: a list, or names separated by spaces."""
+    listed = tmp_path / "listed.toml"
+    listed.write_text('[klingmon]\nallowed-hosts = ["km.example.com", "*.corp"]\n')
+    spaced = tmp_path / "spaced.toml"
+    spaced.write_text('allowed_hosts = "km.example.com  *.corp"\n')
+    for path in (listed, spaced):
+        found = load_settings({}, config=path).allowed_hosts
+        assert found == ("km.example.com", "*.corp")

@@ -91,7 +91,7 @@ def app_for(
 
 def client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://km.test"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost:8000"
     )
 
 
