@@ -165,14 +165,16 @@ async def test_server_ignoring_range_restarts_from_zero(
     seen: list[str | None] = []
 
     def no_ranges(request: httpx.Request) -> httpx.Response:
-        # The simulator always honours Range; a CDN that ignores it is only here.
+        # The simulator always honours Range; a CDN that ignores it is only here
+        # (and it names no content type: the bytes are checked to be an MP4).
         seen.append(request.headers.get("range"))
         return httpx.Response(200, content=body)
 
     settings = _settings(media_server, out)
-    dest = Path(monitor.store.set_download_dest(row.id, str(out / "nr" / "clip.mp4")))
-    dest.parent.mkdir(parents=True)
-    dest.with_name("clip.mp4.part").write_bytes(b"stale bytes of another try")
+    # An earlier run (other settings) left a part file under another name: this
+    # run moves it to its own place and resumes it.
+    earlier = Path(monitor.store.set_download_dest(row.id, str(tmp_path / "old.mp4")))
+    earlier.with_name("old.mp4.part").write_bytes(b"stale bytes of another try")
     client = httpx.AsyncClient(transport=httpx.MockTransport(no_ranges))
     downloader = Downloader(monitor.store, settings, client=client)
     await downloader.run(batch_id=batch.id)
@@ -180,7 +182,11 @@ async def test_server_ignoring_range_restarts_from_zero(
     (done,) = monitor.store.download_rows(batch.id)
     assert seen == ["bytes=26-"]
     assert done.status == "done"
+    assert done.dest is not None
+    dest = Path(done.dest)
+    assert dest.is_relative_to(out)
     assert _sha(dest) == done.sha256 == hashlib.sha256(body).hexdigest()
+    assert not list(tmp_path.glob("old.mp4*"))
     monitor.store.close()
 
 
