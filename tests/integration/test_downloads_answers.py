@@ -99,7 +99,7 @@ def _sha(path: Path) -> str:
 async def test_html_error_page_with_200_is_refused(
     server: SimServer, tmp_path: Path
 ) -> None:
-    """A 200 text/html page is neither kept as .mp4 nor marked done; the file is, later."""
+    """A 200 text/html page is not kept as .mp4 nor marked done; later the file is."""
     store = await _done_tasks(server, tmp_path)
     _script(server, status=200, body=HTML, content_type="text/html; charset=utf-8")
     out = tmp_path / "out"
