@@ -228,6 +228,7 @@ def download(
             "--download-origin (or KLINGMON_DOWNLOAD_ORIGINS)",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
         origins += allow_origin
     folder = out or context.settings.download_dir
