@@ -46,10 +46,6 @@ _SIGNATURES = (
     b"OggS",
     b"fLaC",
 )
-#: Bytes of a file's head that :func:`looks_like_media` needs.
-HEAD_BYTES = 12
-
-
 def content_range(value: str | None) -> tuple[int, int | None] | None:
     """``(first, total)`` of ``bytes first-last/total``; None when malformed."""
     if not value or not value.startswith("bytes "):

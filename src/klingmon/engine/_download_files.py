@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_file",
+    "feed_file",
     "hash_file",
+    "head",
     "local_dest",
     "local_path",
     "move_leftovers",
@@ -39,12 +41,23 @@ __all__ = [
 def hash_file(path: Path) -> tuple[int, str]:
     """Size and SHA-256 of a local file."""
     digest = hashlib.sha256()
+    return feed_file(path, digest), digest.hexdigest()
+
+
+def feed_file(path: Path, digest: Any) -> int:
+    """Feed a local file to ``digest`` (a part file resumed); returns its size."""
     size = 0
     with path.open("rb") as f:
         while chunk := f.read(1024 * 1024):
             digest.update(chunk)
             size += len(chunk)
-    return size, digest.hexdigest()
+    return size
+
+
+def head(path: Path, nbytes: int = 16) -> bytes:
+    """A file's first bytes (to tell its format)."""
+    with path.open("rb") as f:
+        return f.read(nbytes)
 
 
 def local_path(root: str, rel: str) -> Path:

@@ -36,7 +36,6 @@ import httpx
 
 from klingmon._clock import Clock, SystemClock, to_ms
 from klingmon.engine._download_checks import (
-    HEAD_BYTES,
     ByteBudget,
     check_content_type,
     check_partial,
@@ -44,6 +43,8 @@ from klingmon.engine._download_checks import (
     looks_like_media,
 )
 from klingmon.engine._download_files import (
+    feed_file,
+    head,
     local_dest,
     local_path,
     move_leftovers,
@@ -312,13 +313,13 @@ class Downloader:
         part.parent.mkdir(parents=True, exist_ok=True)
         state = _Fetch(part)
         if part.exists():
-            state.received, _ = await asyncio.to_thread(_rehash, part, state.digest)
+            state.received = await asyncio.to_thread(feed_file, part, state.digest)
         self._emit("start", row.id, dest, state.received)
         await self._stream(row, dest, state)
         size, sha = state.received, state.digest.hexdigest()
         if state.total is not None and size != state.total:
             raise DownloadError(f"got {size} of {state.total} bytes")
-        if state.sniff and not await asyncio.to_thread(_media_head, part):
+        if state.sniff and not looks_like_media(await asyncio.to_thread(head, part)):
             raise DownloadRefusedError(
                 f"refused {state.shown}: no Content-Type, and the bytes are "
                 "not a known video, image or audio format"
@@ -485,20 +486,6 @@ def _restart(state: _Fetch) -> None:
     state.digest = hashlib.sha256()
     state.received = 0
     state.total = None
-
-
-def _media_head(path: Path) -> bool:
-    with path.open("rb") as f:
-        return looks_like_media(f.read(HEAD_BYTES))
-
-
-def _rehash(path: Path, digest: Any) -> tuple[int, None]:
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, None
 
 
 def _describe(exc: BaseException) -> str:
