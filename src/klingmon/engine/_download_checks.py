@@ -46,6 +46,8 @@ _SIGNATURES = (
     b"OggS",
     b"fLaC",
 )
+
+
 def content_range(value: str | None) -> tuple[int, int | None] | None:
     """``(first, total)`` of ``bytes first-last/total``; None when malformed."""
     if not value or not value.startswith("bytes "):

@@ -88,7 +88,7 @@ class _Fetch:
     digest: Any = field(default_factory=hashlib.sha256)
     received: int = 0
     total: int | None = None
-    #: The last answer named no content type: check the file's first bytes.
+    #: Some answer named no content type: check the file's first bytes.
     sniff: bool = False
     #: The hop being read, as messages show it, and the byte its Range asked for.
     shown: str = ""
@@ -386,6 +386,7 @@ class Downloader:
             info = content_range(response.headers.get("content-range"))
             if info is not None and info[1] == state.received:
                 state.total = state.received  # the part file was complete already
+                state.sniff = True  # no answer named its type: check its bytes
                 return
             _restart(state)
             raise DownloadError("range not satisfiable; starting over")
@@ -410,7 +411,9 @@ class Downloader:
             raise _FatalError(f"{shown} answered {status}")
         else:
             raise DownloadError(f"{shown} answered {status}")
-        state.sniff = check_content_type(response.headers.get("content-type"), shown)
+        # Sticky: bytes that came with no content type are checked at the end.
+        sniff = check_content_type(response.headers.get("content-type"), shown)
+        state.sniff = state.sniff or sniff
         limit = self.settings.max_bytes
         if state.total is not None and state.total > limit:
             raise DownloadRefusedError(
@@ -486,6 +489,7 @@ def _restart(state: _Fetch) -> None:
     state.digest = hashlib.sha256()
     state.received = 0
     state.total = None
+    state.sniff = False
 
 
 def _describe(exc: BaseException) -> str:
