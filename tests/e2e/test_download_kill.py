@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import signal
 import time
@@ -56,7 +57,7 @@ def test_sigkill_mid_file_resumes_and_matches(tmp_path: Path) -> None:
             *FAST_FLAGS, "--no-download", "watch", "kill", "--json", env=env
         )
         assert watched.returncode == 0, watched.stderr
-        args = ("download", "kill", "--out", str(out), "--allow-origin", server.url)
+        args = ("download", "kill", "--out", str(out))  # origin: from cli_env
         proc = spawn(*args, "--parallel", "1", "--json", env=env)
         part = _wait_for_part(out, 20.0)
         proc.send_signal(signal.SIGKILL)
@@ -101,9 +102,7 @@ def test_verify_flags_changed_and_missing_files(tmp_path: Path) -> None:
         assert stored.returncode == 0, stored.stderr
         quiet = (*FAST_FLAGS, "--no-download")
         assert klingmon(*quiet, "watch", "v", "--json", env=env).returncode == 0
-        got = klingmon(
-            "download", "v", "--out", str(out), "--allow-origin", server.url, env=env
-        )
+        got = klingmon("download", "v", "--out", str(out), env=env)
         assert got.returncode == 0, got.stderr
         assert f"Files under {out}" in got.stdout
         files = sorted(p for p in out.rglob("*.mp4"))
@@ -114,8 +113,13 @@ def test_verify_flags_changed_and_missing_files(tmp_path: Path) -> None:
         assert checked.returncode == 5
         states = sorted(f["check"] for f in json.loads(checked.stdout)["files"])
         assert states == ["changed", "missing", "ok"]
-        fixed = klingmon(
-            "download", "v", "--out", str(out), "--allow-origin", server.url, env=env
-        )
+        fixed = klingmon("download", "v", "--out", str(out), env=env)
         assert fixed.returncode == 0, fixed.stderr
         assert klingmon("verify", "v", env=env).returncode == 0
+        with Store.open(str(db)) as store:
+            served = {
+                r.dest: server.sim.media_sha256(r.url) for r in store.download_rows()
+            }
+    # The changed file was fetched anew, not adopted as it was found.
+    for path in files:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == served[str(path)]

@@ -62,7 +62,7 @@ def test_confirmed_callback_owes_files_in_the_same_transaction(store: Store) -> 
 
 
 def test_claims_lease_and_finish(store: Store) -> None:
-    """Two workers never hold one file; done, failed and requeue move the row."""
+    """Two workers never hold one file; dest, done, failed and requeue move the row."""
     tid, other = submitted(store, 2)
     _succeed(store, tid, "poll")
     _succeed(store, other, "poll")
@@ -73,9 +73,11 @@ def test_claims_lease_and_finish(store: Store) -> None:
     assert not {r.id for r in a} & {r.id for r in b}
     assert {r.status for r in a} == {"downloading"}
     first = a[0]
+    # Each fetch records its own place until the file is done; then it stays.
+    assert store.set_download_dest(first.id, "/y/other.mp4") == "/y/other.mp4"
     assert store.set_download_dest(first.id, "/x/1.mp4") == "/x/1.mp4"
-    assert store.set_download_dest(first.id, "/y/other.mp4") == "/x/1.mp4"
     store.download_done(first.id, T0 + 1, size=10, sha256="ab" * 32)
+    assert store.set_download_dest(first.id, "/z/late.mp4") == "/x/1.mp4"
     store.download_failed(a[1].id, "boom")  # an attempt, still claimed
     store.download_failed(a[2].id, "gone", status="failed")
     store.release("a")
@@ -85,7 +87,8 @@ def test_claims_lease_and_finish(store: Store) -> None:
     assert [r.id for r in retried] == [a[2].id]
     store.requeue_downloads([first.id])
     (row,) = [r for r in store.download_rows() if r.id == first.id]
-    assert (row.status, row.sha256, row.dest) == ("pending", None, "/x/1.mp4")
+    # Owed again, it keeps the hash a file found in its place must still have.
+    assert (row.status, row.sha256, row.dest) == ("pending", "ab" * 32, "/x/1.mp4")
     counts = store.download_counts(now_ms=T0, within_ms=RETENTION_MS)
     assert counts["expiring"] == 6
     assert store.next_download_ms() == 0

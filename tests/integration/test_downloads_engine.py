@@ -17,6 +17,7 @@ from engine_support import loopback_monitor
 from klingmon.api import Text2VideoRequest
 from klingmon.engine import Downloader, DownloadSettings
 from klingmon.sim import Faults, SimConfig
+from klingmon.store import Store
 from klingmon.testing import SimServer
 
 if TYPE_CHECKING:
@@ -165,14 +166,16 @@ async def test_server_ignoring_range_restarts_from_zero(
     seen: list[str | None] = []
 
     def no_ranges(request: httpx.Request) -> httpx.Response:
-        # The simulator always honours Range; a CDN that ignores it is only here.
+        # The simulator always honours Range; a CDN that ignores it is only here
+        # (and it names no content type: the bytes are checked to be an MP4).
         seen.append(request.headers.get("range"))
         return httpx.Response(200, content=body)
 
     settings = _settings(media_server, out)
-    dest = Path(monitor.store.set_download_dest(row.id, str(out / "nr" / "clip.mp4")))
-    dest.parent.mkdir(parents=True)
-    dest.with_name("clip.mp4.part").write_bytes(b"stale bytes of another try")
+    # An earlier run (other settings) left a part file under another name: this
+    # run moves it to its own place and resumes it.
+    earlier = Path(monitor.store.set_download_dest(row.id, str(tmp_path / "old.mp4")))
+    earlier.with_name("old.mp4.part").write_bytes(b"stale bytes of another try")
     client = httpx.AsyncClient(transport=httpx.MockTransport(no_ranges))
     downloader = Downloader(monitor.store, settings, client=client)
     await downloader.run(batch_id=batch.id)
@@ -180,7 +183,11 @@ async def test_server_ignoring_range_restarts_from_zero(
     (done,) = monitor.store.download_rows(batch.id)
     assert seen == ["bytes=26-"]
     assert done.status == "done"
+    assert done.dest is not None
+    dest = Path(done.dest)
+    assert dest.is_relative_to(out)
     assert _sha(dest) == done.sha256 == hashlib.sha256(body).hexdigest()
+    assert not list(tmp_path.glob("old.mp4*"))
     monitor.store.close()
 
 
@@ -244,3 +251,41 @@ async def test_engine_stop_mid_file_then_resume(tmp_path: Path) -> None:
         assert row.sha256 == server.sim.media_sha256(row.url)
         assert server.sim.counters()["requests"].get("media 206", 0) == 1
         await restarted.aclose()
+
+
+async def test_part_left_in_another_folder_moves_and_resumes(tmp_path: Path) -> None:
+    """A run with another folder takes over a part file: moved, resumed, not pinned."""
+    config = SimConfig(
+        admin=True,
+        seed=9,
+        time_scale=1000.0,
+        faults=Faults(fail_rate=0.0),
+        media_size=1024 * 1024,
+        media_chunk_delay=0.06,  # 16 chunks: about a second for the file
+    )
+    first, second = tmp_path / "first", tmp_path / "second"
+    with SimServer(config) as server:
+        monitor = _monitor(server, tmp_path, first)
+        batch = monitor.submit([Text2VideoRequest(prompt="move me")], batch="mv")
+        runner = asyncio.create_task(monitor.run(batch=batch.id))
+        deadline = asyncio.get_running_loop().time() + 20
+        while not _part_with_bytes(first):
+            assert asyncio.get_running_loop().time() < deadline
+            assert not runner.done()
+            await asyncio.sleep(0.01)
+        monitor.stop()
+        await runner
+        await monitor.aclose()
+        store = Store.open(str(tmp_path / "k.db"))  # a new process, same store
+        downloader = Downloader(store, _settings(server, second))
+        counts = await downloader.run(batch_id=batch.id)
+        await downloader.aclose()
+        (row,) = store.download_rows(batch.id)
+        resumed = server.sim.counters()["requests"].get("media 206", 0)
+        store.close()
+    assert counts["done"] == 1
+    assert row.dest is not None
+    assert Path(row.dest).is_relative_to(second)
+    assert _sha(Path(row.dest)) == row.sha256 == server.sim.media_sha256(row.url)
+    assert resumed == 1  # the moved part was resumed, not fetched again
+    assert not [p for p in first.rglob("*") if p.is_file()]

@@ -71,6 +71,12 @@ def test_check_url_rules() -> None:
     ):
         with pytest.raises(DownloadRefusedError, match="refused"):
             check_url(bad, s)
+    # Refusals quote the URL with its port, never its userinfo or query.
+    with pytest.raises(DownloadRefusedError) as refused:
+        check_url("http://u:p@127.0.0.1:9001/media/1/0.mp4?sig=secret", s)
+    assert refused.value.message == (
+        "refused http://127.0.0.1:9001/media/1/0.mp4: credentials in the URL"
+    )
 
 
 async def test_url_off_allowlist_is_refused(tmp_path: Path) -> None:

@@ -1,5 +1,9 @@
 """``download`` and ``verify``: bring results home before Kling deletes them.
 
+``download`` uses the engine's download configuration: the global
+``--download-dir`` (``./klingmon-downloads``) and ``--download-origin``, from
+:class:`~klingmon.config.Settings`; ``--out`` only overrides the folder for one run.
+
 Exit codes: ``download`` 0 when every selected file is on disk, 4 when some failed,
 were refused or expired; ``verify`` 0 when every downloaded file is intact, 5 when
 some are missing or changed.
@@ -8,6 +12,7 @@ some are missing or changed.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -62,11 +67,13 @@ def download_settings(
     allow_hosts: list[str] | None = None,
     allow_origins: list[str] | None = None,
     max_bytes: int | None = None,
+    max_in_flight: int | None = None,
     parallel: int = 4,
 ) -> DownloadSettings:
     hosts = tuple(allow_hosts) if allow_hosts else DEFAULT_ALLOW_HOSTS
     extra: dict[str, Any] = {} if max_bytes is None else {"max_bytes": max_bytes}
     return DownloadSettings(
+        max_in_flight=max_in_flight,
         out=out,
         template=template,
         allow_hosts=hosts,
@@ -168,11 +175,12 @@ def _row_json(row: DownloadRow) -> dict[str, Any]:
 def download(
     ctx: typer.Context,
     batch: str | None = typer.Argument(None, help="Batch name or id (default: all)."),
-    out: str = typer.Option(
-        "downloads",
+    out: str | None = typer.Option(
+        None,
         "--out",
-        envvar="KLINGMON_DOWNLOAD_DIR",
-        help="Folder, or an fsspec URL (needs the storage extra).",
+        help="Folder (or fsspec URL) for this run; default: the global "
+        "--download-dir (KLINGMON_DOWNLOAD_DIR, ./klingmon-downloads).",
+        show_default=False,
     ),
     template: str = typer.Option(
         DEFAULT_TEMPLATE,
@@ -193,23 +201,44 @@ def download(
     allow_origin: list[str] | None = typer.Option(
         None,
         "--allow-origin",
-        envvar="KLINGMON_DOWNLOAD_ORIGINS",
-        help="Exact origins allowed even over http (a local simulator).",
+        hidden=True,
+        help="Deprecated: use the global --download-origin.",
     ),
     max_bytes: int | None = typer.Option(
-        None, "--max-bytes", envvar="KLINGMON_DOWNLOAD_MAX_BYTES", help="Size cap."
+        None,
+        "--max-bytes",
+        envvar="KLINGMON_DOWNLOAD_MAX_BYTES",
+        help="Largest file taken, in bytes (default 2 GiB).",
+    ),
+    max_in_flight: int | None = typer.Option(
+        None,
+        "--max-in-flight",
+        envvar="KLINGMON_DOWNLOAD_MAX_IN_FLIGHT",
+        help="Bytes all parallel files may hold at once (default: --max-bytes).",
     ),
     parallel: int = typer.Option(4, "--parallel", help="Files fetched at once."),
     as_json: bool = typer.Option(False, "--json", help="Print the files as JSON."),
 ) -> None:
     """Download results (soonest to expire first); resumes, never fetches twice."""
     context = get_context(ctx)
+    origins = list(context.settings.download_origins)
+    if allow_origin:
+        context.err.print(
+            "warning: download --allow-origin is deprecated; use the global "
+            "--download-origin (or KLINGMON_DOWNLOAD_ORIGINS)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        origins += allow_origin
+    folder = out or context.settings.download_dir
     settings = download_settings(
-        out=out,
+        out=folder,
         template=template,
         allow_hosts=allow_host,
-        allow_origins=allow_origin,
+        allow_origins=origins,
         max_bytes=max_bytes,
+        max_in_flight=max_in_flight,
         parallel=parallel,
     )
     within = None if expiring is None else parse_span(expiring)
@@ -230,21 +259,59 @@ def download(
         )
     ]
     if as_json:
-        emit_json({"counts": counts, "files": [_row_json(r) for r in rows]})
+        emit_json(
+            {
+                "out": settings.out,
+                "counts": counts,
+                "files": [_row_json(r) for r in rows],
+            }
+        )
     else:
         shown = {k: v for k, v in counts.items() if v and k != "expiring"}
         summary = ", ".join(f"{n} {k}" for k, n in sorted(shown.items())) or "nothing"
         context.console.print(
-            f"Downloads: {summary}. Files under {out}", soft_wrap=True, markup=False
+            f"Downloads: {summary}. {_where(settings, rows)}",
+            soft_wrap=True,
+            markup=False,
         )
         for row in bad:
             context.console.print(
                 f"  {row.status}: task {row.task_id} {row.kind} {row.idx}: "
                 f"{row.last_error or ''}",
+                soft_wrap=True,
                 markup=False,
             )
     if bad:
         raise typer.Exit(4)
+
+
+def _where(settings: DownloadSettings, rows: list[DownloadRow]) -> str:
+    """Where the files are: this run's folder, and any that landed elsewhere before."""
+    out = settings.out
+    root = out.rstrip("/") if settings.remote else _local_root(out)
+    done = [r.dest for r in rows if r.status == "done" and r.dest]
+    elsewhere = [d for d in done if not _under(d, root)]
+    text = f"Files under {out}"
+    if elsewhere:
+        places = sorted({_parent(d) for d in elsewhere})
+        more = f" and {len(places) - 1} more" if len(places) > 1 else ""
+        text += (
+            f"; {len(elsewhere)} downloaded before stay where they landed "
+            f"({places[0]}{more})"
+        )
+    return text
+
+
+def _local_root(out: str) -> str:
+    return str(Path(out.removeprefix("file://")).expanduser().absolute())
+
+
+def _under(dest: str, root: str) -> bool:
+    return dest == root or dest.startswith(root.rstrip("/") + "/")
+
+
+def _parent(dest: str) -> str:
+    return dest.rsplit("/", 1)[0] if "/" in dest else dest
 
 
 @app.command()

@@ -10,21 +10,30 @@ import contextlib
 import hashlib
 import importlib
 import os
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from klingmon.engine._download_rules import DownloadRefusedError
 from klingmon.errors import ConfigError
 
+if TYPE_CHECKING:
+    from klingmon.store import BatchRow, TaskRow
+    from klingmon.store._downloads import DownloadRow
+
 __all__ = [
     "check_file",
+    "feed_file",
     "hash_file",
+    "head",
     "local_dest",
     "local_path",
+    "move_leftovers",
     "remote_exists",
     "remote_hash",
     "remote_write",
     "settled",
+    "sidecar_record",
     "upload",
 ]
 
@@ -32,12 +41,23 @@ __all__ = [
 def hash_file(path: Path) -> tuple[int, str]:
     """Size and SHA-256 of a local file."""
     digest = hashlib.sha256()
+    return feed_file(path, digest), digest.hexdigest()
+
+
+def feed_file(path: Path, digest: Any) -> int:
+    """Feed a local file to ``digest`` (a part file resumed); returns its size."""
     size = 0
     with path.open("rb") as f:
         while chunk := f.read(1024 * 1024):
             digest.update(chunk)
             size += len(chunk)
-    return size, digest.hexdigest()
+    return size
+
+
+def head(path: Path, nbytes: int = 16) -> bytes:
+    """A file's first bytes (to tell its format)."""
+    with path.open("rb") as f:
+        return f.read(nbytes)
 
 
 def local_path(root: str, rel: str) -> Path:
@@ -117,3 +137,56 @@ def check_file(dest: str, sha256: str | None, *, remote: bool) -> str:
     except FileNotFoundError:
         return "missing"
     return "ok" if found == sha256 else "changed"
+
+
+def move_leftovers(old: str, new: str) -> None:
+    """Move what an earlier run left at ``old`` (part, file, sidecar) to ``new``.
+
+    Nothing is overwritten: a file already at ``new`` stays, the old one too.
+    """
+    for suffix in (".part", "", ".json"):
+        source, target = Path(old + suffix), Path(new + suffix)
+        if source.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(source, target)
+
+
+def sidecar_record(
+    row: DownloadRow,
+    task: TaskRow | None,
+    batch: BatchRow | None,
+    dest: str,
+    *,
+    size: int,
+    sha256: str,
+) -> dict[str, Any]:
+    """What ``<file>.json`` says: request, ids, timings, source URL and hash."""
+    record: dict[str, Any] = {
+        "file": dest,
+        "kind": row.kind,
+        "index": row.idx,
+        "size": size,
+        "sha256": sha256,
+        "source_url": row.url,
+        "expires_ms": row.expires_ms,
+        "batch": None if batch is None else batch.name,
+    }
+    if task is not None:
+        record |= {
+            "task_id": task.task_id,
+            "external_task_id": task.external_task_id,
+            "endpoint": task.endpoint,
+            "request": task.body,  # the request body: never credentials
+            "status": task.status.value,
+            "units": task.units,
+            "timings_ms": {
+                "created": task.created_ms,
+                "submitted": task.submitted_ms,
+                "processing": task.processing_ms,
+                "finished": task.finished_ms,
+                "kling_created": task.kling_created_ms,
+                "kling_updated": task.kling_updated_ms,
+            },
+            "result": task.result,
+        }
+    return record

@@ -34,12 +34,16 @@ class DownloadSettings:
     """Where results land and what may be fetched; ``auto``: on success, at once."""
 
     #: A local directory, or an fsspec URL (``s3://bucket/prefix``, needs ``storage``).
-    out: str = "downloads"
+    out: str = "klingmon-downloads"
     template: str = DEFAULT_TEMPLATE
     allow_hosts: tuple[str, ...] = DEFAULT_ALLOW_HOSTS
     #: Exact ``scheme://host:port`` origins allowed even over http (a simulator).
     allow_origins: tuple[str, ...] = ()
     max_bytes: int = 2 * _GIB
+    #: Bytes all parallel transfers may still bring at once: each reserves what its
+    #: answer announces (``max_bytes`` when it announces nothing). None means
+    #: ``max_bytes``: 2 GiB in total by default, however many files run in parallel.
+    max_in_flight: int | None = None
     parallel: int = 4
     attempts: int = 5
     backoff_base: float = 1.0
@@ -61,10 +65,20 @@ class DownloadSettings:
             raise ConfigError("download parallel and attempts must be at least 1")
         if self.max_bytes < 1:
             raise ConfigError("download max_bytes must be positive")
+        if self.max_in_flight is not None and self.max_in_flight < self.max_bytes:
+            raise ConfigError(
+                f"download max_in_flight ({self.max_in_flight}) must be at least "
+                f"max_bytes ({self.max_bytes}): one whole file must fit"
+            )
         for origin in self.allow_origins:
             parts = urlsplit(origin)
             if parts.scheme not in {"http", "https"} or not parts.hostname:
                 raise ConfigError(f"not an origin: {origin!r} (scheme://host:port)")
+
+    @property
+    def budget(self) -> int:
+        """The bytes in flight across all parallel transfers, at most."""
+        return self.max_bytes if self.max_in_flight is None else self.max_in_flight
 
     @property
     def remote(self) -> bool:
@@ -113,10 +127,10 @@ def check_url(url: str, settings: DownloadSettings) -> None:
 
 
 def show_url(url: str) -> str:
-    """A URL without userinfo or query (signed CDN URLs carry tokens there)."""
+    """A URL with its port, without userinfo or query (signed URLs carry tokens)."""
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
     except ValueError:
         return "(an unreadable URL)"
+    host = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{host}{parts.path}"

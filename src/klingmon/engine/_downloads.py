@@ -1,17 +1,22 @@
 """The download manager: results come home, safely, once, through crashes.
 
-Each owed file (a ``downloads`` row) is claimed with a lease, its destination fixed
-in the store before the first byte, and streamed into ``<dest>.part``. The part
-file is deterministic, so a restart after a crash or a dropped connection resumes it
-with ``Range: bytes=<size>-`` (a server that ignores the range is read from zero).
-The size is checked against ``Content-Length``/``Content-Range``, the SHA-256 is
-taken over the whole file, the file is renamed into place with :func:`os.replace`,
-and only then is the row marked done. A restart that finds the final file but no
-done row re-hashes it and marks it done: nothing is fetched twice.
+Each owed file (a ``downloads`` row) is claimed with a lease; its destination is
+decided when it is fetched, from the settings of the run that fetches it, and
+recorded in the store before the first byte. It is streamed into ``<dest>.part``; a
+restart resumes that part file with ``Range: bytes=<size>-`` (a server that ignores
+the range is read from zero), and a part or finished file left where an earlier run
+with other settings put it is moved to the new place first. Each answer is checked
+to be the result (:mod:`._download_checks`: content type, range, magic bytes), the
+size against ``Content-Length``/``Content-Range``; the SHA-256 is taken over the
+whole file, the file is renamed into place with :func:`os.replace`, and only then is
+the row marked done. A restart that finds the final file but no done row re-hashes
+it and marks it done (unless the store knows another hash for it): nothing is
+fetched twice.
 
 Safety: only ``https`` URLs whose host is on the allowlist (Kling's CDN by default),
 or an exact origin named in ``allow_origins`` (the simulator's, over http); every
-redirect hop is checked again; files above ``max_bytes`` are refused.
+redirect hop is checked again; files above ``max_bytes`` are refused, and all
+parallel transfers together hold at most ``max_in_flight`` bytes.
 """
 
 from __future__ import annotations
@@ -30,11 +35,22 @@ from urllib.parse import urljoin
 import httpx
 
 from klingmon._clock import Clock, SystemClock, to_ms
+from klingmon.engine._download_checks import (
+    ByteBudget,
+    check_content_type,
+    check_partial,
+    content_range,
+    looks_like_media,
+)
 from klingmon.engine._download_files import (
+    feed_file,
+    head,
     local_dest,
     local_path,
+    move_leftovers,
     remote_write,
     settled,
+    sidecar_record,
     upload,
 )
 from klingmon.engine._download_rules import (
@@ -64,17 +80,6 @@ _MAX_REDIRECTS = 5
 _DAY_MS = 24 * 3600 * 1000
 
 
-def _content_range(value: str | None) -> tuple[int, int | None] | None:
-    """``(first, total)`` of ``bytes first-last/total``; None when malformed."""
-    if not value or not value.startswith("bytes "):
-        return None
-    span, _, total = value[6:].partition("/")
-    first, _, _ = span.partition("-")
-    if not first.strip().isdigit():
-        return None
-    return int(first), int(total) if total.strip().isdigit() else None
-
-
 @dataclass
 class _Fetch:
     """One file's transfer state: where its bytes go, how many came."""
@@ -83,6 +88,11 @@ class _Fetch:
     digest: Any = field(default_factory=hashlib.sha256)
     received: int = 0
     total: int | None = None
+    #: Some answer named no content type: check the file's first bytes.
+    sniff: bool = False
+    #: The hop being read, as messages show it, and the byte its Range asked for.
+    shown: str = ""
+    asked_from: int | None = None
 
 
 class Downloader:
@@ -107,6 +117,7 @@ class Downloader:
         self.on_event = on_event
         self._rng = random.Random()
         self._limit = asyncio.Semaphore(settings.parallel)
+        self._budget = ByteBudget(settings.budget)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -187,10 +198,11 @@ class Downloader:
         """Bring one file home; True when it is done. Never raises for one file."""
         async with self._limit:
             try:
-                dest = self._destination(row)
-            except KlingmonError as exc:
-                self.store.download_failed(row.id, exc.message, status="failed")
-                self._emit("failed", row.id, row.dest or "", error=exc.message)
+                dest = await self._destination(row)
+            except (KlingmonError, OSError) as exc:
+                message = _describe(exc)
+                self.store.download_failed(row.id, message, status="failed")
+                self._emit("failed", row.id, row.dest or "", error=message)
                 return False
             for attempt in range(1, self.settings.attempts + 1):
                 try:
@@ -237,9 +249,19 @@ class Downloader:
             return "expired"
         return "failed"
 
-    def _destination(self, row: DownloadRow) -> str:
-        if row.dest:
-            return row.dest
+    async def _destination(self, row: DownloadRow) -> str:
+        """Where this run puts the file, recorded before the first byte.
+
+        Decided now, from these settings (not pinned by an earlier run): bytes an
+        earlier run left elsewhere are moved here, so they are neither lost nor
+        fetched again.
+        """
+        dest = self._render(row)
+        if row.dest and row.dest != dest and not self.settings.remote:
+            await asyncio.to_thread(move_leftovers, row.dest, dest)
+        return self.store.set_download_dest(row.id, dest)
+
+    def _render(self, row: DownloadRow) -> str:
         task = self.store.task(row.task_id)
         batch = self.store.batch(row.batch_id)
         if task is None or batch is None:
@@ -263,12 +285,9 @@ class Downloader:
             ),
         )
         out = self.settings.out
-        dest = (
-            f"{out.rstrip('/')}/{rel}" if self.settings.remote else local_dest(out, rel)
-        )
-        # Write-ahead: the name is fixed before the first byte, so a restart resumes
-        # the same part file even if the template changed meanwhile.
-        return self.store.set_download_dest(row.id, dest)
+        if self.settings.remote:
+            return f"{out.rstrip('/')}/{rel}"
+        return local_dest(out, rel)
 
     def _staging(self, dest: str) -> Path:
         if not self.settings.remote:
@@ -294,12 +313,17 @@ class Downloader:
         part.parent.mkdir(parents=True, exist_ok=True)
         state = _Fetch(part)
         if part.exists():
-            state.received, _ = await asyncio.to_thread(_rehash, part, state.digest)
+            state.received = await asyncio.to_thread(feed_file, part, state.digest)
         self._emit("start", row.id, dest, state.received)
         await self._stream(row, dest, state)
         size, sha = state.received, state.digest.hexdigest()
         if state.total is not None and size != state.total:
             raise DownloadError(f"got {size} of {state.total} bytes")
+        if state.sniff and not looks_like_media(await asyncio.to_thread(head, part)):
+            raise DownloadRefusedError(
+                f"refused {state.shown}: no Content-Type, and the bytes are "
+                "not a known video, image or audio format"
+            )
         part.replace(local)
         if self.settings.remote:
             await asyncio.to_thread(upload, local, dest)
@@ -309,6 +333,10 @@ class Downloader:
         """A crash after the rename, before the store heard: re-hash and mark done."""
         found = await asyncio.to_thread(settled, local, dest, self.settings.remote)
         if found is None:
+            return False
+        if row.sha256 is not None and found[1] != row.sha256:
+            # Owed again because it changed (``verify --requeue``): fetch it anew.
+            logger.info("download.replacing_changed", extra={"download": row.id})
             return False
         logger.info("download.found", extra={"download": row.id})
         await self._finish(row, dest, local, *found)
@@ -329,6 +357,7 @@ class Downloader:
         url = row.url
         for _hop in range(_MAX_REDIRECTS + 1):
             check_url(url, self.settings)
+            state.shown, state.asked_from = show_url(url), state.received or None
             headers = {"Range": f"bytes={state.received}-"} if state.received else {}
             request = self.client.build_request("GET", url, headers=headers)
             response = await self.client.send(request, stream=True)
@@ -352,45 +381,58 @@ class Downloader:
     async def _body(
         self, row: DownloadRow, dest: str, response: httpx.Response, state: _Fetch
     ) -> None:
-        status = response.status_code
+        status, shown = response.status_code, state.shown
         if status == 416 and state.received:
-            info = _content_range(response.headers.get("content-range"))
+            info = content_range(response.headers.get("content-range"))
             if info is not None and info[1] == state.received:
                 state.total = state.received  # the part file was complete already
+                state.sniff = True  # no answer named its type: check its bytes
                 return
             _restart(state)
             raise DownloadError("range not satisfiable; starting over")
         if status in {404, 410}:
-            raise _GoneError(f"{show_url(row.url)} answered {status}")
+            raise _GoneError(f"{shown} answered {status}")
         if status == 206:
-            info = _content_range(response.headers.get("content-range"))
-            if info is None or info[0] != state.received:
-                _restart(state)
-                raise DownloadError(
-                    "the server resumed at the wrong byte; starting over"
+            try:
+                state.total = check_partial(
+                    response.headers.get("content-range"),
+                    asked_from=state.asked_from,
+                    shown=shown,
                 )
-            state.total = info[1]
+            except DownloadError:
+                _restart(state)
+                raise
         elif status == 200:
             if state.received:
                 _restart(state)  # the server ignored Range: read from the start
             length = response.headers.get("content-length")
             state.total = int(length) if length and length.isdigit() else None
         elif 400 <= status < 500 and status not in {408, 425, 429}:
-            raise _FatalError(f"{show_url(row.url)} answered {status}")
+            raise _FatalError(f"{shown} answered {status}")
         else:
-            raise DownloadError(f"{show_url(row.url)} answered {status}")
+            raise DownloadError(f"{shown} answered {status}")
+        # Sticky: bytes that came with no content type are checked at the end.
+        sniff = check_content_type(response.headers.get("content-type"), shown)
+        state.sniff = state.sniff or sniff
         limit = self.settings.max_bytes
         if state.total is not None and state.total > limit:
             raise DownloadRefusedError(
-                f"refused {show_url(row.url)}: {state.total} bytes is over the "
-                f"{limit}-byte cap"
+                f"refused {shown}: {state.total} bytes is over the {limit}-byte cap"
             )
+        coming = (limit if state.total is None else state.total) - state.received
+        async with self._budget.hold(coming):
+            await self._write(row, dest, response, state)
+
+    async def _write(
+        self, row: DownloadRow, dest: str, response: httpx.Response, state: _Fetch
+    ) -> None:
+        shown, limit = state.shown, self.settings.max_bytes
         mode = "ab" if state.received else "wb"
         with state.part.open(mode) as f:
             async for chunk in response.aiter_bytes(self.settings.chunk_size):
                 if state.received + len(chunk) > limit:
                     raise DownloadRefusedError(
-                        f"refused {show_url(row.url)}: over the {limit}-byte cap"
+                        f"refused {shown}: over the {limit}-byte cap"
                     )
                 f.write(chunk)
                 f.flush()
@@ -404,34 +446,7 @@ class Downloader:
     ) -> None:
         task = self.store.task(row.task_id)
         batch = self.store.batch(row.batch_id)
-        record: dict[str, Any] = {
-            "file": dest,
-            "kind": row.kind,
-            "index": row.idx,
-            "size": size,
-            "sha256": sha,
-            "source_url": row.url,
-            "expires_ms": row.expires_ms,
-            "batch": None if batch is None else batch.name,
-        }
-        if task is not None:
-            record |= {
-                "task_id": task.task_id,
-                "external_task_id": task.external_task_id,
-                "endpoint": task.endpoint,
-                "request": task.body,  # the request body: never credentials
-                "status": task.status.value,
-                "units": task.units,
-                "timings_ms": {
-                    "created": task.created_ms,
-                    "submitted": task.submitted_ms,
-                    "processing": task.processing_ms,
-                    "finished": task.finished_ms,
-                    "kling_created": task.kling_created_ms,
-                    "kling_updated": task.kling_updated_ms,
-                },
-                "result": task.result,
-            }
+        record = sidecar_record(row, task, batch, dest, size=size, sha256=sha)
         text = json.dumps(record, indent=2, sort_keys=True, default=str)
         if self.settings.remote:
             remote_write(dest + ".json", text)
@@ -474,15 +489,7 @@ def _restart(state: _Fetch) -> None:
     state.digest = hashlib.sha256()
     state.received = 0
     state.total = None
-
-
-def _rehash(path: Path, digest: Any) -> tuple[int, None]:
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, None
+    state.sniff = False
 
 
 def _describe(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-    from klingmon.sim._simulator import Simulator
+    from klingmon.sim._simulator import Scripted, Simulator
 
 __all__ = ["KNOWN_ENDPOINTS", "build_app"]
 
@@ -184,6 +184,10 @@ def build_app(sim: Simulator) -> Starlette:
             return Response("Not Found", 404, media_type="text/plain")
         headers = {"Accept-Ranges": "bytes", "Content-Type": "video/mp4"}
         size = len(data)
+        scripted = sim.pop_script("media")
+        if scripted is not None:
+            sim.record("media", f"{scripted.status}-scripted")
+            return _scripted_media(scripted, data, headers)
         header = request.headers.get("range")
         try:
             chosen = parse_range(header, size) if header else None
@@ -277,6 +281,25 @@ def _media_answer(
             raise ConnectionAbortedError("media answer cut short (media_cut)")
 
     return StreamingResponse(chunks(), status, headers=headers)
+
+
+def _scripted_media(
+    scripted: Scripted, data: bytes, headers: dict[str, str]
+) -> Response:
+    """A scripted answer for a result file: another body, type or range."""
+    headers = dict(headers)
+    body = data if scripted.body is None else scripted.body.encode()
+    if scripted.content_type is not None:
+        headers.pop("Content-Type")
+        if scripted.content_type:
+            headers["Content-Type"] = scripted.content_type
+    if scripted.content_range is not None:
+        headers["Content-Range"] = scripted.content_range
+        span = scripted.content_range.removeprefix("bytes ").partition("/")[0]
+        first, _, last = span.partition("-")
+        if first.isdigit() and last.isdigit():
+            body = body[int(first) : int(last) + 1]
+    return Response(body, scripted.status, headers=headers)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ROUTES", "Scripted", "Simulator"]
 
-ROUTES = frozenset({"create", "get", "list", "any"})
+#: ``media``: result files (``any`` covers the API routes only).
+ROUTES = frozenset({"create", "get", "list", "any", "media"})
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ class Scripted:
     code: int | None
     body: str | None
     drop: bool
+    #: Media only: the Content-Type sent ("" sends none; None: the usual video/mp4).
+    content_type: str | None = None
+    #: Media only: a Content-Range sent whatever the request asked for; the body is
+    #: then that span of the real file.
+    content_range: str | None = None
 
     def answer(self) -> Answer | None:
         """The forced answer, or None to let the request through (a bare 2xx)."""
@@ -142,14 +148,21 @@ class Simulator:
         body: str | None = None,
         times: int = 1,
         drop: bool = False,
+        content_type: str | None = None,
+        content_range: str | None = None,
     ) -> None:
-        """Force the next ``times`` answers on ``route``; wins over random faults."""
+        """Force the next ``times`` answers on ``route``; wins over random faults.
+
+        On ``media``: ``body`` (with ``content_type``) replaces the file, as an error
+        page served with 200 would; ``content_range`` forces a partial answer.
+        """
         if route not in ROUTES:
             raise ValueError(f"route must be one of {sorted(ROUTES)}")
         if times < 1:
             raise ValueError("times must be at least 1")
         with self._lock:
-            self._scripts[route].extend([Scripted(status, code, body, drop)] * times)
+            scripted = Scripted(status, code, body, drop, content_type, content_range)
+            self._scripts[route].extend([scripted] * times)
 
     def media_sha256(self, url_path: str) -> str:
         """SHA-256 of the file served at ``url_path`` (a path or a full URL)."""
@@ -215,7 +228,7 @@ class Simulator:
 
     def pop_script(self, route: str) -> Scripted | None:
         with self._lock:
-            for key in (route, "any"):
+            for key in (route,) if route == "media" else (route, "any"):
                 if self._scripts[key]:
                     return self._scripts[key].popleft()
         return None

@@ -45,7 +45,12 @@ _NEVER = 2**62
 
 @dataclass(frozen=True, slots=True)
 class DownloadRow:
-    """One result file; ``dest`` is the final path or fsspec URL once chosen."""
+    """One result file.
+
+    ``dest``: the path or fsspec URL its bytes go to (recorded by each fetch) or
+    landed at (once done). ``size``/``sha256``: of the file once done; kept when it
+    is owed again, as the hash a file found in place must have.
+    """
 
     id: int
     task_id: int
@@ -204,11 +209,15 @@ class Downloads(StoreBase):
         return rows
 
     def set_download_dest(self, download_id: int, dest: str) -> str:
-        """Fix a file's destination once (write-ahead); returns the stored one."""
+        """Record where a file's bytes go, before the first one (write-ahead).
+
+        Each fetch decides the place anew from its own settings; a file already
+        done keeps the place it landed. Returns the stored destination.
+        """
         with self._write() as conn:
             conn.execute(
                 downloads.update()
-                .where(downloads.c.id == download_id, downloads.c.dest.is_(None))
+                .where(downloads.c.id == download_id, downloads.c.status != "done")
                 .values(dest=dest)
             )
             stored = conn.scalar(
@@ -263,7 +272,11 @@ class Downloads(StoreBase):
             )
 
     def requeue_downloads(self, ids: Sequence[int]) -> None:
-        """Owe these files again (a verify found them missing or changed)."""
+        """Owe these files again (a verify found them missing or changed).
+
+        The size and hash of a file once done are kept: a file found in its place
+        is then taken as done only if it still has that hash.
+        """
         if not ids:
             return
         with self._write() as conn:
@@ -273,8 +286,6 @@ class Downloads(StoreBase):
                 .values(
                     status="pending",
                     attempts=0,
-                    size=None,
-                    sha256=None,
                     done_ms=None,
                     next_try_ms=None,
                     last_error=None,

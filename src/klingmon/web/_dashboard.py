@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -233,7 +233,7 @@ def install_dashboard(
     def preview(request: Request, download_id: int) -> Response:
         if (denied := guard(request)) is not None:
             return denied
-        path = _safe_file(store, dashboard, download_id)
+        path = _safe_file(store, download_id)
         media = _MEDIA.get(path.suffix.lower(), "application/octet-stream")
         return FileResponse(
             path, media_type=media, headers={"Cache-Control": "private, max-age=60"}
@@ -398,17 +398,24 @@ def _task(store: Store, ref: str) -> TaskRow:
     return row
 
 
-def _safe_file(store: Store, dashboard: Dashboard, download_id: int) -> Path:
-    """The downloaded file of row ``download_id``, only if it lies under the folder."""
-    root = dashboard.download_dir
+def _safe_file(store: Store, download_id: int) -> Path:
+    """The downloaded file of row ``download_id``, where the store says it landed.
+
+    The path comes from the store only (the request names a row id, never a
+    path): a done row's local file, a regular file (not a link) still of the
+    recorded size, in whichever folder the run that fetched it used.
+    """
     row = store.download_row(download_id)
-    if root is None or row is None or row.status != "done" or not row.dest:
+    if row is None or row.status != "done" or not row.dest or row.size is None:
         raise HTTPException(404, detail="no such file")
     if "://" in row.dest and not row.dest.startswith("file://"):
         raise HTTPException(404, detail="the file is not on this machine")
-    base = Path(root.removeprefix("file://")).expanduser().resolve()
-    path = Path(row.dest.removeprefix("file://")).expanduser().resolve()
-    if os.path.commonpath([base, path]) != str(base) or not path.is_file():
+    path = Path(row.dest.removeprefix("file://")).expanduser()
+    try:
+        found = path.lstat()
+    except OSError:
+        raise HTTPException(404, detail="no such file") from None
+    if not stat.S_ISREG(found.st_mode) or found.st_size != row.size:
         raise HTTPException(404, detail="no such file")
     return path
 

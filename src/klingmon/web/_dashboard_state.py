@@ -35,7 +35,7 @@ COOKIE = "klingmon_session"
 class Dashboard:
     """The dashboard's settings and live state (open event streams, downloads).
 
-    ``download_dir``: previews are served only from under it. ``downloads``: the
+    ``download_dir``: the folder results are downloaded into. ``downloads``: the
     settings the "download now" action fetches with (None: the action is off).
     ``wake``: called (from a worker thread) after an action stored new work.
     """

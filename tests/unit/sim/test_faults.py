@@ -55,10 +55,10 @@ async def test_script_wins_over_random_faults(connect):
 
 
 async def test_script_rejects_unknown_routes(connect):
-    """script() only takes create, get, list or any."""
+    """script() only takes create, get, list, any or media."""
     sim, _ = await connect()
     with pytest.raises(ValueError, match="route"):
-        sim.script("media", status=500)
+        sim.script("callback", status=500)
 
 
 async def test_scripted_drop_stores_the_create(connect):
