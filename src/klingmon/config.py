@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import ipaddress
 import logging
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -127,7 +128,9 @@ _WHERE = {
     "download": "--download/--no-download, KLINGMON_DOWNLOAD",
     "download_dir": "--download-dir, KLINGMON_DOWNLOAD_DIR",
     "download_origins": "--download-origin, KLINGMON_DOWNLOAD_ORIGINS",
-    **_ENV_ONLY,
+    "public_url": "serve --public-url, KLINGMON_PUBLIC_URL",
+    "webhook_secret": "serve --webhook-secret, KLINGMON_WEBHOOK_SECRET",
+    "callback_secret": "KLINGMON_CALLBACK_SECRET",
 }
 _HINTS = get_type_hints(Settings, {"Secret": Secret})
 _TYPES = {
@@ -137,6 +140,7 @@ _TYPES = {
 _DEFAULTS = {
     f.name: f.default for f in fields(Settings) if f.default is not dataclasses.MISSING
 }
+_INTERVALS = ("min_interval", "target_lag", "max_interval")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
@@ -151,7 +155,7 @@ def load_settings(
     """
     path = config or _config_path()
     from_file = _read_toml(path) if path is not None else {}
-    #: Where each value came from, when not from a flag: the file or a variable.
+    # Where each value came from, unless a flag: the file or a variable.
     sources: dict[str, str] = dict.fromkeys(from_file, str(path))
     problems = [
         f"{path}: {key}: unknown setting{_did_you_mean(key)}"
@@ -163,7 +167,9 @@ def load_settings(
             merged[key] = os.environ[env]
             sources[key] = env
     for key, value in (given or {}).items():
-        if value is not None:
+        if key not in _HINTS:
+            problems.append(f"{key}: unknown setting{_did_you_mean(key)}")
+        elif value is not None:
             merged[key] = value
             sources.pop(key, None)
     merged = _normalise(merged)
@@ -217,7 +223,13 @@ def _type_problems(values: dict[str, Any]) -> list[_Problem]:
 
 def _range_problems(v: dict[str, Any]) -> list[_Problem]:
     """The limits of each value, once its type is right."""
-    problems: list[_Problem] = []
+    problems: list[_Problem] = [
+        ((key,), "must be a finite number")
+        for key in ("rate", *_INTERVALS)
+        if not math.isfinite(v[key])
+    ]
+    if problems:
+        return problems  # nan and inf compare in ways no limit below expects
     if v["slots"] < 1:
         problems.append((("slots",), "must be at least 1"))
     if v["rate"] <= 0:
@@ -248,9 +260,6 @@ def _range_problems(v: dict[str, Any]) -> list[_Problem]:
         if v[key] is not None and not v[key].strip()
     )
     return problems
-
-
-_INTERVALS = ("min_interval", "target_lag", "max_interval")
 
 
 def _describe(keys: tuple[str, ...], message: str, sources: dict[str, str]) -> str:

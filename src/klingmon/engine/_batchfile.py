@@ -241,7 +241,7 @@ def _jsonl_records(report: _Report, text: str) -> _Records:
 
 def _delimiter(text: str) -> str:
     """The delimiter of the header line (the first), among ``,;<tab>|``."""
-    header = text.partition("\n")[0]
+    header = text.partition("\n")[0][:10_000]  # enough to tell; bounds the regexes
     try:
         return csv.Sniffer().sniff(header, delimiters=_CSV_DELIMITERS).delimiter
     except csv.Error:

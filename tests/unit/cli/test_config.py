@@ -56,6 +56,8 @@ def test_the_file_is_found_in_the_working_directory(tmp_path, monkeypatch):
         ('api-base = "ftp://x"\n', "klingmon.toml: api_base: must be an http(s) URL"),
         ('public_url = "hooks.example"\n', "klingmon.toml: public_url: must be an"),
         ('webhook_secret = "abc"\n', "klingmon.toml: webhook_secret: must start with"),
+        ("rate = nan\n", "klingmon.toml: rate: must be a finite number"),
+        ("max_interval = inf\n", "klingmon.toml: max_interval: must be a finite"),
         (
             "min_interval = 50\n",
             (
