@@ -105,7 +105,7 @@ def test_dry_run_refuses_a_taken_name_along_with_every_bad_row(server, tmp_path)
     assert both.returncode == 2
     assert both.stderr.strip().splitlines() == [
         "Error: a batch named 'launch' already exists; choose another --batch",
-        f"Error: {bad}:1: promt: unknown field (did you mean 'prompt'?)",
+        f"Error: {bad}:1: promt: unknown field for text2video (did you mean 'prompt'?)",
         f"{bad}:2: mode: Input should be 'std' or 'pro'",
         f"{bad}: 2 problems on 2 lines; nothing stored",
     ]

@@ -362,7 +362,8 @@ def _explain(  # noqa: PLR0917 - a private helper of _build, called once
         if close is not None:
             explained.add(close)
         hint = _hint(close)
-        message = f"{_shown(name)}: unknown field{hint}"
+        kind = model.path.rsplit("/", 1)[-1]
+        message = f"{_shown(name)}: unknown field for {kind}{hint}"
         report.add(line, message, unknown=name, hint=hint)
     for error in exc.errors():
         loc = error["loc"]

@@ -65,8 +65,8 @@ def test_a_misspelt_field_gets_a_suggestion_and_no_second_error(tmp_path):
         encoding="utf-8",
     )
     assert _problems(path) == [
-        f"{path}:1: promt: unknown field (did you mean 'prompt'?)",
-        f"{path}:2: endpiont: unknown field (did you mean 'endpoint'?)",
+        f"{path}:1: promt: unknown field for text2video (did you mean 'prompt'?)",
+        f"{path}:2: endpiont: unknown field for text2video (did you mean 'endpoint'?)",
         f"{path}: 2 problems on 2 lines; nothing stored",
     ]
 
@@ -89,7 +89,7 @@ def test_a_column_some_rows_may_carry_is_reported_by_row(tmp_path):
         "text2video,a fox,https://example.com/b.png\n",
         encoding="utf-8",
     )
-    assert _problems(path) == [f"{path}:3: image: unknown field"]
+    assert _problems(path) == [f"{path}:3: image: unknown field for text2video"]
 
 
 @pytest.mark.parametrize("delimiter", [";", "\t", "|", ","])
@@ -165,7 +165,7 @@ def test_a_field_name_cannot_break_the_one_line_per_problem_rule(tmp_path):
     """A key with a newline in it is quoted with escapes."""
     path = tmp_path / "evil.jsonl"
     path.write_text(json.dumps({"prompt": "a", "x\ny": 1}) + "\n", encoding="utf-8")
-    assert _problems(path) == [f"{path}:1: 'x\\ny': unknown field"]
+    assert _problems(path) == [f"{path}:1: 'x\\ny': unknown field for text2video"]
 
 
 def test_a_cell_under_a_nameless_column_is_not_dropped(tmp_path):
