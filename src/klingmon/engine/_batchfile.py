@@ -252,8 +252,9 @@ def _csv_records(report: _Report, text: str) -> _Records:
     lines_ok = [_line_ok(report, n, t) for n, t in enumerate(_lines(text), start=1)]
     if not all(lines_ok):
         return []  # the csv module cannot step over such a line
+    delimiter = _delimiter(text)
     reader = csv.DictReader(
-        io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True
+        io.StringIO(text, newline=""), delimiter=delimiter, strict=True
     )
     records: _Records = []
     try:
@@ -263,7 +264,11 @@ def _csv_records(report: _Report, text: str) -> _Records:
         for record in reader:
             line = reader.line_num
             if None in record:
-                report.add(line, "more cells than header columns")
+                report.add(
+                    line,
+                    f"more cells than header columns (a cell holding {delimiter!r} "
+                    "must be in double quotes)",
+                )
                 continue
             fields = _csv_fields(report, line, record)
             if fields:

@@ -128,3 +128,36 @@ def test_jsonl_files(tmp_path, objects, cut):
     text = "\n".join(json.dumps(o) for o in objects)
     text = text[: len(text) - cut] if cut < len(text) else text
     _check(tmp_path / "t.jsonl", text.encode("utf-8", "surrogatepass"), None)
+
+
+_cell = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=40,
+).filter(lambda t: t.strip() == t and t.strip())
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    prompts=st.lists(_cell, min_size=1, max_size=5),
+    modes=st.lists(st.sampled_from(["std", "pro"]), min_size=5, max_size=5),
+)
+def test_csv_files_read_back_whatever_their_delimiter(
+    tmp_path, delimiter, prompts, modes
+):
+    """A CSV a spreadsheet writes with , ; tab or | reads back cell for cell."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter)
+    writer.writerow(["prompt", "mode"])
+    writer.writerows(zip(prompts, modes, strict=False))
+    path = tmp_path / "t.csv"
+    path.write_bytes(out.getvalue().encode("utf-8"))
+    rows = read_batch_file(path)
+    assert [(r.request.body()["prompt"], r.request.body()["mode"]) for r in rows] == [
+        (p, m) for p, m in zip(prompts, modes, strict=False)
+    ]
