@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import functools
 import io
 import json
 import re
@@ -98,7 +99,8 @@ class _Report:
         for column, found in by_column.items():
             if {p.line for p in found} != used[column]:
                 continue
-            self.problems = [p for p in self.problems if p not in found]
+            folded = set(found)
+            self.problems = [p for p in self.problems if p not in folded]
             message = f"{_shown(column)}: unknown column{found[0].hint}"
             self.problems.append(_Problem(header_line, message))
 
@@ -337,7 +339,7 @@ def _build(
         return model.model_validate(merged)
     except RequestValidationError as exc:  # a pass-through path, or an image file
         if exc.message.startswith("task_path"):
-            hint = _hint(_close(given or endpoint, list(ENDPOINTS)))
+            hint = _hint(_close(given or endpoint, tuple(ENDPOINTS)))
             report.add(line, f"endpoint: not a Kling endpoint ({_ENDPOINT_HINT}){hint}")
         else:
             report.add(line, exc.message)
@@ -356,9 +358,11 @@ def _explain(  # noqa: PLR0917 - a private helper of _build, called once
     defaults: dict[str, Any],
 ) -> None:
     """One problem per bad field, with a suggestion for a misspelt one."""
-    known = [n for n in [*model.model_fields, "endpoint"] if n not in fields]
+    known = tuple(n for n in [*model.model_fields, "endpoint"] if n not in fields)
+    kind = model.path.rsplit("/", 1)[-1]
+    errors = exc.errors(include_url=False)
     explained: set[str] = set()
-    for error in exc.errors():
+    for error in errors:
         loc = error["loc"]
         if error["type"] != "extra_forbidden" or len(loc) != 1:
             continue
@@ -367,10 +371,9 @@ def _explain(  # noqa: PLR0917 - a private helper of _build, called once
         if close is not None:
             explained.add(close)
         hint = _hint(close)
-        kind = model.path.rsplit("/", 1)[-1]
         message = f"{_shown(name)}: unknown field for {kind}{hint}"
         report.add(line, message, unknown=name, hint=hint)
-    for error in exc.errors():
+    for error in errors:
         loc = error["loc"]
         where = ".".join(_shown(str(p)) for p in loc) or "row"
         message = error["msg"].removeprefix("Value error, ")
@@ -393,7 +396,8 @@ def _shown(name: str) -> str:
     return quoted if len(quoted) <= 66 else quoted[:62] + "…" + quoted[0]
 
 
-def _close(name: str, known: list[str]) -> str | None:
+@functools.lru_cache(maxsize=1024)  # a misspelt column repeats on every row
+def _close(name: str, known: tuple[str, ...]) -> str | None:
     """The known name ``name`` is most likely a misspelling of, if any."""
     close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
     return close[0] if close else None
