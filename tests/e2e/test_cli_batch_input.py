@@ -51,9 +51,6 @@ def test_five_bad_rows_are_reported_in_one_run_and_nothing_is_sent(server, tmp_p
     assert _creates(server) == 0
     status = klingmon("status", "--json", env=env)
     assert json.loads(status.stdout) == []
-    missing = klingmon("submit", str(tmp_path / "gone.csv"), env=env)
-    assert missing.returncode == 2
-    assert missing.stderr.strip() == f"Error: {tmp_path / 'gone.csv'}: No such file"
 
 
 def test_a_semicolon_csv_submits(server, tmp_path):
@@ -82,7 +79,7 @@ def test_a_semicolon_csv_submits(server, tmp_path):
 
 
 def test_dry_run_says_the_batch_name_is_free(server, tmp_path):
-    """A dry run checks the name against the store and says so."""
+    """A dry run checks the name against the store and says so; a missing file too."""
     env = cli_env(server, tmp_path / "k.db")
     good = tmp_path / "p.txt"
     good.write_text("#1 bestseller shot\n\na boat\n", encoding="utf-8")
@@ -91,6 +88,9 @@ def test_dry_run_says_the_batch_name_is_free(server, tmp_path):
     assert free.stderr.strip() == (
         f"{good}: 2 tasks, all valid; batch name 'launch' is free (nothing stored)"
     )
+    missing = klingmon("submit", str(tmp_path / "gone.csv"), "--dry-run", env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"Error: {tmp_path / 'gone.csv'}: No such file"
 
 
 def test_dry_run_refuses_a_taken_name_along_with_every_bad_row(server, tmp_path):
