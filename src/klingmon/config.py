@@ -7,17 +7,27 @@ Secrets are wrapped so that no repr, log line or export can show them.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import ipaddress
+import logging
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from klingmon.errors import ConfigError
 
 __all__ = ["DEFAULT_API_BASE", "Secret", "Settings", "load_settings"]
 
 DEFAULT_API_BASE = "https://api-singapore.klingai.com"
+
+logger = logging.getLogger(__name__)
 
 
 class Secret:
@@ -85,23 +95,10 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.slots < 1:
-            raise ConfigError("slots must be at least 1 (KLINGMON_SLOTS)")
-        if self.rate <= 0:
-            raise ConfigError("rate must be positive (KLINGMON_RATE)")
-        if not 0 < self.min_interval <= self.target_lag <= self.max_interval:
-            raise ConfigError(
-                "need 0 < min_interval <= target_lag <= max_interval "
-                "(KLINGMON_MIN_INTERVAL, KLINGMON_TARGET_LAG, KLINGMON_MAX_INTERVAL)"
-            )
-        if self.public_url is not None and not self.public_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ConfigError("public_url must start with http:// or https://")
-        if self.webhook_secret is not None and not self.webhook_secret.get().startswith(
-            "whsec_"
-        ):
-            raise ConfigError("webhook_secret must start with whsec_")
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        found = _type_problems(values) or _range_problems(values)
+        if found:
+            raise ConfigError("\n".join(_describe(k, m, {}) for k, m in found))
 
     def credentials(self) -> dict[str, str | None]:
         """Keyword arguments for the Kling client."""
@@ -119,34 +116,202 @@ _ENV_ONLY = {
     "webhook_secret": "KLINGMON_WEBHOOK_SECRET",
     "callback_secret": "KLINGMON_CALLBACK_SECRET",
 }
+#: Where a value given to :func:`load_settings` came from, for error messages.
+_WHERE = {
+    "db": "--db, KLINGMON_DB",
+    "api_base": "--api-base, KLING_API_BASE",
+    "access_key": "KLING_ACCESS_KEY",
+    "secret_key": "KLING_SECRET_KEY",
+    "api_key": "KLING_API_KEY",
+    "slots": "--slots, KLINGMON_SLOTS",
+    "rate": "--rate, KLINGMON_RATE",
+    "target_lag": "--target-lag, KLINGMON_TARGET_LAG",
+    "min_interval": "--min-interval, KLINGMON_MIN_INTERVAL",
+    "max_interval": "--max-interval, KLINGMON_MAX_INTERVAL",
+    "download": "--download/--no-download, KLINGMON_DOWNLOAD",
+    "download_dir": "--download-dir, KLINGMON_DOWNLOAD_DIR",
+    "download_origins": "--download-origin, KLINGMON_DOWNLOAD_ORIGINS",
+    "allowed_hosts": "serve --allowed-host, KLINGMON_ALLOWED_HOSTS",
+    "public_url": "serve --public-url, KLINGMON_PUBLIC_URL",
+    "webhook_secret": "serve --webhook-secret, KLINGMON_WEBHOOK_SECRET",
+    "callback_secret": "KLINGMON_CALLBACK_SECRET",
+}
+_HINTS = get_type_hints(Settings, {"Secret": Secret})
+_TYPES = {
+    name: TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+    for name, hint in _HINTS.items()
+}
+_DEFAULTS = {
+    f.name: f.default for f in fields(Settings) if f.default is not dataclasses.MISSING
+}
+_INTERVALS = ("min_interval", "target_lag", "max_interval")
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
 def load_settings(
     given: dict[str, Any] | None = None, *, config: Path | None = None
 ) -> Settings:
-    """Merge flag/env values in ``given`` over ``klingmon.toml`` over defaults."""
+    """Merge flag/env values in ``given`` over ``klingmon.toml`` over defaults.
+
+    Every value is checked, and every bad one is named in one ConfigError: a value
+    from the file as ``klingmon.toml: slots: Input should be a valid integer``, one
+    from a flag or the environment by its flag and variable.
+    """
     path = config or _config_path()
     from_file = _read_toml(path) if path is not None else {}
-    names = {f.name for f in fields(Settings)}
-    unknown = sorted(set(from_file) - names)
-    if unknown:
-        raise ConfigError(f"{path}: unknown setting {unknown[0]!r}")
-    merged: dict[str, Any] = dict(from_file)
+    # Where each value came from, unless a flag: the file or a variable.
+    sources: dict[str, str] = dict.fromkeys(from_file, str(path))
+    problems = [
+        f"{path}: {key}: unknown setting{_did_you_mean(key)}"
+        for key in sorted(set(from_file) - _HINTS.keys())
+    ]
+    merged: dict[str, Any] = {k: v for k, v in from_file.items() if k in _HINTS}
     for key, env in _ENV_ONLY.items():
         if os.environ.get(env):
             merged[key] = os.environ[env]
-    merged.update({k: v for k, v in (given or {}).items() if v is not None})
+            sources[key] = env
+    for key, value in (given or {}).items():
+        if key not in _HINTS:
+            problems.append(f"{key}: unknown setting{_did_you_mean(key)}")
+        elif value is not None:
+            merged[key] = value
+            sources.pop(key, None)
+    merged = _normalise(merged)
+    mistyped = _type_problems(merged)
+    problems += [_describe(k, m, sources) for k, m in mistyped]
+    bad = {key for keys, _ in mistyped for key in keys}
+    for key in merged.keys() - bad:  # ints become floats where a float is wanted
+        merged[key] = _TYPES[key].validate_python(merged[key], strict=True)
+    typed = {k: v for k, v in merged.items() if k not in bad}
+    problems += [
+        _describe(k, m, sources)
+        for k, m in _range_problems({**_DEFAULTS, **typed})
+        if not bad.intersection(k)
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
+    settings = Settings(**merged)
+    _warn_if_plain_http(settings)
+    return settings
+
+
+def _normalise(merged: dict[str, Any]) -> dict[str, Any]:
+    """The shapes a file or the environment write, as the fields hold them."""
+    out = dict(merged)
     for key in ("download_origins", "allowed_hosts"):
-        if isinstance(merged.get(key), (list, str)):
-            found = merged[key]
-            merged[key] = tuple(found.split() if isinstance(found, str) else found)
-    for key in _SECRET & merged.keys():
-        if isinstance(merged[key], str):
-            merged[key] = Secret(merged[key]) if merged[key] else None
+        found = out.get(key)
+        if isinstance(found, str):
+            out[key] = tuple(found.split())
+        elif isinstance(found, list):
+            out[key] = tuple(found)
+    for key in ("db", "download_dir"):
+        if isinstance(out.get(key), os.PathLike):
+            out[key] = os.fspath(out[key])
+    for key in _SECRET & out.keys():
+        if isinstance(out[key], str):
+            out[key] = Secret(out[key]) if out[key] else None
+    return out
+
+
+_Problem = tuple[tuple[str, ...], str]
+
+
+def _type_problems(values: dict[str, Any]) -> list[_Problem]:
+    problems: list[_Problem] = []
+    for key, value in values.items():
+        try:
+            _TYPES[key].validate_python(value, strict=True)
+        except ValidationError as exc:  # its messages never carry the value
+            problems.append(((key,), exc.errors()[0]["msg"]))
+    return problems
+
+
+def _range_problems(v: dict[str, Any]) -> list[_Problem]:
+    """The limits of each value, once its type is right."""
+    problems: list[_Problem] = [
+        ((key,), "must be a finite number")
+        for key in ("rate", *_INTERVALS)
+        if not math.isfinite(v[key])
+    ]
+    if problems:
+        return problems  # nan and inf compare in ways no limit below expects
+    if v["slots"] < 1:
+        problems.append((("slots",), "must be at least 1"))
+    if v["rate"] <= 0:
+        problems.append((("rate",), "must be positive"))
+    if not 0 < v["min_interval"] <= v["target_lag"] <= v["max_interval"]:
+        now = ", ".join(f"{v[k]:g}" for k in _INTERVALS)
+        problems.append(
+            (
+                _INTERVALS,
+                f"need 0 < min_interval <= target_lag <= max_interval, not {now}",
+            )
+        )
+    if not _is_http_url(v["api_base"]):
+        problems.append(
+            (
+                ("api_base",),
+                f"must be an http(s) URL with a host, like {DEFAULT_API_BASE}",
+            )
+        )
+    if v["public_url"] is not None and not _is_http_url(v["public_url"]):
+        problems.append((("public_url",), "must be an http(s) URL with a host"))
+    secret = v["webhook_secret"]
+    if secret is not None and not secret.get().startswith("whsec_"):
+        problems.append((("webhook_secret",), "must start with whsec_"))
+    problems.extend(
+        ((key,), "must not be empty")
+        for key in ("db", "download_dir")
+        if v[key] is not None and not v[key].strip()
+    )
+    return problems
+
+
+def _describe(keys: tuple[str, ...], message: str, sources: dict[str, str]) -> str:
+    """``klingmon.toml: slots: …``, or the flag and variable a given value came by."""
+    names = ", ".join(keys)
+    source = next((sources[k] for k in keys if k in sources), None)
+    if source is not None:
+        return f"{source}: {names}: {message}"
+    where = "; ".join(_WHERE[k] for k in keys if k in _WHERE)
+    return f"{names} ({where}): {message}" if where else f"{names}: {message}"
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, list(_HINTS), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _is_http_url(url: str) -> bool:
     try:
-        return Settings(**merged)
-    except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def _warn_if_plain_http(settings: Settings) -> None:
+    """Credentials sent unencrypted off this machine get one warning line."""
+    parts = urlsplit(settings.api_base)
+    if parts.scheme != "http" or not (settings.api_key or settings.secret_key):
+        return
+    host = parts.hostname or ""
+    if _is_loopback(host):
+        return  # the simulator: nothing leaves the machine
+    logger.warning(
+        "config.plain_http_api_base",
+        extra={"host": host, "hint": "credentials cross the network unencrypted"},
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _config_path() -> Path | None:
@@ -159,10 +324,17 @@ def _config_path() -> Path | None:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")  # an editor's byte order mark is not TOML
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     section = data.get("klingmon", data)

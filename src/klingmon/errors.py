@@ -6,6 +6,7 @@
     ├── ConfigError                 bad settings or credentials missing   (exit 2)
     ├── RequestValidationError      a request breaks a documented limit   (exit 2)
     ├── InputFileError              a submit file has a bad line          (exit 2)
+    │   └── BadRowsError            every bad line of a file, in one message
     ├── StoreError                  the database cannot be used           (exit 7)
     ├── TransportError              no usable answer: network, timeout    (retryable)
     ├── ApiError                    Kling answered with an error          (exit 4)
@@ -35,12 +36,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from klingmon.api._models import Task
 
 __all__ = [
     "AccountError",
     "ApiError",
     "AuthError",
+    "BadRowsError",
     "ConcurrencyLimitError",
     "ConfigError",
     "DownloadError",
@@ -98,6 +102,39 @@ class InputFileError(KlingmonError):
         self.path = path
         self.line = line
         super().__init__(f"{path}:{line}: {message}")
+
+
+class BadRowsError(InputFileError):
+    """A submit file has bad lines, all listed at once; nothing was submitted.
+
+    Each problem is ``(line, message)``, ``line`` None for the file as a whole; the
+    message shows the first ``limit`` as ``file:line: message``, one a line, so that
+    one run finds every mistake.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        problems: Sequence[tuple[int | None, str]],
+        *,
+        limit: int = 20,
+    ) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        self.line = next((n for n, _ in self.problems if n is not None), 0)
+        lines = [
+            f"{path}:{n}: {text}" if n is not None else f"{path}: {text}"
+            for n, text in self.problems[:limit]
+        ]
+        if len(self.problems) > limit:
+            lines.append(f"and {len(self.problems) - limit} more")
+        if len(self.problems) > 1:
+            rows = len({n for n, _ in self.problems if n is not None})
+            where = f" on {rows} line{'s' * (rows != 1)}" if rows else ""
+            lines.append(
+                f"{path}: {len(self.problems)} problems{where}; nothing stored"
+            )
+        KlingmonError.__init__(self, "\n".join(lines))
 
 
 class StoreError(KlingmonError):

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from klingmon.cli._app import app
-from klingmon.cli._context import emit_json, get_context, run_async
+from klingmon.cli._context import Context, emit_json, get_context, run_async
 from klingmon.cli._watch import _pick_batch, _watch_and_close
 from klingmon.engine import read_batch_file
 
@@ -48,12 +48,33 @@ def submit(
         "cfg_scale": cfg_scale,
         "negative_prompt": negative_prompt,
     }
+    taken = dry_run and batch is not None and _batch_exists(context, batch)
+    if taken:  # said first, so that one dry run shows every mistake
+        context.err.print(
+            f"Error: a batch named {batch!r} already exists; choose another --batch",
+            markup=False,
+            soft_wrap=True,
+        )
     rows = read_batch_file(file, defaults=defaults, endpoint=endpoint)
     if dry_run:
         if as_json:
-            emit_json({"valid": True, "tasks": len(rows), "file": str(file)})
-        else:
-            context.err.print(f"{file}: {len(rows)} tasks, all valid (nothing stored)")
+            answer: dict[str, Any] = {
+                "valid": not taken,
+                "tasks": len(rows),
+                "file": str(file),
+            }
+            if batch is not None:
+                answer.update(batch=batch, batch_free=not taken)
+            emit_json(answer)
+        elif not taken:
+            name = f"batch name {batch!r} is free" if batch else "a fresh name"
+            context.err.print(
+                f"{file}: {len(rows)} tasks, all valid; {name} (nothing stored)",
+                markup=False,
+                soft_wrap=True,
+            )
+        if taken:
+            raise typer.Exit(2)
         return
     monitor = context.monitor()
     stored = monitor.submit((r.request for r in rows), batch=batch, timeout=timeout)
@@ -74,6 +95,11 @@ def submit(
         emit_json(summary)
     if summary["failed"]:
         raise typer.Exit(5)
+
+
+def _batch_exists(context: Context, name: str) -> bool:
+    """Whether the store already holds a batch of this name (dry runs check it)."""
+    return any(b.name == name for b in context.store().batches())
 
 
 @app.command()

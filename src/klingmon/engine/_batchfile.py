@@ -1,49 +1,62 @@
 """Submit files: a prompt a line (.txt), or a task a row (.csv, .jsonl).
 
-The whole file is read and validated before anything is stored, so a bad row costs
-nothing: the error names the file and line, and no task of the file is submitted.
+The whole file is read and every row validated before anything is stored, so a bad row
+costs nothing. All the bad rows are reported at once (``file:line: field: message``,
+one a line, see :class:`~klingmon.errors.BadRowsError`), so one run finds every
+mistake, and no task of the file is submitted.
+
+A ``.txt`` file has no comment syntax: every line that is not blank is a prompt, as
+written (``#1 bestseller shot`` included). Blank lines hold no prompt and are skipped;
+each task keeps the number of the line it came from.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import difflib
+import functools
 import io
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from klingmon.api._requests import TaskRequest, build_request
-from klingmon.errors import InputFileError, RequestValidationError
+from pydantic import ValidationError
+
+from klingmon.api._requests import (
+    ENDPOINTS,
+    Image2VideoRequest,
+    TaskRequest,
+    Text2VideoRequest,
+    VideoExtendRequest,
+    build_request,
+    resolve_endpoint,
+)
+from klingmon.errors import BadRowsError, RequestValidationError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
-__all__ = ["FileRow", "read_batch_file", "requests_from_text"]
+__all__ = ["REPORT_LIMIT", "FileRow", "read_batch_file", "requests_from_text"]
 
-# Fields a row may carry besides the endpoint; anything else is most likely a typo.
-_KNOWN_FIELDS = frozenset(
-    {
-        "prompt",
-        "negative_prompt",
-        "model_name",
-        "mode",
-        "duration",
-        "aspect_ratio",
-        "cfg_scale",
-        "camera_control",
-        "image",
-        "image_tail",
-        "static_mask",
-        "dynamic_masks",
-        "video_id",
-        "sound",
-        "watermark_info",
-        "callback_url",
-        "external_task_id",
-    }
-)
+#: Bad lines shown in one error; the rest are counted ("and 12 more").
+REPORT_LIMIT = 20
+
 _JSON_FIELDS = frozenset({"camera_control", "dynamic_masks", "watermark_info"})
 _MAX_LINE = 1_000_000
+#: Delimiters a CSV header is sniffed for (a spreadsheet in a comma-decimal locale
+#: writes ``;``); a header with none of them is one column, split on commas.
+_CSV_DELIMITERS = ",;\t|"
+_ENDPOINT_HINT = "text2video, image2video, video-extend or a path like /v1/videos/x"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+_Model = type[Text2VideoRequest] | type[Image2VideoRequest] | type[VideoExtendRequest]
+#: The typed requests, by path: validated here so that every bad field is reported.
+_TYPED: dict[str, _Model] = {
+    m.path: m for m in (Text2VideoRequest, Image2VideoRequest, VideoExtendRequest)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,34 +67,64 @@ class FileRow:
     request: TaskRequest
 
 
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    line: int | None
+    message: str
+    #: The unknown field this problem is about, so a CSV can name a bad column once.
+    unknown: str | None = None
+    hint: str = ""
+
+
+@dataclass
+class _Report:
+    """Every problem of one file, raised together."""
+
+    name: str
+    problems: list[_Problem] = field(default_factory=list)
+    _seen: set[_Problem] = field(default_factory=set)
+
+    def add(self, line: int | None, message: str, **about: str) -> None:
+        problem = _Problem(line, message, **about)
+        if problem not in self._seen:  # a bad default is reported once, not per row
+            self._seen.add(problem)
+            self.problems.append(problem)
+
+    def fold_columns(self, header_line: int, used: dict[str, set[int]]) -> None:
+        """A column unknown on every row that fills it is named once, at the header."""
+        by_column: dict[str, list[_Problem]] = {}
+        for problem in self.problems:
+            if problem.unknown is not None and problem.unknown in used:
+                by_column.setdefault(problem.unknown, []).append(problem)
+        for column, found in by_column.items():
+            if {p.line for p in found} != used[column]:
+                continue
+            folded = set(found)
+            self.problems = [p for p in self.problems if p not in folded]
+            message = f"{_shown(column)}: unknown column{found[0].hint}"
+            self.problems.append(_Problem(header_line, message))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            ordered = sorted(self.problems, key=lambda p: p.line or 0)
+            raise BadRowsError(
+                self.name, [(p.line, p.message) for p in ordered], limit=REPORT_LIMIT
+            )
+
+
 def read_batch_file(
     path: Path, *, defaults: dict[str, Any] | None = None, endpoint: str = "text2video"
 ) -> list[FileRow]:
-    """Every task of ``path``, validated; InputFileError at the first bad line."""
+    """Every task of ``path``, validated; BadRowsError listing every bad line."""
     name = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputFileError(name, 0, f"cannot read: {exc.strerror}") from None
-    text = _decode(name, raw)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        rows = _csv_rows(name, text)
-    elif suffix in {".jsonl", ".ndjson"}:
-        rows = _jsonl_rows(name, text)
-    elif suffix in {".txt", ""}:
-        return requests_from_text(text, name=name, defaults=defaults, endpoint=endpoint)
-    else:
-        raise InputFileError(
-            name, 0, f"unknown file type {suffix!r}; use .txt, .csv or .jsonl"
+    parse = _PARSERS.get(suffix)
+    if parse is None:
+        raise BadRowsError(
+            name, [(None, f"unknown file type {suffix!r}; use .txt, .csv or .jsonl")]
         )
-    out: list[FileRow] = []
-    for line, fields in rows:
-        row_endpoint = str(fields.pop("endpoint", "") or endpoint)
-        out.append(FileRow(line, _build(name, line, row_endpoint, defaults, fields)))
-    if not out:
-        raise InputFileError(name, 0, "no tasks in file")
-    return out
+    text = _read(name, path)
+    return _tasks(_Report(name), text, parse, defaults, endpoint)
 
 
 def requests_from_text(
@@ -91,21 +134,67 @@ def requests_from_text(
     defaults: dict[str, Any] | None = None,
     endpoint: str = "text2video",
 ) -> list[FileRow]:
-    """A prompt a line; blank lines and lines starting with ``#`` are skipped."""
-    out: list[FileRow] = []
-    for number, line in enumerate(_lines(text), start=1):
-        prompt = line.strip()
-        if not prompt or prompt.startswith("#"):
-            continue
-        _check_line(name, number, line)
-        out.append(
-            FileRow(
-                number, _build(name, number, endpoint, defaults, {"prompt": prompt})
-            )
-        )
-    if not out:
-        raise InputFileError(name, 0, "no prompts in file")
-    return out
+    """A prompt a line: every line that is not blank is a prompt, as written."""
+    return _tasks(_Report(name), text, _text_records, defaults, endpoint)
+
+
+_Records = list[tuple[int, dict[str, Any]]]
+
+
+def _tasks(
+    report: _Report,
+    text: str,
+    parse: Callable[[_Report, str], _Records],
+    defaults: dict[str, Any] | None,
+    endpoint: str,
+) -> list[FileRow]:
+    records = parse(report, text)
+    rows: list[FileRow] = []
+    for line, fields in records:
+        request = _build(report, line, fields, endpoint, defaults or {})
+        if request is not None:
+            rows.append(FileRow(line, request))
+    if parse is _csv_records:
+        used: dict[str, set[int]] = {}
+        for line, fields in records:
+            for column in fields:
+                used.setdefault(column, set()).add(line)
+        report.fold_columns(1, used)
+    report.raise_if_any()
+    if not rows:
+        what = "prompts" if parse is _text_records else "tasks"
+        raise BadRowsError(report.name, [(None, f"no {what} in file")])
+    return rows
+
+
+def _read(name: str, path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BadRowsError(name, [(None, "No such file")]) from None
+    except IsADirectoryError:
+        raise BadRowsError(name, [(None, "is a folder, not a file")]) from None
+    except OSError as exc:
+        problem = f"cannot read: {exc.strerror or type(exc).__name__}"
+        raise BadRowsError(name, [(None, problem)]) from None
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # spreadsheets write one
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        bad = [
+            (number, "not valid UTF-8 text")
+            for number, chunk in enumerate(raw.split(b"\n"), start=1)
+            if not _is_utf8(chunk)
+        ]
+        raise BadRowsError(name, bad, limit=REPORT_LIMIT) from None
+
+
+def _is_utf8(chunk: bytes) -> bool:
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _lines(text: str) -> list[str]:
@@ -116,100 +205,206 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def _decode(name: str, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputFileError(name, line, "not valid UTF-8 text") from None
-
-
-def _check_line(name: str, number: int, line: str) -> None:
+def _line_ok(report: _Report, number: int, line: str) -> bool:
     if len(line) > _MAX_LINE:
-        raise InputFileError(name, number, "line longer than 1,000,000 characters")
+        report.add(number, "line longer than 1,000,000 characters")
+        return False
     if "\x00" in line:
-        raise InputFileError(name, number, "line contains a NUL character")
+        report.add(number, "line contains a NUL character")
+        return False
+    return True
 
 
-def _csv_rows(name: str, text: str) -> list[tuple[int, dict[str, Any]]]:
-    for number, text_line in enumerate(_lines(text), start=1):
-        _check_line(name, number, text_line)
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-    if not reader.fieldnames:
-        raise InputFileError(name, 1, "no header row")
-    rows: list[tuple[int, dict[str, Any]]] = []
-    try:
-        for record in reader:
-            line = reader.line_num
-            if None in record:
-                raise InputFileError(name, line, "more cells than header columns")
-            fields: dict[str, Any] = {}
-            for key, value in record.items():
-                column = (key or "").strip()
-                cell = (value or "").strip()
-                if not column or not cell:
-                    continue
-                fields[column] = _cell(name, line, column, cell)
-            if fields:
-                rows.append((line, fields))
-    except csv.Error as exc:
-        raise InputFileError(name, reader.line_num, f"bad CSV: {exc}") from None
-    return rows
-
-
-def _cell(name: str, line: int, column: str, cell: str) -> Any:
-    if column in _JSON_FIELDS:
-        try:
-            return json.loads(cell)
-        except json.JSONDecodeError:
-            raise InputFileError(name, line, f"{column}: not valid JSON") from None
-    if column == "cfg_scale":
-        try:
-            return float(cell)
-        except ValueError:
-            raise InputFileError(name, line, "cfg_scale: not a number") from None
-    return cell
-
-
-def _jsonl_rows(name: str, text: str) -> list[tuple[int, dict[str, Any]]]:
-    rows: list[tuple[int, dict[str, Any]]] = []
+def _text_records(report: _Report, text: str) -> _Records:
+    records: _Records = []
     for number, line in enumerate(_lines(text), start=1):
-        if not line.strip():
+        prompt = line.strip()
+        if prompt and _line_ok(report, number, line):
+            records.append((number, {"prompt": prompt}))
+    return records
+
+
+def _jsonl_records(report: _Report, text: str) -> _Records:
+    records: _Records = []
+    for number, line in enumerate(_lines(text), start=1):
+        if not line.strip() or not _line_ok(report, number, line):
             continue
-        _check_line(name, number, line)
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputFileError(name, number, f"not valid JSON ({exc.msg})") from None
-        if not isinstance(value, dict):
-            raise InputFileError(name, number, "each line must be a JSON object")
-        rows.append((number, value))
-    return rows
+            report.add(number, f"not valid JSON ({exc.msg})")
+            continue
+        if isinstance(value, dict):
+            records.append((number, value))
+        else:
+            report.add(number, "each line must be a JSON object")
+    return records
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter of the header line (the first), among ``,;<tab>|``."""
+    header = text.partition("\n")[0][:10_000]  # enough to tell; bounds the regexes
+    try:
+        return csv.Sniffer().sniff(header, delimiters=_CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _csv_records(report: _Report, text: str) -> _Records:
+    lines_ok = [_line_ok(report, n, t) for n, t in enumerate(_lines(text), start=1)]
+    if not all(lines_ok):
+        return []  # the csv module cannot step over such a line
+    delimiter = _delimiter(text)
+    reader = csv.DictReader(
+        io.StringIO(text, newline=""), delimiter=delimiter, strict=True
+    )
+    records: _Records = []
+    try:
+        if not reader.fieldnames:
+            report.add(None, "no header row")
+            return []
+        for record in reader:
+            line = reader.line_num
+            if None in record:
+                report.add(
+                    line,
+                    f"more cells than header columns (a cell holding {delimiter!r} "
+                    "must be in double quotes)",
+                )
+                continue
+            fields = _csv_fields(report, line, record)
+            if fields:
+                records.append((line, fields))
+    except csv.Error as exc:
+        report.add(reader.line_num, f"bad CSV: {exc}; the lines after it were not read")
+    return records
+
+
+def _csv_fields(report: _Report, line: int, record: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in record.items():
+        column = (key or "").strip()
+        cell = (value or "").strip()
+        if not cell:
+            continue
+        if not column:
+            report.add(line, "a cell under a column with no name in the header")
+            continue
+        if column in _JSON_FIELDS:
+            try:
+                fields[column] = json.loads(cell)
+            except json.JSONDecodeError:
+                report.add(line, f"{column}: not valid JSON")
+        elif column == "cfg_scale":
+            try:
+                fields[column] = float(cell)
+            except ValueError:
+                report.add(line, "cfg_scale: not a number")
+        else:
+            fields[column] = cell
+    return fields
+
+
+_PARSERS: dict[str, Callable[[_Report, str], _Records]] = {
+    "": _text_records,
+    ".txt": _text_records,
+    ".csv": _csv_records,
+    ".jsonl": _jsonl_records,
+    ".ndjson": _jsonl_records,
+}
 
 
 def _build(
-    name: str,
+    report: _Report,
     line: int,
-    endpoint: str,
-    defaults: dict[str, Any] | None,
     fields: dict[str, Any],
-) -> TaskRequest:
-    generic = endpoint.strip("/").removeprefix("v1/videos/") not in {
-        "text2video",
-        "image2video",
-        "video-extend",
-    }
-    if not generic:
-        unknown = sorted(set(fields) - _KNOWN_FIELDS)
-        if unknown:
-            raise InputFileError(name, line, f"unknown field {unknown[0]!r}")
-    merged = {**_applicable(endpoint, defaults or {}), **fields}
-    if "duration" in merged and not isinstance(merged["duration"], str):
-        merged["duration"] = str(merged["duration"])
+    endpoint: str,
+    defaults: dict[str, Any],
+) -> TaskRequest | None:
+    """The row's request, or None once its problems are in ``report``."""
+    fields = dict(fields)
+    given = fields.pop("endpoint", None)
+    if given is not None and not isinstance(given, str):
+        report.add(line, f"endpoint: must be text ({_ENDPOINT_HINT})")
+        return None
+    path = resolve_endpoint(given or endpoint)
+    merged = {**_applicable(path, defaults), **fields}
+    duration = merged.get("duration")
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        merged["duration"] = f"{duration:g}"
+    model = _TYPED.get(path)
     try:
-        return build_request(endpoint, merged)
-    except RequestValidationError as exc:
-        raise InputFileError(name, line, exc.message) from None
+        if model is None:
+            return build_request(path, merged)
+        return model.model_validate(merged)
+    except RequestValidationError as exc:  # a pass-through path, or an image file
+        if exc.message.startswith("task_path"):
+            hint = _hint(_close(given or endpoint, tuple(ENDPOINTS)))
+            report.add(line, f"endpoint: not a Kling endpoint ({_ENDPOINT_HINT}){hint}")
+        else:
+            report.add(line, exc.message)
+    except ValidationError as exc:
+        assert model is not None  # only the typed models raise it  # noqa: S101
+        _explain(report, line, exc, model, fields, defaults)
+    return None
+
+
+def _explain(  # noqa: PLR0917 - a private helper of _build, called once
+    report: _Report,
+    line: int,
+    exc: ValidationError,
+    model: _Model,
+    fields: dict[str, Any],
+    defaults: dict[str, Any],
+) -> None:
+    """One problem per bad field, with a suggestion for a misspelt one."""
+    known = tuple(n for n in [*model.model_fields, "endpoint"] if n not in fields)
+    kind = model.path.rsplit("/", 1)[-1]
+    errors = exc.errors(include_url=False)
+    explained: set[str] = set()
+    for error in errors:
+        loc = error["loc"]
+        if error["type"] != "extra_forbidden" or len(loc) != 1:
+            continue
+        name = str(loc[0])
+        close = _close(name, known)
+        if close is not None:
+            explained.add(close)
+        hint = _hint(close)
+        message = f"{_shown(name)}: unknown field for {kind}{hint}"
+        report.add(line, message, unknown=name, hint=hint)
+    for error in errors:
+        loc = error["loc"]
+        where = ".".join(_shown(str(p)) for p in loc) or "row"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            if len(loc) > 1:
+                report.add(line, f"{where}: unknown field")
+        elif error["type"] == "missing" and where in explained:
+            continue  # the misspelt field above is the cause
+        elif loc and loc[0] not in fields and loc[0] in defaults:
+            report.add(None, f"{where} (the default for every row): {message}")
+        else:
+            report.add(line, f"{where}: {message}")
+
+
+def _shown(name: str) -> str:
+    """A field name as a message may carry it: plain, or quoted with escapes."""
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    quoted = repr(name)
+    return quoted if len(quoted) <= 66 else quoted[:62] + "…" + quoted[0]
+
+
+@functools.lru_cache(maxsize=1024)  # a misspelt column repeats on every row
+def _close(name: str, known: tuple[str, ...]) -> str | None:
+    """The known name ``name`` is most likely a misspelling of, if any."""
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _hint(close: str | None) -> str:
+    return f" (did you mean {close!r}?)" if close is not None else ""
 
 
 # Flag defaults apply only where the endpoint takes the field.

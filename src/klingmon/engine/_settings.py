@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from klingmon.errors import ConfigError
 from klingmon.policy import SchedulePolicy, StuckPolicy
 
 if TYPE_CHECKING:
@@ -52,9 +53,28 @@ class EngineSettings:
     downloads: DownloadSettings | None = None
 
     def __post_init__(self) -> None:
-        if self.slots < 1:
-            raise ValueError("slots must be at least 1")
-        if not 1 <= self.page_size <= 500:
-            raise ValueError("page_size must be within 1..500")
-        if self.parallel_requests < 1:
-            raise ValueError("parallel_requests must be at least 1")
+        problems = [f"{name}: {rule}" for name, ok, rule in self._rules() if not ok]
+        if problems:
+            raise ConfigError("EngineSettings " + "; ".join(problems))
+
+    def _rules(self) -> list[tuple[str, bool, str]]:
+        """Each limit as (field, holds, what it says), so every broken one is named."""
+        return [
+            ("slots", self.slots >= 1, "must be at least 1"),
+            ("rate", self.rate > 0, "must be positive"),
+            ("max_rate", self.max_rate > 0, "must be positive"),
+            ("parallel_requests", self.parallel_requests >= 1, "must be at least 1"),
+            ("lease_seconds", self.lease_seconds > 0, "must be positive"),
+            ("sweep_min", self.sweep_min >= 1, "must be at least 1"),
+            ("page_size", 1 <= self.page_size <= 500, "must be within 1..500"),
+            ("max_pages", self.max_pages >= 1, "must be at least 1"),
+            ("claim_limit", self.claim_limit >= 1, "must be at least 1"),
+            ("watchdog_interval", self.watchdog_interval > 0, "must be positive"),
+            ("idle_max", self.idle_max > 0, "must be positive"),
+            ("submit_backoff_base", self.submit_backoff_base > 0, "must be positive"),
+            (
+                "submit_backoff_cap",
+                self.submit_backoff_cap >= self.submit_backoff_base,
+                "must be at least submit_backoff_base",
+            ),
+        ]

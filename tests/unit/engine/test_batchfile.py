@@ -11,14 +11,17 @@ from klingmon.engine import read_batch_file
 from klingmon.errors import InputFileError
 
 
-def test_text_file_is_a_prompt_a_line_skipping_blanks_and_comments(tmp_path):
-    """Blank lines and # comments are skipped; the rest become text2video tasks."""
+def test_text_file_is_a_prompt_a_line_with_no_comment_syntax(tmp_path):
+    """Every non-blank line is a prompt, a leading # included; blank lines hold none."""
     path = tmp_path / "prompts.txt"
-    path.write_text("# ideas\nA fox in snow\n\n  A boat at sea  \n", encoding="utf-8")
+    path.write_text(
+        "#1 bestseller shot\nA fox in snow\n\n  \n  A boat at sea  \n", encoding="utf-8"
+    )
     rows = read_batch_file(path, defaults={"mode": "pro", "model_name": None})
-    assert [r.line for r in rows] == [2, 4]
+    assert [r.line for r in rows] == [1, 2, 5]
     assert all(isinstance(r.request, Text2VideoRequest) for r in rows)
     assert [r.request.body()["prompt"] for r in rows] == [
+        "#1 bestseller shot",
         "A fox in snow",
         "A boat at sea",
     ]
@@ -71,7 +74,7 @@ def test_jsonl_rows_are_objects(tmp_path):
         (
             "bad.csv",
             "prompt,colour\nred fox,red\n",
-            "bad.csv:2: unknown field 'colour'",
+            "bad.csv:1: colour: unknown column",
         ),
         (
             "bad.jsonl",
@@ -86,7 +89,7 @@ def test_jsonl_rows_are_objects(tmp_path):
             "bad.csv:2: video_id",
         ),
         ("bad.md", "a prompt\n", "unknown file type '.md'"),
-        ("empty.txt", "\n# nothing\n", "no prompts"),
+        ("empty.txt", "\n  \n", "empty.txt: no prompts in file"),
     ],
 )
 def test_a_bad_row_names_file_and_line(tmp_path, name, content, expected):

@@ -1,4 +1,4 @@
-"""Hostile submit files: one line naming the line of the error, or all accepted."""
+"""Hostile submit files: every problem on a line naming its line, or all accepted."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from klingmon.engine import read_batch_file
 from klingmon.errors import InputFileError
 
-_LINE_ERROR = re.compile(r"^.+:\d+: \S.*$")
+#: After the file name: ``:17: field: message``, one problem a line.
+_LINE_ERROR = re.compile(r"^:\d+: \S.*$")
+#: Or a problem of the whole file, or the closing count of several.
+_FILE_ERRORS = re.compile(
+    r"^: (no (prompts|tasks) in file|no header row|\d+ problems.*)$"
+)
 
 _text = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=60
@@ -32,10 +37,14 @@ def _check(path, raw: bytes, rows_expected: int | None) -> None:
     try:
         rows = read_batch_file(path)
     except InputFileError as exc:
-        message = str(exc)
-        assert "\n" not in message
-        assert _LINE_ERROR.match(message), message
-        assert message.startswith(str(path))
+        lines = str(exc).split("\n")
+        assert lines
+        for line in lines:
+            if line.startswith("and "):
+                continue
+            assert line.startswith(f"{path}:"), line
+            rest = line.removeprefix(f"{path}")
+            assert _LINE_ERROR.match(rest) or _FILE_ERRORS.match(rest), line
         return
     assert rows
     if rows_expected is not None:
@@ -119,3 +128,36 @@ def test_jsonl_files(tmp_path, objects, cut):
     text = "\n".join(json.dumps(o) for o in objects)
     text = text[: len(text) - cut] if cut < len(text) else text
     _check(tmp_path / "t.jsonl", text.encode("utf-8", "surrogatepass"), None)
+
+
+_cell = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=40,
+).filter(lambda t: t.strip() == t and t.strip())
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    prompts=st.lists(_cell, min_size=1, max_size=5),
+    modes=st.lists(st.sampled_from(["std", "pro"]), min_size=5, max_size=5),
+)
+def test_csv_files_read_back_whatever_their_delimiter(
+    tmp_path, delimiter, prompts, modes
+):
+    """A CSV a spreadsheet writes with , ; tab or | reads back cell for cell."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter)
+    writer.writerow(["prompt", "mode"])
+    writer.writerows(zip(prompts, modes, strict=False))
+    path = tmp_path / "t.csv"
+    path.write_bytes(out.getvalue().encode("utf-8"))
+    rows = read_batch_file(path)
+    assert [(r.request.body()["prompt"], r.request.body()["mode"]) for r in rows] == [
+        (p, m) for p, m in zip(prompts, modes, strict=False)
+    ]
