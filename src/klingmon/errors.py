@@ -38,7 +38,7 @@ signature: errors are built from Kling's answer and our own words only.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 if TYPE_CHECKING:
     from klingmon.api._models import Task
@@ -78,11 +78,11 @@ __all__ = [
 
 
 class ExitCode(IntEnum):
-    """Every exit code of the ``klingmon`` command; docs/errors.md is checked against it."""
+    """Every exit code of the ``klingmon`` command; docs/errors.md is tested on it."""
 
     description: str
 
-    def __new__(cls, value: int, description: str) -> ExitCode:
+    def __new__(cls, value: int, description: str) -> Self:
         member = int.__new__(cls, value)
         member._value_ = value
         member.description = description
@@ -167,7 +167,7 @@ class NothingToDoError(KlingmonError):
 
 
 class InterruptedRunError(KlingmonError):
-    """SIGINT or SIGTERM stopped a long command after a clean finish; nothing is lost."""
+    """SIGINT or SIGTERM stopped a long command after a clean finish; nothing lost."""
 
     exit_code = ExitCode.INTERRUPTED
 
@@ -177,7 +177,9 @@ class InterruptedRunError(KlingmonError):
             hint = f"resume with `{program} watch {batch}`"
         else:
             hint = f"`{program} watch NAME` resumes a batch"
-        super().__init__(f"Interrupted; nothing is lost, the tasks stay tracked: {hint}")
+        super().__init__(
+            f"Interrupted; nothing is lost, the tasks stay tracked: {hint}"
+        )
 
 
 class StoreError(KlingmonError):

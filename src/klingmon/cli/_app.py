@@ -53,9 +53,7 @@ class KlingmonGroup(TyperGroup):
         for command in self.commands.values():
             _share(command, shared)
 
-    def format_commands(
-        self, ctx: Context, formatter: HelpFormatter
-    ) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         """Each command's first sentence, wrapped rather than cut off with "..."."""
         rows = []
         for name in self.list_commands(ctx):
@@ -82,7 +80,10 @@ def _share(command: Command, options: list[TyperOption]) -> None:
     taken_opts = {o for p in command.params for o in p.opts + p.secondary_opts}
     taken_names = {p.name for p in command.params}
     for option in options:
-        if option.name in taken_names or taken_opts & {*option.opts, *option.secondary_opts}:
+        if option.name in taken_names or taken_opts & {
+            *option.opts,
+            *option.secondary_opts,
+        }:
             continue
         command.params.append(_later(option))
     if command.epilog is None:
@@ -131,7 +132,7 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
-def _show_version(value: bool) -> None:  # noqa: FBT001 - a typer callback
+def _show_version(value: bool) -> None:
     if value:
         from klingmon import __version__  # noqa: PLC0415 - the package imports us
 
@@ -140,7 +141,7 @@ def _show_version(value: bool) -> None:  # noqa: FBT001 - a typer callback
 
 
 @app.callback()
-def root(  # noqa: PLR0913 - one parameter per global option
+def root(
     ctx: typer.Context,
     db: str | None = typer.Option(
         None,

@@ -139,10 +139,10 @@ class GlobalOptions:
 
     def context(self) -> Context:
         if self._context is None:
-            given = {
-                k: v for k, v in self.values.items() if k not in _NOT_SETTINGS
-            }
-            given["download_origins"] = list(given.get("download_origins") or ()) or None
+            given = {k: v for k, v in self.values.items() if k not in _NOT_SETTINGS}
+            given["download_origins"] = (
+                list(given.get("download_origins") or ()) or None
+            )
             given.update({k: _env(v) for k, v in _CREDENTIALS.items()})
             config = self.values.get("config")
             settings = load_settings(
