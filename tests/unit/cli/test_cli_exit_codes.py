@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from klingmon.cli import main
+from klingmon.cli._context import invocation
 
 
 @pytest.fixture
@@ -78,3 +79,19 @@ def test_a_store_that_cannot_be_used_exits_7(run, tmp_path):
     code, err = run("status", "--db", "not-a-db")
     assert code == 7, err
     assert err.startswith("Error: ")
+
+
+def test_hints_name_klingmon_as_it_was_run(tmp_path, monkeypatch):
+    """Hints say `.venv/bin/klingmon` unless that very script is on PATH."""
+    script = tmp_path / ".venv" / "bin" / "klingmon"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [".venv/bin/klingmon", "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert invocation() == ".venv/bin/klingmon"
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert invocation() == "klingmon"
+    monkeypatch.setattr(sys, "argv", ["/somewhere/klingmon/__main__.py"])
+    assert invocation().endswith(" -m klingmon")
