@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 __all__ = ["KlingmonGroup", "app", "main"]
 
 
+#: Root options that make no sense after a command.
+_NOT_SHARED = frozenset({"version"})
+#: A short-help length no first sentence reaches: summaries wrap instead.
+_NO_LIMIT = 10_000
+
+
 def _exit_codes_epilog() -> str:
     # \b keeps click from re-wrapping the table.
     rows = [f"  {code.value:<4} {code.description}" for code in ExitCode]
@@ -71,21 +77,13 @@ class KlingmonGroup(TyperGroup):
             raise InterruptedRunError(program=invocation()) from None
 
 
-_NO_LIMIT = 10_000
-#: Root options that make no sense after a command.
-_NOT_SHARED = frozenset({"version"})
-
-
 def _share(command: Command, options: list[TyperOption]) -> None:
-    taken_opts = {o for p in command.params for o in p.opts + p.secondary_opts}
-    taken_names = {p.name for p in command.params}
+    """Give ``command`` (and its subcommands) the global options it lacks."""
+    taken = {p.name for p in command.params}
+    taken |= {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
     for option in options:
-        if option.name in taken_names or taken_opts & {
-            *option.opts,
-            *option.secondary_opts,
-        }:
-            continue
-        command.params.append(_later(option))
+        if taken.isdisjoint({option.name, *option.opts, *option.secondary_opts}):
+            command.params.append(_later(option))
     if command.epilog is None:
         command.epilog = "Global options (klingmon --help) work here too."
     if isinstance(command, TyperGroup):
