@@ -215,14 +215,19 @@ def _wait_for(condition, within=30.0):
         time.sleep(0.05)
 
 
-def test_sigint_on_submit_watch_exits_130_with_the_resume_line(tmp_path):
-    """Ctrl-C on submit --watch stops cleanly: exit 130, how to resume, nothing lost."""
+@pytest.mark.parametrize("command", ["submit --watch", "watch"])
+def test_sigint_exits_130_with_the_resume_line(tmp_path, command):
+    """Ctrl-C on submit --watch or watch: a clean stop, exit 130, how to resume."""
     config = SimConfig(admin=True, seed=23, time_scale=1.0, faults=Faults(fail_rate=0))
     with SimServer(config) as server:
         env = cli_env(server, tmp_path / "k.db")
         path = tmp_path / "p.txt"
         path.write_text("slow one\nslow two\n")
-        proc = spawn(*FAST_FLAGS, "submit", str(path), "-b", "slow", "-w", env=env)
+        if command == "watch":
+            assert klingmon("submit", str(path), "-b", "slow", env=env).returncode == 0
+            proc = spawn(*FAST_FLAGS, "watch", "slow", env=env)
+        else:
+            proc = spawn(*FAST_FLAGS, "submit", str(path), "-b", "slow", "-w", env=env)
         try:
             _wait_for(
                 lambda: (
