@@ -130,8 +130,9 @@ def test_failed_tasks_exit_5_and_retry_links_new_tasks(tmp_path):
         again = klingmon("retry", "doomed", env=env)
         assert again.returncode == 2, again.stderr
         assert again.stderr.strip() == (
-            "Error: batch doomed was already retried as doomed-retry; watch it with "
-            "`klingmon watch doomed-retry`, or retry again with --batch NEW"
+            "Error: batch doomed was already retried as doomed-retry: `klingmon "
+            "watch doomed-retry` runs it, `klingmon retry doomed-retry` retries its "
+            "failures, --batch NEW retries doomed once more"
         )
         named = _json(
             klingmon("retry", "doomed", "--batch", "doomed-2", "--json", env=env)

@@ -103,9 +103,11 @@ def retry(
     monitor = context.monitor()
     old = _pick_batch(monitor, batch)
     if name is None and monitor.store.batch(f"{old.name}-retry") is not None:
+        again = f"{old.name}-retry"
         raise NameTakenError(
-            f"batch {old.name} was already retried as {old.name}-retry; watch it "
-            f"with `klingmon watch {old.name}-retry`, or retry again with --batch NEW"
+            f"batch {old.name} was already retried as {again}: `klingmon watch "
+            f"{again}` runs it, `klingmon retry {again}` retries its failures, "
+            f"--batch NEW retries {old.name} once more"
         )
     new = monitor.retry(old.id, name=name)
     count = len(monitor.store.tasks(new.id))
