@@ -122,11 +122,15 @@ class GlobalOptions:
     _context: Context | None = None
 
     def given_later(self, name: str, value: Any) -> None:
-        """A global option given after the command: it wins over the one before."""
+        """A global option given after the command: it wins over the one before.
+
+        Lists and counts add up instead: ``--download-origin`` before and after
+        allows both origins, ``-v status -v`` is ``-vv``.
+        """
         if name == "download_origins":
             value = [*(self.values.get(name) or ()), *value]
         elif name == "verbose":
-            value = max(int(self.values.get(name) or 0), int(value))
+            value = int(self.values.get(name) or 0) + int(value)
         self.values[name] = value
         if name in {"verbose", "log_format"}:
             self.configure_logging()
