@@ -130,7 +130,7 @@ class Monitor:
         Tasks already in the store are skipped; when all are, nothing is stored and
         :class:`NothingToDoError` names them.
         """
-        fresh = [t for t in task_ids if self.store.task(t) is None]
+        fresh = [t for t in dict.fromkeys(task_ids) if self.store.task(t) is None]
         if not fresh:
             raise NothingToDoError(f"Already tracked: {self.tracked_where(task_ids)}")
         tasks = await asyncio.gather(*(self.client.get(endpoint, t) for t in fresh))
