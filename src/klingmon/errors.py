@@ -7,6 +7,11 @@
     ├── RequestValidationError      a request breaks a documented limit   (exit 2)
     ├── InputFileError              a submit file has a bad line          (exit 2)
     │   └── BadRowsError            every bad line of a file, in one message
+    ├── UsageError                  a command asked for what cannot be    (exit 2)
+    │   ├── NotFoundError           no batch or task by that name or id
+    │   └── NameTakenError          a batch of that name exists already
+    ├── NothingToDoError            nothing to do, and that is fine       (exit 0)
+    ├── InterruptedRunError         SIGINT/SIGTERM stopped a long command (exit 130)
     ├── StoreError                  the database cannot be used           (exit 7)
     ├── TransportError              no usable answer: network, timeout    (retryable)
     ├── ApiError                    Kling answered with an error          (exit 4)
@@ -26,14 +31,15 @@
     ├── WaitTimeoutError            the caller's deadline passed          (exit 6)
     └── SchemaDriftError            Kling sent a status nobody documented
 
-Each class knows its CLI exit code and whether trying again may help. No message or
-repr ever carries a key, token or signature: errors are built from Kling's answer and
-our own words only.
+Each class knows its CLI exit code (an :class:`ExitCode`, the one table of them) and
+whether trying again may help. No message or repr ever carries a key, token or
+signature: errors are built from Kling's answer and our own words only.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from enum import IntEnum
+from typing import TYPE_CHECKING, ClassVar, Self
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -49,10 +55,15 @@ __all__ = [
     "ConfigError",
     "DownloadError",
     "DownloadRefusedError",
+    "ExitCode",
     "HookError",
     "InputFileError",
+    "InterruptedRunError",
     "InvalidRequestError",
     "KlingmonError",
+    "NameTakenError",
+    "NotFoundError",
+    "NothingToDoError",
     "PolicyError",
     "RateLimitError",
     "RequestValidationError",
@@ -63,16 +74,47 @@ __all__ = [
     "TaskNotFoundError",
     "TransportError",
     "UnexpectedResponseError",
+    "UsageError",
     "WaitTimeoutError",
     "error_for_code",
+    "exit_code_table",
 ]
+
+
+class ExitCode(IntEnum):
+    """Every exit code of the ``klingmon`` command; docs/errors.md is tested on it."""
+
+    description: str
+
+    def __new__(cls, value: int, description: str) -> Self:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.description = description
+        return member
+
+    OK = 0, "success, or nothing to do (the message says so)"
+    UNEXPECTED = 1, "an unexpected error (a bug: please report it)"
+    USAGE = 2, "a usage, configuration or input mistake, an unknown batch or task"
+    AUTH = 3, "Kling refused the credentials"
+    KLING = 4, "Kling or the network failed (`download`: a file is still owed)"
+    TASKS_FAILED = 5, "tasks ended failed or rejected (`verify`: a file is bad)"
+    DEADLINE = 6, "a deadline passed; the tasks are still tracked"
+    STORE = 7, "the store cannot be used (cannot be opened or written, or is newer)"
+    INTERRUPTED = 130, "interrupted (SIGINT, SIGTERM); `klingmon watch NAME` resumes"
+
+
+def exit_code_table() -> str:
+    """The exit codes as the Markdown table docs/errors.md carries."""
+    lines = ["| exit | meaning |", "| --- | --- |"]
+    lines += [f"| {code.value} | {code.description} |" for code in ExitCode]
+    return "\n".join(lines)
 
 
 class KlingmonError(Exception):
     """Something klingmon could not do."""
 
     #: The exit code the CLI uses for this error.
-    exit_code: ClassVar[int] = 1
+    exit_code: ClassVar[ExitCode] = ExitCode.UNEXPECTED
     #: Whether the same call may succeed if tried again later.
     retryable: ClassVar[bool] = False
 
@@ -84,19 +126,19 @@ class KlingmonError(Exception):
 class ConfigError(KlingmonError):
     """The configuration is incomplete or invalid."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class RequestValidationError(KlingmonError):
     """The request breaks a limit documented by Kling; nothing was sent."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class InputFileError(KlingmonError):
     """A submit file has a line that cannot become a task; nothing was submitted."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
     def __init__(self, path: str, line: int, message: str) -> None:
         self.path = path
@@ -137,23 +179,63 @@ class BadRowsError(InputFileError):
         KlingmonError.__init__(self, "\n".join(lines))
 
 
+class UsageError(KlingmonError):
+    """The command asked for something that cannot be done as asked; nothing changed."""
+
+    exit_code = ExitCode.USAGE
+
+
+class NotFoundError(UsageError):
+    """No batch or task by that name or id."""
+
+
+class NameTakenError(UsageError):
+    """A batch of that name exists already; batch names are unique."""
+
+
+class NothingToDoError(KlingmonError):
+    """There was nothing to do (nothing new to import, nothing failed to retry).
+
+    Not a failure: the CLI prints the message and exits 0. Library callers get it
+    because there is no batch to return.
+    """
+
+    exit_code = ExitCode.OK
+
+
+class InterruptedRunError(KlingmonError):
+    """SIGINT or SIGTERM stopped a long command after a clean finish; nothing lost."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, batch: str | None = None, *, program: str = "klingmon") -> None:
+        self.batch = batch
+        if batch:
+            hint = f"resume with `{program} watch {batch}`"
+        else:
+            hint = f"`{program} watch NAME` resumes a batch"
+        super().__init__(
+            f"Interrupted; nothing is lost, the tasks stay tracked: {hint}"
+        )
+
+
 class StoreError(KlingmonError):
     """The task store cannot be opened or written."""
 
-    exit_code = 7
+    exit_code = ExitCode.STORE
 
 
 class TransportError(KlingmonError):
     """No usable answer reached us: connection refused, reset or timed out."""
 
-    exit_code = 4
+    exit_code = ExitCode.KLING
     retryable = True
 
 
 class ApiError(KlingmonError):
     """Kling answered with an error."""
 
-    exit_code = 4
+    exit_code = ExitCode.KLING
 
     def __init__(
         self,
@@ -186,7 +268,7 @@ class ApiError(KlingmonError):
 class AuthError(ApiError):
     """Kling refused the credentials (codes 1000-1004)."""
 
-    exit_code = 3
+    exit_code = ExitCode.AUTH
 
 
 class AccountError(ApiError):
@@ -234,7 +316,7 @@ class UnexpectedResponseError(ApiError):
 class DownloadError(KlingmonError):
     """A result file could not be fetched (network, server, size mismatch)."""
 
-    exit_code = 4
+    exit_code = ExitCode.KLING
     retryable = True
 
 
@@ -253,7 +335,7 @@ class HookError(KlingmonError):
 class TaskFailedError(KlingmonError):
     """The task ended as failed."""
 
-    exit_code = 5
+    exit_code = ExitCode.TASKS_FAILED
 
     def __init__(self, task: Task) -> None:
         self.task = task
@@ -264,7 +346,7 @@ class TaskFailedError(KlingmonError):
 class WaitTimeoutError(KlingmonError):
     """The deadline passed before the task ended; the task is still running at Kling."""
 
-    exit_code = 6
+    exit_code = ExitCode.DEADLINE
 
     def __init__(self, task_ref: str, timeout: float, last: Task | None) -> None:
         self.task_ref = task_ref

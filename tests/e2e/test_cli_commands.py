@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
+import time
 
 import pytest
-from cli_support import FAST_FLAGS, cli_env, klingmon
+from cli_support import FAST_FLAGS, cli_env, klingmon, spawn
 
 from klingmon.api import KlingClient, Text2VideoRequest
 from klingmon.sim import Faults, SimConfig
@@ -125,6 +127,17 @@ def test_failed_tasks_exit_5_and_retry_links_new_tasks(tmp_path):
         old = json.loads(klingmon("export", "doomed", "-f", "json", env=env).stdout)
         assert sorted(t["retry_of"] for t in exported) == sorted(t["id"] for t in old)
         assert {t["status"] for t in exported} == {"queued"}
+        again = klingmon("retry", "doomed", env=env)
+        assert again.returncode == 2, again.stderr
+        assert again.stderr.strip() == (
+            "Error: batch doomed was already retried as doomed-retry: `klingmon "
+            "watch doomed-retry` runs it, `klingmon retry doomed-retry` retries its "
+            "failures, --batch NEW retries doomed once more"
+        )
+        named = _json(
+            klingmon("retry", "doomed", "--batch", "doomed-2", "--json", env=env)
+        )
+        assert (named["batch"], named["tasks"]) == ("doomed-2", 3)
 
 
 def test_track_and_import_adopt_tasks_created_elsewhere(server, tmp_path):
@@ -143,18 +156,96 @@ def test_track_and_import_adopt_tasks_created_elsewhere(server, tmp_path):
     for batch in ("mine", "rest"):
         summary = _json(klingmon(*FAST_FLAGS, "watch", batch, "--json", env=env))
         assert summary["done"] is True
-    exported = json.loads(klingmon("export", "-f", "json", env=env).stdout)
+    exported = json.loads(klingmon("export", "--json", env=env).stdout)
     assert sorted(t["task_id"] for t in exported) == sorted(ids)
     again = klingmon("import", env=env)
-    assert again.returncode == 1
-    assert "already tracked" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.strip() == (
+        "Nothing new: every recent text2video task is already tracked"
+    )
+    twice = klingmon("track", ids[0], env=env)
+    assert twice.returncode == 0, twice.stderr
+    assert twice.stderr.strip() == f"Already tracked: task {ids[0]} in batch mine"
+    assert len(json.loads(klingmon("export", "--json", env=env).stdout)) == 4
+    creates = server.sim.counters()["creates_per_external_id"]
+    assert sorted(creates.values()) == [1, 1, 1, 1]
 
 
-def test_unknown_batch_and_task_are_clear_errors(server, tmp_path):
-    """Asking for what is not there is a one-line error with exit code 7."""
+def test_unknown_batch_and_task_are_usage_errors(server, tmp_path):
+    """Asking for what is not there, or a report of nothing, is one line and exit 2."""
     env = cli_env(server, tmp_path / "k.db")
-    for args in (("report", "nope"), ("show", "nope"), ("watch", "nope")):
+    empty = klingmon("report", env=env)
+    assert empty.returncode == 2, empty.stderr
+    assert empty.stderr.strip() == (
+        "Error: no batches yet; submit one with `klingmon submit FILE`"
+    )
+    for args in (
+        ("report", "nope"),
+        ("show", "nope"),
+        ("watch", "nope"),
+    ):
         result = klingmon(*args, env=env)
-        assert result.returncode == 7, result.stderr
-        assert result.stderr.startswith("Error: no ")
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith("Error: no "), result.stderr
+        assert "'nope'" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_global_options_after_the_command(server, tmp_path):
+    """--db, --no-download and poll flags work after the command as before it."""
+    env = cli_env(server, tmp_path / "unused.db")
+    path = tmp_path / "p.txt"
+    path.write_text("one\ntwo\n")
+    db = tmp_path / "after.db"
+    done = klingmon(
+        "submit", str(path), "-b", "late", "-w", "--json", "--no-download",
+        "--db", str(db), *FAST_FLAGS, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _json(done)["counts"] == {"succeed": 2}
+    assert not (tmp_path / "downloads").exists()
+    assert not (tmp_path / "unused.db").exists()
+    [row] = _json(klingmon("status", "--json", "--db", str(db), env=env))
+    assert row["batch"] == "late"
+
+
+def _wait_for(condition, within=30.0):
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("command", ["submit --watch", "watch"])
+def test_sigint_exits_130_with_the_resume_line(tmp_path, command):
+    """Ctrl-C on submit --watch or watch: a clean stop, exit 130, how to resume."""
+    config = SimConfig(admin=True, seed=23, time_scale=1.0, faults=Faults(fail_rate=0))
+    with SimServer(config) as server:
+        env = cli_env(server, tmp_path / "k.db")
+        path = tmp_path / "p.txt"
+        path.write_text("slow one\nslow two\n")
+        if command == "watch":
+            assert klingmon("submit", str(path), "-b", "slow", env=env).returncode == 0
+            proc = spawn(*FAST_FLAGS, "watch", "slow", env=env)
+        else:
+            proc = spawn(*FAST_FLAGS, "submit", str(path), "-b", "slow", "-w", env=env)
+        try:
+            _wait_for(
+                lambda: (
+                    sum(server.sim.counters()["creates_per_external_id"].values()) == 2
+                )
+            )
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines()[-1].startswith("Interrupted; nothing is lost")
+        assert err.strip().endswith("watch slow`")
+        assert "resume with `" in err
+        [row] = _json(klingmon("status", "--json", env=env))
+        assert row["total"] == 2
+        assert "queued" not in row["counts"]
+        creates = server.sim.counters()["creates_per_external_id"]
+        assert sorted(creates.values()) == [1, 1]

@@ -16,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from klingmon.api._models import Task, TaskStatus
-from klingmon.errors import StoreError
+from klingmon.errors import NameTakenError, StoreError
 from klingmon.store import NewTask, Observation, Store
 from klingmon.store._schema import metadata
 
@@ -152,7 +152,7 @@ def test_batch_names_are_generated_and_unique(store: Store):
     b = store.create_batch(None, new(1), T0)
     assert a.name == "b-20231114-221320"
     assert b.name == "b-20231114-221320-2"
-    with pytest.raises(StoreError, match="already exists"):
+    with pytest.raises(NameTakenError, match="already exists"):
         store.create_batch(a.name, new(1), T0)
 
 

@@ -16,7 +16,7 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def upgrade(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Bring the database to this klingmon's schema (refuses a newer database)."""
     context = get_context(ctx)

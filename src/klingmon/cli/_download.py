@@ -36,7 +36,7 @@ from klingmon.engine import (
     DownloadSettings,
     check_file,
 )
-from klingmon.errors import ConfigError, StoreError
+from klingmon.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
     from klingmon.cli._context import Context
@@ -151,7 +151,7 @@ def _batch_id(store: Store, ref: str | None) -> int | None:
         return None
     row = store.batch(ref)
     if row is None:
-        raise StoreError(f"no batch {ref!r}")
+        raise NotFoundError(f"no batch {ref!r}")
     return row.id
 
 

@@ -23,7 +23,7 @@ from klingmon.cli._render import (
     workers_table,
 )
 from klingmon.cli._watch import _pick_batch
-from klingmon.errors import StoreError
+from klingmon.errors import NotFoundError
 
 if TYPE_CHECKING:
     from klingmon.store import EventRow, Store, TaskRow
@@ -135,7 +135,7 @@ def show(
     task: str = typer.Argument(
         ..., help="Local id, Kling task_id or external_task_id."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """One task and its timeline from the event log."""
     context = get_context(ctx)
@@ -144,7 +144,7 @@ def show(
     if row is None and task.isdigit():
         row = store.task(task)
     if row is None:
-        raise StoreError(f"no task {task!r}")
+        raise NotFoundError(f"no task {task!r}; `klingmon status` lists the batches")
     events = store.events(task_id=row.id)
     if as_json:
         batch = store.batch(row.batch_id)
@@ -159,7 +159,7 @@ def show(
 def report(
     ctx: typer.Context,
     batch: str | None = typer.Argument(None, help="Batch (default: newest)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Counts, times in queue and processing, failure reasons, units, requests."""
     context = get_context(ctx)
@@ -178,7 +178,7 @@ def report(
 @app.command()
 def stuck(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Tasks flagged stuck or past their deadline that are still running."""
     context = get_context(ctx)
@@ -205,9 +205,12 @@ def export(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="File (default stdout)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
     """Every task as CSV or JSON, for spreadsheets and scripts."""
     context = get_context(ctx)
+    if as_json:
+        fmt = "json"
     monitor = context.monitor()
     store = monitor.store
     if fmt not in {"csv", "json"}:

@@ -15,7 +15,7 @@ from rich.live import Live
 
 from klingmon.api import AsyncKlingClient, VideoExtendRequest
 from klingmon.cli._app import app
-from klingmon.cli._context import emit_json, get_context, run_async
+from klingmon.cli._context import emit_json, get_context, invocation, run_async
 from klingmon.cli._render import report_view
 from klingmon.cli._watch import _view, batch_summary
 from klingmon.engine import (
@@ -38,26 +38,46 @@ __all__: list[str] = []
 
 @app.command()
 def sim(
-    host: str = typer.Option("127.0.0.1", "--host", envvar="KLINGMON_SIM_HOST"),
-    port: int = typer.Option(8787, "--port", envvar="KLINGMON_SIM_PORT"),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", envvar="KLINGMON_SIM_HOST", help="Address to listen on."
+    ),
+    port: int = typer.Option(
+        8787, "--port", envvar="KLINGMON_SIM_PORT", help="Port to listen on."
+    ),
     time_scale: float = typer.Option(
         1.0,
         "--time-scale",
         help="Kling seconds per real second (60: a minute a second).",
     ),
     slots: int = typer.Option(5, "--slots", help="Parallel tasks of the account."),
-    seed: int = typer.Option(0, "--seed"),
-    fail_rate: float = typer.Option(0.03, "--fail-rate"),
-    stuck_rate: float = typer.Option(0.0, "--stuck-rate"),
+    seed: int = typer.Option(0, "--seed", help="Seed of durations and faults."),
+    fail_rate: float = typer.Option(
+        0.03, "--fail-rate", help="Share of tasks that end failed."
+    ),
+    stuck_rate: float = typer.Option(
+        0.0, "--stuck-rate", help="Share of tasks that never finish."
+    ),
     error_rate: float = typer.Option(0.0, "--error-rate", help="Share of 5xx answers."),
     rate_limit_rate: float = typer.Option(
         0.0, "--rate-limit-rate", help="Share of 1302s."
     ),
-    drop_create_rate: float = typer.Option(0.0, "--drop-create-rate"),
-    access_key: str = typer.Option("sim-access-key", "--access-key"),
-    secret_key: str = typer.Option("sim-secret-key", "--secret-key"),
+    drop_create_rate: float = typer.Option(
+        0.0,
+        "--drop-create-rate",
+        help="Share of creates stored, then answered by a dropped connection.",
+    ),
+    access_key: str = typer.Option(
+        "sim-access-key", "--access-key", help="Access key the simulator accepts."
+    ),
+    secret_key: str = typer.Option(
+        "sim-secret-key", "--secret-key", help="Secret key the simulator accepts."
+    ),
     webhook_secret: str | None = typer.Option(
-        None, "--webhook-secret", envvar="KLINGMON_SIM_WEBHOOK_SECRET"
+        None,
+        "--webhook-secret",
+        envvar="KLINGMON_SIM_WEBHOOK_SECRET",
+        help="whsec_ secret: callbacks are then Standard Webhooks signed.",
+        show_default=False,
     ),
     admin: bool = typer.Option(False, "--admin", help="Serve /admin/* counters."),
 ) -> None:
@@ -93,8 +113,10 @@ def demo(
     out: Path = typer.Option(
         Path("klingmon-demo"), "--out", help="Folder for the demo's store."
     ),
-    time_scale: float = typer.Option(40.0, "--time-scale"),
-    seed: int = typer.Option(7, "--seed"),
+    time_scale: float = typer.Option(
+        40.0, "--time-scale", help="Kling seconds per real second."
+    ),
+    seed: int = typer.Option(7, "--seed", help="The simulator's seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Simulator + engine + a sample batch over the three endpoints, end to end."""
@@ -184,7 +206,11 @@ def demo(
             f"Simulator: {sum(counters['creates_per_external_id'].values())} creates, "
             f"max {counters['max_in_flight']} in flight of {config.slots} slots."
         )
-        context.console.print(f"Store: {db}  (try: klingmon --db {db} status)")
+        context.console.print(
+            f"Store: {db}  (try: {invocation()} status --db {db})",
+            soft_wrap=True,
+            markup=False,
+        )
         context.console.print(
             f"Results: {files.get('done', 0)} files in {results}/<batch>/",
             soft_wrap=True,

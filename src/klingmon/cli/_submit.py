@@ -11,6 +11,7 @@ from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
 from klingmon.cli._watch import _pick_batch, _watch_and_close
 from klingmon.engine import read_batch_file
+from klingmon.errors import NameTakenError
 
 __all__: list[str] = []
 
@@ -28,9 +29,15 @@ def submit(
     model_name: str | None = typer.Option(None, "--model-name", help="Default model."),
     mode: str | None = typer.Option(None, "--mode", help="Default mode: std or pro."),
     duration: str | None = typer.Option(None, "--duration", help="Default: 5 or 10."),
-    aspect_ratio: str | None = typer.Option(None, "--aspect-ratio"),
-    cfg_scale: float | None = typer.Option(None, "--cfg-scale"),
-    negative_prompt: str | None = typer.Option(None, "--negative-prompt"),
+    aspect_ratio: str | None = typer.Option(
+        None, "--aspect-ratio", help="Default aspect ratio: 16:9, 9:16 or 1:1."
+    ),
+    cfg_scale: float | None = typer.Option(
+        None, "--cfg-scale", help="Default prompt adherence, 0 to 1."
+    ),
+    negative_prompt: str | None = typer.Option(
+        None, "--negative-prompt", help="Default negative prompt."
+    ),
     timeout: float | None = typer.Option(
         None, "--timeout", help="Seconds after which unfinished tasks are flagged."
     ),
@@ -89,7 +96,9 @@ def submit(
         return
     monitor = context.monitor(context.client())
     summary = run_async(
-        _watch_and_close(context, monitor, stored, live=not as_json), stop=monitor.stop
+        _watch_and_close(context, monitor, stored, live=not as_json),
+        stop=monitor.stop,
+        resume=stored.name,
     )
     if as_json:
         emit_json(summary)
@@ -106,13 +115,26 @@ def _batch_exists(context: Context, name: str) -> bool:
 def retry(
     ctx: typer.Context,
     batch: str = typer.Argument(..., help="The batch whose failures to resubmit."),
-    name: str | None = typer.Option(None, "--name", help="Name of the new batch."),
-    as_json: bool = typer.Option(False, "--json"),
+    name: str | None = typer.Option(
+        None, "--batch", "-b", help="Name of the new batch (default: BATCH-retry)."
+    ),
+    old_name: str | None = typer.Option(
+        None, "--name", hidden=True, help="The old spelling of --batch."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Resubmit failed and rejected tasks as a new batch linked to the old tasks."""
     context = get_context(ctx)
+    name = name or old_name
     monitor = context.monitor()
     old = _pick_batch(monitor, batch)
+    if name is None and monitor.store.batch(f"{old.name}-retry") is not None:
+        again = f"{old.name}-retry"
+        raise NameTakenError(
+            f"batch {old.name} was already retried as {again}: `klingmon watch "
+            f"{again}` runs it, `klingmon retry {again}` retries its failures, "
+            f"--batch NEW retries {old.name} once more"
+        )
     new = monitor.retry(old.id, name=name)
     count = len(monitor.store.tasks(new.id))
     if as_json:
@@ -127,9 +149,13 @@ def retry(
 def track(
     ctx: typer.Context,
     task_ids: list[str] = typer.Argument(..., help="Kling task ids to adopt."),
-    endpoint: str = typer.Option("text2video", "--endpoint"),
-    batch: str | None = typer.Option(None, "--batch", "-b"),
-    as_json: bool = typer.Option(False, "--json"),
+    endpoint: str = typer.Option(
+        "text2video", "--endpoint", help="The endpoint the tasks were created on."
+    ),
+    batch: str | None = typer.Option(
+        None, "--batch", "-b", help="Batch name (default: a dated name)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Adopt tasks created elsewhere so they are watched and collected."""
     context = get_context(ctx)
@@ -142,22 +168,30 @@ def track(
         finally:
             await client.aclose()
 
+    known = monitor.tracked_where(task_ids)
     row = run_async(adopt())
+    count = len(monitor.store.tasks(row.id))
     if as_json:
-        emit_json({"batch": row.name, "id": row.id, "tasks": len(task_ids)})
+        emit_json({"batch": row.name, "id": row.id, "tasks": count})
     else:
-        context.err.print(
-            f"Tracking {len(task_ids)} tasks in batch [bold]{row.name}[/]."
-        )
+        if known:
+            context.err.print(f"Already tracked: {known}", markup=False)
+        context.err.print(f"Tracking {count} tasks in batch [bold]{row.name}[/].")
 
 
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    endpoint: str = typer.Option("text2video", "--endpoint"),
-    pages: int = typer.Option(1, "--pages", min=1, max=1000),
-    batch: str | None = typer.Option(None, "--batch", "-b"),
-    as_json: bool = typer.Option(False, "--json"),
+    endpoint: str = typer.Option(
+        "text2video", "--endpoint", help="The endpoint whose tasks to list."
+    ),
+    pages: int = typer.Option(
+        1, "--pages", min=1, max=1000, help="List pages of 500 tasks to read."
+    ),
+    batch: str | None = typer.Option(
+        None, "--batch", "-b", help="Batch name (default: a dated name)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Adopt the account's recent tasks of an endpoint through its list pages."""
     context = get_context(ctx)

@@ -23,7 +23,7 @@ from klingmon.cli._hook_options import (
 )
 from klingmon.cli._render import EXPIRY_WARNING_S, batch_progress, expiring_line
 from klingmon.engine._notify import install_hooks
-from klingmon.errors import StoreError
+from klingmon.errors import NotFoundError
 from klingmon.policy import Phase
 
 if TYPE_CHECKING:
@@ -124,7 +124,9 @@ def watch(
     monitor = context.monitor(context.client())
     row = _pick_batch(monitor, batch)
     summary = run_async(
-        _watch_and_close(context, monitor, row, live=not as_json), stop=monitor.stop
+        _watch_and_close(context, monitor, row, live=not as_json),
+        stop=monitor.stop,
+        resume=row.name,
     )
     if as_json:
         emit_json(summary)
@@ -148,11 +150,13 @@ def _pick_batch(monitor: Monitor, ref: str | None) -> BatchRow:
     if ref is None:
         batches = monitor.store.batches()
         if not batches:
-            raise StoreError("no batches yet; submit one with `klingmon submit FILE`")
+            raise NotFoundError(
+                "no batches yet; submit one with `klingmon submit FILE`"
+            )
         return batches[-1]
     row = monitor.store.batch(int(ref) if ref.isdigit() else ref)
     if row is None:
-        raise StoreError(f"no batch {ref!r}")
+        raise NotFoundError(f"no batch {ref!r}; `klingmon status` lists the batches")
     return row
 
 

@@ -13,7 +13,7 @@ from klingmon.api._requests import resolve_endpoint
 from klingmon.engine._engine import Engine
 from klingmon.engine._hooks import Hook, HookName, Hooks
 from klingmon.engine._settings import EngineSettings
-from klingmon.errors import KlingmonError, StoreError
+from klingmon.errors import NotFoundError, NothingToDoError, UsageError
 from klingmon.store import NewTask, Store
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class Monitor:
         deadline = to_ms(now + timeout) if timeout is not None else None
         tasks = [new_task(r, deadline_ms=deadline) for r in requests]
         if not tasks:
-            raise KlingmonError("a batch needs at least one task")
+            raise UsageError("a batch needs at least one task")
         row = self.store.create_batch(batch, tasks, to_ms(now))
         if self._engine is not None:
             self._engine.wake()
@@ -125,9 +125,26 @@ class Monitor:
     async def track(
         self, endpoint: str, task_ids: Sequence[str], *, batch: str | None = None
     ) -> BatchRow:
-        """Adopt tasks created elsewhere, so they are watched and collected too."""
-        tasks = await asyncio.gather(*(self.client.get(endpoint, t) for t in task_ids))
+        """Adopt tasks created elsewhere, so they are watched and collected too.
+
+        Tasks already in the store are skipped; when all are, nothing is stored and
+        :class:`NothingToDoError` names them.
+        """
+        fresh = [t for t in dict.fromkeys(task_ids) if self.store.task(t) is None]
+        if not fresh:
+            raise NothingToDoError(f"Already tracked: {self.tracked_where(task_ids)}")
+        tasks = await asyncio.gather(*(self.client.get(endpoint, t) for t in fresh))
         return self._adopt(endpoint, tasks, batch)
+
+    def tracked_where(self, task_ids: Sequence[str]) -> str:
+        """``task 123 in batch launch, ...`` for the ids the store already has."""
+        where = []
+        for ref in task_ids:
+            row = self.store.task(ref)
+            if row is not None:
+                owner = self.store.batch(row.batch_id)
+                where.append(f"task {ref} in batch {owner.name if owner else '?'}")
+        return ", ".join(where)
 
     async def import_recent(
         self, endpoint: str, *, pages: int = 1, batch: str | None = None
@@ -141,7 +158,9 @@ class Monitor:
                 break
         fresh = [t for t in found if self.store.task(t.task_id) is None]
         if not fresh:
-            raise KlingmonError(f"no tasks of {endpoint} that are not already tracked")
+            raise NothingToDoError(
+                f"Nothing new: every recent {endpoint} task is already tracked"
+            )
         return self._adopt(endpoint, fresh, batch)
 
     def _adopt(
@@ -163,12 +182,14 @@ class Monitor:
         """Resubmit the failed and rejected tasks as new tasks linked to the old."""
         old = self.store.batch(batch)
         if old is None:
-            raise StoreError(f"no batch {batch!r}")
+            raise NotFoundError(f"no batch {batch!r}")
         failed = self.store.tasks(
             old.id, statuses=[TaskStatus.FAILED, TaskStatus.REJECTED]
         )
         if not failed:
-            raise KlingmonError(f"batch {old.name} has no failed or rejected tasks")
+            raise NothingToDoError(
+                f"Nothing to retry: batch {old.name} has no failed or rejected tasks"
+            )
         tasks = [
             NewTask(
                 endpoint=t.endpoint,
@@ -204,7 +225,7 @@ class Monitor:
         if batch is not None:
             row = self.store.batch(batch)
             if row is None:
-                raise StoreError(f"no batch {batch!r}")
+                raise NotFoundError(f"no batch {batch!r}")
             batch_id = row.id
         await self.engine().run(until_done=batch_id, forever=forever)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import sqlalchemy as sa
 
 from klingmon.api._models import TaskStatus
-from klingmon.errors import StoreError
+from klingmon.errors import NameTakenError, StoreError
 from klingmon.store import _engine, _schema
 from klingmon.store._base import reason
 from klingmon.store._convert import (
@@ -143,7 +143,7 @@ class Store(Submission, Downloads, Fleet, Views, Refs):
             if name is None:
                 name = free_name(conn, now_ms)
             elif conn.scalar(sa.select(batches.c.id).where(batches.c.name == name)):
-                raise StoreError(f"a batch named {name!r} already exists")
+                raise NameTakenError(f"a batch named {name!r} already exists")
             batch_id = conn.execute(
                 batches.insert().returning(batches.c.id),
                 {
