@@ -6,6 +6,8 @@
     ├── ConfigError                 bad settings or credentials missing   (exit 2)
     ├── RequestValidationError      a request breaks a documented limit   (exit 2)
     ├── InputFileError              a submit file has a bad line          (exit 2)
+    ├── UsageError                  an unknown batch or task, a bad ask   (exit 2)
+    │   └── BatchExistsError        the batch name is taken
     ├── StoreError                  the database cannot be used           (exit 7)
     ├── TransportError              no usable answer: network, timeout    (retryable)
     ├── ApiError                    Kling answered with an error          (exit 4)
@@ -41,6 +43,7 @@ __all__ = [
     "AccountError",
     "ApiError",
     "AuthError",
+    "BatchExistsError",
     "ConcurrencyLimitError",
     "ConfigError",
     "DownloadError",
@@ -59,6 +62,7 @@ __all__ = [
     "TaskNotFoundError",
     "TransportError",
     "UnexpectedResponseError",
+    "UsageError",
     "WaitTimeoutError",
     "error_for_code",
 ]
@@ -98,6 +102,21 @@ class InputFileError(KlingmonError):
         self.path = path
         self.line = line
         super().__init__(f"{path}:{line}: {message}")
+
+
+class UsageError(KlingmonError):
+    """The command names something that is not there, or asks what cannot be done."""
+
+    exit_code = 2
+
+
+class BatchExistsError(UsageError):
+    """A batch of that name is already stored; nothing new was stored."""
+
+    def __init__(self, name: str, hint: str = "") -> None:
+        self.name = name
+        text = f"a batch named {name!r} already exists"
+        super().__init__(f"{text}; {hint}" if hint else text)
 
 
 class StoreError(KlingmonError):

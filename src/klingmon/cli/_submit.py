@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
+from klingmon._clock import to_ms
+from klingmon.api._models import TaskStatus
 from klingmon.cli._app import app
-from klingmon.cli._context import emit_json, get_context, run_async
+from klingmon.cli._context import Context, emit_json, get_context, run_async
+from klingmon.cli._preflight import check_kling, ensure_name_free, open_client
+from klingmon.cli._unsent import unsent_line, unsent_lines
 from klingmon.cli._watch import _pick_batch, _watch_and_close
 from klingmon.engine import read_batch_file
+from klingmon.errors import KlingmonError, UsageError
+from klingmon.policy import is_moderation_failure
 
 __all__: list[str] = []
 
@@ -34,11 +42,26 @@ def submit(
     timeout: float | None = typer.Option(
         None, "--timeout", help="Seconds after which unfinished tasks are flagged."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate only."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Validate the file and the name only."
+    ),
     watch: bool = typer.Option(False, "--watch", "-w", help="Watch until done."),
+    preflight: bool = typer.Option(
+        True,
+        "--preflight/--no-preflight",
+        envvar="KLINGMON_PREFLIGHT",
+        help=(
+            "Before storing, check the credentials and the API base with one "
+            "list call; --no-preflight stores without contacting Kling."
+        ),
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Store a batch from a file (all rows or none) and, with --watch, run it."""
+    """Store a batch from a file (all rows or none) and, with --watch, run it.
+
+    Nothing is stored unless the file is valid, the name is free and (unless
+    --no-preflight) Kling answers and accepts the credentials.
+    """
     context = get_context(ctx)
     defaults: dict[str, Any] = {
         "model_name": model_name,
@@ -49,31 +72,65 @@ def submit(
         "negative_prompt": negative_prompt,
     }
     rows = read_batch_file(file, defaults=defaults, endpoint=endpoint)
+    store = context.store()
+    if batch is not None:
+        ensure_name_free(store, batch)
     if dry_run:
         if as_json:
             emit_json({"valid": True, "tasks": len(rows), "file": str(file)})
         else:
-            context.err.print(f"{file}: {len(rows)} tasks, all valid (nothing stored)")
+            context.err.print(
+                f"{escape(str(file))}: {len(rows)} tasks, all valid (nothing stored)"
+            )
         return
-    monitor = context.monitor()
-    stored = monitor.submit((r.request for r in rows), batch=batch, timeout=timeout)
+    if watch or preflight:
+        open_client(context.settings).close()  # no credentials: exit 2, none stored
+    if preflight:
+        warning = check_kling(context.settings)
+        if warning:
+            context.err.print(f"Warning: {escape(warning)}", highlight=False)
+    now_ms = to_ms(time.time())
+    others = unsent_lines(store, now_ms)
+    stored = context.monitor().submit(
+        (r.request for r in rows), batch=batch, timeout=timeout
+    )
     if not watch:
         if as_json:
             emit_json({"batch": stored.name, "id": stored.id, "tasks": len(rows)})
-        else:
-            context.err.print(
-                f"Stored batch [bold]{stored.name}[/] with {len(rows)} tasks; "
-                f"run `klingmon watch {stored.name}` to send and watch them."
-            )
+            return
+        context.err.print(
+            f"Stored batch {escape(stored.name)} with {len(rows)} tasks.",
+            highlight=False,
+        )
+        lines = unsent_lines(store, now_ms)
+        for line in lines or [f"A running worker sends batch {stored.name} now."]:
+            context.err.print(escape(line), highlight=False)
         return
+    for line in others:
+        context.err.print(escape(line), highlight=False)
     monitor = context.monitor(context.client())
-    summary = run_async(
-        _watch_and_close(context, monitor, stored, live=not as_json), stop=monitor.stop
-    )
+    try:
+        summary = run_async(
+            _watch_and_close(context, monitor, stored, live=not as_json),
+            stop=monitor.stop,
+        )
+    except KlingmonError:
+        _say_unsent(context, stored.id)
+        raise
     if as_json:
         emit_json(summary)
     if summary["failed"]:
         raise typer.Exit(5)
+
+
+def _say_unsent(context: Context, batch_id: int) -> None:
+    """After a failed run: the line that says what of the batch is still unsent."""
+    store = context.store()
+    waiting = store.count_by_status(batch_id, statuses=[TaskStatus.QUEUED])
+    row = store.batch(batch_id)
+    if row is not None and waiting:
+        line = unsent_line(row.name, sum(waiting.values()))
+        context.err.print(escape(line), highlight=False)
 
 
 @app.command()
@@ -81,20 +138,57 @@ def retry(
     ctx: typer.Context,
     batch: str = typer.Argument(..., help="The batch whose failures to resubmit."),
     name: str | None = typer.Option(None, "--name", help="Name of the new batch."),
-    as_json: bool = typer.Option(False, "--json"),
+    include_moderated: bool = typer.Option(
+        False,
+        "--include-moderated",
+        help="Resend tasks Kling refused for their content too (they fail again "
+        "unless edited).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Resubmit failed and rejected tasks as a new batch linked to the old tasks."""
+    """Store failed and rejected tasks again as a new batch linked to the old ones.
+
+    Tasks that failed content moderation are left out unless --include-moderated.
+    """
     context = get_context(ctx)
     monitor = context.monitor()
     old = _pick_batch(monitor, batch)
-    new = monitor.retry(old.id, name=name)
-    count = len(monitor.store.tasks(new.id))
+    new_name = name or f"{old.name}-retry"
+    ensure_name_free(monitor.store, new_name, option="--name")
+    failed = monitor.store.tasks(
+        old.id, statuses=[TaskStatus.FAILED, TaskStatus.REJECTED]
+    )
+    moderated = sum(
+        is_moderation_failure(t.status, t.status_msg, t.last_error) for t in failed
+    )
+    skipped = 0 if include_moderated else moderated
+    why = (
+        f"{skipped} failed content moderation; sent again unchanged they fail the "
+        "same way: edit their prompts, or pass --include-moderated"
+    )
+    if failed and skipped == len(failed):
+        raise UsageError(f"nothing to retry in batch {old.name}: all {why}")
+    new = monitor.retry(old.id, name=new_name, skip_moderated=not include_moderated)
+    count = len(failed) - skipped
     if as_json:
         emit_json(
-            {"batch": new.name, "id": new.id, "tasks": count, "retry_of": old.name}
+            {
+                "batch": new.name,
+                "id": new.id,
+                "tasks": count,
+                "retry_of": old.name,
+                "skipped_moderated": skipped,
+            }
         )
-    else:
-        context.err.print(f"Stored batch [bold]{new.name}[/] retrying {count} tasks.")
+        return
+    context.err.print(
+        f"Stored batch {escape(new.name)} retrying {count} tasks of "
+        f"{escape(old.name)}.",
+        highlight=False,
+    )
+    if skipped:
+        context.err.print(f"Skipped {escape(why)}.", highlight=False)
+    context.err.print(escape(unsent_line(new.name, count)), highlight=False)
 
 
 @app.command()

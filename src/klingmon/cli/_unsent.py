@@ -1,0 +1,47 @@
+"""The one line that says a batch is stored but not sent, and how to send or drop it.
+
+A stored batch is sent by whatever engine runs next on the store; one the user has
+forgotten would be paid for then without a word. So every command that notices queued
+tasks while no worker runs says so, naming ``klingmon watch NAME`` and
+``klingmon cancel NAME``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+from klingmon.api._models import TaskStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from klingmon.store import Store
+
+__all__ = ["unsent_line", "unsent_lines"]
+
+
+def unsent_line(name: str, waiting: int) -> str:
+    """``Batch NAME: N tasks stored but not sent; …`` (plain text, no markup)."""
+    quoted = shlex.quote(name)
+    noun = "task" if waiting == 1 else "tasks"
+    return (
+        f"Batch {name}: {waiting} {noun} stored but not sent; send with "
+        f"`klingmon watch {quoted}`, or drop with `klingmon cancel {quoted}`."
+    )
+
+
+def unsent_lines(
+    store: Store, now_ms: int, *, exclude: Collection[int] = ()
+) -> list[str]:
+    """A line for each batch with queued tasks, unless a worker is running now."""
+    if any(w.alive for w in store.workers(now_ms)):
+        return []
+    summaries = store.batch_summaries()
+    lines = []
+    for batch in store.batches():
+        summary = summaries.get(batch.id)
+        waiting = summary.counts.get(TaskStatus.QUEUED, 0) if summary else 0
+        if waiting and batch.id not in exclude:
+            lines.append(unsent_line(batch.name, waiting))
+    return lines
