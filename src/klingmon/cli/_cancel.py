@@ -128,4 +128,4 @@ def cancel(
         )
         return
     for line in _report(store, done):
-        context.err.print(escape(line), highlight=False)
+        context.err.print(escape(line), highlight=False, soft_wrap=True)

@@ -88,7 +88,9 @@ def submit(
     if preflight:
         warning = check_kling(context.settings)
         if warning:
-            context.err.print(f"Warning: {escape(warning)}", highlight=False)
+            context.err.print(
+                f"Warning: {escape(warning)}", highlight=False, soft_wrap=True
+            )
     now_ms = to_ms(time.time())
     others = unsent_lines(store, now_ms)
     stored = context.monitor().submit(
@@ -101,13 +103,14 @@ def submit(
         context.err.print(
             f"Stored batch {escape(stored.name)} with {len(rows)} tasks.",
             highlight=False,
+            soft_wrap=True,
         )
         lines = unsent_lines(store, now_ms)
         for line in lines or [f"A running worker sends batch {stored.name} now."]:
-            context.err.print(escape(line), highlight=False)
+            context.err.print(escape(line), highlight=False, soft_wrap=True)
         return
     for line in others:
-        context.err.print(escape(line), highlight=False)
+        context.err.print(escape(line), highlight=False, soft_wrap=True)
     monitor = context.monitor(context.client())
     try:
         summary = run_async(
@@ -130,7 +133,7 @@ def _say_unsent(context: Context, batch_id: int) -> None:
     row = store.batch(batch_id)
     if row is not None and waiting:
         line = unsent_line(row.name, sum(waiting.values()))
-        context.err.print(escape(line), highlight=False)
+        context.err.print(escape(line), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -185,10 +188,13 @@ def retry(
         f"Stored batch {escape(new.name)} retrying {count} tasks of "
         f"{escape(old.name)}.",
         highlight=False,
+        soft_wrap=True,
     )
     if skipped:
-        context.err.print(f"Skipped {escape(why)}.", highlight=False)
-    context.err.print(escape(unsent_line(new.name, count)), highlight=False)
+        context.err.print(f"Skipped {escape(why)}.", highlight=False, soft_wrap=True)
+    context.err.print(
+        escape(unsent_line(new.name, count)), highlight=False, soft_wrap=True
+    )
 
 
 @app.command()
