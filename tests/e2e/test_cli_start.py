@@ -147,8 +147,8 @@ def test_a_batch_stored_offline_is_announced_until_sent_or_dropped(server, tmp_p
     """--no-preflight stores without Kling; status says how to send or drop it."""
     env = _no_keys(cli_env(server, tmp_path / "k.db"))
     hint = (
-        "Batch later: 3 tasks stored but not sent; send with `klingmon watch later`, "
-        "or drop with `klingmon cancel later`."
+        "Batch later: 3 tasks stored but not sent yet; send with "
+        "`klingmon watch later`, or drop with `klingmon cancel later`."
     )
     stored = klingmon(
         "submit", str(_prompts(tmp_path, 3)), "-b", "later", "--no-preflight", env=env

@@ -113,7 +113,7 @@ def status(
         context.err.print("No batches yet. Submit one with `klingmon submit FILE`.")
         return
     context.console.print(batches_table(rows))
-    for line in unsent_lines(store, int(time.time() * 1000)):
+    for line in unsent_lines(store):
         context.err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 

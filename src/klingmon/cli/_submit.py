@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.markup import escape
 
-from klingmon._clock import to_ms
 from klingmon.api._models import TaskStatus
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
@@ -91,8 +89,7 @@ def submit(
             context.err.print(
                 f"Warning: {escape(warning)}", highlight=False, soft_wrap=True
             )
-    now_ms = to_ms(time.time())
-    others = unsent_lines(store, now_ms)
+    others = unsent_lines(store)
     stored = context.monitor().submit(
         (r.request for r in rows), batch=batch, timeout=timeout
     )
@@ -105,8 +102,7 @@ def submit(
             highlight=False,
             soft_wrap=True,
         )
-        lines = unsent_lines(store, now_ms)
-        for line in lines or [f"A running worker sends batch {stored.name} now."]:
+        for line in unsent_lines(store):
             context.err.print(escape(line), highlight=False, soft_wrap=True)
         return
     for line in others:

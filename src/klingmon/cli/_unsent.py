@@ -2,8 +2,8 @@
 
 A stored batch is sent by whatever engine runs next on the store; one the user has
 forgotten would be paid for then without a word. So every command that notices queued
-tasks while no worker runs says so, naming ``klingmon watch NAME`` and
-``klingmon cancel NAME``.
+tasks says so, naming ``klingmon watch NAME`` and ``klingmon cancel NAME`` (a running
+worker may be about to send them: the line says "not sent yet", which stays true).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 from klingmon.api._models import TaskStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
-
     from klingmon.store import Store
 
 __all__ = ["unsent_line", "unsent_lines"]
@@ -26,22 +24,18 @@ def unsent_line(name: str, waiting: int) -> str:
     quoted = shlex.quote(name)
     noun = "task" if waiting == 1 else "tasks"
     return (
-        f"Batch {name}: {waiting} {noun} stored but not sent; send with "
+        f"Batch {name}: {waiting} {noun} stored but not sent yet; send with "
         f"`klingmon watch {quoted}`, or drop with `klingmon cancel {quoted}`."
     )
 
 
-def unsent_lines(
-    store: Store, now_ms: int, *, exclude: Collection[int] = ()
-) -> list[str]:
-    """A line for each batch with queued tasks, unless a worker is running now."""
-    if any(w.alive for w in store.workers(now_ms)):
-        return []
+def unsent_lines(store: Store) -> list[str]:
+    """A line for each batch with queued tasks."""
     summaries = store.batch_summaries()
     lines = []
     for batch in store.batches():
         summary = summaries.get(batch.id)
         waiting = summary.counts.get(TaskStatus.QUEUED, 0) if summary else 0
-        if waiting and batch.id not in exclude:
+        if waiting:
             lines.append(unsent_line(batch.name, waiting))
     return lines
