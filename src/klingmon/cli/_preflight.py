@@ -21,7 +21,9 @@ from klingmon.errors import (
     ApiError,
     AuthError,
     BatchExistsError,
+    ConcurrencyLimitError,
     ConfigError,
+    RateLimitError,
     ServerError,
     TransportError,
     UnexpectedResponseError,
@@ -106,14 +108,6 @@ def check_kling(settings: Settings) -> str | None:
                 code=exc.code,
                 request_id=exc.request_id,
             ) from exc
-        except UnexpectedResponseError as exc:
-            raise UnexpectedResponseError(
-                f"{where} did not answer like Kling: {exc.kling_message}; {_NOTHING}. "
-                "Check --api-base or KLING_API_BASE",
-                status_code=exc.status_code,
-                code=exc.code,
-                request_id=exc.request_id,
-            ) from exc
         except ServerError as exc:
             raise ServerError(
                 f"Kling at {where} failed: {exc.kling_message}; {_NOTHING}. Try "
@@ -122,10 +116,21 @@ def check_kling(settings: Settings) -> str | None:
                 code=exc.code,
                 request_id=exc.request_id,
             ) from exc
-        except AccountError as exc:
-            return f"Kling says the account cannot run tasks now: {exc.message}"
-        except ApiError:
-            # Reachable, and the credentials passed: a refusal of this one query
-            # (rate, parameters) says nothing against the batch.
+        except ApiError as exc:
+            if isinstance(exc, RateLimitError | ConcurrencyLimitError):
+                return None  # reachable and not refused: the engine paces itself
+            if exc.code is None or isinstance(exc, UnexpectedResponseError):
+                # Every Kling account lists text2video: no envelope, wrong server.
+                raise UnexpectedResponseError(
+                    f"{where} did not answer like Kling: {exc.kling_message}; "
+                    f"{_NOTHING}. Check --api-base or KLING_API_BASE",
+                    status_code=exc.status_code,
+                    code=exc.code,
+                    request_id=exc.request_id,
+                ) from exc
+            if isinstance(exc, AccountError):
+                return f"Kling says the account cannot run tasks now: {exc.message}"
+            # Kling's envelope, credentials passed: a refusal of this one query
+            # says nothing against the batch.
             return None
     return None
