@@ -231,7 +231,9 @@ def test_retry_skips_content_moderation_failures_unless_asked(tmp_path):
         retried = klingmon("retry", "doomed", env=env)
         assert retried.returncode == 0, retried.stderr
         assert f"retrying {9 - moderated} tasks" in retried.stderr
-        assert f"Skipped {moderated} failed content moderation" in retried.stderr
+        assert f"Skipped {moderated} tasks that failed content moderation" in (
+            retried.stderr
+        )
         assert "--include-moderated" in retried.stderr
         assert "klingmon watch doomed-retry" in retried.stderr
         twice = klingmon("retry", "doomed", env=env)
@@ -243,3 +245,20 @@ def test_retry_skips_content_moderation_failures_unless_asked(tmp_path):
         )
         assert json.loads(every.stdout)["tasks"] == 9
         assert json.loads(every.stdout)["skipped_moderated"] == 0
+
+
+def test_retry_of_only_moderation_failures_is_a_usage_error(tmp_path):
+    """Every failure was moderation: exit 2, nothing stored, the opt-in named."""
+    db = tmp_path / "k.db"
+    with Store.open(str(db)) as store:
+        Monitor(store=store).submit([Text2VideoRequest(prompt="x")], batch="one")
+        [row] = store.tasks()
+        store.mark_submitting(row.id, 0)
+        store.reject(row.id, 1, "Trigger the content security policy", 1301)
+    env = {"KLINGMON_DB": str(db), "PATH": "/usr/bin:/bin"}
+    result = klingmon("retry", "one", env=env)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "nothing to retry in batch one" in line
+    assert "--include-moderated" in line
+    assert _stored(env) == {"one": {"rejected": 1}}

@@ -116,6 +116,8 @@ def submit(
     except KlingmonError:
         _say_unsent(context, stored.id)
         raise
+    if not summary["done"]:  # interrupted: say what is left to send
+        _say_unsent(context, stored.id)
     if as_json:
         emit_json(summary)
     if summary["failed"]:
@@ -162,11 +164,14 @@ def retry(
     )
     skipped = 0 if include_moderated else moderated
     why = (
-        f"{skipped} failed content moderation; sent again unchanged they fail the "
-        "same way: edit their prompts, or pass --include-moderated"
+        "sent again unchanged they fail the same way: edit their prompts, or pass "
+        "--include-moderated"
     )
     if failed and skipped == len(failed):
-        raise UsageError(f"nothing to retry in batch {old.name}: all {why}")
+        raise UsageError(
+            f"nothing to retry in batch {old.name}: its {len(failed)} failed tasks "
+            f"all failed content moderation; {why}"
+        )
     new = monitor.retry(old.id, name=new_name, skip_moderated=not include_moderated)
     count = len(failed) - skipped
     if as_json:
@@ -187,7 +192,12 @@ def retry(
         soft_wrap=True,
     )
     if skipped:
-        context.err.print(f"Skipped {escape(why)}.", highlight=False, soft_wrap=True)
+        noun = "task" if skipped == 1 else "tasks"
+        context.err.print(
+            f"Skipped {skipped} {noun} that failed content moderation ({why}).",
+            highlight=False,
+            soft_wrap=True,
+        )
     context.err.print(
         escape(unsent_line(new.name, count)), highlight=False, soft_wrap=True
     )
