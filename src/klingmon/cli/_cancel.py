@@ -107,8 +107,9 @@ def cancel(
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Cancel tasks not sent yet; tasks already at Kling stay tracked (no cancel there).
+    """Cancel tasks not sent yet; those already at Kling stay tracked.
 
+    Kling has no cancel: a task whose create may have reached it runs to its end.
     Every name is checked first: one unknown name cancels nothing (exit 2).
     """
     context = get_context(ctx)

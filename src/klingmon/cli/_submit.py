@@ -34,9 +34,15 @@ def submit(
     model_name: str | None = typer.Option(None, "--model-name", help="Default model."),
     mode: str | None = typer.Option(None, "--mode", help="Default mode: std or pro."),
     duration: str | None = typer.Option(None, "--duration", help="Default: 5 or 10."),
-    aspect_ratio: str | None = typer.Option(None, "--aspect-ratio"),
-    cfg_scale: float | None = typer.Option(None, "--cfg-scale"),
-    negative_prompt: str | None = typer.Option(None, "--negative-prompt"),
+    aspect_ratio: str | None = typer.Option(
+        None, "--aspect-ratio", help="Default aspect ratio: 16:9, 9:16 or 1:1."
+    ),
+    cfg_scale: float | None = typer.Option(
+        None, "--cfg-scale", help="Default prompt adherence, 0 to 1."
+    ),
+    negative_prompt: str | None = typer.Option(
+        None, "--negative-prompt", help="Default negative prompt."
+    ),
     timeout: float | None = typer.Option(
         None, "--timeout", help="Seconds after which unfinished tasks are flagged."
     ),
@@ -55,7 +61,7 @@ def submit(
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Store a batch from a file (all rows or none) and, with --watch, run it.
+    """Store a batch from a file (all rows or none); --watch runs it.
 
     Nothing is stored unless the file is valid, the name is free and (unless
     --no-preflight) Kling answers and accepts the credentials.
@@ -147,7 +153,7 @@ def retry(
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Store failed and rejected tasks again as a new batch linked to the old ones.
+    """Store failed and rejected tasks again, as a new linked batch.
 
     Tasks that failed content moderation are left out unless --include-moderated.
     """
@@ -207,9 +213,13 @@ def retry(
 def track(
     ctx: typer.Context,
     task_ids: list[str] = typer.Argument(..., help="Kling task ids to adopt."),
-    endpoint: str = typer.Option("text2video", "--endpoint"),
-    batch: str | None = typer.Option(None, "--batch", "-b"),
-    as_json: bool = typer.Option(False, "--json"),
+    endpoint: str = typer.Option(
+        "text2video", "--endpoint", help="The endpoint the tasks were created on."
+    ),
+    batch: str | None = typer.Option(
+        None, "--batch", "-b", help="Batch name (default: a dated one)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Adopt tasks created elsewhere so they are watched and collected."""
     context = get_context(ctx)
@@ -234,10 +244,16 @@ def track(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    endpoint: str = typer.Option("text2video", "--endpoint"),
-    pages: int = typer.Option(1, "--pages", min=1, max=1000),
-    batch: str | None = typer.Option(None, "--batch", "-b"),
-    as_json: bool = typer.Option(False, "--json"),
+    endpoint: str = typer.Option(
+        "text2video", "--endpoint", help="The endpoint whose list pages to read."
+    ),
+    pages: int = typer.Option(
+        1, "--pages", min=1, max=1000, help="List pages of 500 tasks to read."
+    ),
+    batch: str | None = typer.Option(
+        None, "--batch", "-b", help="Batch name (default: a dated one)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Adopt the account's recent tasks of an endpoint through its list pages."""
     context = get_context(ctx)
