@@ -79,9 +79,11 @@ def _report(store: Store, done: Cancellation) -> list[str]:
             "never sent, nothing paid."
         )
     if done.sending:
+        watch = " ".join(shlex.quote(n) for n in _names(store, done.sending)[:1])
         lines.append(
-            f"Not cancelled: {_tasks(len(done.sending))} being sent right now (a "
-            "create may already have reached Kling); they stay tracked."
+            f"Not cancelled: {_tasks(len(done.sending))} whose create may already "
+            f"have reached Kling; they stay tracked (`klingmon watch {watch}` looks "
+            "them up before anything is sent again)."
         )
     if done.at_kling:
         watch = " ".join(shlex.quote(n) for n in _names(store, done.at_kling)[:1])
