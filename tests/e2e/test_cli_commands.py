@@ -114,12 +114,15 @@ def test_failed_tasks_exit_5_and_retry_links_new_tasks(tmp_path):
         )
         assert watched.returncode == 5
         assert json.loads(watched.stdout)["failed"] == 3
-        retried = _json(klingmon("retry", "doomed", "--json", env=env))
+        retried = _json(
+            klingmon("retry", "doomed", "--include-moderated", "--json", env=env)
+        )
         assert retried == {
             "batch": "doomed-retry",
             "id": 2,
             "tasks": 3,
             "retry_of": "doomed",
+            "skipped_moderated": 0,
         }
         exported = json.loads(
             klingmon("export", "doomed-retry", "--format", "json", env=env).stdout

@@ -15,7 +15,9 @@ import pytest
 from dashboard_support import FAILING, TOKEN, app_for, client, finish_batch
 
 from klingmon._clock import to_ms
-from klingmon.engine import DownloadSettings
+from klingmon.api import Text2VideoRequest
+from klingmon.api._models import TaskStatus
+from klingmon.engine import DownloadSettings, Monitor
 from klingmon.store import Store
 from klingmon.testing import AppServer, SimServer
 from klingmon.web import Dashboard
@@ -134,6 +136,38 @@ async def test_retry_action_queues_the_failed_tasks_again(finished: Finished) ->
     assert "Retry batch b-retry created" in shown.text
     assert retried == failed
     assert woken == [True, True]
+
+
+async def test_cancel_action_cancels_the_unsent_tasks(finished: Finished) -> None:
+    """Cancel needs the token; queued tasks become cancelled, finished ones stay."""
+    with Store.open(str(finished.db)) as store:
+        requests = [Text2VideoRequest(prompt=f"later {i}") for i in range(3)]
+        later = Monitor(store=store).submit(requests, batch="later")
+        before = store.count_by_status(store.batch("b").id)  # type: ignore[union-attr]
+        async with client(app_for(store)) as http:
+            read_only = await http.post("/actions/cancel/later")
+        async with client(app_for(store, Dashboard(token=TOKEN))) as http:
+            anonymous = await http.post("/actions/cancel/later")
+            page = await http.get("/batches/later", headers=_bearer())
+            done = await http.post("/actions/cancel/later", headers=_bearer())
+            shown = await http.get(done.headers["location"], headers=_bearer())
+            finished_batch = await http.post("/actions/cancel/b", headers=_bearer())
+            missing = await http.post("/actions/cancel/nope", headers=_bearer())
+        counts = store.count_by_status(later.id)
+        events = store.events(batch_id=later.id)
+        after = store.count_by_status(store.batch("b").id)  # type: ignore[union-attr]
+    assert read_only.status_code == 403
+    assert anonymous.status_code == 401
+    assert "Cancel unsent tasks</button>" in page.text
+    assert done.status_code == 303
+    assert done.headers["location"] == "/batches/later?done=cancel&new=3"
+    assert "Cancelled 3 tasks that were never sent" in shown.text
+    assert "Cancel unsent tasks</button>" not in shown.text
+    assert counts == {TaskStatus.CANCELLED: 3}
+    assert [e.new_status for e in events] == [TaskStatus.CANCELLED] * 3
+    assert finished_batch.headers["location"] == "/batches/b?done=cancel&new=0"
+    assert after == before
+    assert missing.status_code == 404
 
 
 async def test_cross_site_posts_are_refused(finished: Finished) -> None:

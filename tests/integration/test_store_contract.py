@@ -772,3 +772,45 @@ def test_notify_wakes_a_listener(backend: Backend, store: Store):
     finally:
         stop()
     assert woken.is_set()
+
+
+def test_cancel_tasks_cancels_only_what_was_never_sent(store: Store):
+    """Queued and unleased: cancelled, with an event hooks hear; the rest is said."""
+    store.create_batch("sent", new(3), T0)  # ids 1-3
+    for row in store.claim_queued("w", T0, 60_000, 3):
+        store.mark_submitting(row.id, T0)
+    store.mark_submitted(1, wire("k1", "submitted", T0), T0, T0 + 1000)
+    store.mark_submitted(3, wire("k3", "succeed", T0), T0, T0 + 1000)
+    store.create_batch("unsent", new(3), T0)  # ids 4-6
+    assert [r.id for r in store.claim_queued("live", T0, 60_000, 1)] == [4]
+    assert [r.id for r in store.claim_queued("dead", T0 - 9_000, 1_000, 1)] == [5]
+    before = {e.id for e in store.events()}
+
+    done = store.cancel_tasks([6, 5, 4, 3, 2, 1, 999], T0 + 10, "not needed")
+
+    assert [c.task.id for c in done.cancelled] == [5, 6]
+    assert all(c.task.status is TaskStatus.CANCELLED for c in done.cancelled)
+    assert all(c.task.lease_owner is None for c in done.cancelled)
+    assert [r.id for r in done.sending] == [2, 4]  # a create may be under way
+    assert [r.id for r in done.at_kling] == [1]
+    assert [r.id for r in done.finished] == [3]
+    fresh = [e for e in store.events() if e.id not in before]
+    assert [(e.task_id, e.old_status, e.new_status, e.source) for e in fresh] == [
+        (5, TaskStatus.QUEUED, TaskStatus.CANCELLED, "local"),
+        (6, TaskStatus.QUEUED, TaskStatus.CANCELLED, "local"),
+    ]
+    assert {c.event_id for c in done.cancelled} == {e.id for e in fresh}
+    owed = store.claim_outbox("hooks", T0 + 20, 1_000, 100)
+    assert {i.event.id for i in owed} >= {e.id for e in fresh}
+    assert store.task(5).status_msg == "not needed"  # type: ignore[union-attr]
+    # Never sent afterwards, and a second cancel changes nothing.
+    claimed = store.claim_submissions("w2", T0 + 120_000, 1_000, slots=10)
+    assert 5 not in {r.id for r in claimed}
+    assert 6 not in {r.id for r in claimed}
+    assert store.task_ids_of_batch(2) == [4, 5, 6]
+    again = store.cancel_tasks([4, 5, 6], T0 + 30)
+    assert again.cancelled == []
+    assert [r.id for r in again.sending] == [4]  # just leased by w2
+    assert [r.id for r in again.finished] == [5, 6]
+    assert len(store.events()) == len(before) + 2
+    assert store.count_by_status(2) == {TaskStatus.QUEUED: 1, TaskStatus.CANCELLED: 2}

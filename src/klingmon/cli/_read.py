@@ -22,6 +22,7 @@ from klingmon.cli._render import (
     tasks_table,
     workers_table,
 )
+from klingmon.cli._unsent import unsent_lines
 from klingmon.cli._watch import _pick_batch
 from klingmon.errors import NotFoundError
 
@@ -112,6 +113,8 @@ def status(
         context.err.print("No batches yet. Submit one with `klingmon submit FILE`.")
         return
     context.console.print(batches_table(rows))
+    for line in unsent_lines(store):
+        context.err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _workers(context: Context, store: Store, *, as_json: bool) -> None:

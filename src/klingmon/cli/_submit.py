@@ -6,12 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
+from klingmon.api._models import TaskStatus
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
+from klingmon.cli._preflight import check_kling, ensure_name_free, open_client
+from klingmon.cli._unsent import unsent_line, unsent_lines
 from klingmon.cli._watch import _pick_batch, _watch_and_close
 from klingmon.engine import read_batch_file
-from klingmon.errors import NameTakenError
+from klingmon.errors import KlingmonError, NameTakenError, UsageError
+from klingmon.policy import is_moderation_failure
 
 __all__: list[str] = []
 
@@ -41,11 +46,26 @@ def submit(
     timeout: float | None = typer.Option(
         None, "--timeout", help="Seconds after which unfinished tasks are flagged."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate only."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Validate the file and the name only."
+    ),
     watch: bool = typer.Option(False, "--watch", "-w", help="Watch until done."),
+    preflight: bool = typer.Option(
+        True,
+        "--preflight/--no-preflight",
+        envvar="KLINGMON_PREFLIGHT",
+        help=(
+            "Before storing, check the credentials and the API base with one "
+            "list call; --no-preflight stores without contacting Kling."
+        ),
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Store a batch from a file (all rows or none) and, with --watch, run it."""
+    """Store a batch from a file (all rows or none); --watch runs it.
+
+    Nothing is stored unless the file is valid, the name is free and (unless
+    --no-preflight) Kling answers and accepts the credentials.
+    """
     context = get_context(ctx)
     defaults: dict[str, Any] = {
         "model_name": model_name,
@@ -63,6 +83,9 @@ def submit(
             soft_wrap=True,
         )
     rows = read_batch_file(file, defaults=defaults, endpoint=endpoint)
+    store = context.store()
+    if batch is not None and not dry_run:
+        ensure_name_free(store, batch)
     if dry_run:
         if as_json:
             answer: dict[str, Any] = {
@@ -83,23 +106,42 @@ def submit(
         if taken:
             raise typer.Exit(2)
         return
-    monitor = context.monitor()
-    stored = monitor.submit((r.request for r in rows), batch=batch, timeout=timeout)
+    if watch or preflight:
+        open_client(context.settings).close()  # no credentials: exit 2, none stored
+    if preflight:
+        warning = check_kling(context.settings)
+        if warning:
+            context.err.print(
+                f"Warning: {escape(warning)}", highlight=False, soft_wrap=True
+            )
+    others = unsent_lines(store)
+    stored = context.monitor().submit(
+        (r.request for r in rows), batch=batch, timeout=timeout
+    )
     if not watch:
         if as_json:
             emit_json({"batch": stored.name, "id": stored.id, "tasks": len(rows)})
-        else:
-            context.err.print(
-                f"Stored batch [bold]{stored.name}[/] with {len(rows)} tasks; "
-                f"run `klingmon watch {stored.name}` to send and watch them."
-            )
+            return
+        context.err.print(
+            f"Stored batch {escape(stored.name)} with {len(rows)} tasks.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for line in unsent_lines(store):
+            context.err.print(escape(line), highlight=False, soft_wrap=True)
         return
+    for line in others:
+        context.err.print(escape(line), highlight=False, soft_wrap=True)
     monitor = context.monitor(context.client())
-    summary = run_async(
-        _watch_and_close(context, monitor, stored, live=not as_json),
-        stop=monitor.stop,
-        resume=stored.name,
-    )
+    try:
+        summary = run_async(
+            _watch_and_close(context, monitor, stored, live=not as_json),
+            stop=monitor.stop,
+            resume=stored.name,
+        )
+    except KlingmonError:
+        _say_unsent(context, stored.id)
+        raise
     if as_json:
         emit_json(summary)
     if summary["failed"]:
@@ -111,6 +153,16 @@ def _batch_exists(context: Context, name: str) -> bool:
     return any(b.name == name for b in context.store().batches())
 
 
+def _say_unsent(context: Context, batch_id: int) -> None:
+    """After a failed run: the line that says what of the batch is still unsent."""
+    store = context.store()
+    waiting = store.count_by_status(batch_id, statuses=[TaskStatus.QUEUED])
+    row = store.batch(batch_id)
+    if row is not None and waiting:
+        line = unsent_line(row.name, sum(waiting.values()))
+        context.err.print(escape(line), highlight=False, soft_wrap=True)
+
+
 @app.command()
 def retry(
     ctx: typer.Context,
@@ -120,10 +172,18 @@ def retry(
     ),
     old_name: str | None = typer.Option(
         None, "--name", hidden=True, help="The old spelling of --batch."
+    include_moderated: bool = typer.Option(
+        False,
+        "--include-moderated",
+        help="Resend tasks Kling refused for their content too (they fail again "
+        "unless edited).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Resubmit failed and rejected tasks as a new batch linked to the old tasks."""
+    """Store failed and rejected tasks again, as a new linked batch.
+
+    Tasks that failed content moderation are left out unless --include-moderated.
+    """
     context = get_context(ctx)
     name = name or old_name
     monitor = context.monitor()
@@ -135,14 +195,53 @@ def retry(
             f"{again}` runs it, `klingmon retry {again}` retries its failures, "
             f"--batch NEW retries {old.name} once more"
         )
-    new = monitor.retry(old.id, name=name)
-    count = len(monitor.store.tasks(new.id))
+    new_name = name or f"{old.name}-retry"
+    ensure_name_free(monitor.store, new_name)
+    failed = monitor.store.tasks(
+        old.id, statuses=[TaskStatus.FAILED, TaskStatus.REJECTED]
+    )
+    moderated = sum(
+        is_moderation_failure(t.status, t.status_msg, t.last_error) for t in failed
+    )
+    skipped = 0 if include_moderated else moderated
+    why = (
+        "sent again unchanged they fail the same way: edit their prompts, or pass "
+        "--include-moderated"
+    )
+    if failed and skipped == len(failed):
+        raise UsageError(
+            f"nothing to retry in batch {old.name}: its {len(failed)} failed tasks "
+            f"all failed content moderation; {why}"
+        )
+    new = monitor.retry(old.id, name=new_name, skip_moderated=not include_moderated)
+    count = len(failed) - skipped
     if as_json:
         emit_json(
-            {"batch": new.name, "id": new.id, "tasks": count, "retry_of": old.name}
+            {
+                "batch": new.name,
+                "id": new.id,
+                "tasks": count,
+                "retry_of": old.name,
+                "skipped_moderated": skipped,
+            }
         )
-    else:
-        context.err.print(f"Stored batch [bold]{new.name}[/] retrying {count} tasks.")
+        return
+    context.err.print(
+        f"Stored batch {escape(new.name)} retrying {count} tasks of "
+        f"{escape(old.name)}.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if skipped:
+        noun = "task" if skipped == 1 else "tasks"
+        context.err.print(
+            f"Skipped {skipped} {noun} that failed content moderation ({why}).",
+            highlight=False,
+            soft_wrap=True,
+        )
+    context.err.print(
+        escape(unsent_line(new.name, count)), highlight=False, soft_wrap=True
+    )
 
 
 @app.command()

@@ -14,6 +14,7 @@ from klingmon.engine._engine import Engine
 from klingmon.engine._hooks import Hook, HookName, Hooks
 from klingmon.engine._settings import EngineSettings
 from klingmon.errors import NotFoundError, NothingToDoError, UsageError
+from klingmon.policy import is_moderation_failure
 from klingmon.store import NewTask, Store
 
 if TYPE_CHECKING:
@@ -178,14 +179,30 @@ class Monitor:
         ]
         return self.store.create_batch(batch, rows, to_ms(self.clock.now()))
 
-    def retry(self, batch: str | int, *, name: str | None = None) -> BatchRow:
-        """Resubmit the failed and rejected tasks as new tasks linked to the old."""
+    def retry(
+        self,
+        batch: str | int,
+        *,
+        name: str | None = None,
+        skip_moderated: bool = False,
+    ) -> BatchRow:
+        """Resubmit the failed and rejected tasks as new tasks linked to the old.
+
+        ``skip_moderated`` leaves out those Kling refused for their content: sent
+        again unchanged, they fail the same way.
+        """
         old = self.store.batch(batch)
         if old is None:
             raise NotFoundError(f"no batch {batch!r}")
         failed = self.store.tasks(
             old.id, statuses=[TaskStatus.FAILED, TaskStatus.REJECTED]
         )
+        if skip_moderated:
+            failed = [
+                t
+                for t in failed
+                if not is_moderation_failure(t.status, t.status_msg, t.last_error)
+            ]
         if not failed:
             raise NothingToDoError(
                 f"Nothing to retry: batch {old.name} has no failed or rejected tasks"

@@ -1,4 +1,4 @@
-"""Pure decisions: lifecycle, schedule, stuck and timeouts, error classes, budgets.
+"""Pure decisions: lifecycle, schedule, stuck, timeouts, errors, budgets, moderation.
 
 Nothing here does I/O or reads a clock; the engine, the clients and the benchmark
 pass in data and time and act on the answers.
@@ -16,6 +16,7 @@ from klingmon.policy._durations import (
 from klingmon.policy._errors import CreateAction, classify_create_error
 from klingmon.policy._governor import Aimd, SlotLimit, backoff
 from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
+from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
 from klingmon.policy._schedule import (
     Schedule,
     SchedulePolicy,
@@ -26,6 +27,7 @@ from klingmon.policy._schedule import (
 from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
 
 __all__ = [
+    "MODERATION_CODES",
     "RANK",
     "Aimd",
     "CreateAction",
@@ -41,6 +43,7 @@ __all__ = [
     "backoff",
     "classify_create_error",
     "finish_hazard",
+    "is_moderation_failure",
     "is_stuck",
     "judge",
     "next_poll_delay",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from klingmon.store._cancel import Cancellation
 from klingmon.store._downloads import DOWNLOAD_STATES, RETENTION_MS, DownloadRow
 from klingmon.store._fleet import WorkerRow
 from klingmon.store._report import REQUEST_KINDS, REQUEST_PREFIX
@@ -25,6 +26,7 @@ __all__ = [
     "REQUEST_PREFIX",
     "RETENTION_MS",
     "BatchRow",
+    "Cancellation",
     "Change",
     "DownloadRow",
     "EventRow",

@@ -18,6 +18,7 @@ from klingmon.api._models import TaskStatus
 from klingmon.errors import NameTakenError, StoreError
 from klingmon.store import _engine, _schema
 from klingmon.store._base import reason
+from klingmon.store._cancel import Cancels
 from klingmon.store._convert import (
     event_row,
     task_row,
@@ -80,7 +81,7 @@ _LOCK_ROWS = (
 )
 
 
-class Store(Submission, Downloads, Fleet, Views, Refs):
+class Store(Submission, Downloads, Fleet, Views, Refs, Cancels):
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     # -- lifecycle -----------------------------------------------------------------

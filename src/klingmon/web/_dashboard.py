@@ -9,7 +9,7 @@ server restart too.
 Without a token the dashboard is read-only (and ``klingmon serve`` only binds to
 loopback). With one, every page wants it, as ``Authorization: Bearer`` or as the
 cookie ``/login`` sets (an HMAC of the token, never the token itself), and the
-actions (retry failed tasks, download now) become available.
+actions (retry failed tasks, cancel unsent ones, download now) become available.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ _NOTES = {
     "download": "Downloading this batch's owed files now.",
     "nothing": "No failed or rejected tasks to retry.",
     "busy": "A download of this batch is already running.",
+    "cancel": (
+        "Cancelled {new} tasks that were never sent. Tasks already at Kling (it "
+        "has no cancel) or being sent run on and stay tracked."
+    ),
 }
 
 
@@ -304,6 +308,17 @@ def install_dashboard(
         if dashboard.wake is not None:
             dashboard.wake()
         return _back(batch, "retry", new.name)
+
+    @router.post("/actions/cancel/{ref:path}")
+    def cancel(request: Request, ref: str) -> Response:
+        may_act(request)
+        batch = _batch(store, ref)
+        done = store.cancel_tasks(store.task_ids_of_batch(batch.id), now_ms())
+        logger.info(
+            "dashboard.cancel",
+            extra={"batch": batch.id, "cancelled": len(done.cancelled)},
+        )
+        return _back(batch, "cancel", str(len(done.cancelled)))
 
     @router.post("/actions/download/{ref:path}")
     async def download_now(request: Request, ref: str) -> Response:

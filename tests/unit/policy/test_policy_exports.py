@@ -8,6 +8,7 @@ from klingmon.policy import (
     _errors,
     _governor,
     _lifecycle,
+    _moderation,
     _schedule,
     _stuck,
 )
@@ -17,7 +18,15 @@ def test_all_is_sorted_and_complete():
     """__all__ is sorted and holds every module's public names."""
     exported = klingmon.policy.__all__
     assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
-    modules = (_durations, _errors, _governor, _lifecycle, _schedule, _stuck)
+    modules = (
+        _durations,
+        _errors,
+        _governor,
+        _lifecycle,
+        _moderation,
+        _schedule,
+        _stuck,
+    )
     public = {name for m in modules for name in m.__all__}
     internal = {"BUCKETS", "HIGH", "LOW", "PRIOR_WEIGHT"}
     assert public - internal == set(exported)

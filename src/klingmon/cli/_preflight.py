@@ -1,0 +1,136 @@
+"""Preflight: before a batch is stored, make sure it can be sent.
+
+A batch stored under a command that then fails is paid for later by whatever sends
+it next; so ``submit`` checks, before it stores a single row, that the name is free,
+that credentials are there, and (one cheap authenticated list call, ``pageSize=1``)
+that the API base answers like Kling and accepts them. Any failure stores nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+import httpx
+
+from klingmon.api import KlingClient
+from klingmon.api._models import TaskStatus
+from klingmon.api._retry import RetryPolicy
+from klingmon.errors import (
+    AccountError,
+    ApiError,
+    AuthError,
+    ConcurrencyLimitError,
+    ConfigError,
+    NameTakenError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UnexpectedResponseError,
+)
+
+if TYPE_CHECKING:
+    from klingmon.config import Settings
+    from klingmon.store import Store
+
+__all__ = ["check_kling", "display_url", "ensure_name_free", "open_client"]
+
+#: The list page asked for: every account may list its own text-to-video tasks.
+PREFLIGHT_ENDPOINT = "/v1/videos/text2video"
+_NOTHING = "nothing was stored"
+#: A quick answer or a clear error: a second try for a blip, no long backoff.
+_RETRY = RetryPolicy(attempts=2, base=0.25, cap=1.0)
+_TIMEOUT = 10.0
+
+
+def display_url(url: str) -> str:
+    """``scheme://host:port/path`` with the port spelled out and no user info."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "the configured API base"
+    port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme)
+    where = f"{parsed.scheme}://{parsed.host}" + (f":{port}" if port else "")
+    return where + parsed.path.rstrip("/")
+
+
+def ensure_name_free(store: Store, name: str, *, option: str = "--batch") -> None:
+    """Refuse a taken batch name before anything is stored (names, not ids)."""
+    taken = next((b for b in store.batches() if b.name == name), None)
+    if taken is None:
+        return
+    quoted = shlex.quote(name)
+    waiting = store.count_by_status(taken.id, statuses=[TaskStatus.QUEUED])
+    waiting_n = sum(waiting.values())
+    hint = f"choose another name with {option}"
+    if waiting_n:
+        hint += (
+            f"; its {waiting_n} unsent tasks are sent by `klingmon watch {quoted}` "
+            f"or dropped by `klingmon cancel {quoted}`"
+        )
+    raise NameTakenError(f"a batch named {name!r} already exists; {_NOTHING}; {hint}")
+
+
+def open_client(settings: Settings) -> KlingClient:
+    """A client for the check, or ConfigError (exit 2) when credentials are missing."""
+    try:
+        return KlingClient.from_env(
+            base_url=settings.api_base,
+            timeout=_TIMEOUT,
+            retry=_RETRY,
+            **settings.credentials(),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message}; {_NOTHING}") from exc
+
+
+def check_kling(settings: Settings) -> str | None:
+    """One authenticated list call; raise with exit 3 or 4 if it cannot work.
+
+    Returns a warning to show when Kling accepted the credentials but said the
+    account cannot run tasks now (arrears, depleted pack): creates would be refused,
+    not billed, so storing is still allowed.
+    """
+    where = display_url(settings.api_base)
+    with open_client(settings) as client:
+        try:
+            client.list(PREFLIGHT_ENDPOINT, page=1, page_size=1)
+        except TransportError as exc:
+            raise TransportError(
+                f"cannot reach Kling at {where} ({exc.message}); {_NOTHING}. "
+                "Check --api-base or KLING_API_BASE"
+            ) from exc
+        except AuthError as exc:
+            raise AuthError(
+                f"Kling at {where} refused the credentials: {exc.kling_message}; "
+                f"{_NOTHING}",
+                status_code=exc.status_code,
+                code=exc.code,
+                request_id=exc.request_id,
+            ) from exc
+        except ServerError as exc:
+            raise ServerError(
+                f"Kling at {where} failed: {exc.kling_message}; {_NOTHING}. Try "
+                "again later, or store the batch without asking Kling: --no-preflight",
+                status_code=exc.status_code,
+                code=exc.code,
+                request_id=exc.request_id,
+            ) from exc
+        except ApiError as exc:
+            if isinstance(exc, RateLimitError | ConcurrencyLimitError):
+                return None  # reachable and not refused: the engine paces itself
+            if exc.code is None or isinstance(exc, UnexpectedResponseError):
+                # Every Kling account lists text2video: no envelope, wrong server.
+                raise UnexpectedResponseError(
+                    f"{where} did not answer like Kling: {exc.kling_message}; "
+                    f"{_NOTHING}. Check --api-base or KLING_API_BASE",
+                    status_code=exc.status_code,
+                    code=exc.code,
+                    request_id=exc.request_id,
+                ) from exc
+            if isinstance(exc, AccountError):
+                return f"Kling says the account cannot run tasks now: {exc.message}"
+            # Kling's envelope, credentials passed: a refusal of this one query
+            # says nothing against the batch.
+            return None
+    return None
