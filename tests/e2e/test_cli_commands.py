@@ -138,7 +138,15 @@ def test_failed_tasks_exit_5_and_retry_links_new_tasks(tmp_path):
             "failures, --batch NEW retries doomed once more"
         )
         named = _json(
-            klingmon("retry", "doomed", "--batch", "doomed-2", "--json", env=env)
+            klingmon(
+                "retry",
+                "doomed",
+                "--batch",
+                "doomed-2",
+                "--include-moderated",
+                "--json",
+                env=env,
+            )
         )
         assert (named["batch"], named["tasks"]) == ("doomed-2", 3)
 

@@ -238,10 +238,10 @@ def test_retry_skips_content_moderation_failures_unless_asked(tmp_path):
         assert "klingmon watch doomed-retry" in retried.stderr
         twice = klingmon("retry", "doomed", env=env)
         assert twice.returncode == 2
-        assert "a batch named 'doomed-retry' already exists" in twice.stderr
-        assert "--name" in twice.stderr
+        assert "was already retried as doomed-retry" in twice.stderr
+        assert "--batch NEW" in twice.stderr
         every = klingmon(
-            "retry", "doomed", "--name", "all", "--include-moderated", "--json", env=env
+            "retry", "doomed", "-b", "all", "--include-moderated", "--json", env=env
         )
         assert json.loads(every.stdout)["tasks"] == 9
         assert json.loads(every.stdout)["skipped_moderated"] == 0

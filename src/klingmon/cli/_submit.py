@@ -172,6 +172,7 @@ def retry(
     ),
     old_name: str | None = typer.Option(
         None, "--name", hidden=True, help="The old spelling of --batch."
+    ),
     include_moderated: bool = typer.Option(
         False,
         "--include-moderated",

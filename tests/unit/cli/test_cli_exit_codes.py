@@ -36,7 +36,7 @@ def run(tmp_path, monkeypatch, capsys):
 def test_unknown_batch_is_exit_2_for_every_command(run, tmp_path):
     """An unknown batch is a usage mistake (2), never the store failing (7)."""
     (tmp_path / "p.txt").write_text("a fox\n")
-    assert run("submit", "p.txt", "-b", "real")[0] == 0
+    assert run("submit", "p.txt", "-b", "real", "--no-preflight")[0] == 0
     for args in (("retry", "nope"), ("export", "nope"), ("download", "nope")):
         code, err = run(*args)
         assert code == 2, (args, err)
@@ -47,7 +47,7 @@ def test_unknown_batch_is_exit_2_for_every_command(run, tmp_path):
 def test_retry_with_nothing_failed_exits_0_and_says_so(run, tmp_path):
     """retry of a batch with no failed task stores nothing and exits 0."""
     (tmp_path / "p.txt").write_text("a fox\n")
-    assert run("submit", "p.txt", "-b", "fine")[0] == 0
+    assert run("submit", "p.txt", "-b", "fine", "--no-preflight")[0] == 0
     assert run("retry", "fine") == (
         0,
         "Nothing to retry: batch fine has no failed or rejected tasks",
@@ -67,10 +67,11 @@ def test_a_bad_config_value_exits_2(run, tmp_path):
 def test_a_taken_batch_name_exits_2(run, tmp_path):
     """Submitting under a name already used is refused with exit 2, not 7."""
     (tmp_path / "p.txt").write_text("a fox\n")
-    assert run("submit", "p.txt", "-b", "launch")[0] == 0
-    code, err = run("submit", "p.txt", "-b", "launch")
+    assert run("submit", "p.txt", "-b", "launch", "--no-preflight")[0] == 0
+    code, err = run("submit", "p.txt", "-b", "launch", "--no-preflight")
     assert code == 2
-    assert err == "Error: a batch named 'launch' already exists"
+    assert err.splitlines() == [err]
+    assert err.startswith("Error: a batch named 'launch' already exists; nothing")
 
 
 def test_a_store_that_cannot_be_used_exits_7(run, tmp_path):
