@@ -9,7 +9,7 @@ import typer
 
 from klingmon.cli._app import app
 from klingmon.cli._context import emit_json, get_context, run_async
-from klingmon.cli._watch import _pick_batch, _watch_and_close
+from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
 from klingmon.engine import read_batch_file
 
 __all__: list[str] = []
@@ -32,10 +32,14 @@ def submit(
     cfg_scale: float | None = typer.Option(None, "--cfg-scale"),
     negative_prompt: str | None = typer.Option(None, "--negative-prompt"),
     timeout: float | None = typer.Option(
-        None, "--timeout", help="Seconds after which unfinished tasks are flagged."
+        None,
+        "--timeout",
+        help="Seconds after which unfinished tasks are flagged; with --watch, "
+        "the watch ends then too (exit 6, tasks stay tracked).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate only."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Watch until done."),
+    give_up_after: float = GiveUpOption,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Store a batch from a file (all rows or none) and, with --watch, run it."""
@@ -66,14 +70,9 @@ def submit(
                 f"run `klingmon watch {stored.name}` to send and watch them."
             )
         return
-    monitor = context.monitor(context.client())
-    summary = run_async(
-        _watch_and_close(context, monitor, stored, live=not as_json), stop=monitor.stop
-    )
-    if as_json:
-        emit_json(summary)
-    if summary["failed"]:
-        raise typer.Exit(5)
+    # Only this batch is sent: other stored batches wait for their own watch.
+    plan = WatchPlan(timeout=timeout, give_up_after=give_up_after)
+    run_watch(context, stored, as_json=as_json, plan=plan)
 
 
 @app.command()
