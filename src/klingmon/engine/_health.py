@@ -9,6 +9,7 @@ spent. Nothing here stops anything; the caller decides.
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.request
 from typing import TYPE_CHECKING
@@ -38,12 +39,26 @@ def _origin(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}{port}"
 
 
+def _os_reason(exc: BaseException) -> str | None:
+    """The operating system's word for it ("connection refused"), found under the
+    wrappers httpx, httpcore and anyio put around it."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def describe_failure(exc: Exception, url: httpx.URL) -> str:
     """One line a person can act on: what was tried and how it failed."""
     where = _origin(url)
     if isinstance(exc, httpx.TimeoutException):
         return f"no answer from {where} in time ({type(exc).__name__})"
-    reason = _ERRNO.sub("", str(exc)).strip().rstrip(".") or type(exc).__name__
+    reason = _os_reason(exc) or _ERRNO.sub("", str(exc)).strip().rstrip(".")
+    reason = reason or type(exc).__name__
     return f"cannot reach {where} ({reason[:1].lower()}{reason[1:]})"
 
 
