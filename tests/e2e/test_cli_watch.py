@@ -55,9 +55,7 @@ def test_watch_sends_only_the_named_batch(server, tmp_path):
     assert set(server.sim.counters()["creates_per_external_id"].values()) == {1}
 
 
-def test_unreachable_api_base_gives_up_with_exit_4_and_watch_resumes(
-    server, tmp_path
-):
+def test_unreachable_api_base_gives_up_with_exit_4_and_watch_resumes(server, tmp_path):
     """Nothing listening: said at once, exit 4 in bounded time, nothing lost."""
     env = cli_env(server, tmp_path / "k.db")
     closed = f"http://127.0.0.1:{free_port()}"
@@ -92,7 +90,7 @@ def test_unreachable_api_base_gives_up_with_exit_4_and_watch_resumes(
 
 
 def test_timeout_ends_the_watch_with_exit_6_and_tasks_stay_tracked(tmp_path):
-    """--timeout 1 on a slow batch: exit 6 after about a second, tasks still at Kling."""
+    """--timeout 1 on a slow batch: exit 6 in about a second, tasks still at Kling."""
     with SimServer(SimConfig(seed=32, time_scale=20.0)) as slow:
         env = cli_env(slow, tmp_path / "k.db")
         klingmon("submit", _prompts(tmp_path, "slow", 2), "-b", "slow", env=env)
@@ -127,9 +125,8 @@ def test_files_not_downloaded_are_not_success(server, tmp_path):
     """Results from an origin not allowed are owed: exit 4 and the count, not 0."""
     env = cli_env(server, tmp_path / "k.db")
     env["KLINGMON_DOWNLOAD_ORIGINS"] = "https://cdn.invalid"
-    watched = klingmon(
-        *FAST_FLAGS, "submit", _prompts(tmp_path, "owed", 2), "-b", "owed", "-w", env=env
-    )
+    path = _prompts(tmp_path, "owed", 2)
+    watched = klingmon(*FAST_FLAGS, "submit", path, "-b", "owed", "-w", env=env)
     assert watched.returncode == 4, watched.stderr
     assert "2 result files are not downloaded yet" in watched.stderr
     assert "`klingmon download owed`" in watched.stderr
