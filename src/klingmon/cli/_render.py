@@ -155,9 +155,10 @@ def batch_progress(
 def _fact_lines(facts: WatchFacts) -> list[RenderableType]:
     slots = f"slots {facts.in_use}/{facts.slots} in use"
     if facts.other_batches:
-        s = "" if facts.other_batches == 1 else "es"
+        one = facts.other_batches == 1
         slots += (
-            f" ({facts.other_batches} other batch{s} hold "
+            f" ({facts.other_batches} other "
+            f"{'batch holds' if one else 'batches hold'} "
             f"{facts.other_slots} slot{'' if facts.other_slots == 1 else 's'})"
         )
     line = Text(slots)
@@ -210,9 +211,10 @@ def closing_lines(
             f"Downloads are off: fetch results with `klingmon download {name}`."
         )
     elif owed:
+        files = "1 result file is" if owed == 1 else f"{owed} result files are"
         lines.append(
-            f"{owed} result files are not downloaded yet (see `klingmon report "
-            f"{name}`); fetch them with `klingmon download {name}`."
+            f"{files} not downloaded yet (see `klingmon report {name}`); "
+            f"fetch them with `klingmon download {name}`."
         )
     elif ok:
         lines.append(f"Files are under {out}.")
@@ -223,10 +225,12 @@ def closing_lines(
             "timeout": f"Stopped watching after {fmt_seconds(timeout)}: ",
             "stopped": "Interrupted: ",
         }.get(str(summary.get("outcome")), "")
-        lines.append(
-            f"{why}{running} tasks still running stay tracked; resume with "
-            f"`klingmon watch {name}`."
+        still = (
+            "1 task still running stays"
+            if running == 1
+            else (f"{running} tasks still running stay")
         )
+        lines.append(f"{why}{still} tracked; resume with `klingmon watch {name}`.")
     return lines
 
 

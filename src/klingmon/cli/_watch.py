@@ -38,7 +38,7 @@ from klingmon.engine._health import (
     env_transport,
 )
 from klingmon.engine._notify import install_hooks
-from klingmon.errors import StoreError, TransportError
+from klingmon.errors import ApiError, StoreError, TransportError
 from klingmon.policy import Phase
 
 if TYPE_CHECKING:
@@ -319,13 +319,20 @@ def run_watch(
     monitor = context.monitor(context.client(transport=transport))
     health = Health(monitor.clock, give_up_after=plan.give_up_after)
     transport.health = health
-    summary = run_async(
-        _watch_and_close(
-            context, monitor, batch, live=not as_json, plan=plan, health=health
-        ),
-        stop=monitor.stop,
-    )
     name = batch.name
+    try:
+        summary = run_async(
+            _watch_and_close(
+                context, monitor, batch, live=not as_json, plan=plan, health=health
+            ),
+            stop=monitor.stop,
+        )
+    except (ApiError, TransportError) as exc:
+        # Kling refused or failed for good (bad credentials, an account problem):
+        # the tasks are stored, so say how to carry on once it is fixed.
+        exc.message += f"; nothing is lost; resume with `klingmon watch {name}`"
+        exc.args = (exc.message,)
+        raise
     if summary["outcome"] == "gave_up":
         after = plan.give_up_after or 0.0
         raise GaveUpError(
