@@ -133,3 +133,17 @@ def test_files_not_downloaded_are_not_success(server, tmp_path):
     as_json = klingmon(*FAST_FLAGS, "watch", "owed", "--json", env=env)
     assert as_json.returncode == 4
     assert json.loads(as_json.stdout)["files_owed"] == 2
+
+
+def test_refused_credentials_show_at_once_and_exit_3(server, tmp_path):
+    """A wrong secret: the trouble line, exit 3, the resume line, nothing created."""
+    env = cli_env(server, tmp_path / "k.db")
+    env["KLING_SECRET_KEY"] = "not-the-secret"
+    path = _prompts(tmp_path, "keys", 2)
+    refused = klingmon(*FAST_FLAGS, "submit", path, "-b", "keys", "-w", env=env)
+    assert refused.returncode == 3, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert f"! {server.url} refused the credentials (HTTP 401) — retrying" in lines
+    assert lines[-1].endswith("nothing is lost; resume with `klingmon watch keys`")
+    assert server.sim.counters()["creates_per_external_id"] == {}
+    assert set(_external_ids(tmp_path, "keys").values()) == {"queued"}
