@@ -8,6 +8,8 @@ import time
 import pytest
 from cli_support import FAST_FLAGS, cli_env, klingmon
 
+from klingmon.api import Text2VideoRequest
+from klingmon.engine import Monitor
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer, free_port
@@ -28,6 +30,13 @@ def _prompts(tmp_path, name, n):
     return str(path)
 
 
+def _store_batch(tmp_path, name, n, *, timeout=None):
+    """Setup only: a stored batch, as `klingmon submit FILE -b NAME` leaves it."""
+    with Store.open(str(tmp_path / "k.db")) as store:
+        requests = [Text2VideoRequest(prompt=f"{name} scene {i}") for i in range(n)]
+        Monitor(store=store).submit(requests, batch=name, timeout=timeout)
+
+
 def _external_ids(tmp_path, batch):
     """The batch's tasks as the store holds them: external id -> status."""
     with Store.open(str(tmp_path / "k.db")) as store:
@@ -40,8 +49,7 @@ def test_watch_sends_only_the_named_batch(server, tmp_path):
     """Two stored batches, `watch a`: the simulator creates a's tasks and no other."""
     env = cli_env(server, tmp_path / "k.db")
     for name in ("a", "b"):
-        stored = klingmon("submit", _prompts(tmp_path, name, 3), "-b", name, env=env)
-        assert stored.returncode == 0, stored.stderr
+        _store_batch(tmp_path, name, 3)
     watched = klingmon(*FAST_FLAGS, "watch", "a", "--json", env=env)
     assert watched.returncode == 0, watched.stderr
     assert json.loads(watched.stdout)["counts"] == {"succeed": 3}
@@ -93,7 +101,7 @@ def test_timeout_ends_the_watch_with_exit_6_and_tasks_stay_tracked(tmp_path):
     """--timeout 1 on a slow batch: exit 6 in about a second, tasks still at Kling."""
     with SimServer(SimConfig(seed=32, time_scale=20.0)) as slow:
         env = cli_env(slow, tmp_path / "k.db")
-        klingmon("submit", _prompts(tmp_path, "slow", 2), "-b", "slow", env=env)
+        _store_batch(tmp_path, "slow", 2)
         started = time.monotonic()
         ended = klingmon(*FAST_FLAGS, "watch", "slow", "--timeout", "1", env=env)
         took = time.monotonic() - started
@@ -111,8 +119,7 @@ def test_timeout_ends_the_watch_with_exit_6_and_tasks_stay_tracked(tmp_path):
 def test_warnings_stay_out_of_the_view_without_verbose(server, tmp_path):
     """Deadline warnings are counted in the view, not printed over it."""
     env = cli_env(server, tmp_path / "k.db")
-    path = _prompts(tmp_path, "late", 2)
-    klingmon("submit", path, "-b", "late", "--timeout", "0.01", env=env)
+    _store_batch(tmp_path, "late", 2, timeout=0.01)
     quiet = klingmon(*FAST_FLAGS, "watch", "late", env=env)
     assert quiet.returncode == 0, quiet.stderr
     assert "task.watch_timeout" not in quiet.stderr

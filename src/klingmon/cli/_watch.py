@@ -56,7 +56,7 @@ _FAILED = (TaskStatus.FAILED, TaskStatus.REJECTED)
 #: cancelled create stays ``submitting`` and is looked up before any resend).
 _STOP_GRACE = 3.0
 #: Seconds between two redraws (and two looks at the deadlines).
-_TICK = 0.25
+_TICK = 0.5
 
 
 class GaveUpError(TransportError):
