@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from klingmon.api._models import TaskStatus
 from klingmon.store._base import StoreBase
+from klingmon.store._downloads import _files
 from klingmon.store._schema import downloads, tasks
 
 __all__ = ["Watching"]
@@ -33,8 +34,10 @@ class Watching(StoreBase):
     def files_owed(self, batch_id: int) -> int:
         """Result files of the batch's succeeded tasks that are not on disk yet.
 
-        A succeeded task with no download row at all counts as one file owed: its
-        files were never queued, which is exactly the case a user must hear about.
+        Pending, downloading, failed and refused files are owed (a refusal is
+        fixed by allowing the origin); expired ones are gone from Kling, so not.
+        A success whose files were never queued owes every file its result lists:
+        exactly the case a user must hear about.
         """
         succeeded = sa.and_(
             tasks.c.batch_id == batch_id, tasks.c.status == TaskStatus.SUCCEED.value
@@ -42,15 +45,14 @@ class Watching(StoreBase):
         not_done = (
             sa.select(sa.func.count())
             .select_from(downloads.join(tasks, downloads.c.task_id == tasks.c.id))
-            .where(succeeded, downloads.c.status != "done")
+            .where(succeeded, downloads.c.status.not_in(["done", "expired"]))
         )
-        unqueued = (
-            sa.select(sa.func.count())
-            .select_from(tasks)
-            .where(
-                succeeded,
-                ~sa.exists().where(downloads.c.task_id == tasks.c.id),
-            )
+        unqueued = sa.select(tasks.c.result).where(
+            succeeded,
+            tasks.c.result.is_not(None),
+            ~sa.exists().where(downloads.c.task_id == tasks.c.id),
         )
         with self._read() as conn:
-            return int(conn.scalar(not_done) or 0) + int(conn.scalar(unqueued) or 0)
+            waiting = int(conn.scalar(not_done) or 0)
+            never = sum(len(_files(r)) for r in conn.execute(unqueued).scalars())
+        return waiting + never
