@@ -406,7 +406,7 @@ GiveUpOption = typer.Option(
     min=0.0,
     envvar="KLINGMON_GIVE_UP_AFTER",
     help="Seconds of failing requests without any answer from Kling before "
-    "exiting 4 (nothing is lost; watch resumes). KLINGMON_GIVE_UP_AFTER.",
+    "exiting 4 (nothing is lost; watch resumes).",
 )
 
 
@@ -427,7 +427,11 @@ def watch(
         False, "--json", help="Print a JSON summary at the end."
     ),
 ) -> None:
-    """Send and watch one batch until done; 5 if any failed, 6 on --timeout."""
+    """Send one batch and watch it to the end.
+
+    Exits 0 when every task succeeded and every file is on disk, 4 when Kling
+    could not be reached or files are owed, 5 when tasks failed, 6 on --timeout.
+    """
     context = get_context(ctx)
     row = _pick_batch(context.monitor(), batch)
     plan = WatchPlan(
