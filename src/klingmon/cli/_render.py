@@ -114,7 +114,8 @@ class WatchFacts:
     give_up_in: float | None = None
     #: The quiet log's line (warnings held back without -v).
     log: str | None = None
-    rows: int = 0
+    #: This batch has tasks waiting to be sent.
+    queued: int = 0
 
 
 def batch_progress(
@@ -166,6 +167,14 @@ def _fact_lines(facts: WatchFacts) -> list[RenderableType]:
         got, owed = facts.files
         line.append(f"   files {got} downloaded, {owed} owed")
     lines: list[RenderableType] = [line]
+    if facts.queued and facts.other_slots and facts.in_use >= facts.slots:
+        lines.append(
+            Text(
+                f"{facts.queued} tasks wait for slots other batches hold "
+                "(`klingmon status` lists them; `watch --all` sends them too)",
+                "yellow",
+            )
+        )
     if facts.trouble:
         note = f"! {facts.trouble} — retrying"
         if facts.give_up_in is not None:

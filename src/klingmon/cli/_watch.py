@@ -184,7 +184,7 @@ def _facts(session: _Session, rows: list[TaskRow]) -> WatchFacts:
         trouble=trouble,
         give_up_in=left,
         log=None if session.log is None else session.log.line(),
-        rows=len(rows),
+        queued=sum(1 for r in rows if r.status == TaskStatus.QUEUED),
     )
 
 

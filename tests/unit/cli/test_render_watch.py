@@ -47,6 +47,27 @@ def test_view_shows_elapsed_slots_other_batches_files_and_trouble():
         "(giving up in 2.0m)" in text
     )
     assert "latest task.watch_timeout (run with -v to see them)" in text
+    assert "wait for slots" not in text
+
+
+def test_view_says_when_other_batches_hold_every_slot():
+    """Queued tasks and no slot free because of other batches: the view says so."""
+    facts = WatchFacts(
+        elapsed=1.0, slots=5, in_use=5, other_batches=1, other_slots=5, queued=3
+    )
+    text = _text(
+        batch_progress(
+            "a",
+            {TaskStatus.QUEUED: 3},
+            eta=None,
+            stuck=0,
+            timed_out=0,
+            failures=[],
+            facts=facts,
+        )
+    )
+    assert "slots 5/5 in use (1 other batch holds 5 slots)" in text
+    assert "3 tasks wait for slots other batches hold" in text
 
 
 def test_failures_are_listed_by_row_and_prompt(tmp_path):
