@@ -96,7 +96,7 @@ class ExitCode(IntEnum):
     UNEXPECTED = 1, "an unexpected error (a bug: please report it)"
     USAGE = 2, "a usage, configuration or input mistake, an unknown batch or task"
     AUTH = 3, "Kling refused the credentials"
-    KLING = 4, "Kling or the network failed (`download`: a file is still owed)"
+    KLING = 4, "Kling or the network failed (`watch`, `download`: a file is owed)"
     TASKS_FAILED = 5, "tasks ended failed or rejected (`verify`: a file is bad)"
     DEADLINE = 6, "a deadline passed; the tasks are still tracked"
     STORE = 7, "the store cannot be used (cannot be opened or written, or is newer)"

@@ -40,12 +40,15 @@ def test_submit_watch_then_read_every_view(server, tmp_path):
     )
     summary = _json(done)
     assert done.returncode == 0
+    assert summary.pop("elapsed_s") > 0
     assert summary == {
         "batch": "views",
         "total": 12,
         "counts": {"succeed": 12},
         "done": True,
         "failed": 0,
+        "outcome": "done",
+        "files_owed": 0,
     }
     videos = sorted((tmp_path / "downloads").rglob("*.mp4"))
     assert len(videos) == 12

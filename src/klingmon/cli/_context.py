@@ -26,6 +26,7 @@ from klingmon.store import Store
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
+    import httpx
     import typer
 
     from klingmon.config import Settings
@@ -61,9 +62,13 @@ class Context:
             self._store = Store.open(self.settings.db)
         return self._store
 
-    def client(self) -> AsyncKlingClient:
+    def client(
+        self, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AsyncKlingClient:
         return AsyncKlingClient.from_env(
-            base_url=self.settings.api_base, **self.settings.credentials()
+            base_url=self.settings.api_base,
+            transport=transport,
+            **self.settings.credentials(),
         )
 
     def callback_url(self) -> Callable[[str], str] | None:

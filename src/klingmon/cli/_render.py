@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,13 @@ if TYPE_CHECKING:
 __all__ = [
     "EXPIRY_WARNING_S",
     "STATUS_STYLE",
+    "WatchFacts",
     "batch_progress",
     "batches_table",
+    "closing_lines",
     "expiring_line",
     "expiry_warning",
+    "failures_table",
     "fmt_ms",
     "report_view",
     "task_view",
@@ -92,6 +96,28 @@ def batches_table(rows: list[tuple[BatchRow, dict[TaskStatus, int]]]) -> Table:
     return table
 
 
+@dataclass(frozen=True, slots=True)
+class WatchFacts:
+    """What the live view shows besides the batch's own counts."""
+
+    elapsed: float
+    #: The account's slots, and how many tasks of any batch hold one.
+    slots: int
+    in_use: int
+    #: Other batches holding slots, and how many they hold.
+    other_batches: int = 0
+    other_slots: int = 0
+    #: (files downloaded, files owed); None when downloads are off.
+    files: tuple[int, int] | None = None
+    #: What is wrong with Kling right now, and seconds before giving up.
+    trouble: str | None = None
+    give_up_in: float | None = None
+    #: The quiet log's line (warnings held back without -v).
+    log: str | None = None
+    #: This batch has tasks waiting to be sent.
+    queued: int = 0
+
+
 def batch_progress(
     name: str,
     counts: dict[TaskStatus, int],
@@ -100,35 +126,121 @@ def batch_progress(
     stuck: int,
     timed_out: int,
     failures: list[TaskRow],
+    facts: WatchFacts | None = None,
 ) -> RenderableType:
     total = sum(counts.values()) or 1
     done = sum(n for s, n in counts.items() if s in TERMINAL)
     head = Text.assemble(
         (f"{name}  ", "bold"),
         f"{done}/{total} done  ",
+        (f"elapsed {fmt_seconds(facts.elapsed)}  " if facts is not None else ""),
         ("ETA " + fmt_seconds(eta) if eta is not None and done < total else ""),
     )
     # A grid row of its own: a bare ProgressBar ends without a line break.
     bar = Table.grid()
     bar.add_row(ProgressBar(total=total, completed=done, width=60))
     parts: list[RenderableType] = [head, bar, counts_text(counts)]
+    if facts is not None:
+        parts.extend(_fact_lines(facts))
     if stuck or timed_out:
         parts.append(
             Text(f"stuck {stuck}  past deadline {timed_out} (still tracked)", "yellow")
         )
     if failures:
-        table = Table(title="Recent failures", show_header=True, box=None)
-        table.add_column("task")
-        table.add_column("status")
-        table.add_column("reason")
-        for row in failures[-5:]:
-            table.add_row(
-                row.task_id or row.external_task_id,
-                Text(row.status.value, STATUS_STYLE[row.status]),
-                row.status_msg or row.last_error or "-",
-            )
-        parts.append(table)
+        parts.append(failures_table(failures))
+    if facts is not None and facts.log:
+        parts.append(Text(facts.log, "dim"))
     return Group(*parts)
+
+
+def _fact_lines(facts: WatchFacts) -> list[RenderableType]:
+    slots = f"slots {facts.in_use}/{facts.slots} in use"
+    if facts.other_batches:
+        one = facts.other_batches == 1
+        slots += (
+            f" ({facts.other_batches} other "
+            f"{'batch holds' if one else 'batches hold'} "
+            f"{facts.other_slots} slot{'' if facts.other_slots == 1 else 's'})"
+        )
+    line = Text(slots)
+    if facts.files is not None:
+        got, owed = facts.files
+        line.append(f"   files {got} downloaded, {owed} owed")
+    lines: list[RenderableType] = [line]
+    if facts.queued and facts.other_slots and facts.in_use >= facts.slots:
+        lines.append(
+            Text(
+                f"{facts.queued} tasks wait for slots other batches hold "
+                "(`klingmon status` lists them; `watch --all` sends them too)",
+                "yellow",
+            )
+        )
+    if facts.trouble:
+        note = f"! {facts.trouble} — retrying"
+        if facts.give_up_in is not None:
+            note += f" (giving up in {fmt_seconds(facts.give_up_in)})"
+        lines.append(Text(note, "bold red"))
+    return lines
+
+
+def failures_table(failures: list[TaskRow], *, last: int = 5) -> Table:
+    """The latest failures by row and prompt: what a person can find in their file."""
+    more = len(failures) - last
+    title = "Failures" if more <= 0 else f"Failures (latest {last} of {len(failures)})"
+    table = Table(title=title, title_justify="left", show_header=True, box=None)
+    table.add_column("row", justify="right")
+    table.add_column("prompt", overflow="ellipsis", max_width=40, no_wrap=True)
+    table.add_column("status")
+    table.add_column("reason", overflow="fold")
+    for row in failures[-last:]:
+        table.add_row(
+            f"#{row.seq}",
+            row.prompt or row.task_id or row.external_task_id,
+            Text(row.status.value, STATUS_STYLE[row.status]),
+            row.status_msg or row.last_error or "-",
+        )
+    return table
+
+
+def closing_lines(
+    summary: dict[str, Any], *, out: str | None, timeout: float | None
+) -> list[str]:
+    """How the watch ended and what to do next, one line each."""
+    name = str(summary["batch"])
+    counts: dict[str, int] = dict(summary.get("counts") or {})
+    total = int(summary.get("total") or 0)
+    ok = counts.get(TaskStatus.SUCCEED.value, 0)
+    failed = int(summary.get("failed") or 0)
+    running = total - sum(n for s, n in counts.items() if TaskStatus(s) in TERMINAL)
+    elapsed = fmt_seconds(float(summary.get("elapsed_s") or 0.0))
+    lines = [f"{name}: {ok} of {total} succeeded, {failed} failed ({elapsed})."]
+    owed = summary.get("files_owed")
+    if out is None:
+        lines.append(
+            f"Downloads are off: fetch results with `klingmon download {name}`."
+        )
+    elif owed:
+        files = "1 result file is" if owed == 1 else f"{owed} result files are"
+        lines.append(
+            f"{files} not downloaded yet (see `klingmon report {name}`); "
+            f"fetch them with `klingmon download {name}`."
+        )
+    elif ok:
+        lines.append(f"Files are under {out}.")
+    if failed:
+        lines.append(f"Resubmit the failed tasks with `klingmon retry {name}`.")
+    if running:
+        why = {
+            "timeout": f"Stopped watching after {fmt_seconds(timeout)}: ",
+            "stopped": "Interrupted: ",
+        }.get(str(summary.get("outcome")), "")
+        still = (
+            "1 task still running stays"
+            if running == 1
+            else (f"{running} tasks still running stay")
+        )
+        lines.append(f"{why}{still} tracked; resume with `klingmon watch {name}`.")
+    return lines
 
 
 def workers_table(rows: list[WorkerRow], leases: dict[str, int], now_ms: int) -> Table:

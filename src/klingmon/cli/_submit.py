@@ -13,7 +13,7 @@ from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
 from klingmon.cli._preflight import check_kling, ensure_name_free, open_client
 from klingmon.cli._unsent import unsent_line, unsent_lines
-from klingmon.cli._watch import _pick_batch, _watch_and_close
+from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
 from klingmon.engine import read_batch_file
 from klingmon.errors import KlingmonError, NameTakenError, UsageError
 from klingmon.policy import is_moderation_failure
@@ -44,7 +44,10 @@ def submit(
         None, "--negative-prompt", help="Default negative prompt."
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", help="Seconds after which unfinished tasks are flagged."
+        None,
+        "--timeout",
+        help="Seconds after which unfinished tasks are flagged; with --watch, "
+        "the watch ends then too (exit 6, tasks stay tracked).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Validate the file and the name only."
@@ -59,6 +62,7 @@ def submit(
             "list call; --no-preflight stores without contacting Kling."
         ),
     ),
+    give_up_after: float = GiveUpOption,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Store a batch from a file (all rows or none); --watch runs it.
@@ -132,20 +136,13 @@ def submit(
         return
     for line in others:
         context.err.print(escape(line), highlight=False, soft_wrap=True)
-    monitor = context.monitor(context.client())
+    # Only this batch is sent: other stored batches wait for their own watch.
+    plan = WatchPlan(timeout=timeout, give_up_after=give_up_after)
     try:
-        summary = run_async(
-            _watch_and_close(context, monitor, stored, live=not as_json),
-            stop=monitor.stop,
-            resume=stored.name,
-        )
+        run_watch(context, stored, as_json=as_json, plan=plan)
     except KlingmonError:
         _say_unsent(context, stored.id)
         raise
-    if as_json:
-        emit_json(summary)
-    if summary["failed"]:
-        raise typer.Exit(5)
 
 
 def _batch_exists(context: Context, name: str) -> bool:

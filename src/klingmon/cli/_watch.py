@@ -1,9 +1,18 @@
-"""``watch`` and ``worker``: run the engine, with a live view for people."""
+"""``watch`` and ``worker``: run the engine, with a live view for people.
+
+``watch NAME`` sends that batch only (other stored batches wait unless ``--all``),
+says at once when Kling cannot be reached or refuses the credentials, gives up
+with exit 4 after ``--give-up-after`` seconds without a single answer, ends with
+exit 6 after ``--timeout`` seconds, and never exits 0 while result files are owed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import typer
@@ -21,20 +30,106 @@ from klingmon.cli._hook_options import (
     HookEnv,
     Notify,
 )
-from klingmon.cli._render import EXPIRY_WARNING_S, batch_progress, expiring_line
+from klingmon.cli._render import (
+    EXPIRY_WARNING_S,
+    WatchFacts,
+    batch_progress,
+    closing_lines,
+    expiring_line,
+)
+from klingmon.engine._health import (
+    DEFAULT_GIVE_UP_AFTER,
+    Health,
+    HealthTransport,
+    env_transport,
+)
 from klingmon.engine._notify import install_hooks
-from klingmon.errors import NotFoundError
+from klingmon.errors import ApiError, ExitCode, NotFoundError, TransportError
 from klingmon.policy import Phase
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from rich.console import RenderableType
 
     from klingmon.engine import Monitor
-    from klingmon.store import BatchRow
+    from klingmon.store import BatchRow, TaskRow
 
-__all__ = ["batch_summary", "watch_batch"]
+__all__ = ["WatchPlan", "batch_summary", "run_watch", "watch_batch"]
 
 _FAILED = (TaskStatus.FAILED, TaskStatus.REJECTED)
+#: Seconds a stopped engine gets to finish its round before it is cancelled (a
+#: cancelled create stays ``submitting`` and is looked up before any resend).
+_STOP_GRACE = 3.0
+#: Seconds between two redraws (and two looks at the deadlines).
+_TICK = 0.5
+
+
+class GaveUpError(TransportError):
+    """No answer from Kling for the time allowed; every task stays stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchPlan:
+    """What the user asked of one watch."""
+
+    #: End the watch after this many seconds (exit 6); None: until done.
+    timeout: float | None = None
+    #: Give up after this many seconds without any answer from Kling (exit 4).
+    give_up_after: float | None = DEFAULT_GIVE_UP_AFTER
+    #: Send every stored batch, not just this one.
+    every_batch: bool = False
+
+
+@dataclass
+class _Session:
+    """One watch in progress: what the view and the closing summary read."""
+
+    monitor: Monitor
+    batch: BatchRow
+    health: Health | None = None
+    started: float = 0.0
+    log: _ViewLog | None = None
+    outcome: str = "running"
+    said: set[str] = field(default_factory=set)
+
+    def elapsed(self) -> float:
+        return max(0.0, self.monitor.clock.now() - self.started)
+
+
+class _ViewLog(logging.Handler):
+    """Keeps warnings out of the terminal while the live view owns it (``-v``
+    prints them as usual): the view shows their count and the latest one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.events: Counter[str] = Counter()
+        self.latest: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events[record.getMessage()] += 1
+        self.latest = record.getMessage()
+
+    def line(self) -> str | None:
+        if not self.events:
+            return None
+        n = sum(self.events.values())
+        return f"{n} log warnings, latest {self.latest} (run with -v to see them)"
+
+
+@contextlib.contextmanager
+def _quiet_log() -> Iterator[_ViewLog | None]:
+    root = logging.getLogger("klingmon")
+    if root.getEffectiveLevel() < logging.WARNING:  # -v: the user wants the lines
+        yield None
+        return
+    saved = root.handlers[:]
+    view = _ViewLog()
+    root.handlers[:] = [view]
+    try:
+        yield view
+    finally:
+        root.handlers[:] = saved
 
 
 def batch_summary(monitor: Monitor, batch: BatchRow) -> dict[str, object]:
@@ -48,26 +143,60 @@ def batch_summary(monitor: Monitor, batch: BatchRow) -> dict[str, object]:
     }
 
 
-def _eta(monitor: Monitor, batch: BatchRow) -> float | None:
-    """Remaining time from the learned durations and the account's slots."""
-    rows = monitor.store.tasks(batch.id)
-    waiting = sum(1 for r in rows if r.status == TaskStatus.QUEUED)
+def _eta(monitor: Monitor, rows: list[TaskRow]) -> float | None:
+    """Remaining time from the learned durations and the account's slots.
+
+    Tasks past their deadline are left out: no estimate is honest for them.
+    """
+    waiting = [r for r in rows if r.status == TaskStatus.QUEUED and not r.watch_timeout]
     active = [
-        r for r in rows if r.status not in TERMINAL and r.status != TaskStatus.QUEUED
+        r
+        for r in rows
+        if r.status not in TERMINAL
+        and r.status != TaskStatus.QUEUED
+        and not r.watch_timeout
     ]
     if not waiting and not active:
         return None
     engine = monitor.engine()
-    key = rows[0].key
+    key = (waiting or active)[0].key
     per_task = engine.book.get(key, Phase.SUBMITTED).quantile(0.5) + engine.book.get(
         key, Phase.PROCESSING
     ).quantile(0.5)
     slots = max(1, monitor.settings.slots)
-    rounds = (waiting + len(active)) / slots
+    rounds = (len(waiting) + len(active)) / slots
     return rounds * per_task
 
 
-def _view(monitor: Monitor, batch: BatchRow) -> RenderableType:
+def _facts(session: _Session, rows: list[TaskRow]) -> WatchFacts:
+    monitor, batch = session.monitor, session.batch
+    holding = monitor.store.slots_by_batch()
+    others = {b: n for b, n in holding.items() if b != batch.id and n}
+    files: tuple[int, int] | None = None
+    if monitor.settings.downloads is not None:
+        counts = monitor.store.download_counts(batch.id)
+        owed = monitor.store.files_owed(batch.id)
+        files = (counts.get("done", 0), owed)
+    health = session.health
+    trouble = None if health is None else health.trouble()
+    left = None if health is None else health.left()
+    return WatchFacts(
+        elapsed=session.elapsed(),
+        slots=monitor.settings.slots,
+        in_use=sum(holding.values()),
+        other_batches=len(others),
+        other_slots=sum(others.values()),
+        files=files,
+        trouble=trouble,
+        give_up_in=left,
+        log=None if session.log is None else session.log.line(),
+        queued=sum(1 for r in rows if r.status == TaskStatus.QUEUED),
+    )
+
+
+def _view(
+    monitor: Monitor, batch: BatchRow, session: _Session | None = None
+) -> RenderableType:
     rows = monitor.store.tasks(batch.id)
     counts: dict[TaskStatus, int] = {}
     for row in rows:
@@ -76,10 +205,11 @@ def _view(monitor: Monitor, batch: BatchRow) -> RenderableType:
     view = batch_progress(
         batch.name,
         counts,
-        eta=_eta(monitor, batch),
+        eta=_eta(monitor, rows),
         stuck=sum(1 for r in rows if r.stuck and r.status not in TERMINAL),
         timed_out=sum(1 for r in rows if r.watch_timeout and r.status not in TERMINAL),
         failures=failures,
+        facts=None if session is None else _facts(session, rows),
     )
     # downloads: warn when results not yet downloaded are deleted soon
     files = monitor.store.download_counts(
@@ -92,55 +222,168 @@ def _view(monitor: Monitor, batch: BatchRow) -> RenderableType:
 
 
 async def watch_batch(
-    context: Context, monitor: Monitor, batch: BatchRow, *, live: bool
+    context: Context,
+    monitor: Monitor,
+    batch: BatchRow,
+    *,
+    live: bool,
+    plan: WatchPlan | None = None,
+    health: Health | None = None,
 ) -> dict[str, object]:
-    """Run the engine until the batch is done, redrawing the live view meanwhile."""
-    runner = asyncio.create_task(monitor.run(batch=batch.id), name="klingmon-engine")
-    if live and context.console.is_terminal:
-        with Live(
-            _view(monitor, batch), console=context.console, refresh_per_second=4
-        ) as display:
-            while not runner.done():
-                await asyncio.wait({runner}, timeout=0.5)
-                display.update(_view(monitor, batch))
-    await runner
+    """Run the engine until the batch is done, redrawing the live view meanwhile.
+
+    The summary's ``outcome`` says why it ended: ``done``, ``stopped`` (a signal),
+    ``timeout`` (``plan.timeout`` passed) or ``gave_up`` (Kling silent too long).
+    """
+    plan = plan or WatchPlan()
+    session = _Session(monitor, batch, health=health, started=monitor.clock.now())
+    work = monitor.run() if plan.every_batch else monitor.run(batch=batch.id)
+    with _quiet_log() as log:
+        session.log = log
+        runner = asyncio.create_task(work, name="klingmon-engine")
+        try:
+            await _follow(context, session, runner, plan, live=live)
+        finally:
+            if not runner.done():
+                monitor.stop()
+                await _settle(runner)
+        if runner.done() and not runner.cancelled():
+            runner.result()  # the engine's own error (a refusal, the store) wins
+    summary = batch_summary(monitor, batch)
+    if session.outcome == "running":
+        session.outcome = "done" if summary["done"] else "stopped"
+    summary["outcome"] = session.outcome
+    summary["elapsed_s"] = round(session.elapsed(), 1)
+    if monitor.settings.downloads is not None:
+        summary["files_owed"] = monitor.store.files_owed(batch.id)
     if live and not context.console.is_terminal:
-        context.console.print(_view(monitor, batch))
-    return batch_summary(monitor, batch)
+        context.console.print(_view(monitor, batch, session))
+    return summary
 
 
-@app.command()
-def watch(
-    ctx: typer.Context,
-    batch: str | None = typer.Argument(
-        None, help="Batch name or id (default: newest)."
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print a JSON summary at the end."
-    ),
+async def _follow(
+    context: Context,
+    session: _Session,
+    runner: asyncio.Task[None],
+    plan: WatchPlan,
+    *,
+    live: bool,
 ) -> None:
-    """Run the engine until the batch is done, with a live table; 5 if any failed."""
-    context = get_context(ctx)
-    monitor = context.monitor(context.client())
-    row = _pick_batch(monitor, batch)
-    summary = run_async(
-        _watch_and_close(context, monitor, row, live=not as_json),
-        stop=monitor.stop,
-        resume=row.name,
+    """Wait for the engine, redrawing, and end it when a deadline says so."""
+    monitor, batch = session.monitor, session.batch
+    display = (
+        Live(
+            _view(monitor, batch, session), console=context.console, auto_refresh=False
+        )
+        if live and context.console.is_terminal
+        else None
     )
+    with display if display is not None else contextlib.nullcontext():
+        while not runner.done():
+            await asyncio.wait({runner}, timeout=_TICK)
+            if display is not None:
+                display.update(_view(monitor, batch, session), refresh=True)
+            else:
+                _say_trouble(context, session)
+            if session.health is not None and session.health.gave_up():
+                session.outcome = "gave_up"
+                return
+            if plan.timeout is not None and session.elapsed() >= plan.timeout:
+                session.outcome = "timeout"
+                return
+
+
+def _say_trouble(context: Context, session: _Session) -> None:
+    """Without a live view, each new trouble is one line on stderr, at once."""
+    health = session.health
+    trouble = None if health is None else health.trouble()
+    if trouble is None or trouble in session.said:
+        return
+    session.said.add(trouble)
+    context.err.print(f"! {trouble} — retrying", markup=False, highlight=False)
+
+
+async def _settle(runner: asyncio.Task[None]) -> None:
+    """Let a stopped engine finish its round; cancel it if a request hangs on."""
+    done, _ = await asyncio.wait({runner}, timeout=_STOP_GRACE)
+    if not done:
+        runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait({runner})
+
+
+def run_watch(
+    context: Context,
+    batch: BatchRow,
+    *,
+    as_json: bool,
+    plan: WatchPlan,
+) -> None:
+    """``watch`` and ``submit --watch``: run, then say how it ended; exits non-zero
+    unless every task succeeded and every file is on disk."""
+    transport = HealthTransport(env_transport(context.settings.api_base))
+    monitor = context.monitor(context.client(transport=transport))
+    health = Health(monitor.clock, give_up_after=plan.give_up_after)
+    transport.health = health
+    name = batch.name
+    try:
+        summary = run_async(
+            _watch_and_close(
+                context, monitor, batch, live=not as_json, plan=plan, health=health
+            ),
+            stop=monitor.stop,
+            resume=name,
+        )
+    except (ApiError, TransportError) as exc:
+        # Kling refused or failed for good (bad credentials, an account problem):
+        # the tasks are stored, so say how to carry on once it is fixed.
+        exc.message += f"; nothing is lost; resume with `klingmon watch {name}`"
+        exc.args = (exc.message,)
+        raise
+    if summary["outcome"] == "gave_up":
+        after = plan.give_up_after or 0.0
+        raise GaveUpError(
+            f"{health.last_error or 'Kling did not answer'}; no answer from Kling "
+            f"for {after:g} s, so klingmon stopped — nothing is lost; resume with "
+            f"`klingmon watch {name}`"
+        )
     if as_json:
         emit_json(summary)
+    else:
+        out = None
+        if monitor.settings.downloads is not None:
+            out = monitor.settings.downloads.out
+        for line in closing_lines(summary, out=out, timeout=plan.timeout):
+            context.err.print(line, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(_exit_code(summary))
+
+
+def _exit_code(summary: dict[str, object]) -> int:
+    """Files owed beat failures (a paid result at risk), failures beat the rest."""
+    if summary["outcome"] == "timeout":
+        return ExitCode.DEADLINE
+    if summary["outcome"] == "stopped":
+        return ExitCode.INTERRUPTED
+    if summary.get("files_owed"):
+        return ExitCode.KLING
     if summary["failed"]:
-        raise typer.Exit(5)
-    if not summary["done"]:
-        raise typer.Exit(130)
+        return ExitCode.TASKS_FAILED
+    return ExitCode.OK
 
 
 async def _watch_and_close(
-    context: Context, monitor: Monitor, batch: BatchRow, *, live: bool
+    context: Context,
+    monitor: Monitor,
+    batch: BatchRow,
+    *,
+    live: bool,
+    plan: WatchPlan | None = None,
+    health: Health | None = None,
 ) -> dict[str, object]:
     try:
-        return await watch_batch(context, monitor, batch, live=live)
+        return await watch_batch(
+            context, monitor, batch, live=live, plan=plan, health=health
+        )
     finally:
         with contextlib.suppress(Exception):
             await monitor.client.aclose()
@@ -158,6 +401,52 @@ def _pick_batch(monitor: Monitor, ref: str | None) -> BatchRow:
     if row is None:
         raise NotFoundError(f"no batch {ref!r}; `klingmon status` lists the batches")
     return row
+
+
+TimeoutOption = typer.Option(
+    None,
+    "--timeout",
+    min=0.0,
+    help="Stop watching after this many seconds (exit 6); tasks stay tracked.",
+)
+GiveUpOption = typer.Option(
+    DEFAULT_GIVE_UP_AFTER,
+    "--give-up-after",
+    min=0.0,
+    envvar="KLINGMON_GIVE_UP_AFTER",
+    help="Seconds of failing requests without any answer from Kling before "
+    "exiting 4 (nothing is lost; watch resumes).",
+)
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    batch: str | None = typer.Argument(
+        None, help="Batch name or id (default: newest)."
+    ),
+    every_batch: bool = typer.Option(
+        False,
+        "--all",
+        help="Send every stored batch's tasks too (default: this batch's only).",
+    ),
+    timeout: float | None = TimeoutOption,
+    give_up_after: float = GiveUpOption,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON summary at the end."
+    ),
+) -> None:
+    """Send one batch and watch it to the end.
+
+    Exits 0 when every task succeeded and every file is on disk, 4 when Kling
+    could not be reached or files are owed, 5 when tasks failed, 6 on --timeout.
+    """
+    context = get_context(ctx)
+    row = _pick_batch(context.monitor(), batch)
+    plan = WatchPlan(
+        timeout=timeout, give_up_after=give_up_after, every_batch=every_batch
+    )
+    run_watch(context, row, as_json=as_json, plan=plan)
 
 
 @app.command()

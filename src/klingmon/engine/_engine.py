@@ -95,6 +95,8 @@ class Engine(Submitter, Poller):
         self._next_heartbeat = 0.0
         self._next_hookless_delivery = 0.0
         self._next_done_check = 0.0
+        #: The only batch whose tasks this run sends (None: every batch's).
+        self._scope: int | None = None
 
     # -- control -------------------------------------------------------------
 
@@ -123,9 +125,20 @@ class Engine(Submitter, Poller):
             self.wake()
 
     async def run(
-        self, *, until_done: int | None = None, forever: bool = False
+        self,
+        *,
+        until_done: int | None = None,
+        forever: bool = False,
+        scope: int | None = None,
     ) -> None:
-        """Work until stopped, or until batch ``until_done`` (or everything) is done."""
+        """Work until stopped, or until batch ``until_done`` (or everything) is done.
+
+        Given ``scope``, only that batch's tasks are sent: other batches wait for a
+        run that names them (or none). Tasks Kling already holds are watched and
+        their files fetched whatever their batch: that costs nothing and frees the
+        slots every batch shares.
+        """
+        self._scope = scope
         self._reclaim_dead_leases()
         if self.downloader is not None:
             self.store.ensure_downloads(to_ms(self.clock.now()))
@@ -291,7 +304,9 @@ class Engine(Submitter, Poller):
             await asyncio.sleep(0)
             return
         now = self.clock.now()
-        due = self.store.next_due_ms(include_queued=self._slots_free)
+        due = self.store.next_due_ms(
+            include_queued=self._slots_free, queued_batch_id=self._scope
+        )
         wait = self.settings.idle_max
         if due is not None:
             wait = min(wait, max(0.0, due / 1000 - now, self._held_until() - now))

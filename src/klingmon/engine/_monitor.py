@@ -235,16 +235,28 @@ class Monitor:
         return self._engine
 
     async def run(
-        self, *, batch: str | int | None = None, forever: bool = False
+        self,
+        *,
+        batch: str | int | None = None,
+        forever: bool = False,
+        others: bool = False,
     ) -> None:
-        """Submit and watch until ``batch`` (or everything) is done, or ``stop()``."""
+        """Submit and watch until ``batch`` (or everything) is done, or ``stop()``.
+
+        Given ``batch``, only its tasks are sent unless ``others``: a stored batch
+        nobody asked to run is never paid for by the run of another.
+        """
         batch_id: int | None = None
         if batch is not None:
             row = self.store.batch(batch)
             if row is None:
                 raise NotFoundError(f"no batch {batch!r}")
             batch_id = row.id
-        await self.engine().run(until_done=batch_id, forever=forever)
+        await self.engine().run(
+            until_done=batch_id,
+            forever=forever,
+            scope=None if others else batch_id,
+        )
 
     def stop(self) -> None:
         if self._engine is not None:

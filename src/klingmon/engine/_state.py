@@ -41,6 +41,8 @@ class EngineState(ABC):
     _requests: asyncio.Semaphore
     _counts: Counter[tuple[int, str]]
     _slots_free: bool
+    #: The only batch whose tasks are sent this run (None: every batch's).
+    _scope: int | None
     _next_watchdog: float
     _callbacks_seen: dict[str, float]
     _callbacks_read: dict[str, float]

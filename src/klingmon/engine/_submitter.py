@@ -38,7 +38,8 @@ class Submitter(EngineState):
         in_flight = sum(counts.values())
         self._slots_free = self.governor.available_slots(in_flight) > 0
         if not counts.get(TaskStatus.SUBMITTING) and (
-            not self._slots_free or not self.store.has_tasks((TaskStatus.QUEUED,))
+            not self._slots_free
+            or not self.store.has_tasks((TaskStatus.QUEUED,), self._scope)
         ):
             return False
         rows = self.store.claim_submissions(
@@ -46,6 +47,7 @@ class Submitter(EngineState):
             to_ms(self.clock.now()),
             self._lease_ms(),
             slots=self.governor.slots.limit,
+            batch_id=self._scope,
         )
         if not rows:
             return False

@@ -40,6 +40,7 @@ from klingmon.store._schema import (
 )
 from klingmon.store._submission import Submission
 from klingmon.store._views import Views
+from klingmon.store._watching import Watching
 from klingmon.store._writes import (
     ACTIVE_STATES,
     OUTBOX_KINDS,
@@ -81,7 +82,7 @@ _LOCK_ROWS = (
 )
 
 
-class Store(Submission, Downloads, Fleet, Views, Refs, Cancels):
+class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching):
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     # -- lifecycle -----------------------------------------------------------------
@@ -418,19 +419,24 @@ class Store(Submission, Downloads, Fleet, Views, Refs, Cancels):
             found.update(conn.execute(sa.select(locks.c.owner).distinct()).scalars())
         return found
 
-    def next_due_ms(self, *, include_queued: bool = True) -> int | None:
+    def next_due_ms(
+        self, *, include_queued: bool = True, queued_batch_id: int | None = None
+    ) -> int | None:
         """The earliest time any work falls due, or None when there is none.
 
         Active tasks count with their ``next_poll_ms``; queued and submitting tasks
         with their not-before time, or, when one has none, its ``created_ms`` (so a
         waiting queue reads as due already; callers gate it on free slots). Leases
         are not considered: a leased task is due again when its lease ends at the
-        latest, and its holder reschedules it.
+        latest, and its holder reschedules it. Given ``queued_batch_id``, only that
+        batch's waiting tasks count (a scoped engine sends no other).
         """
         active = sa.select(sa.func.min(tasks.c.next_poll_ms)).where(
             tasks.c.status.in_(ACTIVE_STATES)
         )
-        waiting = tasks.c.status.in_(QUEUED_STATES)
+        waiting: sa.ColumnElement[bool] = tasks.c.status.in_(QUEUED_STATES)
+        if queued_batch_id is not None:
+            waiting = sa.and_(waiting, tasks.c.batch_id == queued_batch_id)
         # Two index probes, not a walk of the whole queue: one task without a
         # not-before time already makes the queue due.
         queued_later = sa.select(sa.func.min(tasks.c.next_poll_ms)).where(

@@ -67,7 +67,13 @@ class Submission(Ledger):
         return self._claim(owner, now_ms, lease_ms, limit, due=due, order=[tasks.c.id])
 
     def claim_submissions(
-        self, owner: str, now_ms: int, lease_ms: int, *, slots: int
+        self,
+        owner: str,
+        now_ms: int,
+        lease_ms: int,
+        *,
+        slots: int,
+        batch_id: int | None = None,
     ) -> list[TaskRow]:
         """Lease work for the submitter without ever exceeding ``slots`` in flight.
 
@@ -78,6 +84,8 @@ class Submission(Ledger):
         slot already; the caller looks them up before sending again) and at most the
         free slots' worth of queued tasks, oldest first. So five workers sharing a
         five-slot account never have more than five tasks in flight between them.
+        Given ``batch_id``, only that batch's tasks are leased; every batch's tasks
+        still count against the slots.
         """
         lease_free = sa.or_(
             tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms
@@ -85,6 +93,7 @@ class Submission(Ledger):
         not_before = sa.or_(
             tasks.c.next_poll_ms.is_(None), tasks.c.next_poll_ms <= now_ms
         )
+        scope = [] if batch_id is None else [tasks.c.batch_id == batch_id]
         holding = sa.or_(
             tasks.c.status.in_(IN_FLIGHT_STATES),
             sa.and_(
@@ -100,7 +109,10 @@ class Submission(Ledger):
                 sa.select(sa.func.count()).select_from(tasks).where(holding)
             ).scalar_one()
             stale = sa.select(tasks.c.id).where(
-                tasks.c.status == TaskStatus.SUBMITTING.value, not_before, lease_free
+                tasks.c.status == TaskStatus.SUBMITTING.value,
+                not_before,
+                lease_free,
+                *scope,
             )
             ids = list(conn.execute(stale.limit(max(1, slots))).scalars())
             room = max(0, slots - held)
@@ -111,6 +123,7 @@ class Submission(Ledger):
                         tasks.c.status == TaskStatus.QUEUED.value,
                         not_before,
                         lease_free,
+                        *scope,
                     )
                     .order_by(tasks.c.id)
                     .limit(room)
