@@ -75,6 +75,7 @@ def test_unreachable_api_base_gives_up_with_exit_4_and_watch_resumes(server, tmp
         _prompts(tmp_path, "gone", 2),
         "-b",
         "gone",
+        "--no-preflight",  # the preflight would refuse it; this is the engine's own
         "--watch",
         "--give-up-after",
         "1",
@@ -147,7 +148,10 @@ def test_refused_credentials_show_at_once_and_exit_3(server, tmp_path):
     env = cli_env(server, tmp_path / "k.db")
     env["KLING_SECRET_KEY"] = "not-the-secret"
     path = _prompts(tmp_path, "keys", 2)
-    refused = klingmon(*FAST_FLAGS, "submit", path, "-b", "keys", "-w", env=env)
+    # --no-preflight: the preflight would refuse it; this is how the engine says it.
+    refused = klingmon(
+        *FAST_FLAGS, "submit", path, "-b", "keys", "--no-preflight", "-w", env=env
+    )
     assert refused.returncode == 3, refused.stderr
     lines = refused.stderr.strip().splitlines()
     assert f"! {server.url} refused the credentials (HTTP 401) — retrying" in lines
