@@ -22,7 +22,13 @@ from rich.live import Live
 from klingmon._clock import to_ms
 from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.cli._app import app
-from klingmon.cli._context import Context, emit_json, get_context, run_async
+from klingmon.cli._context import (
+    Context,
+    emit_json,
+    get_context,
+    invocation,
+    run_async,
+)
 from klingmon.cli._hook_options import (
     ForwardSecret,
     ForwardUrl,
@@ -44,7 +50,13 @@ from klingmon.engine._health import (
     env_transport,
 )
 from klingmon.engine._notify import install_hooks
-from klingmon.errors import ApiError, ExitCode, NotFoundError, TransportError
+from klingmon.errors import (
+    ApiError,
+    ExitCode,
+    InterruptedRunError,
+    NotFoundError,
+    TransportError,
+)
 from klingmon.policy import Phase
 
 if TYPE_CHECKING:
@@ -332,7 +344,6 @@ def run_watch(
                 context, monitor, batch, live=not as_json, plan=plan, health=health
             ),
             stop=monitor.stop,
-            resume=name,
         )
     except (ApiError, TransportError) as exc:
         # Kling refused or failed for good (bad credentials, an account problem):
@@ -348,8 +359,10 @@ def run_watch(
             f"`klingmon watch {name}`"
         )
     if as_json:
-        emit_json(summary)
-    else:
+        emit_json(summary)  # a stopped watch's summary too: scripts read it
+    if summary["outcome"] == "stopped":
+        raise InterruptedRunError(name, program=invocation())
+    if not as_json:
         out = None
         if monitor.settings.downloads is not None:
             out = monitor.settings.downloads.out
@@ -362,8 +375,6 @@ def _exit_code(summary: dict[str, object]) -> int:
     """Files owed beat failures (a paid result at risk), failures beat the rest."""
     if summary["outcome"] == "timeout":
         return ExitCode.DEADLINE
-    if summary["outcome"] == "stopped":
-        return ExitCode.INTERRUPTED
     if summary.get("files_owed"):
         return ExitCode.KLING
     if summary["failed"]:
