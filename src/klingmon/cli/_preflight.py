@@ -31,9 +31,15 @@ from klingmon.errors import (
 
 if TYPE_CHECKING:
     from klingmon.config import Settings
-    from klingmon.store import Store
+    from klingmon.store import BatchRow, Store
 
-__all__ = ["check_kling", "display_url", "ensure_name_free", "open_client"]
+__all__ = [
+    "check_kling",
+    "display_url",
+    "ensure_name_free",
+    "open_client",
+    "taken_batch",
+]
 
 #: The list page asked for: every account may list its own text-to-video tasks.
 PREFLIGHT_ENDPOINT = "/v1/videos/text2video"
@@ -54,9 +60,14 @@ def display_url(url: str) -> str:
     return where + parsed.path.rstrip("/")
 
 
+def taken_batch(store: Store, name: str) -> BatchRow | None:
+    """The batch that holds ``name`` (by name only: a digit name is no id here)."""
+    return next((b for b in store.batches() if b.name == name), None)
+
+
 def ensure_name_free(store: Store, name: str, *, option: str = "--batch") -> None:
     """Refuse a taken batch name before anything is stored (names, not ids)."""
-    taken = next((b for b in store.batches() if b.name == name), None)
+    taken = taken_batch(store, name)
     if taken is None:
         return
     quoted = shlex.quote(name)

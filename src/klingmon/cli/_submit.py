@@ -11,7 +11,12 @@ from rich.markup import escape
 from klingmon.api._models import TaskStatus
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
-from klingmon.cli._preflight import check_kling, ensure_name_free, open_client
+from klingmon.cli._preflight import (
+    check_kling,
+    ensure_name_free,
+    open_client,
+    taken_batch,
+)
 from klingmon.cli._unsent import unsent_line, unsent_lines
 from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
 from klingmon.engine import read_batch_file
@@ -79,7 +84,11 @@ def submit(
         "cfg_scale": cfg_scale,
         "negative_prompt": negative_prompt,
     }
-    taken = dry_run and batch is not None and _batch_exists(context, batch)
+    taken = (
+        dry_run
+        and batch is not None
+        and taken_batch(context.store(), batch) is not None
+    )
     if taken:  # said first, so that one dry run shows every mistake
         context.err.print(
             f"Error: a batch named {batch!r} already exists; choose another --batch",
@@ -143,11 +152,6 @@ def submit(
     except KlingmonError:
         _say_unsent(context, stored.id)
         raise
-
-
-def _batch_exists(context: Context, name: str) -> bool:
-    """Whether the store already holds a batch of this name (dry runs check it)."""
-    return any(b.name == name for b in context.store().batches())
 
 
 def _say_unsent(context: Context, batch_id: int) -> None:
