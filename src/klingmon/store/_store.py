@@ -95,6 +95,7 @@ class Store(Submission, Downloads, Fleet, Views, Refs):
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot use {_engine.masked(parsed)}: {exc}") from exc
         try:
+            _engine.check_file(engine)
             _engine.migrate(engine)
         except StoreError:
             engine.dispose()
