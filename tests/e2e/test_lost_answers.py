@@ -36,8 +36,11 @@ def test_lost_creates_finished_at_kling_before_restart_are_downloaded(tmp_path):
         assert stored.returncode == 0, stored.stderr
         # Each answer waits 2 s; the creates are stored, then their answers dropped.
         admin(server, "faults", {"fail_rate": 0.0, "latency": 2.0})
-        admin(server, "script", {"route": "create", "status": 200, "drop": True,
-                                 "times": 3})
+        admin(
+            server,
+            "script",
+            {"route": "create", "status": 200, "drop": True, "times": 3},
+        )
         proc = spawn(*FAST_FLAGS, "watch", "l", "--json", env=env)
         wait_for("three creates", lambda: len(server.sim.counters()["tasks"]) == 3)
         proc.send_signal(signal.SIGKILL)  # while its lookups wait for their answers
@@ -46,8 +49,10 @@ def test_lost_creates_finished_at_kling_before_restart_are_downloaded(tmp_path):
             assert {t.status for t in store.tasks()} == {TaskStatus.SUBMITTING}
         wait_for(
             "Kling to finish them",
-            lambda: {t["status"] for t in server.sim.counters()["tasks"].values()}
-            == {"succeed"},
+            lambda: (
+                {t["status"] for t in server.sim.counters()["tasks"].values()}
+                == {"succeed"}
+            ),
         )
         admin(server, "faults", {"fail_rate": 0.0})
         final = klingmon(*FAST_FLAGS, "watch", "l", "--json", env=env)
