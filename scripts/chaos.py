@@ -214,6 +214,7 @@ def run_chaos(
             rng.shuffle(stops)
             db, backup = Path(env["KLINGMON_DB"]), work / "backup.db"
             copy_at, restore_at = len(stops) // 3, 2 * len(stops) // 3
+            copied = False
             restores = 0
             for i, how in enumerate(stops):
                 if how == "lost":
@@ -221,11 +222,12 @@ def run_chaos(
                     continue
                 worker = _worker(env, hook_log)
                 time.sleep(rng.uniform(0.3, 2.5))
-                if restore and i == copy_at:
+                if restore and not copied and i >= copy_at:
                     _copy(db, backup)  # while the worker runs
+                    copied = True
                 worker.send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
                 worker.wait(timeout=60)
-                if restore and i == restore_at and backup.exists():
+                if copied and not restores and i >= restore_at:
                     _copy(backup, db)  # the store goes back in time
                     restores += 1
             worker = _worker(env, hook_log)
@@ -283,6 +285,7 @@ def run_chaos(
     by_status: dict[str, int] = defaultdict(int)
     for t in rows:
         by_status[t.status.value] += 1
+    requests = counters["requests"]
     checks = {
         "every task as the simulator ended it": len(rows) == tasks
         and {t.task_id: t.status.value for t in rows} == truth,
@@ -301,7 +304,12 @@ def run_chaos(
         and all(k.startswith("klingmon-event-") for k in cut_short),
         "never more than the slots in flight": counters["max_in_flight"] <= 20,
     }
-    requests = counters["requests"]
+    if restore:
+        checks["the store was put back from an older copy mid-run"] = restores == 1
+    if lost:
+        checks["every lost answer's create reached Kling"] = (
+            requests.get("create drop", 0) >= lost * _LOST
+        )
     return {
         "ok": all(checks.values()),
         "checks": checks,
