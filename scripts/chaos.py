@@ -182,8 +182,8 @@ def run_chaos(
 ) -> dict[str, Any]:
     """Run the scenario; returns the figures and ``ok`` with every check's result.
 
-    ``lost`` stops are "lost answers" SIGKILLs; ``restore`` copies the store about a
-    third of the way through the stops and puts the copy back at two thirds.
+    ``lost`` stops are "lost answers" SIGKILLs; ``restore`` copies the store while
+    the first worker runs and puts the copy back two thirds of the way through.
     """
     rng = random.Random(seed)
     config = SimConfig(admin=True, seed=seed, time_scale=300.0, slots=20, faults=FAULTS)
@@ -213,7 +213,9 @@ def run_chaos(
             stops = ["kill"] * kills + ["term"] * terms + ["lost"] * lost
             rng.shuffle(stops)
             db, backup = Path(env["KLINGMON_DB"]), work / "backup.db"
-            copy_at, restore_at = len(stops) // 3, 2 * len(stops) // 3
+            # Copied during the first worker's life, while most of the batch is still
+            # queued; put back two thirds of the way through the stops.
+            copy_at, restore_at = 0, 2 * len(stops) // 3
             copied = False
             restores = 0
             for i, how in enumerate(stops):
