@@ -9,11 +9,12 @@ Two cases where money is at stake come on top. *Lost answers*: the answers of a 
 creates are dropped, every answer is slowed, and the worker is SIGKILLed while it
 waits to look them up; Kling finishes them before the next worker starts, which must
 find them by their ``external_task_id`` finished and download them. *A restore*: the
-store is copied mid-run and, later, put back from that copy (SQLite's online backup,
-as an operator would); the next worker re-sends what the copy still holds as queued,
-Kling refuses those as duplicates (1201), and each must be adopted, not rejected and
-not paid for again. At the end everything is checked against the simulator's own
-records, the files on disk against its SHA-256, and the figures are printed.
+store is copied early (SQLite's online backup, as an operator would) and put back
+from that copy once half the batch has ended and Kling has finished what it holds;
+the next worker re-sends what the copy still holds as queued, Kling refuses those as
+duplicates (1201), and each must be adopted, not rejected and not paid for again.
+At the end everything is checked against the simulator's own records, the files on
+disk against its SHA-256, and the figures are printed.
 """
 
 from __future__ import annotations
@@ -141,6 +142,11 @@ def _lose_answers(server: SimServer, env: dict[str, str], hook_log: Path) -> Non
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=60)
     _admin(server, "faults", dataclasses.asdict(FAULTS))
+    _wait_for_kling(server)
+
+
+def _wait_for_kling(server: SimServer) -> None:
+    """Until Kling has finished every task it holds (but the stuck ones)."""
 
     def finished() -> bool:
         return all(
@@ -149,6 +155,29 @@ def _lose_answers(server: SimServer, env: dict[str, str], hook_log: Path) -> Non
         )
 
     _wait("Kling to finish what it holds", finished, within=60)
+
+
+def _restore_midway(
+    server: SimServer, env: dict[str, str], hook_log: Path, backup: Path, tasks: int
+) -> None:
+    """Run until Kling has finished half the batch, SIGKILL, let Kling finish what
+    it holds, and put the store back from ``backup``: what was sent since the copy
+    is over at Kling, still queued in the copy, and no callback will come for it."""
+    worker = _worker(env, hook_log)
+
+    def half_done() -> bool:
+        ended = [
+            t
+            for t in server.sim.counters()["tasks"].values()
+            if t["status"] in {"succeed", "failed"}
+        ]
+        return len(ended) >= tasks // 2
+
+    _wait("half the batch to end", half_done, within=120)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=60)
+    _wait_for_kling(server)
+    _copy(backup, Path(env["KLINGMON_DB"]))
 
 
 def _files_on_disk(root: Path) -> Counter[str]:
@@ -183,7 +212,7 @@ def run_chaos(
     """Run the scenario; returns the figures and ``ok`` with every check's result.
 
     ``lost`` stops are "lost answers" SIGKILLs; ``restore`` copies the store while
-    the first worker runs and puts the copy back two thirds of the way through.
+    the first worker runs and puts the copy back once half the batch has ended.
     """
     rng = random.Random(seed)
     config = SimConfig(admin=True, seed=seed, time_scale=300.0, slots=20, faults=FAULTS)
@@ -213,25 +242,22 @@ def run_chaos(
             stops = ["kill"] * kills + ["term"] * terms + ["lost"] * lost
             rng.shuffle(stops)
             db, backup = Path(env["KLINGMON_DB"]), work / "backup.db"
-            # Copied during the first worker's life, while most of the batch is still
-            # queued; put back two thirds of the way through the stops.
-            copy_at, restore_at = 0, 2 * len(stops) // 3
             copied = False
-            restores = 0
-            for i, how in enumerate(stops):
+            for how in stops:
                 if how == "lost":
                     _lose_answers(server, env, hook_log)
                     continue
                 worker = _worker(env, hook_log)
                 time.sleep(rng.uniform(0.3, 2.5))
-                if restore and not copied and i >= copy_at:
-                    _copy(db, backup)  # while the worker runs
+                if restore and not copied:
+                    _copy(db, backup)  # while the first worker runs
                     copied = True
                 worker.send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
                 worker.wait(timeout=60)
-                if copied and not restores and i >= restore_at:
-                    _copy(backup, db)  # the store goes back in time
-                    restores += 1
+            restores = 0
+            if copied:
+                _restore_midway(server, env, hook_log, backup, tasks)
+                restores = 1
             worker = _worker(env, hook_log)
             try:
                 with Store.open(env["KLINGMON_DB"]) as store:
