@@ -1,9 +1,9 @@
 """The chaos run: a batch under faults while the engine is killed again and again.
 
 ``python -m scripts.chaos`` (``make chaos``): 500 tasks, 20 SIGKILLs, 2 SIGTERMs;
-``--tasks 150 --kills 6`` is the form CI runs. The simulator injects 10 % 5xx, 5 %
-1302, 2 % creates whose connection drops after they were stored, 5 % of callbacks
-dropped plus duplicates and reorders, and a few stuck tasks.
+``--tasks 120 --kills 5 --lost 1`` is the form CI runs. The simulator injects 10 %
+5xx, 5 % 1302, 2 % creates whose connection drops after they were stored, 5 % of
+callbacks dropped plus duplicates and reorders, and a few stuck tasks.
 
 Two cases where money is at stake come on top. *Lost answers*: the answers of a few
 creates are dropped, every answer is slowed, and the worker is SIGKILLed while it
