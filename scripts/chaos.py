@@ -1,26 +1,41 @@
 """The chaos run: a batch under faults while the engine is killed again and again.
 
 ``python -m scripts.chaos`` (``make chaos``): 500 tasks, 20 SIGKILLs, 2 SIGTERMs;
-``--tasks 150 --kills 6`` is the form CI runs. The simulator injects 10 % 5xx, 5 %
-1302, 2 % creates whose connection drops after they were stored, 5 % of callbacks
-dropped plus duplicates and reorders, and a few stuck tasks. At the end everything is
-checked against the simulator's own records and the figures are printed.
+``--tasks 120 --kills 5 --lost 1`` is the form CI runs. The simulator injects 10 %
+5xx, 5 % 1302, 2 % creates whose connection drops after they were stored, 5 % of
+callbacks dropped plus duplicates and reorders, and a few stuck tasks.
+
+Two cases where money is at stake come on top. *Lost answers*: the answers of a few
+creates are dropped, every answer is slowed, and the worker is SIGKILLed while it
+waits to look them up; Kling finishes them before the next worker starts, which must
+find them by their ``external_task_id`` finished and download them. *A restore*: the
+store is copied early (SQLite's online backup, as an operator would) and put back
+from that copy once half the batch has ended and Kling has finished what it holds;
+the next worker re-sends what the copy still holds as queued, Kling refuses those as
+duplicates (1201), and each must be adopted, not rejected and not paid for again.
+At the end everything is checked against the simulator's own records, the files on
+disk against its SHA-256, and the figures are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.sim import Faults, SimConfig
@@ -75,6 +90,104 @@ def _worker(env: dict[str, str], hook_log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+#: Creates whose answers one "lost answers" stop drops, and the latency meanwhile.
+_LOST = 3
+_LOST_LATENCY = 1.0
+
+
+def _admin(server: SimServer, route: str, body: dict[str, Any]) -> None:
+    answer = httpx.post(f"{server.url}/admin/{route}", json=body, timeout=10)
+    answer.raise_for_status()
+
+
+def _wait(what: str, ok: Any, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not ok():
+        if time.monotonic() > deadline:
+            print(f"chaos: gave up waiting for {what}", file=sys.stderr)
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _copy(source: Path, target: Path) -> None:
+    """SQLite's online backup: a consistent copy of a live store, either way round."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+def _lose_answers(server: SimServer, env: dict[str, str], hook_log: Path) -> None:
+    """Drop a few create answers, SIGKILL the worker before its lookups return, and
+    let Kling finish those tasks before anything else runs."""
+    slow = dataclasses.asdict(FAULTS) | {"latency": _LOST_LATENCY}
+    _admin(server, "faults", slow)
+    drops = server.sim.counters()["requests"].get("create drop", 0)
+    _admin(
+        server,
+        "script",
+        {"route": "create", "status": 200, "drop": True, "times": _LOST},
+    )
+    worker = _worker(env, hook_log)
+    _wait(
+        "the dropped creates",
+        lambda: (
+            server.sim.counters()["requests"].get("create drop", 0) >= drops + _LOST
+        ),
+        within=30,
+    )
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=60)
+    _admin(server, "faults", dataclasses.asdict(FAULTS))
+    _wait_for_kling(server)
+
+
+def _wait_for_kling(server: SimServer) -> None:
+    """Until Kling has finished every task it holds (but the stuck ones)."""
+
+    def finished() -> bool:
+        return all(
+            t["status"] in {"succeed", "failed"} or t["stuck"]
+            for t in server.sim.counters()["tasks"].values()
+        )
+
+    _wait("Kling to finish what it holds", finished, within=60)
+
+
+def _restore_midway(
+    server: SimServer, env: dict[str, str], hook_log: Path, backup: Path, tasks: int
+) -> None:
+    """Run until Kling has finished half the batch, SIGKILL, let Kling finish what
+    it holds, and put the store back from ``backup``: what was sent since the copy
+    is over at Kling, still queued in the copy, and no callback will come for it."""
+    worker = _worker(env, hook_log)
+
+    def half_done() -> bool:
+        ended = [
+            t
+            for t in server.sim.counters()["tasks"].values()
+            if t["status"] in {"succeed", "failed"}
+        ]
+        return len(ended) >= tasks // 2
+
+    _wait("half the batch to end", half_done, within=120)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=60)
+    _wait_for_kling(server)
+    _copy(backup, Path(env["KLINGMON_DB"]))
+
+
+def _files_on_disk(root: Path) -> Counter[str]:
+    return Counter(
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*.mp4")
+        if p.is_file()
+    )
+
+
 def _settled(store: Store, truth: dict[str, str], stuck: set[str]) -> bool:
     """Kling ended every task but the stuck ones; all ended here, downloaded, told."""
     if any(TaskStatus(s) not in TERMINAL for t, s in truth.items() if t not in stuck):
@@ -91,10 +204,16 @@ def run_chaos(
     tasks: int = 500,
     kills: int = 20,
     terms: int = 2,
+    lost: int = 2,
+    restore: bool = True,
     seed: int = 1,
     settle: float = 300.0,
 ) -> dict[str, Any]:
-    """Run the scenario; returns the figures and ``ok`` with every check's result."""
+    """Run the scenario; returns the figures and ``ok`` with every check's result.
+
+    ``lost`` stops are "lost answers" SIGKILLs; ``restore`` copies the store while
+    the first worker runs and puts the copy back once half the batch has ended.
+    """
     rng = random.Random(seed)
     config = SimConfig(admin=True, seed=seed, time_scale=300.0, slots=20, faults=FAULTS)
     started = time.monotonic()
@@ -120,13 +239,25 @@ def run_chaos(
                 check=True,
                 capture_output=True,
             )
-            stops = ["kill"] * kills + ["term"] * terms
+            stops = ["kill"] * kills + ["term"] * terms + ["lost"] * lost
             rng.shuffle(stops)
+            db, backup = Path(env["KLINGMON_DB"]), work / "backup.db"
+            copied = False
             for how in stops:
+                if how == "lost":
+                    _lose_answers(server, env, hook_log)
+                    continue
                 worker = _worker(env, hook_log)
                 time.sleep(rng.uniform(0.3, 2.5))
+                if restore and not copied:
+                    _copy(db, backup)  # while the first worker runs
+                    copied = True
                 worker.send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
                 worker.wait(timeout=60)
+            restores = 0
+            if copied:
+                _restore_midway(server, env, hook_log, backup, tasks)
+                restores = 1
             worker = _worker(env, hook_log)
             try:
                 with Store.open(env["KLINGMON_DB"]) as store:
@@ -152,9 +283,18 @@ def run_chaos(
         counters = server.sim.counters()
         shas = {f.id: server.sim.media_sha256(f.url) for f in files}
         hook_lines = hook_log.read_text().splitlines() if hook_log.exists() else []
+        on_disk = _files_on_disk(work / "downloads")
+        at_kling = Counter(
+            server.sim.media_sha256(url)
+            for t in counters["tasks"].values()
+            if t["status"] == "succeed"
+            for url in t["urls"]
+        )
     truth = {tid: t["status"] for tid, t in counters["tasks"].items()}
     stuck_ids = {tid for tid, t in counters["tasks"].items() if t["stuck"]}
     creates = counters["creates_per_external_id"]
+    duplicates = counters["duplicate_creates_per_external_id"]
+    billed = Counter(t["external_task_id"] for t in counters["tasks"].values())
     keys: dict[int, set[str]] = defaultdict(set)
     deliveries: dict[int, int] = defaultdict(int)
     cut_short: list[str] = []
@@ -173,20 +313,31 @@ def run_chaos(
     by_status: dict[str, int] = defaultdict(int)
     for t in rows:
         by_status[t.status.value] += 1
+    requests = counters["requests"]
     checks = {
         "every task as the simulator ended it": len(rows) == tasks
         and {t.task_id: t.status.value for t in rows} == truth,
-        "exactly one create per external_task_id": len(creates) == tasks
-        and set(creates.values()) == {1},
+        # A create sent again from a restored copy is refused (1201), never billed.
+        "exactly one create per external_task_id": len(billed) == tasks
+        and set(billed.values()) == {1}
+        and {e: n - duplicates.get(e, 0) for e, n in creates.items()} == dict(billed),
         "every success downloaded with the simulator's SHA-256": len(files)
         == len(succeeded)
-        and all(f.status == "done" and f.sha256 == shas[f.id] for f in files),
+        and all(f.status == "done" and f.sha256 == shas[f.id] for f in files)
+        and on_disk == at_kling,
+        "nothing rejected (a duplicate create is adopted)": by_status.get("rejected", 0)
+        == 0,
         "every hook delivery carries its event's idempotency key": bool(keys)
         and all(k == {f"klingmon-event-{e}"} for e, k in keys.items())
         and all(k.startswith("klingmon-event-") for k in cut_short),
         "never more than the slots in flight": counters["max_in_flight"] <= 20,
     }
-    requests = counters["requests"]
+    if restore:
+        checks["the store was put back from an older copy mid-run"] = restores == 1
+    if lost:
+        checks["every lost answer's create reached Kling"] = (
+            requests.get("create drop", 0) >= lost * _LOST
+        )
     return {
         "ok": all(checks.values()),
         "checks": checks,
@@ -201,6 +352,10 @@ def run_chaos(
         "answers_5xx": sum(n for k, n in requests.items() if " 5" in k),
         "answers_1302": counters["answers_1302"],
         "dropped_creates": requests.get("create drop", 0),
+        "lost_answer_kills": lost,
+        "restores": restores,
+        "duplicate_creates_refused": sum(duplicates.values()),
+        "files_on_disk": sum(on_disk.values()),
         "callbacks": counters.get("callbacks", {}),
         "files_downloaded": len(files),
         "hook_deliveries": len(hook_lines),
@@ -216,10 +371,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--terms", type=int, default=2)
+    parser.add_argument(
+        "--lost", type=int, default=2, help="SIGKILLs around lost create answers"
+    )
+    parser.add_argument(
+        "--no-restore",
+        dest="restore",
+        action="store_false",
+        help="do not put the store back from an older copy mid-run",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     figures = run_chaos(
-        tasks=args.tasks, kills=args.kills, terms=args.terms, seed=args.seed
+        tasks=args.tasks,
+        kills=args.kills,
+        terms=args.terms,
+        lost=args.lost,
+        restore=args.restore,
+        seed=args.seed,
     )
     print(json.dumps(figures, indent=2))
     return 0 if figures["ok"] else 1

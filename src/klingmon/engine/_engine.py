@@ -25,7 +25,7 @@ from klingmon.engine._owners import default_owner as _default_owner
 from klingmon.engine._poller import CALLBACK_META_PREFIX, Poller
 from klingmon.engine._settings import EngineSettings
 from klingmon.engine._submitter import IN_FLIGHT, Submitter
-from klingmon.errors import KlingmonError
+from klingmon.errors import KlingmonError, StoreError
 from klingmon.policy import (
     DurationBook,
     backoff,
@@ -244,10 +244,14 @@ class Engine(Submitter, Poller):
             if not running.done():
                 return False
             self._downloads = None
-            if not running.cancelled() and running.exception() is not None:
+            failed = None if running.cancelled() else running.exception()
+            if isinstance(failed, StoreError):
+                # The store cannot record what is fetched, nor what is sent: stop.
+                self.stop()
+                raise failed
+            if failed is not None:
                 logger.error(
-                    "download.round_failed",
-                    extra={"error": type(running.exception()).__name__},
+                    "download.round_failed", extra={"error": type(failed).__name__}
                 )
         if self.store.next_download_ms() is None:
             return False

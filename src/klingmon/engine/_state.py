@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import asyncio
     import random
     from collections import Counter
+    from collections.abc import Sequence
 
     from klingmon._clock import Clock
     from klingmon.api import AsyncKlingClient
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from klingmon.engine._governor import Governor
     from klingmon.engine._settings import EngineSettings
     from klingmon.policy import DurationBook
-    from klingmon.store import Store, TaskRow
+    from klingmon.store import Change, Store, TaskRow
 
 __all__ = ["EngineState"]
 
@@ -54,6 +55,15 @@ class EngineState(ABC):
     @abstractmethod
     def stop(self) -> None:
         """Finish the current round and return from ``run``."""
+
+    @property
+    @abstractmethod
+    def stopping(self) -> bool:
+        """Whether ``stop`` was called."""
+
+    @abstractmethod
+    def _learn(self, changes: Sequence[Change], before: dict[int, TaskRow]) -> None:
+        """Feed the learned durations from applied status changes."""
 
     @abstractmethod
     def _delay(

@@ -2,21 +2,28 @@
 
 The intent to create is committed (``submitting``) before the POST; a task found in
 ``submitting`` after a crash is looked up by its ``external_task_id`` before anything
-is sent again. 1303 puts a task back in the queue and shrinks the slots; other
-transient failures wait and retry; Kling's refusals are final (``rejected``).
+is sent again, and a 1201 (the id may already exist) is looked up before it counts as
+a refusal. 1303 puts a task back in the queue and shrinks the slots; other transient
+failures wait and retry; Kling's refusals are final (``rejected``).
+
+Whatever a create or a lookup finds is recorded through the same store write as a
+poll (a task found already finished owes its files), and frees its slot and feeds the
+learned durations the same way. Nothing is sent once the store has failed a write:
+a create whose answer cannot be recorded would be paid for and then forgotten.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from enum import Enum
+from typing import TYPE_CHECKING, Final
 
 from klingmon._clock import to_ms
 from klingmon.api import GenericRequest
-from klingmon.api._models import TaskStatus
+from klingmon.api._models import TERMINAL, Task, TaskStatus
 from klingmon.engine._state import EngineState
-from klingmon.errors import ApiError, KlingmonError, TaskNotFoundError
+from klingmon.errors import ApiError, KlingmonError, StoreError, TaskNotFoundError
 from klingmon.policy import CreateAction, backoff, classify_create_error
 
 if TYPE_CHECKING:
@@ -28,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 #: Statuses that hold one of the account's slots.
 IN_FLIGHT = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
+
+
+class _Lookup(Enum):
+    #: The lookup itself failed for now; the task was rescheduled to try again.
+    FAILED = "failed"
+
+
+_LOOKUP_FAILED: Final = _Lookup.FAILED
 
 
 class Submitter(EngineState):
@@ -60,6 +75,14 @@ class Submitter(EngineState):
         return True
 
     async def _submit_one(self, row: TaskRow, in_flight: int) -> None:
+        try:
+            await self._send(row, in_flight)
+        except StoreError:
+            # What is sent from now on could not be recorded: send nothing more.
+            self.stop()
+            raise
+
+    async def _send(self, row: TaskRow, in_flight: int) -> None:
         if row.status == TaskStatus.SUBMITTING:
             found = await self._adopt_existing(row)
             if found:
@@ -74,6 +97,8 @@ class Submitter(EngineState):
         )
         try:
             async with self._requests, self.governor.request():
+                if self.stopping:  # still ``submitting``: looked up before any POST
+                    return
                 self._counts[(row.batch_id, "create")] += 1
                 task = await self.client.create(
                     request,
@@ -81,11 +106,11 @@ class Submitter(EngineState):
                     callback_url=callback,
                 )
         except KlingmonError as exc:
-            self._create_failed(row, exc, in_flight)
+            await self._create_failed(row, exc, in_flight)
             return
         now_ms = to_ms(self.clock.now())
         first = self._delay(row, now_ms, status=TaskStatus.SUBMITTED, elapsed=0.0)
-        self.store.mark_submitted(row.id, task, now_ms, now_ms + to_ms(first))
+        self._recorded(row, task, now_ms + to_ms(first))
         logger.info(
             "task.submitted",
             extra={"task": row.id, "task_id": task.task_id, "batch": row.batch_id},
@@ -93,30 +118,62 @@ class Submitter(EngineState):
 
     async def _adopt_existing(self, row: TaskRow) -> bool:
         """A create whose outcome is unknown: look before sending it again."""
+        task = await self._look_up(row)
+        if task is None:
+            return False
+        if isinstance(task, Task):
+            self._recorded(row, task, to_ms(self.clock.now()))
+            logger.info("task.adopted", extra={"task": row.id, "task_id": task.task_id})
+        return True
+
+    async def _look_up(self, row: TaskRow) -> Task | _Lookup | None:
+        """The task Kling holds under ``row``'s external id; None when it has none;
+        ``_LOOKUP_FAILED`` when the lookup failed for now (``row`` then retries)."""
         try:
             async with self._requests, self.governor.request():
                 self._counts[(row.batch_id, "get")] += 1
-                task = await self.client.get(
+                return await self.client.get(
                     row.endpoint, external_task_id=row.external_task_id
                 )
         except TaskNotFoundError:
-            return False
+            return None
         except KlingmonError as exc:
             if not exc.retryable:
                 raise
             self._retry_later(row, exc)
-            return True
-        now_ms = to_ms(self.clock.now())
-        self.store.mark_submitted(row.id, task, now_ms, now_ms)
-        logger.info("task.adopted", extra={"task": row.id, "task_id": task.task_id})
-        return True
+            return _LOOKUP_FAILED
 
-    def _create_failed(self, row: TaskRow, exc: KlingmonError, in_flight: int) -> None:
+    def _recorded(self, row: TaskRow, task: Task, next_poll_ms: int) -> None:
+        """Store what Kling holds for ``row``, and act on it as a poll's change."""
+        now_ms = to_ms(self.clock.now())
+        change = self.store.mark_submitted(row.id, task, now_ms, next_poll_ms)
+        if change is None:
+            return
+        self._learn([change], {row.id: row})
+        if change.new_status in TERMINAL:
+            self.governor.on_task_finished()
+
+    async def _create_failed(
+        self, row: TaskRow, exc: KlingmonError, in_flight: int
+    ) -> None:
         action = classify_create_error(exc)
         now_ms = to_ms(self.clock.now())
         code = exc.code if isinstance(exc, ApiError) else None
         if code in {1302, 1303}:
             self._counts[(row.batch_id, str(code))] += 1
+        if action is CreateAction.LOOK_UP:
+            # "external_task_id already exists" is a 1201 too: the task may be there.
+            task = await self._look_up(row)
+            if task is _LOOKUP_FAILED:
+                return
+            if isinstance(task, Task):
+                self._recorded(row, task, to_ms(self.clock.now()))
+                logger.info(
+                    "task.adopted_duplicate",
+                    extra={"task": row.id, "task_id": task.task_id},
+                )
+                return
+            action = CreateAction.REJECT
         if action is CreateAction.REQUEUE:
             self.governor.on_concurrency_error(in_flight)
             delay = backoff(1, base=1.0, cap=10.0, rng=self._rng) + 1.0

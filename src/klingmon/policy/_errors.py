@@ -1,9 +1,16 @@
-"""What the submitter does after a create failed: retry, requeue, reject or halt.
+"""What the submitter does after a create failed: retry, requeue, look up, reject, halt.
 
 Retrying a create is safe only because every create carries its ``external_task_id``
 and the client resolves ambiguous outcomes by looking that id up; so transient
 failures keep the same id. A rejection is final and costs nothing (Kling bills only
 accepted tasks). Bad credentials halt the engine: every further request would fail.
+
+1201 is Kling's answer both to a bad parameter and to an ``external_task_id`` that
+already exists, which is what a create sent again looks like once its first answer
+was lost, or once the store was restored from an older copy. The message is not a
+documented contract, so every 1201 is looked up by its external id first: a task
+found there is adopted (it exists and is billed; rejecting it would lose its result
+and invite a second payment), and only a 1201 for which none exists is a rejection.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ class CreateAction(StrEnum):
     RETRY = "retry"
     #: The account is at its parallel-task limit: back to ``queued``, shrink the slots.
     REQUEUE = "requeue"
+    #: Perhaps the task exists (1201): adopt it when its external id finds it,
+    #: else reject.
+    LOOK_UP = "look_up"
     #: Kling refused this request for good: ``rejected``, with Kling's message.
     REJECT = "reject"
     #: Nothing can succeed (credentials, configuration): stop with a clear error.
@@ -46,6 +56,7 @@ _BY_CODE: dict[int, CreateAction] = {
     **dict.fromkeys(range(1000, 1005), CreateAction.HALT),
     **dict.fromkeys(range(1100, 1104), CreateAction.REJECT),
     **dict.fromkeys(range(1200, 1204), CreateAction.REJECT),
+    1201: CreateAction.LOOK_UP,
     1300: CreateAction.REJECT,
     1301: CreateAction.REJECT,
     1302: CreateAction.RETRY,

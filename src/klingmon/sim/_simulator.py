@@ -112,6 +112,7 @@ class Simulator:
         self._requests: Counter[str] = Counter()
         self._by_route: Counter[str] = Counter()
         self._creates_per_external: Counter[str] = Counter()
+        self._duplicates_per_external: Counter[str] = Counter()
         self._max_in_flight = 0
         self._scripts: dict[str, deque[Scripted]] = {r: deque() for r in ROUTES}
         self.callbacks = CallbackDispatcher(
@@ -189,7 +190,12 @@ class Simulator:
             return {
                 "requests": dict(self._requests),
                 "requests_by_route": dict(self._by_route),
+                # Every create that reached the account, refused duplicates included;
+                # ``tasks`` holds what was created (and billed).
                 "creates_per_external_id": dict(self._creates_per_external),
+                "duplicate_creates_per_external_id": dict(
+                    self._duplicates_per_external
+                ),
                 "max_in_flight": self._max_in_flight,
                 "in_flight": self._in_flight(now),
                 "answers_1303": sum(
@@ -264,6 +270,8 @@ class Simulator:
             return error(1201, message)
         with self._lock:
             if ext is not None and str(ext) in self._by_external:
+                # Kling's answer to a reused id: 400/1201, nothing created or billed.
+                self._duplicates_per_external[str(ext)] += 1
                 return error(1201, "external_task_id already exists: it must be unique")
             now = self.clock.now()
             need = _count(body) if endpoint.startswith("/v1/images/") else 1

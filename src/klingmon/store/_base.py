@@ -88,8 +88,13 @@ class StoreBase:
         if joined is not None:
             yield joined
             return
-        with self._engine.connect() as conn:
-            yield conn
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            # A damaged file or a lost server shows up on reads too: the same
+            # one-line error as a failed write, never the driver's traceback.
+            raise StoreError(f"store read failed: {reason(exc)}") from exc
 
     def _insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table) if self._pg else sqlite.insert(table)

@@ -95,17 +95,18 @@ def _units(raw: str | None) -> float | None:
     return None
 
 
-def kling_ms(value: int | None, now_ms: int | None = None) -> int | None:
+def kling_ms(value: int | None, now_ms: int) -> int | None:
     """Kling's epoch ms, or None when it cannot be one (a BIGINT must hold it).
 
-    With ``now_ms``, a time past ``now_ms + KLING_SKEW_MS`` is cut back to it.
+    A time past ``now_ms + KLING_SKEW_MS`` is cut back to it, so no answer can put a
+    task's last update in the future (which would switch its stuck check off).
     """
     if value is None or not 0 <= value <= _MAX_MS:
         return None
-    return value if now_ms is None else min(value, now_ms + KLING_SKEW_MS)
+    return min(value, now_ms + KLING_SKEW_MS)
 
 
-def observed_values(task: Task, now_ms: int | None = None) -> dict[str, Any]:
+def observed_values(task: Task, now_ms: int) -> dict[str, Any]:
     """The data fields an observation refreshes, whatever its status verdict."""
     values: dict[str, Any] = {"task_id": task.task_id}
     if task.task_status_msg:

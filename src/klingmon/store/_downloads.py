@@ -40,6 +40,7 @@ RETENTION_MS = 30 * 24 * 3600 * 1000
 #: expired: Kling no longer has it.
 DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "refused", "expired")
 _OPEN = ("pending", "downloading")
+_ROWS_PER_INSERT = 500
 _NEVER = 2**62
 
 
@@ -88,16 +89,16 @@ def _files(result: Mapping[str, Any] | None) -> list[tuple[str, int, str]]:
 
 
 def queue_files(
-    conn: sa.Connection, task: Mapping[Any, Any], now_ms: int, *, pg: bool
+    conn: sa.Connection,
+    owed: Sequence[tuple[Mapping[Any, Any], int]],
+    *,
+    pg: bool,
 ) -> int:
-    """Owe every result file of a succeeded task (inside the caller's transaction).
+    """Owe every result file of these succeeded tasks, ``(task row, now ms)`` each,
+    in one INSERT inside the caller's transaction.
 
     Idempotent: a file already owed (or fetched) is left as it is.
     """
-    files = _files(task.get("result"))
-    if not files:
-        return 0
-    created = task.get("kling_created_ms") or task["created_ms"]
     rows = [
         {
             "task_id": task["id"],
@@ -107,11 +108,15 @@ def queue_files(
             "url": url,
             "status": "pending",
             "attempts": 0,
-            "expires_ms": created + RETENTION_MS,
+            "expires_ms": (task.get("kling_created_ms") or task["created_ms"])
+            + RETENTION_MS,
             "created_ms": now_ms,
         }
-        for kind, idx, url in files
+        for task, now_ms in owed
+        for kind, idx, url in _files(task.get("result"))
     ]
+    if not rows:
+        return 0
     if pg:
         from sqlalchemy.dialects import postgresql  # noqa: PLC0415
 
@@ -122,8 +127,12 @@ def queue_files(
         ins = sqlite.insert(downloads)
     stmt = ins.on_conflict_do_nothing(
         index_elements=[downloads.c.task_id, downloads.c.kind, downloads.c.idx]
+    ).returning(downloads.c.id)
+    # A few hundred rows a statement: SQLite bounds the parameters of one.
+    return sum(
+        len(conn.execute(stmt.values(rows[i : i + _ROWS_PER_INSERT])).all())
+        for i in range(0, len(rows), _ROWS_PER_INSERT)
     )
-    return len(conn.execute(stmt.values(rows).returning(downloads.c.id)).all())
 
 
 class Downloads(StoreBase):
@@ -140,7 +149,7 @@ class Downloads(StoreBase):
             row = m.first()
             if row is None or row["status"] != TaskStatus.SUCCEED.value:
                 return 0
-            return queue_files(conn, row, now_ms, pg=self._pg)
+            return queue_files(conn, [(row, now_ms)], pg=self._pg)
 
     def ensure_downloads(self, now_ms: int, batch_id: int | None = None) -> int:
         """Owe the files of succeeded tasks that have no rows yet (older stores).
@@ -157,8 +166,34 @@ class Downloads(StoreBase):
         if batch_id is not None:
             query = query.where(tasks.c.batch_id == batch_id)
         with self._write() as conn:
-            found = list(conn.execute(query).mappings())
-            return sum(queue_files(conn, m, now_ms, pg=self._pg) for m in found)
+            found = [(m, now_ms) for m in conn.execute(query).mappings()]
+            return queue_files(conn, found, pg=self._pg)
+
+    def owed_downloads(self, batch_id: int | None = None) -> int:
+        """Succeeded tasks whose files are not all on disk yet: some row still
+        pending, downloading or failed (``klingmon download`` tries failed ones
+        again), or no row at all though the result lists files. ``refused`` and
+        ``expired`` files are final: they are reported, not owed.
+        """
+        open_rows = sa.exists().where(
+            downloads.c.task_id == tasks.c.id,
+            downloads.c.status.in_([*_OPEN, "failed"]),
+        )
+        no_rows = ~sa.exists().where(downloads.c.task_id == tasks.c.id)
+        succeeded = [tasks.c.status == TaskStatus.SUCCEED.value]
+        if batch_id is not None:
+            succeeded.append(tasks.c.batch_id == batch_id)
+        with self._read() as conn:
+            waiting = conn.scalar(
+                sa.select(sa.func.count()).where(*succeeded, open_rows)
+            )
+            unqueued = conn.execute(
+                sa.select(tasks.c.result).where(
+                    *succeeded, tasks.c.result.is_not(None), no_rows
+                )
+            ).scalars()
+            missing = sum(1 for result in unqueued if _files(result))
+        return int(waiting or 0) + missing
 
     def claim_downloads(
         self,

@@ -22,8 +22,9 @@ from klingmon.store._cancel import Cancels
 from klingmon.store._convert import (
     event_row,
     task_row,
+    wire,
 )
-from klingmon.store._downloads import Downloads, queue_files
+from klingmon.store._downloads import Downloads
 from klingmon.store._fleet import Fleet
 from klingmon.store._refs import Refs
 from klingmon.store._rows import BatchRow, Change, EventRow, TaskRow
@@ -96,6 +97,7 @@ class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching):
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot use {_engine.masked(parsed)}: {exc}") from exc
         try:
+            _engine.check_file(engine)
             _engine.migrate(engine)
         except StoreError:
             engine.dispose()
@@ -140,7 +142,12 @@ class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching):
         *,
         defaults: Mapping[str, Any] | None = None,
     ) -> BatchRow:
-        """Store a batch and all its tasks in one transaction: all or nothing."""
+        """Store a batch and all its tasks in one transaction: all or nothing.
+
+        An adopted task (``NewTask.task`` set: ``track``, ``import``) starts where
+        Kling says it is, and that status is recorded like any other: an event for
+        the hooks and, when it has already succeeded, its files owed.
+        """
         with self._write() as conn:
             if name is None:
                 name = free_name(conn, now_ms)
@@ -160,6 +167,9 @@ class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching):
             ]
             if rows:
                 conn.execute(_schema.tasks.insert(), rows)
+            adopted = {seq: new for seq, new in enumerate(tasks, start=1) if new.task}
+            if adopted:
+                _record_adopted(conn, batch_id, adopted, now_ms)
         self.notify()  # workers on other machines start on it at once
         return BatchRow(batch_id, name, now_ms, dict(defaults or {}))
 
@@ -338,11 +348,6 @@ class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching):
                 change = apply_one(row, obs, now_ms, pending, polled)
                 if change is not None:  # the row as this change left it
                     planned.append((task_row(row), *change))
-                # downloads: owe the files, unless only a callback vouches for them
-                trusted = obs.source != "callback" or obs.confirmed
-                if trusted and row["status"] == "succeed":
-                    seen = obs.task.task_result.model_dump(mode="json")
-                    queue_files(conn, row | {"result": seen}, now_ms, pg=self._pg)
             event_ids = pending.flush(conn)
             add_polls(conn, polled)
         return [
@@ -529,3 +534,23 @@ class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching):
         )
         with self._read() as conn:
             return {name: int(value or 0) for name, value in conn.execute(query)}
+
+
+def _record_adopted(
+    conn: sa.Connection, batch_id: int, adopted: Mapping[int, NewTask], now_ms: int
+) -> None:
+    """The status each adopted task (by ``seq``) came in with, as a change from
+    nothing: its event, and its files when it has succeeded already."""
+    pending = Pending()
+    found = conn.execute(
+        sa.select(tasks).where(
+            tasks.c.batch_id == batch_id, tasks.c.seq.in_(list(adopted))
+        )
+    ).mappings()
+    for m in found:
+        row = dict(m)
+        task = adopted[row["seq"]].task
+        assert task is not None  # noqa: S101 - only adopted tasks are in the map
+        status = TaskStatus(row["status"])
+        pending.change(row, status, now_ms, "local", wire(task), old=None)
+    pending.flush(conn)

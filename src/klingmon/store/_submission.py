@@ -16,7 +16,6 @@ from klingmon.policy._lifecycle import Verdict, judge
 from klingmon.store._convert import (
     kling_ms,
     observed_values,
-    status_values,
     task_row,
     wire,
 )
@@ -25,6 +24,7 @@ from klingmon.store._rows import Change, TaskRow
 from klingmon.store._schema import tasks
 from klingmon.store._writes import (
     QUEUED_STATES,
+    change_status,
     lock_task,
     record_event,
     update_task,
@@ -149,24 +149,30 @@ class Submission(Ledger):
             if status not in (TaskStatus.QUEUED, TaskStatus.SUBMITTING):
                 raise StoreError(f"task {task_id} is {status}, not queued")
             values: dict[str, Any] = {"submit_attempts": row["submit_attempts"] + 1}
-            if status is TaskStatus.QUEUED:
-                values |= status_values(row, TaskStatus.SUBMITTING, "local", now_ms)
-                record_event(
-                    conn,
-                    row,
-                    now_ms,
-                    "local",
-                    "status",
-                    status,
-                    TaskStatus.SUBMITTING,
-                    {},
-                )
-            return task_row(update_task(conn, task_id, values))
+            if status is TaskStatus.SUBMITTING:
+                return task_row(update_task(conn, task_id, values))
+            after, _ = change_status(
+                conn,
+                row,
+                TaskStatus.SUBMITTING,
+                now_ms,
+                "local",
+                {},
+                old=status,
+                values=values,
+            )
+            return task_row(after)
 
     def mark_submitted(
         self, task_id: int, task: Task, now_ms: int, next_poll_ms: int
     ) -> Change | None:
-        """Store what the create answered; the lease is released."""
+        """Store what Kling answered of a create (or a lookup of one); the lease is
+        released.
+
+        Whatever status the answer holds is recorded with all it obliges, as a poll's
+        would be: a task found already ``succeed`` (its create's answer was lost, the
+        process restarted, Kling finished meanwhile) owes its files at once.
+        """
         with self._write() as conn:
             row = lock_task(conn, task_id)
             old = TaskStatus(row["status"])
@@ -189,15 +195,10 @@ class Submission(Ledger):
                     values.pop("next_poll_ms")
                 update_task(conn, task_id, values)
                 return None
-            values |= status_values(row, new, "submit", now_ms)
-            if new not in TERMINAL:
-                values["next_poll_ms"] = next_poll_ms
-            event_id = record_event(
-                conn, row, now_ms, "submit", "status", old, new, payload
+            after, event_id = change_status(
+                conn, row, new, now_ms, "submit", payload, old=old, values=values
             )
-            return Change(
-                task_row(update_task(conn, task_id, values)), old, new, event_id
-            )
+            return Change(task_row(after), old, new, event_id)
 
     def requeue(
         self, task_id: int, now_ms: int, not_before_ms: int, reason: str
@@ -214,20 +215,21 @@ class Submission(Ledger):
                 "lease_until_ms": None,
                 "last_error": reason,
             }
-            if old is TaskStatus.SUBMITTING:
-                values |= status_values(row, TaskStatus.QUEUED, "local", now_ms)
-                payload = {"reason": reason, "not_before_ms": not_before_ms}
-                record_event(
-                    conn,
-                    row,
-                    now_ms,
-                    "local",
-                    "status",
-                    old,
-                    TaskStatus.QUEUED,
-                    payload,
-                )
-            update_task(conn, task_id, values)
+            if old is TaskStatus.QUEUED:
+                update_task(conn, task_id, values)
+                return
+            payload = {"reason": reason, "not_before_ms": not_before_ms}
+            # status_values leaves next_poll_ms alone for a queued task: it stays.
+            change_status(
+                conn,
+                row,
+                TaskStatus.QUEUED,
+                now_ms,
+                "local",
+                payload,
+                old=old,
+                values=values,
+            )
 
     def reject(
         self, task_id: int, now_ms: int, message: str, code: int | None
@@ -239,17 +241,23 @@ class Submission(Ledger):
             if old in TERMINAL:
                 raise StoreError(f"task {task_id} is already {old}")
             new = TaskStatus.REJECTED
-            values = status_values(row, new, "local", now_ms) | {
+            values = {
                 "status_msg": message,
                 "last_error": message if code is None else f"{code}: {message}",
             }
             payload = {"message": message, "code": code}
-            event_id = record_event(
-                conn, row, now_ms, "local", "rejected", old, new, payload
+            after, event_id = change_status(
+                conn,
+                row,
+                new,
+                now_ms,
+                "local",
+                payload,
+                old=old,
+                kind="rejected",
+                values=values,
             )
-            return Change(
-                task_row(update_task(conn, task_id, values)), old, new, event_id
-            )
+            return Change(task_row(after), old, new, event_id)
 
     def cancel(self, task_id: int, now_ms: int, reason: str = "") -> Change | None:
         """Cancel a task that was never sent; None when it is no longer queued.
@@ -262,16 +270,18 @@ class Submission(Ledger):
             if old is not TaskStatus.QUEUED:
                 return None
             new = TaskStatus.CANCELLED
-            values = status_values(row, new, "local", now_ms)
-            if reason:
-                values["status_msg"] = reason
-            payload = {"reason": reason}
-            event_id = record_event(
-                conn, row, now_ms, "local", "status", old, new, payload
+            values = {"status_msg": reason} if reason else {}
+            after, event_id = change_status(
+                conn,
+                row,
+                new,
+                now_ms,
+                "local",
+                {"reason": reason},
+                old=old,
+                values=values,
             )
-            return Change(
-                task_row(update_task(conn, task_id, values)), old, new, event_id
-            )
+            return Change(task_row(after), old, new, event_id)
 
     def _claim(
         self,

@@ -1,6 +1,11 @@
 """The write helpers behind :class:`Store`: task values, events, one observation.
 
-Each runs inside the caller's transaction; none commits.
+Each runs inside the caller's transaction; none commits. Every status change goes
+through :meth:`Pending.change`, which writes what the change obliges in the same
+transaction: its event (with an outbox row when hooks must hear of it) and, for a
+success vouched for by Kling, a download row per result file. So no path that records
+a status (a poll, a callback, a create's answer, a lookup after a lost answer, an
+adopted task) can leave a success whose files nobody owes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from klingmon.store._convert import (
     status_values,
     wire,
 )
+from klingmon.store._downloads import queue_files
 from klingmon.store._rows import BatchRow
 from klingmon.store._schema import batches, events, outbox, tasks
 
@@ -37,6 +43,7 @@ __all__ = [
     "Pending",
     "apply_one",
     "batch_row",
+    "change_status",
     "free_name",
     "lock_task",
     "new_task_values",
@@ -153,6 +160,9 @@ def _group_counts(ids: Sequence[int]) -> dict[int, list[int]]:
 def update_task(
     conn: sa.Connection, task_id: int, values: Mapping[str, Any]
 ) -> dict[str, Any]:
+    """Write columns other than the status (see :func:`change_status` for that)."""
+    if "status" in values:
+        raise RuntimeError("a status is written with change_status or Pending.change")
     stmt = (
         tasks.update()
         .where(tasks.c.id == task_id)
@@ -176,6 +186,36 @@ def record_event(  # noqa: PLR0917 - one argument per events column
     pending = Pending()
     pending.event(row, now_ms, source, kind, old, new, payload)
     return pending.flush(conn)[0]
+
+
+def change_status(  # noqa: PLR0917 - Pending.change's arguments, for one task
+    conn: sa.Connection,
+    row: Mapping[str, Any],
+    new: TaskStatus,
+    now_ms: int,
+    source: str,
+    payload: Mapping[str, Any],
+    *,
+    old: TaskStatus | None,
+    kind: str = "status",
+    values: Mapping[str, Any] | None = None,
+    trusted: bool = True,
+) -> tuple[dict[str, Any], int]:
+    """One task's status change, written now; the row after it and its event id."""
+    pending = Pending()
+    index = pending.change(
+        row,
+        new,
+        now_ms,
+        source,
+        payload,
+        old=old,
+        kind=kind,
+        values=values,
+        trusted=trusted,
+    )
+    ids = pending.flush(conn)
+    return dict(row) | pending.updates.get(row["id"], {}), ids[index]
 
 
 def _event_values(  # noqa: PLR0917 - one argument per events column
@@ -207,11 +247,47 @@ class Pending:
     whole sweep or group of callbacks instead of three or four per observation.
     """
 
-    __slots__ = ("events", "updates")
+    __slots__ = ("events", "owed", "updates")
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.updates: dict[int, dict[str, Any]] = {}
+        #: Succeeded tasks (the row as the change leaves it) whose files are owed.
+        self.owed: dict[int, tuple[dict[str, Any], int]] = {}
+
+    def change(
+        self,
+        row: Mapping[str, Any],
+        new: TaskStatus,
+        now_ms: int,
+        source: str,
+        payload: Mapping[str, Any],
+        *,
+        old: TaskStatus | None,
+        kind: str = "status",
+        values: Mapping[str, Any] | None = None,
+        trusted: bool = True,
+    ) -> int:
+        """Queue a status change and all it obliges; its event's index.
+
+        ``row`` is the task before the change (or as just inserted, for an adopted
+        task: ``old`` None), ``values`` any data columns that change with it. The
+        event, its outbox row and the columns :func:`status_values` sets always
+        go together; a ``succeed`` owes its files unless ``trusted`` is False (a
+        callback nobody vouched for: its URLs must never be fetched).
+        """
+        merged = dict(values or {}) | status_values(row, new, source, now_ms)
+        changed = {k: v for k, v in merged.items() if k not in row or row[k] != v}
+        if changed:
+            self.update(row["id"], changed)
+        index = self.event(row, now_ms, source, kind, old, new, payload)
+        if new is TaskStatus.SUCCEED and trusted:
+            self.owe(dict(row) | changed, now_ms)
+        return index
+
+    def owe(self, row: Mapping[str, Any], now_ms: int) -> None:
+        """Owe the result files of ``row``, a succeeded task (idempotent)."""
+        self.owed[row["id"]] = (dict(row), now_ms)
 
     def event(  # noqa: PLR0917 - one argument per events column, as record_event
         self,
@@ -250,6 +326,9 @@ class Pending:
             by_columns.setdefault(columns, []).append(params)
         for columns, rows in by_columns.items():
             conn.execute(_update_columns(columns), rows)
+        if self.owed:
+            pg = conn.dialect.name == "postgresql"
+            queue_files(conn, list(self.owed.values()), pg=pg)
         return ids
 
 
@@ -287,17 +366,18 @@ def apply_one(
     ``row`` is brought up to date in place, so a later observation of the same task
     is judged against this one. An observation that changes nothing but the poll
     count (most polls) is only noted in ``polled``, for one batched UPDATE by the
-    caller. A status change comes back as (old, new, index of its event).
+    caller. A status change comes back as (old, new, index of its event). A success
+    seen again by a trusted source owes its files again (a no-op when they are).
     """
     task = obs.task
     old = TaskStatus(row["status"])
+    trusted = obs.source != "callback" or obs.confirmed
     values: dict[str, Any] = {}
     if obs.source in _POLL_SOURCES:
         values["polls"] = row["polls"] + 1
     if row["task_id"] is None:
         values["task_id"] = task.task_id
     new = parse_status(task.task_status)
-    change = None
     if new is None:
         marker = f"drift: unknown status {task.task_status!r}"
         if row["last_error"] != marker:  # one loud event per new spelling, not per poll
@@ -307,17 +387,26 @@ def apply_one(
         updated = kling_ms(task.updated_at, now_ms)
         verdict = judge(old, row["kling_updated_ms"], new, updated)
         if verdict == Verdict.APPLY:
-            values |= observed_values(task, now_ms) | status_values(
-                row, new, obs.source, now_ms
+            values |= observed_values(task, now_ms)
+            index = pending.change(
+                row,
+                new,
+                now_ms,
+                obs.source,
+                wire(task),
+                old=old,
+                values=values,
+                trusted=trusted,
             )
-            index = pending.event(
-                row, now_ms, obs.source, "status", old, new, wire(task)
-            )
-            change = (old, new, index)
-        elif verdict == Verdict.REFRESH:
+            row.update(pending.updates[row["id"]])
+            return (old, new, index)
+        if verdict == Verdict.REFRESH:
             values |= observed_values(task, now_ms)
         elif new != old:
             pending.event(row, now_ms, obs.source, "stale", old, new, wire(task))
+        if trusted and old is TaskStatus.SUCCEED:
+            seen = task.task_result.model_dump(mode="json")
+            pending.owe(row | values | {"result": seen}, now_ms)
     if not values:
         return None
     if values.keys() == {"polls"}:
@@ -326,4 +415,4 @@ def apply_one(
         return None
     pending.update(row["id"], values)
     row.update(values)
-    return change
+    return None

@@ -29,7 +29,7 @@ CODES = [
     (1102, 429, A.REJECT),
     (1103, 403, A.REJECT),
     (1200, 400, A.REJECT),
-    (1201, 400, A.REJECT),
+    (1201, 400, A.LOOK_UP),
     (1202, 400, A.REJECT),
     (1203, 404, A.REJECT),
     (1300, 400, A.REJECT),

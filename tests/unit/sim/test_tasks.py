@@ -128,6 +128,7 @@ async def test_duplicate_external_id_is_refused_and_counted(connect):
     assert "external_task_id" in response.json()["message"]
     counters = sim.counters()
     assert counters["creates_per_external_id"] == {"dup": 2}
+    assert counters["duplicate_creates_per_external_id"] == {"dup": 1}
     assert len(counters["tasks"]) == 1
 
 

@@ -1,0 +1,148 @@
+"""Every path that records a status writes what it obliges, as a poll would.
+
+A success owes its files in the same transaction, whoever recorded it: a poll, a
+create's answer, the lookup after a lost answer, an adopted task (``track``,
+``import``); each change has its event and, for hooks, its outbox row.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+
+from klingmon.api._models import Task, TaskStatus
+from klingmon.store import NewTask, Observation, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+PG_URL = os.environ.get(
+    "KLINGMON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+T0 = 1_700_000_000_000
+EP = "/v1/videos/text2video"
+
+
+def _pg_url() -> Iterator[str]:
+    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL does not answer: {exc.orig}")
+    schema = f"km_rec_{os.getpid()}_{secrets.token_hex(4)}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        with Store.open(str(tmp_path / "k.db")) as s:
+            yield s
+        return
+    for url in _pg_url():
+        with Store.open(url) as s:
+            yield s
+
+
+def _task(task_id: str, status: str, **fields: Any) -> Task:
+    result = (
+        {"videos": [{"id": f"v{task_id}", "url": f"https://cdn.example/{task_id}.mp4"}]}
+        if status == "succeed"
+        else {}
+    )
+    return Task.model_validate(
+        {
+            "task_id": task_id,
+            "task_status": status,
+            "created_at": T0,
+            "updated_at": T0 + 1000,
+            "task_result": result,
+            **fields,
+        }
+    )
+
+
+def _queued(store: Store, n: int = 1) -> list[int]:
+    tasks = [NewTask(EP, {"prompt": f"p{i}"}, prompt=f"p{i}") for i in range(n)]
+    batch = store.create_batch(None, tasks, T0)
+    return [t.id for t in store.tasks(batch.id)]
+
+
+def _hooked(store: Store, task_id: int) -> list[TaskStatus | None]:
+    """The statuses hooks will hear of for ``task_id`` (events with an outbox row)."""
+    items = store.claim_outbox("t", T0 + 10**9, 60_000, 1000)
+    return [i.event.new_status for i in items if i.event.task_id == task_id]
+
+
+def test_a_lookup_that_finds_a_lost_create_finished_owes_its_files(store: Store):
+    """submitting -> succeed through mark_submitted: files owed, event, outbox."""
+    [task_id] = _queued(store)
+    store.mark_submitting(task_id, T0)
+    change = store.mark_submitted(task_id, _task("k1", "succeed"), T0 + 5, T0 + 5)
+    assert change is not None
+    assert change.new_status is TaskStatus.SUCCEED
+    [row] = store.download_rows(task_id=task_id)
+    assert (row.status, row.url) == ("pending", "https://cdn.example/k1.mp4")
+    assert store.owed_downloads() == 1
+    assert _hooked(store, task_id) == [TaskStatus.SUBMITTING, TaskStatus.SUCCEED]
+    store.download_done(row.id, T0 + 9, size=1, sha256="0" * 64)
+    assert store.owed_downloads() == 0
+
+
+def test_an_adopted_task_already_finished_owes_its_files(store: Store):
+    """track/import of a succeeded task: its files and an event, like a poll's."""
+    adopted = [
+        NewTask(EP, {}, external_task_id="ext-1", task=_task("k7", "succeed")),
+        NewTask(EP, {}, external_task_id="ext-2", task=_task("k8", "processing")),
+    ]
+    batch = store.create_batch("adopted", adopted, T0)
+    done, running = store.tasks(batch.id)
+    assert (done.status, running.status) == (TaskStatus.SUCCEED, TaskStatus.PROCESSING)
+    assert [r.url for r in store.download_rows(batch.id)] == [
+        "https://cdn.example/k7.mp4"
+    ]
+    assert store.owed_downloads(batch.id) == 1
+    assert _hooked(store, done.id) == [TaskStatus.SUCCEED]
+    assert [(e.old_status, e.new_status) for e in store.events(task_id=running.id)] == [
+        (None, TaskStatus.PROCESSING)
+    ]
+
+
+def test_an_unconfirmed_callback_owes_nothing_and_a_poll_then_does(store: Store):
+    """Only a vouched-for success is fetched; a poll of it later owes the files."""
+    [task_id] = _queued(store)
+    store.mark_submitting(task_id, T0)
+    store.mark_submitted(task_id, _task("k1", "processing"), T0, T0)
+    hint = Observation(task_id, _task("k1", "succeed"), "callback", T0 + 1)
+    [change] = store.apply([hint], T0 + 1)
+    assert change.new_status is TaskStatus.SUCCEED
+    assert store.download_rows(task_id=task_id) == []
+    poll = Observation(task_id, _task("k1", "succeed"), "poll", T0 + 2)
+    assert store.apply([poll], T0 + 2) == []
+    assert len(store.download_rows(task_id=task_id)) == 1
+
+
+def test_adopting_many_finished_tasks_owes_every_file(store: Store):
+    """1,200 files owed at once: more than one INSERT's worth of parameters."""
+    adopted = [
+        NewTask(EP, {}, external_task_id=f"e{i}", task=_task(f"k{i}", "succeed"))
+        for i in range(1200)
+    ]
+    batch = store.create_batch("many", adopted, T0)
+    assert len(store.download_rows(batch.id)) == 1200
+    assert store.ensure_downloads(T0) == 0  # already owed: idempotent
