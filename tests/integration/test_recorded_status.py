@@ -98,10 +98,10 @@ def test_a_lookup_that_finds_a_lost_create_finished_owes_its_files(store: Store)
     assert change.new_status is TaskStatus.SUCCEED
     [row] = store.download_rows(task_id=task_id)
     assert (row.status, row.url) == ("pending", "https://cdn.example/k1.mp4")
-    assert store.owed_downloads() == 1
+    assert store.files_owed() == 1
     assert _hooked(store, task_id) == [TaskStatus.SUBMITTING, TaskStatus.SUCCEED]
     store.download_done(row.id, T0 + 9, size=1, sha256="0" * 64)
-    assert store.owed_downloads() == 0
+    assert store.files_owed() == 0
 
 
 def test_an_adopted_task_already_finished_owes_its_files(store: Store):
@@ -116,7 +116,7 @@ def test_an_adopted_task_already_finished_owes_its_files(store: Store):
     assert [r.url for r in store.download_rows(batch.id)] == [
         "https://cdn.example/k7.mp4"
     ]
-    assert store.owed_downloads(batch.id) == 1
+    assert store.files_owed(batch.id) == 1
     assert _hooked(store, done.id) == [TaskStatus.SUCCEED]
     assert [(e.old_status, e.new_status) for e in store.events(task_id=running.id)] == [
         (None, TaskStatus.PROCESSING)

@@ -169,32 +169,6 @@ class Downloads(StoreBase):
             found = [(m, now_ms) for m in conn.execute(query).mappings()]
             return queue_files(conn, found, pg=self._pg)
 
-    def owed_downloads(self, batch_id: int | None = None) -> int:
-        """Succeeded tasks whose files are not all on disk yet: some row still
-        pending, downloading or failed (``klingmon download`` tries failed ones
-        again), or no row at all though the result lists files. ``refused`` and
-        ``expired`` files are final: they are reported, not owed.
-        """
-        open_rows = sa.exists().where(
-            downloads.c.task_id == tasks.c.id,
-            downloads.c.status.in_([*_OPEN, "failed"]),
-        )
-        no_rows = ~sa.exists().where(downloads.c.task_id == tasks.c.id)
-        succeeded = [tasks.c.status == TaskStatus.SUCCEED.value]
-        if batch_id is not None:
-            succeeded.append(tasks.c.batch_id == batch_id)
-        with self._read() as conn:
-            waiting = conn.scalar(
-                sa.select(sa.func.count()).where(*succeeded, open_rows)
-            )
-            unqueued = conn.execute(
-                sa.select(tasks.c.result).where(
-                    *succeeded, tasks.c.result.is_not(None), no_rows
-                )
-            ).scalars()
-            missing = sum(1 for result in unqueued if _files(result))
-        return int(waiting or 0) + missing
-
     def claim_downloads(
         self,
         owner: str,

@@ -31,17 +31,17 @@ class Watching(StoreBase):
         with self._read() as conn:
             return {int(b): int(n) for b, n in conn.execute(query)}
 
-    def files_owed(self, batch_id: int) -> int:
-        """Result files of the batch's succeeded tasks that are not on disk yet.
+    def files_owed(self, batch_id: int | None = None) -> int:
+        """Result files of succeeded tasks (of one batch, or all) not on disk yet.
 
         Pending, downloading, failed and refused files are owed (a refusal is
         fixed by allowing the origin); expired ones are gone from Kling, so not.
         A success whose files were never queued owes every file its result lists:
         exactly the case a user must hear about.
         """
-        succeeded = sa.and_(
-            tasks.c.batch_id == batch_id, tasks.c.status == TaskStatus.SUCCEED.value
-        )
+        succeeded = tasks.c.status == TaskStatus.SUCCEED.value
+        if batch_id is not None:
+            succeeded = sa.and_(succeeded, tasks.c.batch_id == batch_id)
         not_done = (
             sa.select(sa.func.count())
             .select_from(downloads.join(tasks, downloads.c.task_id == tasks.c.id))

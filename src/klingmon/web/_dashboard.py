@@ -64,7 +64,10 @@ _LOGIN: dict[str, Any] = {"title": "Sign in"}
 _NOTES = {
     "retry": "Retry batch {new} created: its tasks are queued.",
     "download": "Downloading this batch's owed files now.",
-    "nothing": "No failed or rejected tasks to retry.",
+    "nothing": (
+        "No failed or rejected tasks to retry (tasks that failed content moderation "
+        "are left out: `klingmon retry --include-moderated` resends them)."
+    ),
     "busy": "A download of this batch is already running.",
     "cancel": (
         "Cancelled {new} tasks that were never sent. Tasks already at Kling (it "
@@ -301,7 +304,12 @@ def install_dashboard(
         batch = _batch(store, ref)
         monitor = Monitor(store=store, clock=clock)
         try:
-            new = monitor.retry(batch.id, name=_free_name(store, f"{batch.name}-retry"))
+            # As the CLI's retry: content-moderation failures would fail again.
+            new = monitor.retry(
+                batch.id,
+                name=_free_name(store, f"{batch.name}-retry"),
+                skip_moderated=True,
+            )
         except KlingmonError:
             return _back(batch, "nothing")
         logger.info("dashboard.retry", extra={"batch": batch.id, "new": new.id})
