@@ -644,19 +644,6 @@ def test_a_database_holding_other_tables_is_refused_and_left_alone(backend: Back
     theirs.dispose()
 
 
-def test_cancel_only_touches_unsent_tasks(store: Store):
-    """A queued task can be cancelled (with an event); a submitting one cannot."""
-    store.create_batch(None, new(2), T0)
-    change = store.cancel(1, T0 + 1, "not needed")
-    assert change is not None
-    assert change.task.status is TaskStatus.CANCELLED
-    assert change.task.finished_ms == T0 + 1
-    assert store.cancel(1, T0 + 2) is None
-    store.mark_submitting(2, T0)
-    assert store.cancel(2, T0 + 2) is None
-    assert store.claim_queued("w", T0 + 5, 1000, 10)[0].id == 2
-
-
 def test_unknown_tasks_and_wrong_states_are_store_errors(store: Store):
     """Asking to move a task that is missing or in the wrong state raises StoreError."""
     (tid,) = submitted(store)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from klingmon.api._models import ACTIVE, TERMINAL, TaskStatus
 from klingmon.store._base import StoreBase
-from klingmon.store._convert import status_values, task_row
+from klingmon.store._convert import task_row
 from klingmon.store._rows import Change, TaskRow
 from klingmon.store._schema import tasks
 from klingmon.store._submission import _SLOT_LOCK
@@ -75,15 +75,16 @@ class Cancels(StoreBase):
                     and (row["lease_until_ms"] or 0) > now_ms
                 )
                 if status is TaskStatus.QUEUED and not leased:
-                    new = TaskStatus.CANCELLED
-                    values = status_values(row, new, "local", now_ms) | {
-                        "status_msg": reason
-                    }
-                    index = pending.event(
-                        row, now_ms, "local", "status", status, new, {"reason": reason}
+                    index = pending.change(
+                        row,
+                        TaskStatus.CANCELLED,
+                        now_ms,
+                        "local",
+                        {"reason": reason},
+                        old=status,
+                        values={"status_msg": reason},
                     )
-                    pending.update(row["id"], values)
-                    cancelled.append((row | values, index))
+                    cancelled.append((row | pending.updates[row["id"]], index))
                 elif status in {TaskStatus.QUEUED, TaskStatus.SUBMITTING}:
                     result.sending.append(task_row(row))
                 elif status in ACTIVE:

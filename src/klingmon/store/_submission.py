@@ -259,30 +259,6 @@ class Submission(Ledger):
             )
             return Change(task_row(after), old, new, event_id)
 
-    def cancel(self, task_id: int, now_ms: int, reason: str = "") -> Change | None:
-        """Cancel a task that was never sent; None when it is no longer queued.
-
-        A ``submitting`` task may already be at Kling, so it cannot be cancelled here.
-        """
-        with self._write() as conn:
-            row = lock_task(conn, task_id)
-            old = TaskStatus(row["status"])
-            if old is not TaskStatus.QUEUED:
-                return None
-            new = TaskStatus.CANCELLED
-            values = {"status_msg": reason} if reason else {}
-            after, event_id = change_status(
-                conn,
-                row,
-                new,
-                now_ms,
-                "local",
-                {"reason": reason},
-                old=old,
-                values=values,
-            )
-            return Change(task_row(after), old, new, event_id)
-
     def _claim(
         self,
         owner: str,
