@@ -7,56 +7,16 @@ create's answer, the lookup after a lost answer, an adopted task (``track``,
 
 from __future__ import annotations
 
-import os
-import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pytest
-import sqlalchemy as sa
+from test_store_contract import EP, T0, backend, store
 
 from klingmon.api._models import Task, TaskStatus
 from klingmon.store import NewTask, Observation, Store
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
-PG_URL = os.environ.get(
-    "KLINGMON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-T0 = 1_700_000_000_000
-EP = "/v1/videos/text2video"
-
-
-def _pg_url() -> Iterator[str]:
-    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL does not answer: {exc.orig}")
-    schema = f"km_rec_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        with Store.open(str(tmp_path / "k.db")) as s:
-            yield s
-        return
-    for url in _pg_url():
-        with Store.open(url) as s:
-            yield s
+#: The contract suite's fixtures: SQLite and PostgreSQL (a failure, not a skip, when
+#: CI requires the server).
+__all__ = ["backend", "store"]
 
 
 def _task(task_id: str, status: str, **fields: Any) -> Task:
