@@ -41,8 +41,10 @@ async def _run(config: SimConfig, tmp_path, n: int, **kw):
 
 async def test_callbacks_detect_with_only_safety_and_confirmation_polls(tmp_path):
     """Clean callbacks: final statuses match Kling; about one query per task."""
+    # 250x, not 1000x: a phase then lasts long enough in real time that a callback
+    # still beats the safety-net poll when the suite's other workers load the CPU.
     config = SimConfig(
-        admin=True, seed=11, time_scale=1000.0, faults=Faults(fail_rate=0.1)
+        admin=True, seed=11, time_scale=250.0, faults=Faults(fail_rate=0.1)
     )
     tasks, counters, report = await _run(config, tmp_path, 40)
     assert {t.task_id: t.status.value for t in tasks} == _truth(counters)
@@ -50,15 +52,14 @@ async def test_callbacks_detect_with_only_safety_and_confirmation_polls(tmp_path
     queries = by_route.get("get", 0) + by_route.get("list", 0)
     assert counters["callbacks"]["sent"] >= len(tasks)
     # Processing came by callback, terminal statuses as hints confirmed by a query:
-    # most of them, for on a busy machine a safety-net poll can win the race with
-    # a callback still in flight (a finish is then learned by the poll instead).
+    # most of them (a safety-net poll can still win a race with a callback).
     via = report.statuses_via
     assert via.get("callback_hint", 0) >= 0.7 * len(tasks)
     # A processing callback that beats the create's answer (common at 1000x) is
     # only a hint too: a task_id is learned from Kling's own answers, never a
     # callback's, so the hints outnumber the tasks by those.
     processing = via.get("callback", 0) + via.get("callback_hint", 0) - len(tasks)
-    assert processing >= 0.8 * len(tasks)
+    assert processing >= 0.7 * len(tasks)
     # One confirmation per task (a GET, or a list page for several), plus at most
     # a safety-net poll for tasks submitted before callbacks were seen flowing.
     assert queries <= 1.5 * len(tasks), by_route
@@ -69,7 +70,7 @@ async def test_signed_callbacks_need_no_confirmation(tmp_path):
     config = SimConfig(
         admin=True,
         seed=12,
-        time_scale=1000.0,
+        time_scale=250.0,  # as above: callbacks, not polls, under a loaded CPU
         webhook_secret=WHSEC,
         faults=Faults(fail_rate=0.1),
     )
