@@ -69,6 +69,11 @@ def _tasks(n: int) -> str:
     return f"{n} task" if n == 1 else f"{n} tasks"
 
 
+def _first_name(store: Store, rows: list[TaskRow]) -> str:
+    """The first batch these tasks belong to, quoted for a `klingmon watch` hint."""
+    return " ".join(shlex.quote(n) for n in _names(store, rows)[:1])
+
+
 def _report(store: Store, done: Cancellation) -> list[str]:
     lines = []
     cancelled = [c.task for c in done.cancelled]
@@ -79,14 +84,14 @@ def _report(store: Store, done: Cancellation) -> list[str]:
             "never sent, nothing paid."
         )
     if done.sending:
-        watch = " ".join(shlex.quote(n) for n in _names(store, done.sending)[:1])
+        watch = _first_name(store, done.sending)
         lines.append(
             f"Not cancelled: {_tasks(len(done.sending))} whose create may already "
             f"have reached Kling; they stay tracked (`klingmon watch {watch}` looks "
             "them up before anything is sent again)."
         )
     if done.at_kling:
-        watch = " ".join(shlex.quote(n) for n in _names(store, done.at_kling)[:1])
+        watch = _first_name(store, done.at_kling)
         lines.append(
             f"Not cancelled: {_tasks(len(done.at_kling))} already at Kling, which has "
             f"no cancel; they finish, are paid for and stay tracked "

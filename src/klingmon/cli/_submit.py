@@ -156,11 +156,7 @@ def submit(
 
 def _say_unsent(context: Context, batch_id: int) -> None:
     """After a failed run: the line that says what of the batch is still unsent."""
-    store = context.store()
-    waiting = store.count_by_status(batch_id, statuses=[TaskStatus.QUEUED])
-    row = store.batch(batch_id)
-    if row is not None and waiting:
-        line = unsent_line(row.name, sum(waiting.values()))
+    for line in unsent_lines(context.store(), batch_id):
         context.err.print(escape(line), highlight=False, soft_wrap=True)
 
 

@@ -29,11 +29,13 @@ def unsent_line(name: str, waiting: int) -> str:
     )
 
 
-def unsent_lines(store: Store) -> list[str]:
-    """A line for each batch with queued tasks."""
+def unsent_lines(store: Store, batch_id: int | None = None) -> list[str]:
+    """A line for each batch (or only ``batch_id``) with queued tasks."""
     summaries = store.batch_summaries()
     lines = []
     for batch in store.batches():
+        if batch_id is not None and batch.id != batch_id:
+            continue
         summary = summaries.get(batch.id)
         waiting = summary.counts.get(TaskStatus.QUEUED, 0) if summary else 0
         if waiting:
