@@ -16,7 +16,8 @@ import warnings
 from typing import Any
 
 from klingmon.api import AsyncKlingClient, GenericRequest
-from klingmon.engine import DownloadSettings, EngineSettings, Monitor
+from klingmon.downloads import DownloadSettings
+from klingmon.engine import EngineSettings, Monitor
 from klingmon.policy import SchedulePolicy
 from klingmon.store import Store
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer

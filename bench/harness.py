@@ -21,7 +21,7 @@ from bench.vtime import LoopClock, run_virtual
 from bench.workloads import Workload, body, sim_config, summary
 from klingmon import web
 from klingmon.api import AsyncKlingClient, GenericRequest
-from klingmon.api._models import TERMINAL
+from klingmon.domain import TERMINAL
 from klingmon.engine import EngineSettings, Monitor
 from klingmon.sim import Simulator
 from klingmon.store import Store

@@ -2,8 +2,6 @@
 
 from klingmon._clock import Clock, SystemClock
 from klingmon.api import (
-    ACTIVE,
-    TERMINAL,
     AsyncKlingClient,
     CameraConfig,
     CameraControl,
@@ -13,21 +11,15 @@ from klingmon.api import (
     RetryPolicy,
     Task,
     TaskRequest,
-    TaskStatus,
     Text2VideoRequest,
     VideoExtendRequest,
     build_request,
 )
+from klingmon.batchfile import read_batch_file
 from klingmon.config import Settings, load_settings
-from klingmon.engine import (
-    Downloader,
-    DownloadSettings,
-    Engine,
-    EngineSettings,
-    HookEvent,
-    Monitor,
-    read_batch_file,
-)
+from klingmon.domain import ACTIVE, TERMINAL, TaskStatus
+from klingmon.downloads import Downloader, DownloadSettings
+from klingmon.engine import Engine, EngineSettings, Monitor
 from klingmon.errors import (
     AccountError,
     ApiError,
@@ -52,6 +44,7 @@ from klingmon.errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
+from klingmon.hooks import HookEvent
 from klingmon.policy import SchedulePolicy, StuckPolicy
 from klingmon.store import Store
 

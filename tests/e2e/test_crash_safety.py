@@ -10,7 +10,7 @@ import time
 import pytest
 from cli_support import FAST_FLAGS, cli_env, klingmon, spawn
 
-from klingmon.api._models import TERMINAL
+from klingmon.domain import TERMINAL
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer

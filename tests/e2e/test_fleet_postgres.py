@@ -23,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 from cli_support import FAST_FLAGS, cli_env, klingmon
 
-from klingmon.api._models import TERMINAL, TaskStatus
-from klingmon.engine import DownloadSettings
+from klingmon.domain import TERMINAL, TaskStatus
+from klingmon.downloads import DownloadSettings
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer, free_port

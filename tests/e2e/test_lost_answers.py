@@ -15,7 +15,7 @@ from money_support import (
     wait_for,
 )
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer

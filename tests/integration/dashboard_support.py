@@ -10,7 +10,7 @@ import httpx
 from engine_support import loopback_monitor
 
 from klingmon.api import Text2VideoRequest
-from klingmon.engine import DownloadSettings
+from klingmon.downloads import DownloadSettings
 from klingmon.sim import Faults, SimConfig
 from klingmon.web import Dashboard, create_app
 

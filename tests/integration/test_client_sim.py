@@ -20,9 +20,9 @@ from klingmon.api import (
     KlingClient,
     RetryPolicy,
     Task,
-    TaskStatus,
     Text2VideoRequest,
 )
+from klingmon.domain import TaskStatus
 from klingmon.errors import (
     AuthError,
     ConcurrencyLimitError,

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from engine_support import virtual_monitor
 
 from klingmon.api import Text2VideoRequest
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.sim import Faults, SimConfig, Simulator
 from klingmon.testing import VirtualClock
 
 if TYPE_CHECKING:
-    from klingmon.engine import HookEvent
+    from klingmon.hooks import HookEvent
 
 T2V = "/v1/videos/text2video"
 

@@ -16,8 +16,9 @@ from dashboard_support import FAILING, TOKEN, app_for, client, finish_batch
 
 from klingmon._clock import to_ms
 from klingmon.api import Text2VideoRequest
-from klingmon.api._models import TaskStatus
-from klingmon.engine import DownloadSettings, Monitor
+from klingmon.domain import TaskStatus
+from klingmon.downloads import DownloadSettings
+from klingmon.engine import Monitor
 from klingmon.policy import is_moderation_failure
 from klingmon.store import Store
 from klingmon.testing import AppServer, SimServer

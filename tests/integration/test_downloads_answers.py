@@ -16,7 +16,7 @@ import pytest
 from engine_support import loopback_monitor
 
 from klingmon.api import Text2VideoRequest
-from klingmon.engine import Downloader, DownloadEvent, DownloadSettings
+from klingmon.downloads import Downloader, DownloadEvent, DownloadSettings
 from klingmon.errors import ConfigError
 from klingmon.sim import Faults, SimConfig
 from klingmon.testing import SimServer

@@ -15,7 +15,7 @@ import pytest
 from engine_support import loopback_monitor
 
 from klingmon.api import Text2VideoRequest
-from klingmon.engine import Downloader, DownloadSettings
+from klingmon.downloads import Downloader, DownloadSettings
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer

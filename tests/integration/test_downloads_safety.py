@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
 from klingmon.api import Text2VideoRequest
-from klingmon.engine import (
+from klingmon.downloads import (
     Downloader,
     DownloadRefusedError,
     DownloadSettings,

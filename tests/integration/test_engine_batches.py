@@ -7,7 +7,7 @@ import asyncio
 from engine_support import loopback_monitor
 
 from klingmon.api import Text2VideoRequest
-from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.sim import Faults, SimConfig
 from klingmon.testing import SimServer
 

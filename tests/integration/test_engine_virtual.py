@@ -9,7 +9,7 @@ from engine_support import virtual_monitor
 
 from klingmon._clock import to_ms
 from klingmon.api import Task, Text2VideoRequest
-from klingmon.api._models import ACTIVE, TaskStatus
+from klingmon.domain import ACTIVE, TaskStatus
 from klingmon.policy import StuckPolicy
 from klingmon.sim import Faults, SimConfig, Simulator
 from klingmon.store import Observation
@@ -18,7 +18,8 @@ from klingmon.testing import VirtualClock
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from klingmon.engine import HookEvent, Monitor
+    from klingmon.engine import Monitor
+    from klingmon.hooks import HookEvent
 
 
 async def test_stuck_and_timed_out_tasks_raise_events_and_stay_tracked(tmp_path):

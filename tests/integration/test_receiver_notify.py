@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from klingmon._clock import to_ms
 from klingmon.api import Task
-from klingmon.engine import HookEvent
-from klingmon.engine._notify import apprise_hook
+from klingmon.hooks import HookEvent
+from klingmon.hooks._notify import apprise_hook
 from klingmon.store import Observation
 from klingmon.testing import AppServer
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from test_store_contract import EP, T0, backend, store
 
-from klingmon.api._models import Task, TaskStatus
+from klingmon.api._models import Task
+from klingmon.domain import TaskStatus
 from klingmon.store import NewTask, Observation, Store
 
 #: The contract suite's fixtures: SQLite and PostgreSQL (a failure, not a skip, when

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from klingmon.api._models import Task, TaskStatus
+from klingmon.api._models import Task
+from klingmon.domain import TaskStatus
 from klingmon.errors import NameTakenError, StoreError
 from klingmon.store import NewTask, Observation, Store
 from klingmon.store._schema import metadata

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import test_store_contract as contract
 from test_store_contract import T0, submitted, wire
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.errors import StoreError
 from klingmon.store import Observation, Store
 from klingmon.store._group import GroupCommit

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from alembic import command
 from test_store_contract import EP, T0, Backend, backend, new, store, wire
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.store import Observation, Store
-from klingmon.store._engine import (
+from klingmon.store._database import (
     WRITE,
     _alembic_config,
     create_store_engine,

@@ -18,7 +18,8 @@ import pytest
 from engine_support import loopback_monitor
 
 from klingmon._clock import to_ms
-from klingmon.api import TERMINAL, Text2VideoRequest
+from klingmon.api import Text2VideoRequest
+from klingmon.domain import TERMINAL
 from klingmon.errors import StoreError
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import NewTask, Store

@@ -5,16 +5,12 @@ from __future__ import annotations
 from klingmon.api._auth import ApiKeyAuth, JwtAuth
 from klingmon.api._client import DEFAULT_BASE_URL, AsyncKlingClient, KlingClient
 from klingmon.api._models import (
-    ACTIVE,
-    KLING_STATUSES,
-    TERMINAL,
     Envelope,
     Image,
     ParentVideo,
     Task,
     TaskInfo,
     TaskResult,
-    TaskStatus,
     Video,
     WatermarkInfo,
     parse_status,
@@ -35,11 +31,8 @@ from klingmon.api._requests import (
 from klingmon.api._retry import RetryPolicy
 
 __all__ = [
-    "ACTIVE",
     "DEFAULT_BASE_URL",
     "ENDPOINTS",
-    "KLING_STATUSES",
-    "TERMINAL",
     "ApiKeyAuth",
     "AsyncKlingClient",
     "CameraConfig",
@@ -56,7 +49,6 @@ __all__ = [
     "TaskInfo",
     "TaskRequest",
     "TaskResult",
-    "TaskStatus",
     "Text2VideoRequest",
     "Video",
     "VideoExtendRequest",

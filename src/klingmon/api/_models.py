@@ -7,64 +7,24 @@ where a mistake would lose work (a task without an id is an error).
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from klingmon.domain import KLING_STATUSES, TaskStatus
+
 __all__ = [
-    "ACTIVE",
-    "KLING_STATUSES",
-    "TERMINAL",
     "Envelope",
     "Image",
     "ParentVideo",
     "Task",
     "TaskInfo",
     "TaskResult",
-    "TaskStatus",
     "Video",
     "WatermarkInfo",
     "parse_status",
 ]
 
-
-class TaskStatus(StrEnum):
-    """Every state a task can be in; Kling's four use Kling's wire spelling."""
-
-    #: Stored locally, waiting for a submission slot.
-    QUEUED = "queued"
-    #: The intent to create is stored; the POST may or may not have reached Kling.
-    SUBMITTING = "submitting"
-    #: Kling accepted the task and queued it.
-    SUBMITTED = "submitted"
-    #: Kling is generating.
-    PROCESSING = "processing"
-    #: Kling finished and the results are available (Kling spells it ``succeed``).
-    SUCCEED = "succeed"
-    #: Kling gave up on the task; ``task_status_msg`` says why.
-    FAILED = "failed"
-    #: Kling refused the create (validation, policy, depleted pack); nothing billed.
-    REJECTED = "rejected"
-    #: The user cancelled the task before it was sent.
-    CANCELLED = "cancelled"
-
-
-#: The states a task never leaves.
-TERMINAL = frozenset(
-    {TaskStatus.SUCCEED, TaskStatus.FAILED, TaskStatus.REJECTED, TaskStatus.CANCELLED}
-)
-#: The states in which Kling holds the task and it must be watched.
-ACTIVE = frozenset({TaskStatus.SUBMITTED, TaskStatus.PROCESSING})
-#: The statuses Kling itself reports.
-KLING_STATUSES = frozenset(
-    {
-        TaskStatus.SUBMITTED,
-        TaskStatus.PROCESSING,
-        TaskStatus.SUCCEED,
-        TaskStatus.FAILED,
-    }
-)
 
 # Spellings seen outside the legacy API (the 2026 API says "succeeded").
 _ALIASES = {"succeeded": TaskStatus.SUCCEED, "success": TaskStatus.SUCCEED}

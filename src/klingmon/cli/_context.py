@@ -18,7 +18,8 @@ from rich.console import Console
 from klingmon.api import AsyncKlingClient
 from klingmon.cli._logging import configure_logging
 from klingmon.config import load_settings
-from klingmon.engine import DownloadSettings, EngineSettings, Monitor
+from klingmon.downloads import DownloadSettings
+from klingmon.engine import EngineSettings, Monitor
 from klingmon.errors import InterruptedRunError
 from klingmon.policy import SchedulePolicy
 from klingmon.store import Store

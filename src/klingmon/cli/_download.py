@@ -29,7 +29,7 @@ from rich.table import Table
 from klingmon._clock import SystemClock, to_ms
 from klingmon.cli._app import app
 from klingmon.cli._context import emit_json, get_context, run_async
-from klingmon.engine import (
+from klingmon.downloads import (
     DEFAULT_ALLOW_HOSTS,
     DEFAULT_TEMPLATE,
     Downloader,
@@ -40,7 +40,7 @@ from klingmon.errors import ConfigError, NotFoundError
 
 if TYPE_CHECKING:
     from klingmon.cli._context import Context
-    from klingmon.engine import DownloadEvent
+    from klingmon.downloads import DownloadEvent
     from klingmon.store import DownloadRow, Store
 
 __all__ = ["download_settings", "parse_span", "run_downloads"]

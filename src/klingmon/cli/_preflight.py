@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from klingmon.api import KlingClient
-from klingmon.api._models import TaskStatus
 from klingmon.api._retry import RetryPolicy
+from klingmon.domain import TaskStatus
 from klingmon.errors import (
     AccountError,
     ApiError,

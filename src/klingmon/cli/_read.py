@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from klingmon.api._models import TERMINAL
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context
 from klingmon.cli._render import (
@@ -24,6 +23,7 @@ from klingmon.cli._render import (
 )
 from klingmon.cli._unsent import unsent_lines
 from klingmon.cli._watch import _pick_batch
+from klingmon.domain import TERMINAL
 from klingmon.errors import NotFoundError
 
 if TYPE_CHECKING:

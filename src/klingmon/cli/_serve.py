@@ -25,9 +25,10 @@ from klingmon.cli._hook_options import (
     Notify,
 )
 from klingmon.config import Secret
-from klingmon.engine import DownloadSettings, Monitor
-from klingmon.engine._notify import install_hooks
+from klingmon.downloads import DownloadSettings
+from klingmon.engine import Monitor
 from klingmon.errors import ConfigError
+from klingmon.hooks._notify import install_hooks
 
 if TYPE_CHECKING:
     from collections.abc import Callable

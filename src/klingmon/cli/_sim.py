@@ -14,17 +14,14 @@ from rich.console import Group
 from rich.live import Live
 
 from klingmon.api import AsyncKlingClient, VideoExtendRequest
+from klingmon.batchfile import read_batch_file
 from klingmon.cli._app import app
 from klingmon.cli._context import emit_json, get_context, invocation, run_async
 from klingmon.cli._render import report_view
 from klingmon.cli._watch import _view, batch_summary
-from klingmon.engine import (
-    DownloadSettings,
-    EngineSettings,
-    HookEvent,
-    Monitor,
-    read_batch_file,
-)
+from klingmon.downloads import DownloadSettings
+from klingmon.engine import EngineSettings, Monitor
+from klingmon.hooks import HookEvent
 from klingmon.policy import SchedulePolicy
 from klingmon.sim import Faults, SimConfig
 from klingmon.sim import run as run_sim

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from klingmon.api._models import TaskStatus
+from klingmon.batchfile import read_batch_file
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
 from klingmon.cli._preflight import (
@@ -19,7 +19,7 @@ from klingmon.cli._preflight import (
 )
 from klingmon.cli._unsent import unsent_line, unsent_lines
 from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
-from klingmon.engine import read_batch_file
+from klingmon.domain import TaskStatus
 from klingmon.errors import KlingmonError, NameTakenError, UsageError
 from klingmon.policy import is_moderation_failure
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 
 if TYPE_CHECKING:
     from klingmon.store import Store

@@ -20,7 +20,6 @@ from rich.console import Group
 from rich.live import Live
 
 from klingmon._clock import to_ms
-from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.cli._app import app
 from klingmon.cli._context import (
     Context,
@@ -43,13 +42,13 @@ from klingmon.cli._render import (
     closing_lines,
     expiring_line,
 )
+from klingmon.domain import FAILURES, TERMINAL, TaskStatus
 from klingmon.engine._health import (
     DEFAULT_GIVE_UP_AFTER,
     Health,
     HealthTransport,
     env_transport,
 )
-from klingmon.engine._notify import install_hooks
 from klingmon.errors import (
     ApiError,
     ExitCode,
@@ -57,6 +56,7 @@ from klingmon.errors import (
     NotFoundError,
     TransportError,
 )
+from klingmon.hooks._notify import install_hooks
 from klingmon.policy import Phase
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WatchPlan", "batch_summary", "run_watch", "watch_batch"]
 
-_FAILED = (TaskStatus.FAILED, TaskStatus.REJECTED)
+_FAILED = FAILURES
 #: Seconds a stopped engine gets to finish its round before it is cancelled (a
 #: cancelled create stays ``submitting`` and is looked up before any resend).
 _STOP_GRACE = 3.0

@@ -16,16 +16,16 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.api._models import TaskStatus
-from klingmon.engine._downloads import Downloader
+from klingmon._owners import dead_local_owner as _dead_local_owner
+from klingmon._owners import default_owner as _default_owner
+from klingmon.domain import IN_FLIGHT, TaskStatus
+from klingmon.downloads._manager import Downloader
 from klingmon.engine._governor import Governor
-from klingmon.engine._hooks import HookEvent, Hooks
-from klingmon.engine._owners import dead_local_owner as _dead_local_owner
-from klingmon.engine._owners import default_owner as _default_owner
 from klingmon.engine._poller import CALLBACK_META_PREFIX, Poller
 from klingmon.engine._settings import EngineSettings
-from klingmon.engine._submitter import IN_FLIGHT, Submitter
+from klingmon.engine._submitter import Submitter
 from klingmon.errors import KlingmonError, StoreError
+from klingmon.hooks._hooks import HookEvent, Hooks
 from klingmon.policy import (
     DurationBook,
     backoff,

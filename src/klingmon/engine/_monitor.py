@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, Self
 
 from klingmon._clock import Clock, SystemClock, to_ms
 from klingmon.api import AsyncKlingClient
-from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.api._requests import resolve_endpoint
+from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.engine._engine import Engine
-from klingmon.engine._hooks import Hook, HookName, Hooks
 from klingmon.engine._settings import EngineSettings
 from klingmon.errors import NotFoundError, NothingToDoError, UsageError
+from klingmon.hooks._hooks import Hook, HookName, Hooks
 from klingmon.policy import is_moderation_failure
 from klingmon.store import NewTask, Store
 

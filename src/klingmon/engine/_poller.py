@@ -14,7 +14,8 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from klingmon._clock import to_ms
-from klingmon.api._models import TERMINAL, TaskStatus, parse_status
+from klingmon.api._models import parse_status
+from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.engine._state import EngineState
 from klingmon.errors import KlingmonError
 from klingmon.policy import Phase, is_stuck, next_poll_delay, timed_out

@@ -11,7 +11,7 @@ from klingmon.policy import SchedulePolicy, StuckPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from klingmon.engine._download_rules import DownloadSettings
+    from klingmon.downloads._rules import DownloadSettings
 
 __all__ = ["EngineSettings"]
 

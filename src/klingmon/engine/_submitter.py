@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Final
 
 from klingmon._clock import to_ms
 from klingmon.api import GenericRequest
-from klingmon.api._models import TERMINAL, Task, TaskStatus
+from klingmon.api._models import Task
+from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
 from klingmon.engine._state import EngineState
 from klingmon.errors import ApiError, KlingmonError, StoreError, TaskNotFoundError
 from klingmon.policy import CreateAction, backoff, classify_create_error
@@ -29,12 +30,11 @@ from klingmon.policy import CreateAction, backoff, classify_create_error
 if TYPE_CHECKING:
     from klingmon.store import TaskRow
 
-__all__ = ["IN_FLIGHT", "Submitter"]
+__all__ = ["Submitter"]
 
 logger = logging.getLogger(__name__)
 
 #: Statuses that hold one of the account's slots.
-IN_FLIGHT = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
 
 
 class _Lookup(Enum):

@@ -7,7 +7,7 @@ backwards.
 
 from __future__ import annotations
 
-from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.domain import TERMINAL, TaskStatus
 
 __all__ = ["RANK", "Verdict", "judge", "rank"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 
 __all__ = ["MODERATION_CODES", "is_moderation_failure"]
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from klingmon.errors import StoreError
-from klingmon.store import _engine
+from klingmon.store import _database
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -74,8 +74,9 @@ class StoreBase:
             if joined is not None:  # the enclosing transaction commits
                 yield joined
                 return
+            writing = {_database.WRITE: True}
             with (
-                self._engine.connect().execution_options(**{_engine.WRITE: True}) as c,
+                self._engine.connect().execution_options(**writing) as c,
                 c.begin(),
             ):
                 yield c

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import ACTIVE, TERMINAL, TaskStatus
+from klingmon.domain import ACTIVE, TERMINAL, TaskStatus
 from klingmon.store._base import StoreBase
 from klingmon.store._convert import task_row
 from klingmon.store._rows import Change, TaskRow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from klingmon.api._models import ACTIVE, TERMINAL, TaskStatus
+from klingmon.domain import ACTIVE, TERMINAL, TaskStatus
 from klingmon.store._rows import EventRow, TaskRow
 
 if TYPE_CHECKING:

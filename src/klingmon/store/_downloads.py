@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import DownloadState, TaskStatus
 from klingmon.store._base import StoreBase
 from klingmon.store._schema import downloads, tasks
 
@@ -38,8 +38,8 @@ RETENTION_MS = 30 * 24 * 3600 * 1000
 #: pending: owed; downloading: claimed; done: on disk, hashed; failed: gave up after
 #: retries (``klingmon download`` tries again); refused: unsafe URL, oversized file;
 #: expired: Kling no longer has it.
-DOWNLOAD_STATES = ("pending", "downloading", "done", "failed", "refused", "expired")
-_OPEN = ("pending", "downloading")
+DOWNLOAD_STATES = tuple(DownloadState)
+_OPEN = (DownloadState.PENDING, DownloadState.DOWNLOADING)
 _ROWS_PER_INSERT = 500
 _NEVER = 2**62
 

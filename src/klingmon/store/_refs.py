@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.store._base import StoreBase
 from klingmon.store._rows import TaskRef
 from klingmon.store._schema import tasks

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import FAILURES, Source, TaskStatus
 from klingmon.store._rows import Report
 from klingmon.store._schema import (
     DURATION_INDEXES,
@@ -32,8 +32,8 @@ __all__ = ["REQUEST_KINDS", "REQUEST_PREFIX", "SOURCES", "build", "percentile"]
 REQUEST_KINDS = frozenset({"create", "get", "list"})
 REQUEST_PREFIX = "requests."
 #: Where a status can be learned from (``events.source``, ``tasks.learned_via``).
-SOURCES = ("submit", "poll", "sweep", "callback", "local")
-_FAILED = (TaskStatus.FAILED.value, TaskStatus.REJECTED.value)
+SOURCES = tuple(Source)
+_FAILED = FAILURES
 _QUANTILES = (0.5, 0.95)
 _DURATIONS = (QUEUE_MS, RUN_MS)
 #: Up to this many tasks, SQLite sorts durations in Python: a few milliseconds, where

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 
 __all__ = [
     "DURATION_INDEXES",

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import sqlalchemy as sa
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.errors import NameTakenError, StoreError
-from klingmon.store import _engine, _schema
+from klingmon.store import _database, _schema
 from klingmon.store._base import reason
 from klingmon.store._cancel import Cancels
 from klingmon.store._convert import (
@@ -91,29 +91,29 @@ class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching):
     @classmethod
     def open(cls, url: str | None = None) -> Store:
         """Open (creating and migrating as needed) the database at ``url``."""
-        parsed = _engine.resolve_url(url)
+        parsed = _database.resolve_url(url)
         try:
-            engine = _engine.create_store_engine(parsed)
+            engine = _database.create_store_engine(parsed)
         except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"cannot use {_engine.masked(parsed)}: {exc}") from exc
+            raise StoreError(f"cannot use {_database.masked(parsed)}: {exc}") from exc
         try:
-            _engine.check_file(engine)
-            _engine.migrate(engine)
+            _database.check_file(engine)
+            _database.migrate(engine)
         except StoreError:
             engine.dispose()
             raise
         except sa.exc.SQLAlchemyError as exc:
             engine.dispose()
             raise StoreError(
-                f"cannot open the store at {_engine.masked(parsed)}: {reason(exc)}"
+                f"cannot open the store at {_database.masked(parsed)}: {reason(exc)}"
             ) from exc
-        log.debug("store.open", extra={"url": _engine.masked(parsed)})
+        log.debug("store.open", extra={"url": _database.masked(parsed)})
         return cls(engine)
 
     @property
     def url(self) -> str:
         """The database URL, password masked."""
-        return _engine.masked(self._engine.url)
+        return _database.masked(self._engine.url)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -276,7 +276,7 @@ class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching):
 
     def revisions(self) -> tuple[str | None, str | None]:
         """(the database's schema revision, the newest this klingmon knows)."""
-        return _engine.revisions(self._engine)
+        return _database.revisions(self._engine)
 
     def due_endpoints(self, now_ms: int) -> list[str]:
         """Endpoints with an active task due for a poll and not leased by anyone."""

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import TERMINAL, TaskStatus, parse_status
+from klingmon.api._models import parse_status
+from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
 from klingmon.errors import StoreError
 from klingmon.policy._lifecycle import Verdict, judge
 from klingmon.store._convert import (
@@ -39,11 +40,6 @@ __all__ = ["Submission"]
 
 # Any fixed 64-bit number: the advisory lock that serialises slot counting.
 _SLOT_LOCK = 0x6B6C696E676D6F6E  # "klingmon"
-IN_FLIGHT_STATES = (
-    TaskStatus.SUBMITTING.value,
-    TaskStatus.SUBMITTED.value,
-    TaskStatus.PROCESSING.value,
-)
 
 
 class Submission(Ledger):
@@ -95,7 +91,7 @@ class Submission(Ledger):
         )
         scope = [] if batch_id is None else [tasks.c.batch_id == batch_id]
         holding = sa.or_(
-            tasks.c.status.in_(IN_FLIGHT_STATES),
+            tasks.c.status.in_(IN_FLIGHT),
             sa.and_(
                 tasks.c.status == TaskStatus.QUEUED.value,
                 tasks.c.lease_owner.is_not(None),

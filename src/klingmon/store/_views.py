@@ -12,15 +12,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
 from klingmon.store._base import StoreBase
 from klingmon.store._downloads import DownloadRow
 from klingmon.store._schema import RUN_MS, counters, downloads, events, outbox, tasks
-from klingmon.store._writes import ACTIVE_STATES
 
 __all__ = ["BatchSummary", "Views"]
 
-_IN_SLOT = (*ACTIVE_STATES, TaskStatus.SUBMITTING.value)
+_IN_SLOT = IN_FLIGHT
 _FINISHED = (TaskStatus.SUCCEED.value, TaskStatus.FAILED.value)
 
 

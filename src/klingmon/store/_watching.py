@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.store._base import StoreBase
 from klingmon.store._downloads import _files
 from klingmon.store._schema import downloads, tasks

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import ACTIVE, TaskStatus, parse_status
+from klingmon.api._models import parse_status
+from klingmon.domain import ACTIVE, OUTBOX_KINDS, POLL_SOURCES, WAITING, TaskStatus
 from klingmon.errors import StoreError
 from klingmon.policy._lifecycle import Verdict, judge
 from klingmon.store._convert import (
@@ -52,11 +53,9 @@ __all__ = [
 ]
 
 #: Event kinds that hooks and forwarded webhooks must hear about.
-OUTBOX_KINDS = frozenset({"status", "stuck", "watch_timeout", "rejected", "drift"})
-_POLL_SOURCES = frozenset({"poll", "sweep"})
 #: Status strings of tasks waiting to be sent, and of tasks Kling holds.
-QUEUED_STATES = (TaskStatus.QUEUED.value, TaskStatus.SUBMITTING.value)
-ACTIVE_STATES = tuple(sorted(s.value for s in ACTIVE))
+QUEUED_STATES = WAITING
+ACTIVE_STATES = tuple(sorted(ACTIVE))
 
 
 def batch_row(m: Mapping[Any, Any]) -> BatchRow:
@@ -373,7 +372,7 @@ def apply_one(
     old = TaskStatus(row["status"])
     trusted = obs.source != "callback" or obs.confirmed
     values: dict[str, Any] = {}
-    if obs.source in _POLL_SOURCES:
+    if obs.source in POLL_SOURCES:
         values["polls"] = row["polls"] + 1
     if row["task_id"] is None:
         values["task_id"] = task.task_id

@@ -35,8 +35,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from klingmon._clock import to_ms
-from klingmon.api._models import TERMINAL
-from klingmon.engine import Downloader, Monitor
+from klingmon.domain import TERMINAL
+from klingmon.downloads import Downloader
+from klingmon.engine import Monitor
 from klingmon.errors import KlingmonError
 from klingmon.web import _dashboard_data as data
 from klingmon.web._dashboard_state import COOKIE, Dashboard, event_stream, join_mark
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from klingmon._clock import Clock
-    from klingmon.engine import DownloadSettings
+    from klingmon.downloads import DownloadSettings
     from klingmon.store import BatchRow, Store, TaskRow
 
 __all__ = ["Dashboard", "install_dashboard"]

@@ -12,7 +12,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.domain import FAILURES, TERMINAL, TaskStatus
 from klingmon.store import RETENTION_MS
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ STATUS_ORDER = (
     TaskStatus.SUBMITTING,
     TaskStatus.QUEUED,
 )
-FAILED = (TaskStatus.FAILED, TaskStatus.REJECTED)
+FAILED = FAILURES
 #: Keys whose values are never shown (secrets, and URLs that carry a token).
 _SECRET_WORDS = ("secret", "token", "key", "password", "authorization", "callback")
 _LONG = 300

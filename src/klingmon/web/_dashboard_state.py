@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from fastapi import Request
 
-    from klingmon.engine import DownloadSettings
+    from klingmon.downloads import DownloadSettings
     from klingmon.store import Store
 
 __all__ = ["COOKIE", "Dashboard", "event_stream", "join_mark"]

@@ -17,8 +17,8 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from klingmon.api._models import TERMINAL, TaskStatus
 from klingmon.api._protocol import request_kind
+from klingmon.domain import TERMINAL, TaskStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.api._models import ACTIVE, TERMINAL, Task, parse_status
+from klingmon.api._models import Task, parse_status
+from klingmon.domain import ACTIVE, TERMINAL
 from klingmon.engine._engine import CALLBACK_META_PREFIX
 from klingmon.store import Observation
 from klingmon.store._group import GroupCommit

@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from klingmon.api import TaskStatus, resolve_endpoint
 from klingmon.api import _protocol as proto
+from klingmon.api import resolve_endpoint
+from klingmon.domain import TaskStatus
 from klingmon.errors import (
     AccountError,
     ApiError,

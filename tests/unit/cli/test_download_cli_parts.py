@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from klingmon.cli._download import _Bars, download_settings, parse_span
-from klingmon.engine import DEFAULT_ALLOW_HOSTS, DownloadEvent
+from klingmon.downloads import DEFAULT_ALLOW_HOSTS, DownloadEvent
 from klingmon.errors import ConfigError
 
 

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from klingmon.api._models import TaskStatus
 from klingmon.cli._render import batch_progress, report_view
+from klingmon.domain import TaskStatus
 from klingmon.store import Report
 
 

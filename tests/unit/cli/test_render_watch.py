@@ -7,8 +7,8 @@ import io
 
 from rich.console import Console
 
-from klingmon.api._models import TaskStatus
 from klingmon.cli._render import WatchFacts, batch_progress, closing_lines
+from klingmon.domain import TaskStatus
 from klingmon.store import NewTask, Store
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from klingmon.api import Image2VideoRequest, Text2VideoRequest, VideoExtendRequest
-from klingmon.engine import read_batch_file
+from klingmon.batchfile import read_batch_file
 from klingmon.errors import InputFileError
 
 

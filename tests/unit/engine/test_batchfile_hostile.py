@@ -10,7 +10,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from klingmon.engine import read_batch_file
+from klingmon.batchfile import read_batch_file
 from klingmon.errors import InputFileError
 
 #: After the file name: ``:17: field: message``, one problem a line.

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from klingmon.api import GenericRequest
-from klingmon.engine import read_batch_file, requests_from_text
+from klingmon.batchfile import read_batch_file, requests_from_text
 from klingmon.errors import BadRowsError, InputFileError
 
 

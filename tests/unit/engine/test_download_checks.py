@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from klingmon.engine._download_checks import (
+from klingmon.downloads._checks import (
     check_content_type,
     check_partial,
     content_range,
     looks_like_media,
 )
-from klingmon.engine._download_rules import (
+from klingmon.downloads._rules import (
     DownloadError,
     DownloadRefusedError,
     show_url,

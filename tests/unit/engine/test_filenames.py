@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from klingmon.engine import DEFAULT_TEMPLATE, NameFields, render_name
-from klingmon.engine._filenames import check_template, safe_component, slug
+from klingmon.downloads import DEFAULT_TEMPLATE, NameFields, render_name
+from klingmon.downloads._filenames import check_template, safe_component, slug
 from klingmon.errors import ConfigError
 
 

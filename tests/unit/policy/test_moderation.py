@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.policy import is_moderation_failure
 from klingmon.sim._tasks import _FAILURES_IMAGE
 from klingmon.sim._validate import MESSAGES

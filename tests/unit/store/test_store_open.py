@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import klingmon.store
 from klingmon.errors import StoreError
 from klingmon.store import NewTask, Store
-from klingmon.store._engine import masked, resolve_url
+from klingmon.store._database import masked, resolve_url
 
 if TYPE_CHECKING:
     from pathlib import Path

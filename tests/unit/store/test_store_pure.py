@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from klingmon.api._models import Task, TaskStatus
+from klingmon.api._models import Task
+from klingmon.domain import TaskStatus
 from klingmon.store import NewTask
 from klingmon.store._convert import (
     KLING_SKEW_MS,

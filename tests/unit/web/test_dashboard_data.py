@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.store._views import BatchSummary
 from klingmon.web._dashboard_data import (
     RequestWindow,

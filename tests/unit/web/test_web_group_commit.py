@@ -15,7 +15,7 @@ from web_support import (
     url,
 )
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.store import Store
 from klingmon.web import Receiver, ReceiverSettings
 

@@ -10,9 +10,9 @@ import pytest
 from test_web_notify import _finish
 from web_support import fresh_clock, tracked_store
 
-from klingmon.engine import Hooks
-from klingmon.engine._notify import HookError, command_hook, install_hooks
 from klingmon.errors import ConfigError
+from klingmon.hooks import Hooks
+from klingmon.hooks._notify import HookError, command_hook, install_hooks
 
 SECRETS = {
     "KLING_SECRET_KEY": "sk-hook-leak-1",

@@ -16,14 +16,14 @@ from web_support import fresh_clock, tracked_store
 
 from klingmon._clock import to_ms
 from klingmon.api import Task
-from klingmon.engine import HookEvent, Hooks
-from klingmon.engine._notify import (
+from klingmon.errors import ConfigError
+from klingmon.hooks import HookEvent, Hooks
+from klingmon.hooks._notify import (
     HookError,
     command_hook,
     install_hooks,
     webhook_hook,
 )
-from klingmon.errors import ConfigError
 from klingmon.store import Observation
 from klingmon.web import verify_signature
 

@@ -16,7 +16,7 @@ from web_support import (
 )
 
 from klingmon._clock import to_ms
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 from klingmon.sim import sign_webhook
 from klingmon.web import Receiver, ReceiverSettings, callback_token
 

@@ -27,13 +27,13 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from klingmon._clock import Clock, SystemClock
-from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.errors import ConfigError, HookError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-    from klingmon.engine._hooks import HookEvent, HookName, Hooks
+    from klingmon.hooks._hooks import HookEvent, HookName, Hooks
     from klingmon.store import Store
 
 __all__ = [

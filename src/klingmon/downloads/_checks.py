@@ -19,7 +19,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from klingmon.engine._download_rules import DownloadError, DownloadRefusedError
+from klingmon.downloads._rules import DownloadError, DownloadRefusedError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

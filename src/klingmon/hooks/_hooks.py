@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from klingmon.api._models import TaskStatus
+from klingmon.domain import TaskStatus
 
 if TYPE_CHECKING:
     from klingmon.store import EventRow, TaskRow

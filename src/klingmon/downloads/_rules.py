@@ -11,7 +11,7 @@ import fnmatch
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from klingmon.engine._filenames import DEFAULT_TEMPLATE, check_template
+from klingmon.downloads._filenames import DEFAULT_TEMPLATE, check_template
 from klingmon.errors import ConfigError, DownloadError, DownloadRefusedError
 
 __all__ = [

@@ -35,14 +35,16 @@ from urllib.parse import urljoin
 import httpx
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.engine._download_checks import (
+from klingmon._owners import dead_local_owner, default_owner
+from klingmon.downloads._checks import (
     ByteBudget,
     check_content_type,
     check_partial,
     content_range,
     looks_like_media,
 )
-from klingmon.engine._download_files import (
+from klingmon.downloads._filenames import NameFields, render_name
+from klingmon.downloads._files import (
     feed_file,
     head,
     local_dest,
@@ -53,7 +55,7 @@ from klingmon.engine._download_files import (
     sidecar_record,
     upload,
 )
-from klingmon.engine._download_rules import (
+from klingmon.downloads._rules import (
     DownloadError,
     DownloadEvent,
     DownloadRefusedError,
@@ -61,8 +63,6 @@ from klingmon.engine._download_rules import (
     check_url,
     show_url,
 )
-from klingmon.engine._filenames import NameFields, render_name
-from klingmon.engine._owners import dead_local_owner, default_owner
 from klingmon.errors import KlingmonError
 from klingmon.policy import backoff
 

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from klingmon.engine._download_rules import DownloadRefusedError
+from klingmon.downloads._rules import DownloadRefusedError
 from klingmon.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -1,0 +1,130 @@
+"""klingmon's own words: task statuses and their sets, events, sources, file states.
+
+No I/O and no wire format live here. Each Kling API generation has an adapter in
+``klingmon.api`` that maps its spelling onto these names; the store, the engine, the
+receiver, the dashboard and the reports speak only these.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "ACTIVE",
+    "FAILURES",
+    "IN_FLIGHT",
+    "KLING_STATUSES",
+    "OUTBOX_KINDS",
+    "POLL_SOURCES",
+    "TERMINAL",
+    "WAITING",
+    "DownloadState",
+    "EventKind",
+    "Source",
+    "TaskStatus",
+]
+
+
+class TaskStatus(StrEnum):
+    """Every state a task can be in; Kling's four keep the legacy wire spelling."""
+
+    #: Stored locally, waiting for a submission slot.
+    QUEUED = "queued"
+    #: The intent to create is stored; the POST may or may not have reached Kling.
+    SUBMITTING = "submitting"
+    #: Kling accepted the task and queued it.
+    SUBMITTED = "submitted"
+    #: Kling is generating.
+    PROCESSING = "processing"
+    #: Kling finished and the results are available (stored as the legacy ``succeed``).
+    SUCCEED = "succeed"
+    #: Kling gave up on the task; its message says why.
+    FAILED = "failed"
+    #: Kling refused the create (validation, policy, depleted pack); nothing billed.
+    REJECTED = "rejected"
+    #: The user cancelled the task before it was sent.
+    CANCELLED = "cancelled"
+
+
+#: The states a task never leaves.
+TERMINAL = frozenset(
+    {TaskStatus.SUCCEED, TaskStatus.FAILED, TaskStatus.REJECTED, TaskStatus.CANCELLED}
+)
+#: The states in which Kling holds the task and it must be watched.
+ACTIVE = frozenset({TaskStatus.SUBMITTED, TaskStatus.PROCESSING})
+#: Not yet sent, or sent without an answer: the states a run still has to send.
+WAITING = (TaskStatus.QUEUED, TaskStatus.SUBMITTING)
+#: The states that take one of the account's slots.
+IN_FLIGHT = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
+#: The ends in which the user got nothing: a retry candidate.
+FAILURES = (TaskStatus.FAILED, TaskStatus.REJECTED)
+#: The statuses Kling itself reports.
+KLING_STATUSES = frozenset(
+    {
+        TaskStatus.SUBMITTED,
+        TaskStatus.PROCESSING,
+        TaskStatus.SUCCEED,
+        TaskStatus.FAILED,
+    }
+)
+
+
+class EventKind(StrEnum):
+    """What an event in a task's history records."""
+
+    #: The status changed.
+    STATUS = "status"
+    #: An unconfirmed callback said something; nothing changed.
+    HINT = "hint"
+    #: The task runs far longer than its kind usually takes.
+    STUCK = "stuck"
+    #: The task passed the batch's deadline.
+    WATCH_TIMEOUT = "watch_timeout"
+    #: Kling refused the create.
+    REJECTED = "rejected"
+    #: What Kling holds differs from what was sent (a create answered twice).
+    DRIFT = "drift"
+
+
+#: Event kinds that hooks and forwarded webhooks must hear about.
+OUTBOX_KINDS = frozenset(
+    {
+        EventKind.STATUS,
+        EventKind.STUCK,
+        EventKind.WATCH_TIMEOUT,
+        EventKind.REJECTED,
+        EventKind.DRIFT,
+    }
+)
+
+
+class Source(StrEnum):
+    """Where a fact about a task came from."""
+
+    #: The create's answer, or the lookup after a lost one.
+    SUBMIT = "submit"
+    #: A query of the one task.
+    POLL = "poll"
+    #: A list page (or, on the new generation, a filtered task query).
+    SWEEP = "sweep"
+    #: A callback Kling sent.
+    CALLBACK = "callback"
+    #: klingmon itself (cancel, track, import, a watchdog flag).
+    LOCAL = "local"
+
+
+#: The sources that ask Kling; their answers are trusted as they come.
+POLL_SOURCES = frozenset({Source.POLL, Source.SWEEP})
+
+
+class DownloadState(StrEnum):
+    """Where one owed result file stands."""
+
+    PENDING = "pending"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    FAILED = "failed"
+    #: The file failed a check that a retry cannot fix (type, size, origin).
+    REFUSED = "refused"
+    #: The URL's 30 days passed before the file was fetched.
+    EXPIRED = "expired"
