@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import httpx
 
 from klingmon.api import _protocol as proto
-from klingmon.api._models import TaskStatus
 from klingmon.api._retry import (
     RetryPolicy,
     create_not_created,
@@ -26,6 +25,7 @@ from klingmon.api._retry import (
     poll_delay,
     transport_error,
 )
+from klingmon.domain import TaskStatus
 from klingmon.errors import (
     ApiError,
     InvalidRequestError,

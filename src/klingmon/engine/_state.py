@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from klingmon._clock import Clock
     from klingmon.api import AsyncKlingClient
-    from klingmon.api._models import TaskStatus
+    from klingmon.domain import TaskStatus
     from klingmon.engine._governor import Governor
     from klingmon.engine._settings import EngineSettings
     from klingmon.policy import DurationBook

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from klingmon.api._models import Task, TaskStatus
+    from klingmon.api._models import Task
+    from klingmon.domain import TaskStatus
 
 __all__ = [
     "BatchRow",
