@@ -7,7 +7,9 @@ receiver, the dashboard and the reports speak only these.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "ACTIVE",
@@ -16,10 +18,12 @@ __all__ = [
     "KLING_STATUSES",
     "OUTBOX_KINDS",
     "POLL_SOURCES",
+    "RESULT_KINDS",
     "TERMINAL",
     "WAITING",
     "DownloadState",
     "EventKind",
+    "Snapshot",
     "Source",
     "TaskStatus",
 ]
@@ -128,3 +132,47 @@ class DownloadState(StrEnum):
     REFUSED = "refused"
     #: The URL's 30 days passed before the file was fetched.
     EXPIRED = "expired"
+
+
+#: The lists of a stored result, by the kind of file each holds. A result is stored
+#: as ``{"videos": [{"url": ...}, ...], "images": [...], ...}`` whatever the wire
+#: generation, so the download queue reads one shape.
+RESULT_KINDS = {"videos": "video", "images": "image", "audios": "audio"}
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One task as Kling reported it once, in klingmon's words.
+
+    Every wire adapter in ``klingmon.api`` turns what it parses (a query, a list
+    page, a create's answer, a callback) into this; the store and the engine never
+    see a wire model.
+    """
+
+    task_id: str
+    #: Kling's status in our words; None for a status nobody documented.
+    status: TaskStatus | None
+    #: The status as Kling spelled it (for messages and drift events).
+    raw_status: str
+    message: str = ""
+    external_task_id: str | None = None
+    #: Kling's epoch milliseconds, as sent (the store bounds them).
+    created_ms: int | None = None
+    updated_ms: int | None = None
+    #: The result in the stored shape (see ``RESULT_KINDS``); None when there is none.
+    result: dict[str, Any] | None = None
+    #: Units Kling charged, when it said.
+    units: float | None = None
+    #: The body as Kling sent it, JSON-ready, unknown fields kept (for events).
+    wire: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def urls(self) -> list[str]:
+        """Every result file's URL, in the order of ``RESULT_KINDS``."""
+        result = self.result or {}
+        return [
+            item["url"]
+            for key in RESULT_KINDS
+            for item in result.get(key) or []
+            if isinstance(item, dict) and item.get("url")
+        ]

@@ -14,6 +14,7 @@ from klingmon.api._models import (
     Video,
     WatermarkInfo,
     parse_status,
+    snapshot,
 )
 from klingmon.api._requests import (
     ENDPOINTS,
@@ -57,4 +58,5 @@ __all__ = [
     "encode_image",
     "parse_status",
     "resolve_endpoint",
+    "snapshot",
 ]

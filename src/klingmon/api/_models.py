@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from klingmon.domain import KLING_STATUSES, TaskStatus
+from klingmon.domain import KLING_STATUSES, Snapshot, TaskStatus
 
 __all__ = [
     "Envelope",
@@ -23,6 +23,7 @@ __all__ = [
     "Video",
     "WatermarkInfo",
     "parse_status",
+    "snapshot",
 ]
 
 
@@ -134,3 +135,31 @@ class Envelope(_Wire):
     message: str = ""
     request_id: str | None = None
     data: Any = None
+
+
+def _units(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def snapshot(task: Task) -> Snapshot:
+    """The legacy wire task in klingmon's words."""
+    result = task.task_result.model_dump(mode="json")
+    return Snapshot(
+        task_id=task.task_id,
+        status=task.status,
+        raw_status=task.task_status,
+        message=task.task_status_msg,
+        external_task_id=task.external_task_id,
+        created_ms=task.created_at,
+        updated_ms=task.updated_at,
+        # Videos and images are always present in the dump: a result with neither
+        # files nor extra fields is no result.
+        result=result if task.urls or len(result) > 2 else None,
+        units=_units(task.final_unit_deduction),
+        wire=task.model_dump(mode="json"),
+    )
