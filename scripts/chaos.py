@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from klingmon.api._models import TERMINAL, TaskStatus
+from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer, free_port

@@ -13,7 +13,7 @@ import time
 import pytest
 from cli_support import FAST_FLAGS, cli_env, klingmon
 
-from klingmon.api import KlingClient, Text2VideoRequest
+from klingmon.api import KlingClient, Text2VideoRequest, snapshot
 from klingmon.engine import Monitor
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
@@ -187,7 +187,7 @@ def test_cancel_keeps_tasks_kling_holds_and_never_sends_the_cancelled(server, tm
         first, second = store.tasks()[:2]
         store.mark_submitting(first.id, 0)
         task = client.create(requests[0], external_task_id=first.external_task_id)
-        store.mark_submitted(first.id, task, 0, 0)
+        store.mark_submitted(first.id, snapshot(task), 0, 0)
         store.mark_submitting(second.id, 0)
     result = klingmon("cancel", "mixed", "--json", env=env)
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from engine_support import virtual_monitor
 
 from klingmon._clock import to_ms
-from klingmon.api import Task, Text2VideoRequest
+from klingmon.api import Task, Text2VideoRequest, snapshot
 from klingmon.domain import ACTIVE, TaskStatus
 from klingmon.policy import StuckPolicy
 from klingmon.sim import Faults, SimConfig, Simulator
@@ -174,7 +174,13 @@ async def test_on_a_slow_endpoint_a_poll_left_from_an_ended_phase_moves(tmp_path
     now = to_ms(clock.now())
     # What the callbacks said meanwhile ("processing"), applied as the receiver does.
     seen = [
-        Observation(row.id, Task.model_validate(view), "callback", now, confirmed=True)
+        Observation(
+            row.id,
+            snapshot(Task.model_validate(view)),
+            "callback",
+            now,
+            confirmed=True,
+        )
         for row in store.tasks()
         if (view := sim.query(row.endpoint, row.task_id or "").payload["data"])
     ]

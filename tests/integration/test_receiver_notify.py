@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from klingmon._clock import to_ms
-from klingmon.api import Task
+from klingmon.api import Task, snapshot
 from klingmon.hooks import HookEvent
 from klingmon.hooks._notify import apprise_hook
 from klingmon.store import Observation
@@ -35,12 +35,14 @@ async def test_apprise_notifies_failures_and_batch_done_once(tmp_path):
         observations = [
             Observation(
                 store.task(f"km-{i}").id,
-                Task(
-                    task_id=f"kt-{i}",
-                    task_status="failed",
-                    task_status_msg="content moderation",
-                    updated_at=to_ms(clock.now()),
-                    task_info={"external_task_id": f"km-{i}"},
+                snapshot(
+                    Task(
+                        task_id=f"kt-{i}",
+                        task_status="failed",
+                        task_status_msg="content moderation",
+                        updated_at=to_ms(clock.now()),
+                        task_info={"external_task_id": f"km-{i}"},
+                    )
                 ),
                 "poll",
                 0,

@@ -16,7 +16,7 @@ from receiver_support import fresh_clock, tracked_store, url
 from web_support import ENDPOINT, SECRET, WHSEC, body
 
 from klingmon._clock import to_ms
-from klingmon.api import Task
+from klingmon.api import Task, snapshot
 from klingmon.sim import sign_webhook
 from klingmon.store import NewTask, Observation
 from klingmon.store._convert import KLING_SKEW_MS
@@ -158,7 +158,7 @@ def test_kling_times_are_clamped_on_every_source(tmp_path):
             updated_at=YEAR_2058_MS,
         )
         row = store.task("km-1")
-        store.apply([Observation(row.id, polled, "poll", now_ms)], now_ms)
+        store.apply([Observation(row.id, snapshot(polled), "poll", now_ms)], now_ms)
         seen = store.task("km-1")
     assert signed["kling_updated_ms"] == now_ms + KLING_SKEW_MS
     assert seen.kling_updated_ms == seen.kling_created_ms == now_ms + KLING_SKEW_MS

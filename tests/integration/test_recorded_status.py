@@ -11,8 +11,9 @@ from typing import Any
 
 from test_store_contract import EP, T0, backend, store
 
+from klingmon.api import snapshot
 from klingmon.api._models import Task
-from klingmon.domain import TaskStatus
+from klingmon.domain import Snapshot, TaskStatus
 from klingmon.store import NewTask, Observation, Store
 
 #: The contract suite's fixtures: SQLite and PostgreSQL (a failure, not a skip, when
@@ -20,21 +21,23 @@ from klingmon.store import NewTask, Observation, Store
 __all__ = ["backend", "store"]
 
 
-def _task(task_id: str, status: str, **fields: Any) -> Task:
+def _task(task_id: str, status: str, **fields: Any) -> Snapshot:
     result = (
         {"videos": [{"id": f"v{task_id}", "url": f"https://cdn.example/{task_id}.mp4"}]}
         if status == "succeed"
         else {}
     )
-    return Task.model_validate(
-        {
-            "task_id": task_id,
-            "task_status": status,
-            "created_at": T0,
-            "updated_at": T0 + 1000,
-            "task_result": result,
-            **fields,
-        }
+    return snapshot(
+        Task.model_validate(
+            {
+                "task_id": task_id,
+                "task_status": status,
+                "created_at": T0,
+                "updated_at": T0 + 1000,
+                "task_result": result,
+                **fields,
+            }
+        )
     )
 
 

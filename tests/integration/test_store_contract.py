@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from klingmon.api import snapshot
 from klingmon.api._models import Task
-from klingmon.domain import TaskStatus
+from klingmon.domain import Snapshot, TaskStatus
 from klingmon.errors import NameTakenError, StoreError
 from klingmon.store import NewTask, Observation, Store
 from klingmon.store._schema import metadata
@@ -84,9 +85,13 @@ def store(backend: Backend) -> Iterator[Store]:
         yield s
 
 
-def wire(task_id: str, status: str, updated: int | None = None, **fields: Any) -> Task:
-    return Task.model_validate(
-        {"task_id": task_id, "task_status": status, "updated_at": updated, **fields}
+def wire(
+    task_id: str, status: str, updated: int | None = None, **fields: Any
+) -> Snapshot:
+    return snapshot(
+        Task.model_validate(
+            {"task_id": task_id, "task_status": status, "updated_at": updated, **fields}
+        )
     )
 
 

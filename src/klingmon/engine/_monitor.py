@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Self
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.api import AsyncKlingClient
+from klingmon.api import AsyncKlingClient, snapshot
 from klingmon.api._requests import resolve_endpoint
 from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.engine._engine import Engine
@@ -173,7 +173,7 @@ class Monitor:
                 endpoint=path,
                 body={},
                 external_task_id=t.external_task_id or f"adopted-{t.task_id}",
-                task=t,
+                task=snapshot(t),
             )
             for t in tasks
         ]

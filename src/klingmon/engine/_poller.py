@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from klingmon._clock import to_ms
+from klingmon.api import snapshot
 from klingmon.api._models import parse_status
 from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.engine._state import EngineState
@@ -93,7 +94,12 @@ class Poller(EngineState):
         now_ms = to_ms(self.clock.now())
         before = {row.id: row for row, _, _ in seen.values()}
         observations = [
-            Observation(task_id=row.id, task=task, source=source, observed_ms=now_ms)
+            Observation(
+                task_id=row.id,
+                task=snapshot(task),
+                source=source,
+                observed_ms=now_ms,
+            )
             for row, task, source in seen.values()
         ]
         changes = self.store.apply(observations, now_ms) if observations else []

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Final
 
 from klingmon._clock import to_ms
-from klingmon.api import GenericRequest
+from klingmon.api import GenericRequest, snapshot
 from klingmon.api._models import Task
 from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
 from klingmon.engine._state import EngineState
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["Submitter"]
 
 logger = logging.getLogger(__name__)
-
-#: Statuses that hold one of the account's slots.
 
 
 class _Lookup(Enum):
@@ -146,7 +144,7 @@ class Submitter(EngineState):
     def _recorded(self, row: TaskRow, task: Task, next_poll_ms: int) -> None:
         """Store what Kling holds for ``row``, and act on it as a poll's change."""
         now_ms = to_ms(self.clock.now())
-        change = self.store.mark_submitted(row.id, task, now_ms, next_poll_ms)
+        change = self.store.mark_submitted(row.id, snapshot(task), now_ms, next_poll_ms)
         if change is None:
             return
         self._learn([change], {row.id: row})

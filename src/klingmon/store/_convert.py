@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 from klingmon.domain import ACTIVE, TERMINAL, TaskStatus
@@ -11,7 +10,7 @@ from klingmon.store._rows import EventRow, TaskRow
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from klingmon.api._models import Task
+    from klingmon.domain import Snapshot
 
 __all__ = [
     "KLING_SKEW_MS",
@@ -82,17 +81,9 @@ def event_row(m: Mapping[Any, Any]) -> EventRow:
     )
 
 
-def wire(task: Task) -> dict[str, Any]:
+def wire(task: Snapshot) -> dict[str, Any]:
     """The task as Kling sent it, JSON-ready (unknown fields kept)."""
-    return task.model_dump(mode="json")
-
-
-def _units(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    with contextlib.suppress(ValueError):
-        return float(raw)
-    return None
+    return dict(task.wire)
 
 
 def kling_ms(value: int | None, now_ms: int) -> int | None:
@@ -106,21 +97,19 @@ def kling_ms(value: int | None, now_ms: int) -> int | None:
     return min(value, now_ms + KLING_SKEW_MS)
 
 
-def observed_values(task: Task, now_ms: int) -> dict[str, Any]:
+def observed_values(task: Snapshot, now_ms: int) -> dict[str, Any]:
     """The data fields an observation refreshes, whatever its status verdict."""
     values: dict[str, Any] = {"task_id": task.task_id}
-    if task.task_status_msg:
-        values["status_msg"] = task.task_status_msg
-    if (created := kling_ms(task.created_at, now_ms)) is not None:
+    if task.message:
+        values["status_msg"] = task.message
+    if (created := kling_ms(task.created_ms, now_ms)) is not None:
         values["kling_created_ms"] = created
-    if (updated := kling_ms(task.updated_at, now_ms)) is not None:
+    if (updated := kling_ms(task.updated_ms, now_ms)) is not None:
         values["kling_updated_ms"] = updated
-    result = task.task_result.model_dump(mode="json")
-    if task.urls or len(result) > 2:
-        values["result"] = result
-    units = _units(task.final_unit_deduction)
-    if units is not None:
-        values["units"] = units
+    if task.result is not None:
+        values["result"] = task.result
+    if task.units is not None:
+        values["units"] = task.units
     return values
 
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from klingmon.api._models import Task
-    from klingmon.domain import TaskStatus
+    from klingmon.domain import Snapshot, TaskStatus
 
 __all__ = [
     "BatchRow",
@@ -39,7 +38,7 @@ class NewTask:
     deadline_ms: int | None = None
     retry_of: int | None = None
     external_task_id: str | None = None
-    task: Task | None = None
+    task: Snapshot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +139,7 @@ class Observation:
     """What one source saw of one task (``task_id`` is the local id)."""
 
     task_id: int
-    task: Task
+    task: Snapshot
     source: str
     observed_ms: int
     #: A callback the receiver trusts (valid signature, or verification turned off):

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import parse_status
 from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
 from klingmon.errors import StoreError
 from klingmon.policy._lifecycle import Verdict, judge
@@ -34,7 +33,8 @@ from klingmon.store._writes import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from klingmon.api._models import Task
+    from klingmon.domain import Snapshot
+
 
 __all__ = ["Submission"]
 
@@ -160,7 +160,7 @@ class Submission(Ledger):
             return task_row(after)
 
     def mark_submitted(
-        self, task_id: int, task: Task, now_ms: int, next_poll_ms: int
+        self, task_id: int, task: Snapshot, now_ms: int, next_poll_ms: int
     ) -> Change | None:
         """Store what Kling answered of a create (or a lookup of one); the lease is
         released.
@@ -172,7 +172,7 @@ class Submission(Ledger):
         with self._write() as conn:
             row = lock_task(conn, task_id)
             old = TaskStatus(row["status"])
-            new = parse_status(task.task_status)
+            new = task.status
             payload = wire(task)
             values = observed_values(task, now_ms) | {
                 "lease_owner": None,
@@ -184,7 +184,7 @@ class Submission(Ledger):
                 record_event(conn, row, now_ms, "submit", "drift", old, None, payload)
                 new = TaskStatus.SUBMITTED
             verdict = judge(
-                old, row["kling_updated_ms"], new, kling_ms(task.updated_at, now_ms)
+                old, row["kling_updated_ms"], new, kling_ms(task.updated_ms, now_ms)
             )
             if verdict != Verdict.APPLY:
                 if old in TERMINAL:

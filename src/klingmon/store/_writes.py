@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.api._models import parse_status
 from klingmon.domain import ACTIVE, OUTBOX_KINDS, POLL_SOURCES, WAITING, TaskStatus
 from klingmon.errors import StoreError
 from klingmon.policy._lifecycle import Verdict, judge
@@ -113,7 +112,7 @@ def new_task_values(
     if task is None:
         return values
     # Adopting a task Kling already holds: it starts where Kling says it is.
-    status = parse_status(task.task_status) or TaskStatus.SUBMITTED
+    status = task.status or TaskStatus.SUBMITTED
     values |= observed_values(task, now_ms)
     values["external_task_id"] = (
         new.external_task_id or task.external_task_id or external
@@ -376,14 +375,14 @@ def apply_one(
         values["polls"] = row["polls"] + 1
     if row["task_id"] is None:
         values["task_id"] = task.task_id
-    new = parse_status(task.task_status)
+    new = task.status
     if new is None:
-        marker = f"drift: unknown status {task.task_status!r}"
+        marker = f"drift: unknown status {task.raw_status!r}"
         if row["last_error"] != marker:  # one loud event per new spelling, not per poll
             pending.event(row, now_ms, obs.source, "drift", old, None, wire(task))
             values["last_error"] = marker
     else:
-        updated = kling_ms(task.updated_at, now_ms)
+        updated = kling_ms(task.updated_ms, now_ms)
         verdict = judge(old, row["kling_updated_ms"], new, updated)
         if verdict == Verdict.APPLY:
             values |= observed_values(task, now_ms)
@@ -404,8 +403,7 @@ def apply_one(
         elif new != old:
             pending.event(row, now_ms, obs.source, "stale", old, new, wire(task))
         if trusted and old is TaskStatus.SUCCEED:
-            seen = task.task_result.model_dump(mode="json")
-            pending.owe(row | values | {"result": seen}, now_ms)
+            pending.owe(row | values | {"result": task.result}, now_ms)
     if not values:
         return None
     if values.keys() == {"polls"}:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from klingmon._clock import Clock, SystemClock, to_ms
+from klingmon.api import snapshot
 from klingmon.api._models import Task, parse_status
 from klingmon.domain import ACTIVE, TERMINAL
 from klingmon.engine._engine import CALLBACK_META_PREFIX
@@ -235,7 +236,7 @@ class Receiver:
         observations = [
             Observation(
                 row.id,
-                task,
+                snapshot(task),
                 "callback",
                 now_ms,
                 confirmed=signed or not self.settings.confirm,

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from web_support import fresh_clock, tracked_store
 
 from klingmon._clock import to_ms
-from klingmon.api import Task
+from klingmon.api import Task, snapshot
 from klingmon.errors import ConfigError
 from klingmon.hooks import HookEvent, Hooks
 from klingmon.hooks._notify import (
@@ -53,7 +53,9 @@ def _finish(store, clock, status: str = "failed") -> HookEvent:
         updated_at=to_ms(clock.now()),
         task_info={"external_task_id": "km-0"},
     )
-    (change,) = store.apply([Observation(row.id, task, "poll", 0)], to_ms(clock.now()))
+    (change,) = store.apply(
+        [Observation(row.id, snapshot(task), "poll", 0)], to_ms(clock.now())
+    )
     event = next(e for e in store.events(task_id=row.id) if e.id == change.event_id)
     return HookEvent(event, store.task(row.id))
 

@@ -9,6 +9,7 @@ import httpx
 
 from klingmon._clock import to_ms
 from klingmon.api import Task
+from klingmon.api import snapshot as to_snapshot
 from klingmon.store import NewTask, Store
 from klingmon.testing import VirtualClock
 from klingmon.web import ReceiverSettings, callback_token, create_app
@@ -32,12 +33,14 @@ def tracked_store(path: Path, clock: VirtualClock, n: int = 2) -> Store:
             endpoint=ENDPOINT,
             body={"prompt": "p"},
             external_task_id=f"km-{i}",
-            task=Task(
-                task_id=f"kt-{i}",
-                task_status="submitted",
-                created_at=created,
-                updated_at=created,
-                task_info={"external_task_id": f"km-{i}"},
+            task=to_snapshot(
+                Task(
+                    task_id=f"kt-{i}",
+                    task_status="submitted",
+                    created_at=created,
+                    updated_at=created,
+                    task_info={"external_task_id": f"km-{i}"},
+                )
             ),
         )
         for i in range(n)
