@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from klingmon.api import snapshot
 from klingmon.api._models import Task
 from klingmon.domain import TaskStatus
 from klingmon.store import NewTask
@@ -46,16 +47,16 @@ def test_observed_values_keep_only_what_kling_said():
             "task_result": {"videos": [{"url": "https://x/v.mp4"}]},
         }
     )
-    values = observed_values(task, 1_000)
+    values = observed_values(snapshot(task), 1_000)
     assert values["kling_created_ms"] == 5
     assert "kling_updated_ms" not in values
     assert "status_msg" not in values
     assert values["units"] == 1.25
     assert values["result"]["videos"][0]["url"] == "https://x/v.mp4"
-    bare = observed_values(Task(task_id="k", task_status="processing"), 1_000)
+    bare = observed_values(snapshot(Task(task_id="k", task_status="processing")), 1_000)
     assert bare == {"task_id": "k"}
     odd = Task(task_id="k", task_status="failed", final_unit_deduction="n/a")
-    assert "units" not in observed_values(odd, 1_000)
+    assert "units" not in observed_values(snapshot(odd), 1_000)
     assert kling_ms(-1, 1_000) is None
     assert kling_ms(10**13, 1_000) == 1_000 + KLING_SKEW_MS  # no time from the future
 
