@@ -234,7 +234,7 @@ def tidy(paths: set[Path]) -> None:
         return
     names = [str(p) for p in sorted(paths)]
     ruff = [sys.executable, "-m", "ruff"]
-    subprocess.run([*ruff, "check", "--fix", "--select", "I,F401", *names], check=False)
+    subprocess.run([*ruff, "check", "--fix", "--select", "I", *names], check=False)
     subprocess.run([*ruff, "format", *names], check=False)
 
 
@@ -248,17 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     findings = [f for path in sources(args.paths) for f in scan(path)]
     if args.fix:
         touched: set[Path] = set()
-        kept: list[Finding] = []
         for finding in sorted(findings, key=lambda f: (f.path, -f.line)):
             init = fix(finding)
             if finding.fixable():
                 touched.add(finding.path)
                 if init is not None:
                     touched.add(init)
-            else:
-                kept.append(finding)
         tidy(touched)
-        findings = sorted(kept, key=lambda f: (f.path, f.line))
+        # Read again: ruff may have merged statements, which moves lines.
+        findings = [f for path in sources(args.paths) for f in scan(path)]
     if not args.count:
         for finding in findings:
             note = ""
