@@ -97,118 +97,155 @@ def _partial(f: dict[str, Any]) -> str:
 def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue: the figure, the bar, met or not."""
     out: list[dict[str, Any]] = []
-
-    def add(what: str, figure: Any, bar: str, met: bool | None) -> None:
-        out.append({"target": what, "figure": figure, "bar": bar, "met": met})
-
     virtual = data.get("virtual") or []
     runs = _by(virtual)
     for workload in dict.fromkeys(r["workload"] for r in virtual):
-        km = _complete(runs.get((workload, "klingmon", "polling")))
-        fix = _complete(runs.get((workload, "seed-fixed", "polling")))
-        if km:
-            u = km["utilisation"]
-            add(
-                f"{workload}, polling: slot utilisation",
-                _pct(u),
-                "≥ 95 %",
-                None if u is None else u >= 0.95,
+        out += _polling_targets(workload, runs)
+        out += _callback_targets(workload, runs)
+    return out + _ingest_targets(data) + _store_targets(data) + _total_targets(data)
+
+
+def _target(what: str, figure: Any, bar: str, met: bool | None) -> dict[str, Any]:
+    return {"target": what, "figure": figure, "bar": bar, "met": met}
+
+
+def _polling_targets(workload: str, runs: dict[Any, Any]) -> list[dict[str, Any]]:
+    km = _complete(runs.get((workload, "klingmon", "polling")))
+    fix = _complete(runs.get((workload, "seed-fixed", "polling")))
+    if not km:
+        return []
+    u = km["utilisation"]
+    out = [
+        _target(
+            f"{workload}, polling: slot utilisation",
+            _pct(u),
+            "≥ 95 %",
+            None if u is None else u >= 0.95,
+        )
+    ]
+    if fix and fix["queries_per_task"]:
+        ratio = km["queries_per_task"] / fix["queries_per_task"]
+        out.append(
+            _target(
+                f"{workload}, polling: query requests/task vs (b)",
+                f"{km['queries_per_task']:.2f} vs {fix['queries_per_task']:.2f}"
+                f" ({ratio * 100:.0f} %)",
+                "≤ 20 % of (b)",
+                ratio <= 0.2,
             )
-            if fix and fix["queries_per_task"]:
-                ratio = km["queries_per_task"] / fix["queries_per_task"]
-                add(
-                    f"{workload}, polling: query requests/task vs (b)",
-                    f"{km['queries_per_task']:.2f} vs {fix['queries_per_task']:.2f}"
-                    f" ({ratio * 100:.0f} %)",
-                    "≤ 20 % of (b)",
-                    ratio <= 0.2,
-                )
-            if fix and km["lag_p99_s"] is not None and fix["lag_p99_s"] is not None:
-                add(
-                    f"{workload}, polling: p99 detection lag vs (b)",
-                    f"{km['lag_p99_s']:.1f} s vs {fix['lag_p99_s']:.1f} s",
-                    "≤ (b)",
-                    km["lag_p99_s"] <= fix["lag_p99_s"],
-                )
-        cb = _complete(runs.get((workload, "klingmon", "callback")))
-        partial = runs.get((workload, "klingmon", "callback"))
-        if partial and not cb:
+        )
+    if fix and km["lag_p99_s"] is not None and fix["lag_p99_s"] is not None:
+        out.append(
+            _target(
+                f"{workload}, polling: p99 detection lag vs (b)",
+                f"{km['lag_p99_s']:.1f} s vs {fix['lag_p99_s']:.1f} s",
+                "≤ (b)",
+                km["lag_p99_s"] <= fix["lag_p99_s"],
+            )
+        )
+    return out
+
+
+def _callback_targets(workload: str, runs: dict[Any, Any]) -> list[dict[str, Any]]:
+    partial = runs.get((workload, "klingmon", "callback"))
+    cb = _complete(partial)
+    if partial and not cb:
+        return [
+            _target(f"{workload}, callbacks: {what}", _partial(partial), bar, None)
             for what, bar in (
                 ("slot utilisation", "≥ 99 %"),
                 ("p99 detection lag", "< 1 s"),
                 ("query requests/task", "≤ 1.5"),
-            ):
-                add(
-                    f"{workload}, callbacks: {what}",
-                    _partial(partial),
-                    bar,
-                    None,
-                )
-        if cb:
-            u = cb["utilisation"]
-            add(
-                f"{workload}, callbacks: slot utilisation",
-                _pct(u),
-                "≥ 99 %",
-                None if u is None else u >= 0.99,
             )
-            lag = cb["lag_p99_s"]
-            add(
-                f"{workload}, callbacks: p99 detection lag",
-                _f(lag, "{:.2f} s"),
-                "< 1 s",
-                None if lag is None else lag < 1.0,
-            )
-            q = cb["queries_per_task"]
-            add(
-                f"{workload}, callbacks: query requests/task",
-                f"{q:.2f}",
-                "≤ 1.5",
-                q <= 1.5,
-            )
+        ]
+    if not cb:
+        return []
+    u = cb["utilisation"]
+    lag = cb["lag_p99_s"]
+    q = cb["queries_per_task"]
+    return [
+        _target(
+            f"{workload}, callbacks: slot utilisation",
+            _pct(u),
+            "≥ 99 %",
+            None if u is None else u >= 0.99,
+        ),
+        _target(
+            f"{workload}, callbacks: p99 detection lag",
+            _f(lag, "{:.2f} s"),
+            "< 1 s",
+            None if lag is None else lag < 1.0,
+        ),
+        _target(
+            f"{workload}, callbacks: query requests/task",
+            f"{q:.2f}",
+            "≤ 1.5",
+            q <= 1.5,
+        ),
+    ]
+
+
+def _ingest_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     ingest = data.get("ingest")
-    if ingest and "ratio" in ingest:
-        add(
+    if not ingest or "ratio" not in ingest:
+        return []
+    return [
+        _target(
             "callback ingestion vs no-op ceiling",
             f"{ingest['receiver']['rps']:.0f} vs {ingest['noop']['rps']:.0f} /s"
             f" ({ingest['ratio'] * 100:.0f} %)",
             "≥ 50 %",
             ingest["ratio"] >= 0.5,
         )
+    ]
+
+
+def _store_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     store = data.get("store")
     if store:
         n = f"{store['tasks']:,}-task store"
-        add(
-            f"claim due work, {n}",
-            f"{store['claim_due_s'] * 1000:.0f} ms",
-            "< 1 s",
-            store["claim_due_s"] < 1.0,
-        )
-        add(
-            f"report, {n}",
-            f"{store['report_s']:.2f} s",
-            "< 1 s",
-            store["report_s"] < 1.0,
-        )
+        out += [
+            _target(
+                f"claim due work, {n}",
+                f"{store['claim_due_s'] * 1000:.0f} ms",
+                "< 1 s",
+                store["claim_due_s"] < 1.0,
+            ),
+            _target(
+                f"report, {n}",
+                f"{store['report_s']:.2f} s",
+                "< 1 s",
+                store["report_s"] < 1.0,
+            ),
+        ]
     carry = data.get("carry")
     if carry and "peak_rss_mb" in carry:
-        add(
-            f"{carry['tasks']:,} tasks carried: peak RSS",
-            f"{carry['peak_rss_mb']:.0f} MB",
-            "< 300 MB",
-            carry["peak_rss_mb"] < 300,
+        out.append(
+            _target(
+                f"{carry['tasks']:,} tasks carried: peak RSS",
+                f"{carry['peak_rss_mb']:.0f} MB",
+                "< 300 MB",
+                carry["peak_rss_mb"] < 300,
+            )
         )
+    return out
+
+
+def _total_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     sections = ("virtual", "store", "carry", "ingest", "fleet")
     total = data.get("total_wall_s")
-    if total is not None and not data.get("quick") and all(map(data.get, sections)):
-        cores = (data.get("machine") or {}).get("cores")
-        add(
+    if total is None or data.get("quick") or not all(map(data.get, sections)):
+        return []
+    cores = (data.get("machine") or {}).get("cores")
+    return [
+        _target(
             f"every benchmark (make bench) on {cores} cores",
             f"{total / 60:.1f} min ({total:.0f} s)",
             "< 10 min",
             total < 600,
         )
-    return out
+    ]
 
 
 def _virtual_table(virtual: list[dict[str, Any]], mode: str) -> list[str]:

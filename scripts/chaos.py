@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -41,6 +41,9 @@ from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer, free_port
+
+if TYPE_CHECKING:
+    from klingmon.store import DownloadRow, TaskRow
 
 __all__ = ["FAULTS", "run_chaos"]
 
@@ -199,6 +202,80 @@ def _settled(store: Store, truth: dict[str, str], stuck: set[str]) -> bool:
     return store.download_counts().get("done", 0) == done and not store.outbox_backlog()
 
 
+def _stop_again_and_again(  # noqa: PLR0917 - one scenario's parts
+    server: SimServer,
+    env: dict[str, str],
+    hook_log: Path,
+    stops: list[str],
+    rng: random.Random,
+    backup: Path | None,
+) -> bool:
+    """Start a worker and stop it (SIGKILL, SIGTERM, or around lost answers) once
+    per entry of ``stops``; copy the store to ``backup`` while the first one runs.
+
+    Returns whether the copy was made.
+    """
+    copied = False
+    for how in stops:
+        if how == "lost":
+            _lose_answers(server, env, hook_log)
+            continue
+        worker = _worker(env, hook_log)
+        time.sleep(rng.uniform(0.3, 2.5))
+        if backup is not None and not copied:
+            _copy(Path(env["KLINGMON_DB"]), backup)  # while the first worker runs
+            copied = True
+        worker.send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
+        worker.wait(timeout=60)
+    return copied
+
+
+def _last_worker(
+    server: SimServer, env: dict[str, str], hook_log: Path, tasks: int, settle: float
+) -> tuple[list[TaskRow], list[DownloadRow]]:
+    """Run one worker undisturbed until all is settled (or ``settle`` s pass);
+    returns the store's tasks and downloads as it left them."""
+    worker = _worker(env, hook_log)
+    try:
+        with Store.open(env["KLINGMON_DB"]) as store:
+            deadline = time.monotonic() + settle
+            while True:
+                seen = server.sim.counters()["tasks"]
+                truth = {tid: t["status"] for tid, t in seen.items()}
+                stuck = {tid for tid, t in seen.items() if t["stuck"]}
+                if len(truth) == tasks and _settled(store, truth, stuck):
+                    break
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.25)
+            return store.tasks(), store.download_rows()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+
+
+def _hook_deliveries(
+    hook_lines: list[str],
+) -> tuple[dict[int, set[str]], dict[int, int], list[str]]:
+    """The hook log's idempotency keys and delivery count per event, and the keys
+    of deliveries a kill cut short."""
+    keys: dict[int, set[str]] = defaultdict(set)
+    deliveries: dict[int, int] = defaultdict(int)
+    cut_short: list[str] = []
+    for line in hook_lines:
+        key, _, body = line.partition(" ")
+        try:
+            event_id = json.loads(body)["event"]["id"]
+        except ValueError:
+            # The worker was killed while it fed the hook: no event reached it, the
+            # delivery was never acknowledged, and it is made again later.
+            cut_short.append(key)
+            continue
+        keys[event_id].add(key)
+        deliveries[event_id] += 1
+    return keys, deliveries, cut_short
+
+
 def run_chaos(
     *,
     tasks: int = 500,
@@ -241,42 +318,14 @@ def run_chaos(
             )
             stops = ["kill"] * kills + ["term"] * terms + ["lost"] * lost
             rng.shuffle(stops)
-            db, backup = Path(env["KLINGMON_DB"]), work / "backup.db"
-            copied = False
-            for how in stops:
-                if how == "lost":
-                    _lose_answers(server, env, hook_log)
-                    continue
-                worker = _worker(env, hook_log)
-                time.sleep(rng.uniform(0.3, 2.5))
-                if restore and not copied:
-                    _copy(db, backup)  # while the first worker runs
-                    copied = True
-                worker.send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
-                worker.wait(timeout=60)
+            backup = work / "backup.db" if restore else None
+            copied = _stop_again_and_again(server, env, hook_log, stops, rng, backup)
             restores = 0
-            if copied:
+            if copied and backup is not None:
                 _restore_midway(server, env, hook_log, backup, tasks)
                 restores = 1
-            worker = _worker(env, hook_log)
-            try:
-                with Store.open(env["KLINGMON_DB"]) as store:
-                    deadline = time.monotonic() + settle
-                    while True:
-                        seen = server.sim.counters()["tasks"]
-                        truth = {tid: t["status"] for tid, t in seen.items()}
-                        stuck = {tid for tid, t in seen.items() if t["stuck"]}
-                        if len(truth) == tasks and _settled(store, truth, stuck):
-                            break
-                        if time.monotonic() > deadline:
-                            break
-                        time.sleep(0.25)
-                    rows = store.tasks()
-                    files = store.download_rows()
-                    flagged = sum(t.stuck for t in rows)
-            finally:
-                worker.send_signal(signal.SIGTERM)
-                worker.wait(timeout=60)
+            rows, files = _last_worker(server, env, hook_log, tasks, settle)
+            flagged = sum(t.stuck for t in rows)
         finally:
             receiver.send_signal(signal.SIGTERM)
             receiver.wait(timeout=30)
@@ -295,20 +344,7 @@ def run_chaos(
     creates = counters["creates_per_external_id"]
     duplicates = counters["duplicate_creates_per_external_id"]
     billed = Counter(t["external_task_id"] for t in counters["tasks"].values())
-    keys: dict[int, set[str]] = defaultdict(set)
-    deliveries: dict[int, int] = defaultdict(int)
-    cut_short: list[str] = []
-    for line in hook_lines:
-        key, _, body = line.partition(" ")
-        try:
-            event_id = json.loads(body)["event"]["id"]
-        except ValueError:
-            # The worker was killed while it fed the hook: no event reached it, the
-            # delivery was never acknowledged, and it is made again later.
-            cut_short.append(key)
-            continue
-        keys[event_id].add(key)
-        deliveries[event_id] += 1
+    keys, deliveries, cut_short = _hook_deliveries(hook_lines)
     succeeded = [t for t in rows if t.status == TaskStatus.SUCCEED]
     by_status: dict[str, int] = defaultdict(int)
     for t in rows:

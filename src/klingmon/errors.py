@@ -378,18 +378,21 @@ _BY_CODE: dict[int, type[ApiError]] = {
 }
 
 
+_BY_STATUS: dict[int, type[ApiError]] = {
+    401: AuthError,
+    403: AccountError,
+    404: InvalidRequestError,
+    429: RateLimitError,
+}
+
+
 def error_for_code(code: int | None, status_code: int) -> type[ApiError]:
     """Pick the class for a Kling code, falling back on the HTTP status."""
     if code is not None and code in _BY_CODE:
         return _BY_CODE[code]
-    if status_code == 401:
-        return AuthError
-    if status_code == 429:
-        return RateLimitError
     if status_code >= 500:
         return ServerError
-    if status_code == 404:
-        return InvalidRequestError
+    return _BY_STATUS.get(status_code, InvalidRequestError)
     if status_code == 403:
         return AccountError
     return InvalidRequestError

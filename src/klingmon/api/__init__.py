@@ -16,6 +16,7 @@ from klingmon.api._models import (
     parse_status,
     snapshot,
 )
+from klingmon.api._protocol import request_kind
 from klingmon.api._requests import (
     ENDPOINTS,
     CameraConfig,
@@ -57,6 +58,7 @@ __all__ = [
     "build_request",
     "encode_image",
     "parse_status",
+    "request_kind",
     "resolve_endpoint",
     "snapshot",
 ]

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from klingmon.api import KlingClient
-from klingmon.api._retry import RetryPolicy
+from klingmon.api import KlingClient, RetryPolicy
 from klingmon.domain import TaskStatus
 from klingmon.errors import (
     AccountError,

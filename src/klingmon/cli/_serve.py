@@ -28,7 +28,7 @@ from klingmon.config import Secret
 from klingmon.downloads import DownloadSettings
 from klingmon.engine import Monitor
 from klingmon.errors import ConfigError
-from klingmon.hooks._notify import install_hooks
+from klingmon.hooks import install_hooks
 
 if TYPE_CHECKING:
     from collections.abc import Callable

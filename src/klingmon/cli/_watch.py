@@ -43,7 +43,7 @@ from klingmon.cli._render import (
     expiring_line,
 )
 from klingmon.domain import FAILURES, TERMINAL, TaskStatus
-from klingmon.engine._health import (
+from klingmon.engine import (
     DEFAULT_GIVE_UP_AFTER,
     Health,
     HealthTransport,
@@ -56,7 +56,7 @@ from klingmon.errors import (
     NotFoundError,
     TransportError,
 )
-from klingmon.hooks._notify import install_hooks
+from klingmon.hooks import install_hooks
 from klingmon.policy import Phase
 
 if TYPE_CHECKING:

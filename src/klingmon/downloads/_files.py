@@ -18,8 +18,7 @@ from klingmon.downloads._rules import DownloadRefusedError
 from klingmon.errors import ConfigError
 
 if TYPE_CHECKING:
-    from klingmon.store import BatchRow, TaskRow
-    from klingmon.store._downloads import DownloadRow
+    from klingmon.store import BatchRow, DownloadRow, TaskRow
 
 __all__ = [
     "check_file",

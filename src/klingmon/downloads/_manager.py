@@ -69,8 +69,7 @@ from klingmon.policy import backoff
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from klingmon.store import Store
-    from klingmon.store._downloads import DownloadRow
+    from klingmon.store import DownloadRow, Store
 
 __all__ = ["Downloader"]
 

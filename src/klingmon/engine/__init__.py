@@ -1,7 +1,22 @@
 """The engine: submission within the slots, monitoring, hooks; and the Monitor front."""
 
 from klingmon.engine._engine import Engine
+from klingmon.engine._health import (
+    DEFAULT_GIVE_UP_AFTER,
+    Health,
+    HealthTransport,
+    env_transport,
+)
 from klingmon.engine._monitor import Monitor, new_task
 from klingmon.engine._settings import EngineSettings
 
-__all__ = ["Engine", "EngineSettings", "Monitor", "new_task"]
+__all__ = [
+    "DEFAULT_GIVE_UP_AFTER",
+    "Engine",
+    "EngineSettings",
+    "Health",
+    "HealthTransport",
+    "Monitor",
+    "env_transport",
+    "new_task",
+]

@@ -51,16 +51,12 @@ def judge(
     if (current, new) in _ALLOWED_DOWN:
         return Verdict.APPLY
     old_rank, new_rank = RANK[current], RANK[new]
-    if new_rank > old_rank:
-        return Verdict.APPLY
-    if new_rank < old_rank:
-        return Verdict.IGNORE
-    if new == current:
-        if (
-            new_updated_ms is not None
-            and current_updated_ms is not None
-            and new_updated_ms > current_updated_ms
-        ):
-            return Verdict.REFRESH
-        return Verdict.IGNORE
-    return Verdict.IGNORE
+    if new_rank != old_rank:
+        return Verdict.APPLY if new_rank > old_rank else Verdict.IGNORE
+    newer = (
+        new == current
+        and new_updated_ms is not None
+        and current_updated_ms is not None
+        and new_updated_ms > current_updated_ms
+    )
+    return Verdict.REFRESH if newer else Verdict.IGNORE

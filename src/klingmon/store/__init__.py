@@ -18,6 +18,7 @@ from klingmon.store._rows import (
     TaskRow,
 )
 from klingmon.store._store import OUTBOX_KINDS, Store
+from klingmon.store._views import BatchSummary
 
 __all__ = [
     "DOWNLOAD_STATES",
@@ -26,6 +27,7 @@ __all__ = [
     "REQUEST_PREFIX",
     "RETENTION_MS",
     "BatchRow",
+    "BatchSummary",
     "Cancellation",
     "Change",
     "DownloadRow",

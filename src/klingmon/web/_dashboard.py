@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from klingmon._clock import Clock
     from klingmon.downloads import DownloadSettings
-    from klingmon.store import BatchRow, Store, TaskRow
+    from klingmon.store import BatchRow, BatchSummary, Store, TaskRow
 
 __all__ = ["Dashboard", "install_dashboard"]
 
@@ -105,72 +105,88 @@ def install_dashboard(
     app: FastAPI, store: Store, dashboard: Dashboard, clock: Clock
 ) -> None:
     """Add the dashboard's routes and static files to ``app``."""
-    env = _environment()
-    router = APIRouter(include_in_schema=False)
+    view = _View(_environment(), store, dashboard, clock)
     dashboard.window.figures(clock.now(), store.counter_totals())
     app.state.dashboard = dashboard
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+    app.include_router(_Pages(view).router())
+    app.include_router(_Session(view).router())
+    app.include_router(_Actions(view).router())
+
+
+class _View:
+    """What every route renders with: the templates, the store, the clock."""
+
+    def __init__(
+        self, env: jinja2.Environment, store: Store, dashboard: Dashboard, clock: Clock
+    ) -> None:
+        self.env = env
+        self.store = store
+        self.dashboard = dashboard
+        self.clock = clock
 
     def html(
-        name: str, request: Request, ctx: dict[str, Any], status: int = 200
+        self, name: str, request: Request, ctx: dict[str, Any], status: int = 200
     ) -> Response:
         ctx = ctx | {
-            "protected": dashboard.protected,
-            "can_act": dashboard.signed_in(request),
+            "protected": self.dashboard.protected,
+            "can_act": self.dashboard.signed_in(request),
         }
-        body = env.get_template(name).render(**ctx)
+        body = self.env.get_template(name).render(**ctx)
         return HTMLResponse(body, status_code=status, headers=_headers())
 
-    def guard(request: Request) -> Response | None:
+    def guard(self, request: Request) -> Response | None:
         """A login page when the dashboard wants a token the request lacks."""
-        if dashboard.protected and not dashboard.signed_in(request):
-            return html("login.html", request, _LOGIN | {"failed": False}, 401)
+        if self.dashboard.protected and not self.dashboard.signed_in(request):
+            return self.html("login.html", request, _LOGIN | {"failed": False}, 401)
         return None
 
-    def now_ms() -> int:
-        return to_ms(clock.now())
+    def now_ms(self) -> int:
+        return to_ms(self.clock.now())
 
-    # -- pages -------------------------------------------------------------------
 
-    @router.get("/")
-    def overview(request: Request, fragment: bool = False) -> Response:
-        if (denied := guard(request)) is not None:
+class _Pages:
+    """The read-only routes: pages, file previews and the live event stream."""
+
+    def __init__(self, view: _View) -> None:
+        self.view = view
+        self.store = view.store
+
+    def router(self) -> APIRouter:
+        router = APIRouter(include_in_schema=False)
+        router.add_api_route("/", self.overview, methods=["GET"])
+        router.add_api_route("/batches/{ref:path}", self.batch_page, methods=["GET"])
+        router.add_api_route("/tasks/{ref}", self.task_page, methods=["GET"])
+        router.add_api_route("/files/{download_id}", self.preview, methods=["GET"])
+        router.add_api_route("/events", self.events, methods=["GET"])
+        return router
+
+    def overview(self, request: Request, fragment: bool = False) -> Response:
+        if (denied := self.view.guard(request)) is not None:
             return denied
+        store = self.store
         mark = join_mark(store.change_mark())
-        now = now_ms()
+        now = self.view.now_ms()
         summaries = store.batch_summaries()
-        batches = []
-        for b in reversed(store.batches()):
-            s = summaries.get(b.id)
-            counts = s.counts if s else {}
-            batches.append(
-                {
-                    "id": b.id,
-                    "name": b.name,
-                    "created": b.created_ms,
-                    "total": sum(counts.values()),
-                    "done": sum(n for st, n in counts.items() if st in TERMINAL),
-                    "failed": sum(counts.get(st, 0) for st in data.FAILED),
-                    "stuck": s.stuck if s else 0,
-                    "units": s.units if s else 0.0,
-                    "eta": data.batch_eta(s, now) if s else None,
-                    "bar": data.bar(counts),
-                    "files": s.files if s else {},
-                }
-            )
+        batches = [
+            _batch_card(b, summaries.get(b.id), now) for b in reversed(store.batches())
+        ]
         ctx = {
             "title": "Batches",
             "mark": mark,
             "stream": "/events",
             "batches": batches,
-            "slots": {"used": store.slots_in_use(), "of": dashboard.slots},
-            "requests": dashboard.window.figures(clock.now(), store.counter_totals()),
+            "slots": {"used": store.slots_in_use(), "of": self.view.dashboard.slots},
+            "requests": self.view.dashboard.window.figures(
+                self.view.clock.now(), store.counter_totals()
+            ),
             "workers": _workers(store, now),
         }
-        return html("_overview.html" if fragment else "overview.html", request, ctx)
+        name = "_overview.html" if fragment else "overview.html"
+        return self.view.html(name, request, ctx)
 
-    @router.get("/batches/{ref:path}")
     def batch_page(  # noqa: PLR0917 - query parameters
+        self,
         request: Request,
         ref: str,
         status: str = "",
@@ -178,11 +194,12 @@ def install_dashboard(
         done: str = "",
         new: str = "",
     ) -> Response:
-        if (denied := guard(request)) is not None:
+        if (denied := self.view.guard(request)) is not None:
             return denied
+        store = self.store
         batch = _batch(store, ref)
         mark = join_mark(store.change_mark(batch_id=batch.id))
-        now = now_ms()
+        now = self.view.now_ms()
         counts = store.count_by_status(batch.id)
         wanted = [s for s in data.STATUS_ORDER if s.value == status]
         rows = store.tasks(batch.id, statuses=wanted or None)
@@ -208,14 +225,15 @@ def install_dashboard(
             "report": report,
             "previews": previews,
             "note": _NOTES.get(done, "").format(new=new) if done else "",
-            "can_download": dashboard.downloads is not None,
+            "can_download": self.view.dashboard.downloads is not None,
         }
-        return html("_batch.html" if fragment else "batch.html", request, ctx)
+        name = "_batch.html" if fragment else "batch.html"
+        return self.view.html(name, request, ctx)
 
-    @router.get("/tasks/{ref}")
-    def task_page(request: Request, ref: str, fragment: bool = False) -> Response:
-        if (denied := guard(request)) is not None:
+    def task_page(self, request: Request, ref: str, fragment: bool = False) -> Response:
+        if (denied := self.view.guard(request)) is not None:
             return denied
+        store = self.store
         row = _task(store, ref)
         mark = join_mark(store.change_mark(task_id=row.id))
         batch = store.batch(row.batch_id)
@@ -226,84 +244,107 @@ def install_dashboard(
             "stream": f"/events?task={row.id}",
             "task": row,
             "batch": batch,
-            "view": data.task_view(row, files, now_ms()),
+            "view": data.task_view(row, files, self.view.now_ms()),
             "events": data.timeline(store.events(task_id=row.id, limit=2000), files),
             "request_body": data.redact(row.body),
             "result": data.redact(row.result) if row.result else None,
             "files": files,
             "expiry": data.expiry_ms(row, files),
         }
-        return html("_task.html" if fragment else "task.html", request, ctx)
+        name = "_task.html" if fragment else "task.html"
+        return self.view.html(name, request, ctx)
 
-    # -- previews ----------------------------------------------------------------
-
-    @router.get("/files/{download_id}")
-    def preview(request: Request, download_id: int) -> Response:
-        if (denied := guard(request)) is not None:
+    def preview(self, request: Request, download_id: int) -> Response:
+        if (denied := self.view.guard(request)) is not None:
             return denied
-        path = _safe_file(store, download_id)
+        path = _safe_file(self.store, download_id)
         media = _MEDIA.get(path.suffix.lower(), "application/octet-stream")
         return FileResponse(
             path, media_type=media, headers={"Cache-Control": "private, max-age=60"}
         )
 
-    # -- live --------------------------------------------------------------------
-
-    @router.get("/events")
     async def events(
-        request: Request, batch: int | None = None, task: int | None = None
+        self, request: Request, batch: int | None = None, task: int | None = None
     ) -> Response:
-        if (denied := guard(request)) is not None:
+        if (denied := self.view.guard(request)) is not None:
             return denied
         last = request.headers.get("last-event-id")
         return StreamingResponse(
-            event_stream(store, dashboard, last, batch, task),
+            event_stream(self.store, self.view.dashboard, last, batch, task),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    # -- sign-in -----------------------------------------------------------------
 
-    @router.get("/login")
-    def login_page(request: Request, token: str = "") -> Response:
-        if token and dashboard.token_matches(token):
-            return _signed(dashboard, request, "/")
+class _Session:
+    """Signing in with the dashboard's token, and out."""
+
+    def __init__(self, view: _View) -> None:
+        self.view = view
+        self.dashboard = view.dashboard
+
+    def router(self) -> APIRouter:
+        router = APIRouter(include_in_schema=False)
+        router.add_api_route("/login", self.login_page, methods=["GET"])
+        router.add_api_route("/login", self.login, methods=["POST"])
+        router.add_api_route("/logout", self.logout, methods=["POST"])
+        return router
+
+    def login_page(self, request: Request, token: str = "") -> Response:
+        if token and self.dashboard.token_matches(token):
+            return _signed(self.dashboard, request, "/")
         failed = bool(token)
         ctx = _LOGIN | {"failed": failed}
-        return html("login.html", request, ctx, 401 if failed else 200)
+        return self.view.html("login.html", request, ctx, 401 if failed else 200)
 
-    @router.post("/login")
-    async def login(request: Request) -> Response:
+    async def login(self, request: Request) -> Response:
         _same_origin(request)
         form = parse_qs((await request.body()).decode(errors="replace"))
         token = (form.get("token") or [""])[0]
-        if dashboard.token_matches(token):
-            return _signed(dashboard, request, "/")
-        return html("login.html", request, _LOGIN | {"failed": True}, 401)
+        if self.dashboard.token_matches(token):
+            return _signed(self.dashboard, request, "/")
+        return self.view.html("login.html", request, _LOGIN | {"failed": True}, 401)
 
-    @router.post("/logout")
-    def logout(request: Request) -> Response:
+    def logout(self, request: Request) -> Response:
         _same_origin(request)
         out = RedirectResponse("/login", status_code=303)
         out.delete_cookie(COOKIE, path="/")
         return out
 
-    # -- actions -----------------------------------------------------------------
 
-    def may_act(request: Request) -> None:
+class _Actions:
+    """What a signed-in user may do: retry failed tasks, cancel unsent, download."""
+
+    def __init__(self, view: _View) -> None:
+        self.view = view
+        self.store = view.store
+        self.dashboard = view.dashboard
+
+    def router(self) -> APIRouter:
+        router = APIRouter(include_in_schema=False)
+        router.add_api_route("/actions/retry/{ref:path}", self.retry, methods=["POST"])
+        router.add_api_route(
+            "/actions/cancel/{ref:path}", self.cancel, methods=["POST"]
+        )
+        router.add_api_route(
+            "/actions/download/{ref:path}", self.download_now, methods=["POST"]
+        )
+        return router
+
+    def may_act(self, request: Request) -> None:
         _same_origin(request)
-        if not dashboard.protected:
+        if not self.dashboard.protected:
             raise HTTPException(
                 403, detail="read-only dashboard: start klingmon serve with --token"
             )
-        if not dashboard.signed_in(request):
+        if not self.dashboard.signed_in(request):
             raise HTTPException(401, detail="missing or wrong token")
 
-    @router.post("/actions/retry/{ref:path}")
-    def retry(request: Request, ref: str) -> Response:
-        may_act(request)
+    def retry(self, request: Request, ref: str) -> Response:
+        self.may_act(request)
+        store = self.store
         batch = _batch(store, ref)
-        monitor = Monitor(store=store, clock=clock)
+        monitor = Monitor(store=store, clock=self.view.clock)
         try:
             # As the CLI's retry: content-moderation failures would fail again.
             new = monitor.retry(
@@ -314,37 +355,54 @@ def install_dashboard(
         except KlingmonError:
             return _back(batch, "nothing")
         logger.info("dashboard.retry", extra={"batch": batch.id, "new": new.id})
-        if dashboard.wake is not None:
-            dashboard.wake()
+        if self.dashboard.wake is not None:
+            self.dashboard.wake()
         return _back(batch, "retry", new.name)
 
-    @router.post("/actions/cancel/{ref:path}")
-    def cancel(request: Request, ref: str) -> Response:
-        may_act(request)
+    def cancel(self, request: Request, ref: str) -> Response:
+        self.may_act(request)
+        store = self.store
         batch = _batch(store, ref)
-        done = store.cancel_tasks(store.task_ids_of_batch(batch.id), now_ms())
+        done = store.cancel_tasks(store.task_ids_of_batch(batch.id), self.view.now_ms())
         logger.info(
             "dashboard.cancel",
             extra={"batch": batch.id, "cancelled": len(done.cancelled)},
         )
         return _back(batch, "cancel", str(len(done.cancelled)))
 
-    @router.post("/actions/download/{ref:path}")
-    async def download_now(request: Request, ref: str) -> Response:
-        may_act(request)
-        batch = await run_in_threadpool(_batch, store, ref)
-        settings = dashboard.downloads
+    async def download_now(self, request: Request, ref: str) -> Response:
+        self.may_act(request)
+        batch = await run_in_threadpool(_batch, self.store, ref)
+        settings = self.dashboard.downloads
         if settings is None:
             raise HTTPException(409, detail="downloads are not configured")
-        running = dashboard.running.get(batch.id)
+        running = self.dashboard.running.get(batch.id)
         if running is not None and not running.done():
             return _back(batch, "busy")
-        job = asyncio.create_task(_download(store, settings, clock, batch.id))
-        dashboard.running[batch.id] = job
+        job = asyncio.create_task(
+            _download(self.store, settings, self.view.clock, batch.id)
+        )
+        self.dashboard.running[batch.id] = job
         logger.info("dashboard.download", extra={"batch": batch.id})
         return _back(batch, "download")
 
-    app.include_router(router)
+
+def _batch_card(b: BatchRow, s: BatchSummary | None, now: int) -> dict[str, Any]:
+    """One batch's line on the overview."""
+    counts = s.counts if s else {}
+    return {
+        "id": b.id,
+        "name": b.name,
+        "created": b.created_ms,
+        "total": sum(counts.values()),
+        "done": sum(n for st, n in counts.items() if st in TERMINAL),
+        "failed": sum(counts.get(st, 0) for st in data.FAILED),
+        "stuck": s.stuck if s else 0,
+        "units": s.units if s else 0.0,
+        "eta": data.batch_eta(s, now) if s else None,
+        "bar": data.bar(counts),
+        "files": s.files if s else {},
+    }
 
 
 async def _download(

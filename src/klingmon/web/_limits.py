@@ -56,45 +56,59 @@ class BodyLimits:
         if declared is not None and declared > limits.max_body:
             await _answer(send, 413, "too_large")
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limits.body_timeout
-        size = 0
-        body_done = False
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal size, body_done
-            if body_done:
-                return await receive()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise _RefusedError(408, "body_timeout")
-            try:
-                async with asyncio.timeout(
-                    remaining
-                ):  # no task of its own, unlike wait_for
-                    message = await receive()
-            except TimeoutError:
-                raise _RefusedError(408, "body_timeout") from None
-            if message["type"] == "http.request":
-                size += len(message.get("body", b""))
-                if size > limits.max_body:
-                    raise _RefusedError(413, "too_large")
-                body_done = not message.get("more_body", False)
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        body = _LimitedBody(receive, limits)
+        answer = _TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracked_send)
+            await self.app(scope, body.receive, answer.send)
         except _RefusedError as refused:
             logger.info("web.body_refused", extra={"reason": refused.error})
-            if not started:
+            if not answer.started:
                 await _answer(send, refused.status, refused.error)
+
+
+class _LimitedBody:
+    """One request's ``receive``, refusing a body too large or too slow to arrive."""
+
+    def __init__(self, receive: Receive, limits: Limits) -> None:
+        self._receive = receive
+        self._limits = limits
+        self._loop = asyncio.get_running_loop()
+        self._deadline = self._loop.time() + limits.body_timeout
+        self._size = 0
+        self._done = False
+
+    async def receive(self) -> Message:
+        if self._done:
+            return await self._receive()
+        remaining = self._deadline - self._loop.time()
+        if remaining <= 0:
+            raise _RefusedError(408, "body_timeout")
+        try:
+            async with asyncio.timeout(
+                remaining
+            ):  # no task of its own, unlike wait_for
+                message = await self._receive()
+        except TimeoutError:
+            raise _RefusedError(408, "body_timeout") from None
+        if message["type"] == "http.request":
+            self._size += len(message.get("body", b""))
+            if self._size > self._limits.max_body:
+                raise _RefusedError(413, "too_large")
+            self._done = not message.get("more_body", False)
+        return message
+
+
+class _TrackedSend:
+    """One request's ``send``, remembering whether the answer has started."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -17,7 +17,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from klingmon.api._protocol import request_kind
+from klingmon.api import request_kind
 from klingmon.domain import TERMINAL, TaskStatus
 
 if TYPE_CHECKING:
