@@ -156,10 +156,13 @@ def demo(
     sample = resources.files("klingmon.cli").joinpath("demo_batch.jsonl")
     with resources.as_file(sample) as path:
         rows = read_batch_file(path)
-    with SimServer(config) as server, build_runtime(
-        _demo_settings(config, server.url, db, results),
-        engine={"schedule": _DEMO_SCHEDULE},
-    ) as runtime:
+    with (
+        SimServer(config) as server,
+        build_runtime(
+            _demo_settings(config, server.url, db, results),
+            engine={"schedule": _DEMO_SCHEDULE},
+        ) as runtime,
+    ):
         store = runtime.store
         monitor = runtime.monitor(runtime.client())
         main = monitor.submit((r.request for r in rows), batch="demo")

@@ -78,9 +78,7 @@ class SchedulePolicy:
     sweep_gap: float = 0.5
 
     def __post_init__(self) -> None:
-        if not intervals_ordered(
-            self.min_interval, self.target_lag, self.max_interval
-        ):
+        if not intervals_ordered(self.min_interval, self.target_lag, self.max_interval):
             raise ValueError(INTERVAL_RULE)
         if self.safety_interval < self.min_interval:
             raise ValueError("safety_interval must be at least min_interval")
