@@ -7,6 +7,7 @@ wall, CPU seconds and peak RSS of this process (the simulator runs elsewhere).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import resource
@@ -15,14 +16,13 @@ import time
 import warnings
 from typing import Any
 
-from klingmon.api import AsyncKlingClient, GenericRequest
-from klingmon.downloads import DownloadSettings
-from klingmon.engine import EngineSettings, Monitor
+from klingmon.api import GenericRequest
+from klingmon.config import Secret, Settings
 from klingmon.policy import SchedulePolicy
-from klingmon.store import Store
+from klingmon.runtime import Runtime, build_runtime
 
 
-def settings(url: str, out: str, slots: int, scale: float) -> EngineSettings:
+def runtime(url: str, db: str, out: str, slots: int, scale: float) -> Runtime:
     """Defaults, with Kling time ``scale`` times faster: the schedule scales with it."""
     base = SchedulePolicy()
     policy = SchedulePolicy(
@@ -31,29 +31,33 @@ def settings(url: str, out: str, slots: int, scale: float) -> EngineSettings:
         max_interval=base.max_interval / scale,
         safety_interval=base.safety_interval / scale,
     )
-    return EngineSettings(
+    settings = Settings(
+        db=db,
+        api_base=url,
+        access_key="sim-access-key",
+        secret_key=Secret("sim-secret-key-for-the-benchmarks-0123"),
         slots=slots,
         rate=2000.0,
-        max_rate=5000.0,
-        schedule=policy,
-        idle_max=0.05,
-        watchdog_interval=1.0,
-        seed=1,
-        downloads=DownloadSettings(out=out, allow_origins=(url,), sidecar=False),
+        download_dir=out,
+        download_origins=(url,),
     )
+    downloads = dataclasses.replace(settings.downloads, sidecar=False)
+    engine = {
+        "max_rate": 5000.0,
+        "schedule": policy,
+        "idle_max": 0.05,
+        "watchdog_interval": 1.0,
+        "seed": 1,
+        "downloads": downloads,
+    }
+    return build_runtime(settings, engine=engine)
 
 
 async def carry(  # noqa: PLR0917 - argv, positionally
     url: str, db: str, out: str, n: int, slots: int, scale: float
 ) -> Any:
-    client = AsyncKlingClient(
-        base_url=url,
-        access_key="sim-access-key",
-        secret_key="sim-secret-key-for-the-benchmarks-0123",  # noqa: S106 - simulated
-    )
-    monitor = Monitor(
-        store=Store.open(db), client=client, settings=settings(url, out, slots, scale)
-    )
+    parts = runtime(url, db, out, slots, scale)
+    monitor = parts.monitor(parts.client())
     body = {"model_name": "kling-v2-master", "duration": "5"}
     requests = [
         GenericRequest(

@@ -20,11 +20,11 @@ from bench import baselines
 from bench.vtime import LoopClock, run_virtual
 from bench.workloads import Workload, body, sim_config, summary
 from klingmon import web
-from klingmon.api import AsyncKlingClient, GenericRequest
+from klingmon.api import GenericRequest
+from klingmon.config import Secret, Settings
 from klingmon.domain import TERMINAL
-from klingmon.engine import EngineSettings, Monitor
+from klingmon.runtime import build_runtime
 from klingmon.sim import Simulator
-from klingmon.store import Store
 from klingmon.web import _app as web_app
 
 if TYPE_CHECKING:
@@ -84,25 +84,24 @@ async def _klingmon(
         callback_transport=httpx.ASGITransport(app=receiver) if callbacks else None,
     )
     with tempfile.TemporaryDirectory(prefix="klingmon-bench-") as tmp:
-        store = Store.open(str(Path(tmp) / "bench.db"))
-        client = AsyncKlingClient(
-            base_url="http://sim.test",
+        settings = Settings(
+            db=str(Path(tmp) / "bench.db"),
+            api_base="http://sim.test",
             access_key=sim.config.access_key,
-            secret_key=sim.config.secret_key,
-            transport=sim.transport(),
-            clock=clock,
+            secret_key=Secret(sim.config.secret_key),
+            slots=workload.slots,
+            download=False,
+            public_url=RECEIVER_URL if callbacks else None,
+            callback_secret=Secret(_SECRET.decode()),
         )
-        extra: dict[str, Any] = {}
+        runtime = build_runtime(
+            settings, clock=clock, transport=sim.transport(), engine=ENGINE_SETTINGS
+        )
+        store = runtime.store
+        monitor = runtime.monitor(runtime.client())
         if callbacks:
-            extra["callback_url"] = web.callback_url_builder(RECEIVER_URL, _SECRET)
-        settings = EngineSettings(slots=workload.slots, **ENGINE_SETTINGS, **extra)
-        monitor = Monitor(store=store, client=client, settings=settings, clock=clock)
-        if callbacks:
-            receiver.app = web.create_app(
-                store,
-                secret=_SECRET,
+            receiver.app = runtime.web_app(
                 on_callback=web.engine_waker(monitor.engine(), loop),
-                clock=clock,
                 allowed_hosts=[web.url_host(RECEIVER_URL) or ""],
             )
         start = clock.now()

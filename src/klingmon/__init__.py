@@ -1,6 +1,10 @@
-"""klingmon: submit, watch and collect Kling AI jobs; nothing paid is ever lost."""
+"""klingmon: submit, watch and collect Kling AI jobs; nothing paid is ever lost.
 
-from klingmon._clock import Clock, SystemClock
+The public API is the fronts' only: clients and requests, :class:`Monitor`, the events
+hooks receive, errors and settings (plus :mod:`klingmon.testing`). The store, the
+engine and the downloader are internals the runtime assembles.
+"""
+
 from klingmon.api import (
     AsyncKlingClient,
     CameraConfig,
@@ -16,10 +20,10 @@ from klingmon.api import (
     build_request,
 )
 from klingmon.batchfile import read_batch_file
-from klingmon.config import Settings, load_settings
+from klingmon.config import Secret, Settings, load_settings
 from klingmon.domain import ACTIVE, TERMINAL, TaskStatus
-from klingmon.downloads import Downloader, DownloadSettings
-from klingmon.engine import Engine, EngineSettings, Monitor
+from klingmon.downloads import DownloadSettings
+from klingmon.engine import EngineSettings, Monitor
 from klingmon.errors import (
     AccountError,
     ApiError,
@@ -46,7 +50,6 @@ from klingmon.errors import (
 )
 from klingmon.hooks import HookEvent
 from klingmon.policy import SchedulePolicy, StuckPolicy
-from klingmon.store import Store
 
 __version__ = "0.1.0"
 
@@ -59,14 +62,11 @@ __all__ = [
     "AuthError",
     "CameraConfig",
     "CameraControl",
-    "Clock",
     "ConcurrencyLimitError",
     "ConfigError",
     "DownloadError",
     "DownloadRefusedError",
     "DownloadSettings",
-    "Downloader",
-    "Engine",
     "EngineSettings",
     "GenericRequest",
     "HookError",
@@ -83,12 +83,11 @@ __all__ = [
     "RetryPolicy",
     "SchedulePolicy",
     "SchemaDriftError",
+    "Secret",
     "ServerError",
     "Settings",
-    "Store",
     "StoreError",
     "StuckPolicy",
-    "SystemClock",
     "Task",
     "TaskFailedError",
     "TaskNotFoundError",

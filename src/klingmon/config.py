@@ -21,11 +21,21 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from klingmon.api import DEFAULT_BASE_URL
+from klingmon.downloads import DownloadSettings
+from klingmon.engine import EngineSettings
 from klingmon.errors import ConfigError
+from klingmon.policy import INTERVAL_RULE, SchedulePolicy, intervals_ordered
 
-__all__ = ["DEFAULT_API_BASE", "Secret", "Settings", "load_settings"]
+__all__ = ["CREDENTIAL_VARIABLES", "Secret", "Settings", "load_settings"]
 
-DEFAULT_API_BASE = "https://api-singapore.klingai.com"
+#: Where credentials come from: the environment (or the file), never a flag, which
+#: every local user sees in ``ps``.
+CREDENTIAL_VARIABLES = {
+    "access_key": "KLING_ACCESS_KEY",
+    "secret_key": "KLING_SECRET_KEY",
+    "api_key": "KLING_API_KEY",
+}
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +63,11 @@ class Secret:
         return hash(self._value)
 
 
+def _default(owner: type[Any], name: str) -> Any:
+    """The default the owning settings give ``name``: each is written there once."""
+    return next(f.default for f in fields(owner) if f.name == name)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything a klingmon command may be told; see docs/configuration.md."""
@@ -60,20 +75,20 @@ class Settings:
     #: SQLAlchemy URL or file path of the store (``KLINGMON_DB``).
     db: str | None = None
     #: Kling's base URL (``KLING_API_BASE``).
-    api_base: str = DEFAULT_API_BASE
+    api_base: str = DEFAULT_BASE_URL
     access_key: str | None = None
     secret_key: Secret | None = None
     api_key: Secret | None = None
     #: The account's parallel-task quota (``KLINGMON_SLOTS``).
-    slots: int = 5
+    slots: int = _default(EngineSettings, "slots")
     #: Requests per second to start from (``KLINGMON_RATE``).
-    rate: float = 10.0
+    rate: float = _default(EngineSettings, "rate")
     #: Target seconds between a finish and its detection (``KLINGMON_TARGET_LAG``).
-    target_lag: float = 10.0
+    target_lag: float = _default(SchedulePolicy, "target_lag")
     #: Fewest seconds between two polls of a task (``KLINGMON_MIN_INTERVAL``).
-    min_interval: float = 2.0
+    min_interval: float = _default(SchedulePolicy, "min_interval")
     #: Most seconds between two polls of a running task (``KLINGMON_MAX_INTERVAL``).
-    max_interval: float = 120.0
+    max_interval: float = _default(SchedulePolicy, "max_interval")
     #: Public base URL of ``klingmon serve`` (``KLINGMON_PUBLIC_URL``); when set,
     #: every submission carries ``<public_url>/callbacks/kling/<token>``.
     public_url: str | None = None
@@ -86,7 +101,7 @@ class Settings:
     #: Fetch results as tasks succeed (``KLINGMON_DOWNLOAD``).
     download: bool = True
     #: Where results land (``KLINGMON_DOWNLOAD_DIR``): a folder or an fsspec URL.
-    download_dir: str = "klingmon-downloads"
+    download_dir: str = _default(DownloadSettings, "out")
     #: Extra origins results may come from besides Kling's CDN, e.g. a local simulator
     #: (``KLINGMON_DOWNLOAD_ORIGINS``, separated by spaces).
     download_origins: tuple[str, ...] = ()
@@ -100,8 +115,48 @@ class Settings:
         if found:
             raise ConfigError("\n".join(_describe(k, m, {}) for k, m in found))
 
+    # -- the groups each part reads: built from the fields, never repeated --------
+
+    @property
+    def schedule(self) -> SchedulePolicy:
+        """The poll schedule: the three intervals given, the policy's other knobs."""
+        return SchedulePolicy(
+            target_lag=self.target_lag,
+            min_interval=self.min_interval,
+            max_interval=self.max_interval,
+        )
+
+    @property
+    def downloads(self) -> DownloadSettings:
+        """Where and from where results are fetched (on success or on command)."""
+        return DownloadSettings(
+            out=self.download_dir, allow_origins=self.download_origins
+        )
+
+    @property
+    def engine(self) -> EngineSettings:
+        """The engine's settings; a callback URL is added by the runtime (it needs
+        the store's secret)."""
+        return EngineSettings(
+            slots=self.slots,
+            rate=self.rate,
+            schedule=self.schedule,
+            downloads=self.downloads if self.download else None,
+        )
+
     def credentials(self) -> dict[str, str | None]:
-        """Keyword arguments for the Kling client."""
+        """Keyword arguments for the Kling client: the one credentials path.
+
+        Flags never carry credentials; the environment beats ``klingmon.toml``
+        (see :func:`load_settings`). Half a key pair is refused here, naming the half
+        that is missing.
+        """
+        if bool(self.access_key) != bool(self.secret_key):
+            missing = "secret_key" if self.access_key else "access_key"
+            raise ConfigError(
+                f"{CREDENTIAL_VARIABLES[missing]} is not set"
+                f" ({CREDENTIAL_VARIABLES['access_key']} needs both)"
+            )
         return {
             "access_key": self.access_key,
             "secret_key": self.secret_key.get() if self.secret_key else None,
@@ -112,6 +167,7 @@ class Settings:
 _SECRET = frozenset({"secret_key", "api_key", "webhook_secret", "callback_secret"})
 #: Settings no global flag carries: read from the environment here (flags > env).
 _ENV_ONLY = {
+    **CREDENTIAL_VARIABLES,
     "public_url": "KLINGMON_PUBLIC_URL",
     "webhook_secret": "KLINGMON_WEBHOOK_SECRET",
     "callback_secret": "KLINGMON_CALLBACK_SECRET",
@@ -239,19 +295,14 @@ def _range_problems(v: dict[str, Any]) -> list[_Problem]:
         problems.append((("slots",), "must be at least 1"))
     if v["rate"] <= 0:
         problems.append((("rate",), "must be positive"))
-    if not 0 < v["min_interval"] <= v["target_lag"] <= v["max_interval"]:
+    if not intervals_ordered(*(v[k] for k in _INTERVALS)):
         now = ", ".join(f"{v[k]:g}" for k in _INTERVALS)
-        problems.append(
-            (
-                _INTERVALS,
-                f"need 0 < min_interval <= target_lag <= max_interval, not {now}",
-            )
-        )
+        problems.append((_INTERVALS, f"{INTERVAL_RULE}, not {now}"))
     if not _is_http_url(v["api_base"]):
         problems.append(
             (
                 ("api_base",),
-                f"must be an http(s) URL with a host, like {DEFAULT_API_BASE}",
+                f"must be an http(s) URL with a host, like {DEFAULT_BASE_URL}",
             )
         )
     if v["public_url"] is not None and not _is_http_url(v["public_url"]):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -15,14 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from klingmon.api import AsyncKlingClient
 from klingmon.cli._logging import configure_logging
 from klingmon.config import load_settings
-from klingmon.downloads import DownloadSettings
-from klingmon.engine import EngineSettings, Monitor
 from klingmon.errors import InterruptedRunError
-from klingmon.policy import SchedulePolicy
-from klingmon.store import Store
+from klingmon.runtime import Runtime, build_runtime
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -30,7 +25,10 @@ if TYPE_CHECKING:
     import httpx
     import typer
 
+    from klingmon.api import AsyncKlingClient
     from klingmon.config import Settings
+    from klingmon.engine import Monitor
+    from klingmon.store import Store
 
 __all__ = [
     "Context",
@@ -43,76 +41,37 @@ __all__ = [
 
 #: Global options that are not settings: they pick the file and the log output.
 _NOT_SETTINGS = frozenset({"config", "verbose", "log_format"})
-#: Credentials come from the environment only, never from a flag (``ps`` shows flags).
-_CREDENTIALS = {
-    "access_key": "KLING_ACCESS_KEY",
-    "secret_key": "KLING_SECRET_KEY",
-    "api_key": "KLING_API_KEY",
-}
 
 
 @dataclass
 class Context:
+    """One command's settings, consoles and runtime (built on first use, so that
+    ``serve`` may still add its own options to the settings)."""
+
     settings: Settings
     console: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
-    _store: Store | None = None
+    _runtime: Runtime | None = None
+
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = build_runtime(self.settings)
+        return self._runtime
 
     def store(self) -> Store:
-        if self._store is None:
-            self._store = Store.open(self.settings.db)
-        return self._store
+        return self.runtime().store
 
     def client(
         self, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> AsyncKlingClient:
-        return AsyncKlingClient.from_env(
-            base_url=self.settings.api_base,
-            transport=transport,
-            **self.settings.credentials(),
-        )
-
-    def callback_url(self) -> Callable[[str], str] | None:
-        """Builds each task's ``callback_url`` when a public URL is configured."""
-        if not self.settings.public_url:
-            return None
-        from klingmon.web._tokens import (  # noqa: PLC0415 - no FastAPI for others
-            callback_url_builder,
-            server_secret,
-        )
-
-        secret = server_secret(self.store(), self.settings.callback_secret)
-        return callback_url_builder(self.settings.public_url, secret)
-
-    def engine_settings(self) -> EngineSettings:
-        s = self.settings
-        downloads = (
-            DownloadSettings(out=s.download_dir, allow_origins=s.download_origins)
-            if s.download
-            else None
-        )
-        return EngineSettings(
-            downloads=downloads,
-            callback_url=self.callback_url(),
-            slots=self.settings.slots,
-            rate=self.settings.rate,
-            schedule=SchedulePolicy(
-                target_lag=self.settings.target_lag,
-                min_interval=self.settings.min_interval,
-                max_interval=self.settings.max_interval,
-            ),
-        )
+        return self.runtime().client(transport=transport)
 
     def monitor(self, client: AsyncKlingClient | None = None) -> Monitor:
-        return Monitor(
-            store=self.store(),
-            client=client,
-            settings=self.engine_settings(),
-        )
+        return self.runtime().monitor(client)
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        if self._runtime is not None:
+            self._runtime.close()
 
 
 @dataclass
@@ -153,7 +112,6 @@ class GlobalOptions:
             given["download_origins"] = (
                 list(given.get("download_origins") or ()) or None
             )
-            given.update({k: _env(v) for k, v in _CREDENTIALS.items()})
             config = self.values.get("config")
             settings = load_settings(
                 given, config=Path(config) if config is not None else None
@@ -164,10 +122,6 @@ class GlobalOptions:
     def close(self) -> None:
         if self._context is not None:
             self._context.close()
-
-
-def _env(name: str) -> str | None:
-    return os.environ.get(name) or None
 
 
 def get_context(ctx: typer.Context) -> Context:

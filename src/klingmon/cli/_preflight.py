@@ -84,11 +84,14 @@ def ensure_name_free(store: Store, name: str, *, option: str = "--batch") -> Non
 def open_client(settings: Settings) -> KlingClient:
     """A client for the check, or ConfigError (exit 2) when credentials are missing."""
     try:
-        return KlingClient.from_env(
+        keys = settings.credentials()
+        return KlingClient(
+            access_key=keys["access_key"],
+            secret_key=keys["secret_key"],
+            api_key=keys["api_key"],
             base_url=settings.api_base,
             timeout=_TIMEOUT,
             retry=_RETRY,
-            **settings.credentials(),
         )
     except ConfigError as exc:
         raise ConfigError(f"{exc.message}; {_NOTHING}") from exc

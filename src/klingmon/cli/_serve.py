@@ -14,7 +14,6 @@ import httpx
 import typer
 import uvicorn
 
-from klingmon.api import AsyncKlingClient
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, get_context, run_async
 from klingmon.cli._hook_options import (
@@ -25,13 +24,14 @@ from klingmon.cli._hook_options import (
     Notify,
 )
 from klingmon.config import Secret
-from klingmon.downloads import DownloadSettings
-from klingmon.engine import Monitor
 from klingmon.errors import ConfigError
 from klingmon.hooks import install_hooks
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from klingmon.api import AsyncKlingClient
+    from klingmon.engine import Monitor
 
 __all__ = ["serve_app"]
 
@@ -250,23 +250,20 @@ async def serve_app(
         MeteredTransport,
         Metrics,
         ReceiverSettings,
-        create_app,
         engine_waker,
-        server_secret,
     )
 
-    store = context.store()
-    secret = server_secret(store, context.settings.callback_secret)
+    runtime = context.runtime()
+    settings = runtime.settings
+    store = runtime.store
     metrics = Metrics(store)
     monitor: Monitor | None = None
     client: AsyncKlingClient | None = None
     if options.engine:
-        client = AsyncKlingClient.from_env(
-            base_url=context.settings.api_base,
-            transport=MeteredTransport(metrics, httpx.AsyncHTTPTransport()),
-            **context.settings.credentials(),
+        client = runtime.client(
+            transport=MeteredTransport(metrics, httpx.AsyncHTTPTransport())
         )
-        monitor = context.monitor(client)
+        monitor = runtime.monitor(client)
         install_hooks(
             monitor.hooks,
             store=store,
@@ -278,22 +275,17 @@ async def serve_app(
         )
     elif options.hook_command or options.forward_url or options.notify:
         raise ConfigError("hooks run in the engine: drop --no-engine or run a worker")
-    webhook = context.settings.webhook_secret
+    webhook = settings.webhook_secret
     loop = asyncio.get_running_loop()
     dashboard = Dashboard(
         token=options.token,
-        download_dir=context.settings.download_dir,
-        downloads=DownloadSettings(
-            out=context.settings.download_dir,
-            allow_origins=context.settings.download_origins,
-        ),
-        slots=context.settings.slots,
+        download_dir=settings.download_dir,
+        downloads=settings.downloads,
+        slots=settings.slots,
         wake=_waker(monitor, loop) if monitor is not None else None,
     )
     holder["dashboard"] = dashboard
-    app = create_app(
-        store,
-        secret=secret,
+    app = runtime.web_app(
         settings=ReceiverSettings(
             webhook_secret=webhook.get() if webhook else None, confirm=options.confirm
         ),
@@ -305,9 +297,7 @@ async def serve_app(
         api_token=options.token,
         metrics=metrics,
         dashboard=dashboard,
-        allowed_hosts=_hosts(
-            context.settings.allowed_hosts, context.settings.public_url, options.host
-        ),
+        allowed_hosts=_hosts(settings.allowed_hosts, settings.public_url, options.host),
     )
     config = uvicorn.Config(
         app,
@@ -333,7 +323,7 @@ async def serve_app(
         extra={"host": options.host, "port": options.port, "engine": options.engine},
     )
     announce = asyncio.create_task(
-        _announce(server, start_lines(options, context.settings.public_url)),
+        _announce(server, start_lines(options, settings.public_url)),
         name="klingmon-announce",
     )
     try:

@@ -13,22 +13,22 @@ import typer
 from rich.console import Group
 from rich.live import Live
 
-from klingmon.api import AsyncKlingClient, VideoExtendRequest
+from klingmon.api import VideoExtendRequest
 from klingmon.batchfile import read_batch_file
 from klingmon.cli._app import app
 from klingmon.cli._context import emit_json, get_context, invocation, run_async
 from klingmon.cli._render import report_view
 from klingmon.cli._watch import _view, batch_summary
-from klingmon.downloads import DownloadSettings
-from klingmon.engine import EngineSettings, Monitor
+from klingmon.config import Secret, Settings
 from klingmon.hooks import HookEvent
 from klingmon.policy import SchedulePolicy
+from klingmon.runtime import build_runtime
 from klingmon.sim import Faults, SimConfig
 from klingmon.sim import run as run_sim
-from klingmon.store import Store
 
 if TYPE_CHECKING:
     from klingmon.cli._context import Context
+    from klingmon.engine import Monitor
 
 __all__: list[str] = []
 
@@ -102,6 +102,27 @@ def sim(
 
 
 _EXTENDS = 4
+#: The demo's Kling is fast: polls are close together, the safety net too.
+_DEMO_SCHEDULE = SchedulePolicy(
+    target_lag=0.5, min_interval=0.25, max_interval=3.0, safety_interval=10.0
+)
+
+
+def _demo_settings(config: SimConfig, url: str, db: Path, results: Path) -> Settings:
+    """The simulator's account, the demo's store; results land in <out>/downloads
+    (the simulator's origin is allowed over http; Kling's CDN would be https)."""
+    return Settings(
+        db=str(db),
+        api_base=url,
+        access_key=config.access_key,
+        secret_key=Secret(config.secret_key),
+        slots=config.slots,
+        download_dir=str(results),
+        download_origins=(url,),
+        target_lag=_DEMO_SCHEDULE.target_lag,
+        min_interval=_DEMO_SCHEDULE.min_interval,
+        max_interval=_DEMO_SCHEDULE.max_interval,
+    )
 
 
 @app.command()
@@ -135,31 +156,15 @@ def demo(
     sample = resources.files("klingmon.cli").joinpath("demo_batch.jsonl")
     with resources.as_file(sample) as path:
         rows = read_batch_file(path)
-    with SimServer(config) as server:
-        client = AsyncKlingClient(
-            base_url=server.url,
-            access_key=config.access_key,
-            secret_key=config.secret_key,
-        )
-        store = Store.open(str(db))
-        monitor = Monitor(
-            store=store,
-            client=client,
-            settings=EngineSettings(
-                slots=config.slots,
-                # downloads: results land in <out>/downloads (the simulator's origin
-                # is allowed over http; Kling's CDN would be https).
-                downloads=DownloadSettings(
-                    out=str(results), allow_origins=(server.url,)
-                ),
-                schedule=SchedulePolicy(
-                    target_lag=0.5,
-                    min_interval=0.25,
-                    max_interval=3.0,
-                    safety_interval=10.0,
-                ),
-            ),
-        )
+    with (
+        SimServer(config) as server,
+        build_runtime(
+            _demo_settings(config, server.url, db, results),
+            engine={"schedule": _DEMO_SCHEDULE},
+        ) as runtime,
+    ):
+        store = runtime.store
+        monitor = runtime.monitor(runtime.client())
         main = monitor.submit((r.request for r in rows), batch="demo")
         extended: list[int] = []
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -22,6 +22,11 @@ from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
 from klingmon.domain import TaskStatus
 from klingmon.errors import KlingmonError, NameTakenError, UsageError
 from klingmon.policy import is_moderation_failure
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from klingmon.store import BatchRow
 
 __all__: list[str] = []
 
@@ -84,67 +89,24 @@ def submit(
         "cfg_scale": cfg_scale,
         "negative_prompt": negative_prompt,
     }
-    taken = (
-        dry_run
-        and batch is not None
-        and taken_batch(context.store(), batch) is not None
-    )
-    if taken:  # said first, so that one dry run shows every mistake
-        context.err.print(
-            f"Error: a batch named {batch!r} already exists; choose another --batch",
-            markup=False,
-            soft_wrap=True,
-        )
+    # said first, so that one dry run shows every mistake
+    taken = dry_run and _say_if_taken(context, batch)
     rows = read_batch_file(file, defaults=defaults, endpoint=endpoint)
     store = context.store()
-    if batch is not None and not dry_run:
-        ensure_name_free(store, batch)
     if dry_run:
-        if as_json:
-            answer: dict[str, Any] = {
-                "valid": not taken,
-                "tasks": len(rows),
-                "file": str(file),
-            }
-            if batch is not None:
-                answer.update(batch=batch, batch_free=not taken)
-            emit_json(answer)
-        elif not taken:
-            name = f"batch name {batch!r} is free" if batch else "a fresh name"
-            context.err.print(
-                f"{file}: {len(rows)} tasks, all valid; {name} (nothing stored)",
-                markup=False,
-                soft_wrap=True,
-            )
-        if taken:
-            raise typer.Exit(2)
+        _say_dry_run(context, file, len(rows), batch, taken=taken, as_json=as_json)
         return
-    if watch or preflight:
-        open_client(context.settings).close()  # no credentials: exit 2, none stored
-    if preflight:
-        warning = check_kling(context.settings)
-        if warning:
-            context.err.print(
-                f"Warning: {escape(warning)}", highlight=False, soft_wrap=True
-            )
+    if batch is not None:
+        ensure_name_free(store, batch)
+    _check_before_storing(context, watch=watch, preflight=preflight)
     others = unsent_lines(store)
     stored = context.monitor().submit(
         (r.request for r in rows), batch=batch, timeout=timeout
     )
     if not watch:
-        if as_json:
-            emit_json({"batch": stored.name, "id": stored.id, "tasks": len(rows)})
-            return
-        context.err.print(
-            f"Stored batch {escape(stored.name)} with {len(rows)} tasks.",
-            highlight=False,
-            soft_wrap=True,
-        )
-        for line in unsent_lines(store):
-            context.err.print(escape(line), highlight=False, soft_wrap=True)
+        _say_stored(context, stored, len(rows), as_json=as_json)
         return
-    for line in others:
-        context.err.print(escape(line), highlight=False, soft_wrap=True)
+    _say_lines(context, others)
     # Only this batch is sent: other stored batches wait for their own watch.
     plan = WatchPlan(timeout=timeout, give_up_after=give_up_after)
     try:
@@ -152,6 +114,76 @@ def submit(
     except KlingmonError:
         _say_unsent(context, stored.id)
         raise
+
+
+def _say_if_taken(context: Context, batch: str | None) -> bool:
+    """Whether a dry run's ``--batch`` name is taken; if so, one error line says it."""
+    if batch is None or taken_batch(context.store(), batch) is None:
+        return False
+    context.err.print(
+        f"Error: a batch named {batch!r} already exists; choose another --batch",
+        markup=False,
+        soft_wrap=True,
+    )
+    return True
+
+
+def _say_dry_run(
+    context: Context,
+    file: Path,
+    tasks: int,
+    batch: str | None,
+    *,
+    taken: bool,
+    as_json: bool,
+) -> None:
+    """What a dry run found; exit 2 when the name is taken (nothing is stored)."""
+    if as_json:
+        answer: dict[str, Any] = {"valid": not taken, "tasks": tasks, "file": str(file)}
+        if batch is not None:
+            answer.update(batch=batch, batch_free=not taken)
+        emit_json(answer)
+    elif not taken:
+        name = f"batch name {batch!r} is free" if batch else "a fresh name"
+        context.err.print(
+            f"{file}: {tasks} tasks, all valid; {name} (nothing stored)",
+            markup=False,
+            soft_wrap=True,
+        )
+    if taken:
+        raise typer.Exit(2)
+
+
+def _check_before_storing(context: Context, *, watch: bool, preflight: bool) -> None:
+    """Credentials first (exit 2, none stored), then the preflight's one list call."""
+    if watch or preflight:
+        open_client(context.settings).close()
+    if preflight:
+        warning = check_kling(context.settings)
+        if warning:
+            context.err.print(
+                f"Warning: {escape(warning)}", highlight=False, soft_wrap=True
+            )
+
+
+def _say_stored(
+    context: Context, stored: BatchRow, tasks: int, *, as_json: bool
+) -> None:
+    """A batch stored without ``--watch``: its name, then what else waits unsent."""
+    if as_json:
+        emit_json({"batch": stored.name, "id": stored.id, "tasks": tasks})
+        return
+    context.err.print(
+        f"Stored batch {escape(stored.name)} with {tasks} tasks.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _say_lines(context, unsent_lines(context.store()))
+
+
+def _say_lines(context: Context, lines: Iterable[str]) -> None:
+    for line in lines:
+        context.err.print(escape(line), highlight=False, soft_wrap=True)
 
 
 def _say_unsent(context: Context, batch_id: int) -> None:

@@ -18,15 +18,18 @@ from klingmon.policy._governor import Aimd, SlotLimit, backoff
 from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
 from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
 from klingmon.policy._schedule import (
+    INTERVAL_RULE,
     Schedule,
     SchedulePolicy,
     finish_hazard,
+    intervals_ordered,
     next_poll_delay,
     polls_per_hour,
 )
 from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
 
 __all__ = [
+    "INTERVAL_RULE",
     "MODERATION_CODES",
     "RANK",
     "Aimd",
@@ -43,6 +46,7 @@ __all__ = [
     "backoff",
     "classify_create_error",
     "finish_hazard",
+    "intervals_ordered",
     "is_moderation_failure",
     "is_stuck",
     "judge",

@@ -33,16 +33,27 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "INTERVAL_RULE",
     "Schedule",
     "SchedulePolicy",
     "finish_hazard",
+    "intervals_ordered",
     "next_poll_delay",
     "polls_per_hour",
 ]
 
 _TAIL_DIVISOR = 4.0
+#: The one order the three poll intervals must keep, in the words errors use.
+INTERVAL_RULE = "need 0 < min_interval <= target_lag <= max_interval"
 _P_TAIL = 0.99
 _EPSILON = 1e-9
+
+
+def intervals_ordered(
+    min_interval: float, target_lag: float, max_interval: float
+) -> bool:
+    """Whether the intervals keep :data:`INTERVAL_RULE` (checked here only)."""
+    return 0 < min_interval <= target_lag <= max_interval
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,8 +78,8 @@ class SchedulePolicy:
     sweep_gap: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_interval <= self.target_lag <= self.max_interval:
-            raise ValueError("need 0 < min_interval <= target_lag <= max_interval")
+        if not intervals_ordered(self.min_interval, self.target_lag, self.max_interval):
+            raise ValueError(INTERVAL_RULE)
         if self.safety_interval < self.min_interval:
             raise ValueError("safety_interval must be at least min_interval")
         if not 0 <= self.jitter < 1:

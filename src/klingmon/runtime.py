@@ -1,0 +1,152 @@
+"""The one place where a front's :class:`Settings` become working parts.
+
+``watch``, ``worker``, ``serve``, ``demo`` and the benchmarks all need the same
+things put together the same way: the store the settings name, a Kling client with the
+credentials the settings resolved, the engine's settings (with a callback URL when a
+public URL is set) and, for ``serve``, the web app over the same store and secret.
+:func:`build_runtime` does it once; the fronts only say what differs (a transport, a
+clock, an engine knob no flag carries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Self
+
+from klingmon._clock import Clock, SystemClock
+from klingmon.api import AsyncKlingClient
+from klingmon.engine import EngineSettings, Monitor
+from klingmon.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+
+    import httpx
+    from fastapi import FastAPI
+
+    from klingmon.config import Settings
+
+__all__ = ["Runtime", "build_runtime"]
+
+
+class Runtime:
+    """Store, clients, engine settings and web app of one front, from one Settings.
+
+    The store is opened on first use and closed by :meth:`close` (or the ``with``
+    block); each client and monitor handed out is the caller's to close, as the
+    engine's runs close theirs.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        engine: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._transport = transport
+        self._engine_overrides = dict(engine or {})
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.settings.db)
+        return self._store
+
+    def client(
+        self, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AsyncKlingClient:
+        """A Kling client on the settings' base URL and credentials (the only path)."""
+        keys = self.settings.credentials()
+        return AsyncKlingClient(
+            access_key=keys["access_key"],
+            secret_key=keys["secret_key"],
+            api_key=keys["api_key"],
+            base_url=self.settings.api_base,
+            transport=transport if transport is not None else self._transport,
+            clock=self.clock,
+        )
+
+    def server_secret(self) -> bytes:
+        """The key of the callback-URL tokens: configured, else kept in the store."""
+        from klingmon.web._tokens import (  # noqa: PLC0415 - no FastAPI for others
+            server_secret,
+        )
+
+        return server_secret(self.store, self.settings.callback_secret)
+
+    def callback_url(self) -> Callable[[str], str] | None:
+        """Builds each task's ``callback_url`` when a public URL is configured."""
+        if not self.settings.public_url:
+            return None
+        from klingmon.web._tokens import (  # noqa: PLC0415 - no FastAPI for others
+            callback_url_builder,
+        )
+
+        return callback_url_builder(self.settings.public_url, self.server_secret())
+
+    def engine_settings(self) -> EngineSettings:
+        """The settings' engine group, its callback URL, then the front's overrides."""
+        found = dataclasses.replace(
+            self.settings.engine, callback_url=self.callback_url()
+        )
+        if self._engine_overrides:
+            found = dataclasses.replace(found, **self._engine_overrides)
+        return found
+
+    def monitor(self, client: AsyncKlingClient | None = None) -> Monitor:
+        """A monitor over this store; ``client`` when it will talk to Kling."""
+        return Monitor(
+            store=self.store,
+            client=client,
+            settings=self.engine_settings(),
+            clock=self.clock,
+        )
+
+    def web_app(self, **options: Any) -> FastAPI:
+        """``serve``'s app over this store, secret and clock; ``options`` as
+        :func:`klingmon.web.create_app` takes them (receiver settings, hooks, ...)."""
+        from klingmon.web import create_app  # noqa: PLC0415 - FastAPI only for serve
+
+        return create_app(
+            self.store, secret=self.server_secret(), clock=self.clock, **options
+        )
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Runtime(db={self.settings.db!r}, api_base={self.settings.api_base!r})"
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    engine: Mapping[str, Any] | None = None,
+) -> Runtime:
+    """The parts every front assembles from ``settings``.
+
+    ``clock`` drives the client, the engine and the web app (a virtual one in the
+    benchmarks); ``transport`` is the clients' default (a simulator's in-process one);
+    ``engine`` replaces engine settings no flag carries (a seed, a faster schedule).
+    """
+    return Runtime(settings, clock=clock, transport=transport, engine=engine)
