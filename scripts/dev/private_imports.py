@@ -35,7 +35,7 @@ PACKAGE = "klingmon"
 # Imports that stay as they are, each for a reason; the same pairs are the
 # ``ignore_imports`` of the ``private-modules`` contract in pyproject.toml.
 KEPT = {
-    ("klingmon.cli._context", "klingmon.web._tokens"): (
+    ("klingmon.cli._context", "klingmon.callback_tokens"): (
         "lazy on purpose: klingmon.web's __init__ pulls in FastAPI, which `submit`"
         " with a public URL does not need; the token maths belongs below the fronts"
     ),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from klingmon._clock import Clock, SystemClock
 from klingmon.api import AsyncKlingClient
+from klingmon.callback_tokens import callback_url_builder, server_secret
 from klingmon.engine import EngineSettings, Monitor
 from klingmon.store import Store
 
@@ -74,20 +75,12 @@ class Runtime:
 
     def server_secret(self) -> bytes:
         """The key of the callback-URL tokens: configured, else kept in the store."""
-        from klingmon.web._tokens import (  # noqa: PLC0415 - no FastAPI for others
-            server_secret,
-        )
-
         return server_secret(self.store, self.settings.callback_secret)
 
     def callback_url(self) -> Callable[[str], str] | None:
         """Builds each task's ``callback_url`` when a public URL is configured."""
         if not self.settings.public_url:
             return None
-        from klingmon.web._tokens import (  # noqa: PLC0415 - no FastAPI for others
-            callback_url_builder,
-        )
-
         return callback_url_builder(self.settings.public_url, self.server_secret())
 
     def engine_settings(self) -> EngineSettings:

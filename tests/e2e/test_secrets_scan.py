@@ -21,13 +21,13 @@ import pytest
 from cli_support import FAST_FLAGS, cli_env, klingmon
 
 from klingmon.api import AsyncKlingClient, JwtAuth, KlingClient, RetryPolicy
+from klingmon.callback_tokens import SECRET_META_KEY
 from klingmon.config import Secret, Settings
 from klingmon.errors import KlingmonError, StoreError
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer, VirtualClock
 from klingmon.web import Dashboard, ReceiverSettings, create_app, server_secret
-from klingmon.web._tokens import SECRET_META_KEY
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from klingmon.callback_tokens import (
+    CALLBACK_PATH,
+    callback_token,
+    callback_url_builder,
+    server_secret,
+    token_matches,
+)
 from klingmon.web._app import create_app, engine_waker
 from klingmon.web._dashboard import Dashboard
 from klingmon.web._hosts import HostPolicy, url_host
@@ -9,13 +16,6 @@ from klingmon.web._limits import Limits
 from klingmon.web._metrics import MeteredTransport, Metrics
 from klingmon.web._receiver import MAX_BODY, Outcome, Receiver, ReceiverSettings
 from klingmon.web._signature import SignatureError, sign_headers, verify_signature
-from klingmon.web._tokens import (
-    CALLBACK_PATH,
-    callback_token,
-    callback_url_builder,
-    server_secret,
-    token_matches,
-)
 
 __all__ = [
     "CALLBACK_PATH",

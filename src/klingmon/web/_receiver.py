@@ -33,12 +33,12 @@ from pydantic import ValidationError
 from klingmon._clock import Clock, SystemClock, to_ms
 from klingmon.api import snapshot
 from klingmon.api._models import Task, parse_status
+from klingmon.callback_tokens import token_matches
 from klingmon.domain import ACTIVE, TERMINAL
 from klingmon.engine._engine import CALLBACK_META_PREFIX
 from klingmon.store import Observation
 from klingmon.store._group import GroupCommit
 from klingmon.web._signature import SignatureError, verify_signature
-from klingmon.web._tokens import token_matches
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from klingmon.callback_tokens import SECRET_META_KEY
 from klingmon.config import load_settings
 from klingmon.errors import ConfigError
 from klingmon.store import Store
 from klingmon.web import server_secret
-from klingmon.web._tokens import SECRET_META_KEY
 
 WHSEC = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0MTI="
 
