@@ -477,3 +477,31 @@ def test_signed_callbacks_with_rotation():
             standardwebhooks.Webhook(secret).verify(body, headers)
         with pytest.raises(standardwebhooks.WebhookVerificationError):
             standardwebhooks.Webhook(other).verify(body, headers)
+
+
+def test_legacy_audio_results():
+    """Legacy audio tasks answer ``task_result.audios`` with mp3 and wav files."""
+    with serve() as (server, client, clock):
+        path = "/v1/audio/text-to-audio"
+        created = client.post(path, json={"prompt": "rain on a tin roof"})
+        assert created.status_code == 200, created.text
+        task_id = created.json()["data"]["task_id"]
+        clock.advance(DAY)
+        data = client.get(f"{path}/{task_id}").json()["data"]
+        assert data["task_status"] == "succeed"
+        assert data["final_unit_deduction"] == "0.5"
+        [audio] = data["task_result"]["audios"]
+        assert set(audio) == {
+            "id",
+            "url_mp3",
+            "url_wav",
+            "duration_mp3",
+            "duration_wav",
+        }
+        for key, kind in (("url_mp3", "audio/mpeg"), ("url_wav", "audio/wav")):
+            media = client.get(audio[key])
+            assert media.headers["content-type"] == kind
+            digest = hashlib.sha256(media.content).hexdigest()
+            assert digest == server.sim.media_sha256(audio[key])
+        listed = client.get(path).json()["data"]
+        assert [t["task_id"] for t in listed] == [task_id]

@@ -45,9 +45,11 @@ KNOWN_ENDPOINTS = frozenset(
         "/v1/images/editing/expand",
         "/v1/images/omni-image",
         "/v1/images/multi-image2image",
+        "/v1/audio/text-to-audio",
+        "/v1/audio/video-to-audio",
     }
 )
-_KINDS = ("videos", "images")
+_KINDS = ("videos", "images", "audio")
 
 
 def _classify(sim: Simulator, request: Request) -> tuple[str, str, str | None] | None:

@@ -312,7 +312,9 @@ class Simulator:
                 return error(1303)
             task = self._new_task(endpoint, body, base_url, now, need)
             self._pools.add(LEGACY_POOL, task.task_id, held)
-            package = "image" if task.is_image else "video"
+            package = (
+                "image" if task.is_image else "audio" if task.is_audio else "video"
+            )
             self._charge(task, package, float(price(endpoint, body, task.parent_model)))
             self._plan_callbacks(task)
         return ok(task.created_view())

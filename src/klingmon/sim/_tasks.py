@@ -75,7 +75,7 @@ def price(endpoint: str, body: dict[str, Any], parent_model: str | None) -> str:
     """``final_unit_deduction`` of a task that succeeded, per reference §8.4."""
     if endpoint.startswith("/v1/images/"):
         return _fmt(_IMAGE_UNIT * _count(body))
-    if endpoint.endswith("/lip-sync"):
+    if endpoint.endswith("/lip-sync") or endpoint.startswith("/v1/audio/"):
         return "0.5"
     model = str(body.get("model_name") or parent_model or "kling-v1")
     std5, std10, pro5, pro10 = _UNITS.get(model, _DEFAULT_UNITS)
@@ -149,11 +149,29 @@ class SimTask:
     def is_image(self) -> bool:
         return self.endpoint.startswith("/v1/images/")
 
+    @property
+    def is_audio(self) -> bool:
+        return self.endpoint.startswith("/v1/audio/")
+
     def file_names(self) -> tuple[str, ...]:
         """The names served under ``/media/<task_id>/`` once it succeeded."""
-        if self.generation == "legacy":
-            return tuple(f"{i}.mp4" for i in range(len(self.video_ids)))
-        return self.files
+        if self.generation != "legacy":
+            return self.files
+        if self.is_audio:
+            return ("0.mp3", "0.wav")
+        return tuple(f"{i}.mp4" for i in range(len(self.video_ids)))
+
+    def _audio(self) -> dict[str, str]:
+        """One ``task_result.audios`` item of a legacy audio task (reference S10)."""
+        mp3, wav = self.urls()
+        seconds = "10.0" if self.body.get("duration") in {"10", 10} else "5.0"
+        return {
+            "id": self.video_ids[0],
+            "url_mp3": mp3,
+            "url_wav": wav,
+            "duration_mp3": seconds,
+            "duration_wav": seconds,
+        }
 
     def transitions(self, now: float) -> list[tuple[str, int]]:
         """The status changes that have happened by ``now``, with epoch-ms times."""
@@ -171,9 +189,9 @@ class SimTask:
         return self.ends_at is None or now < self.ends_at
 
     def urls(self) -> list[str]:
+        """The legacy result URLs (unsigned), one per served file."""
         return [
-            f"{self.base_url}/media/{self.task_id}/{i}.mp4"
-            for i in range(len(self.video_ids))
+            f"{self.base_url}/media/{self.task_id}/{name}" for name in self.file_names()
         ]
 
     def duration(self) -> str:
@@ -238,6 +256,8 @@ class SimTask:
                 result["images"] = [
                     {"index": i, "url": url} for i, url in enumerate(self.urls())
                 ]
+            elif self.is_audio:
+                result["audios"] = [self._audio()]
             else:
                 result["videos"] = [
                     {"id": vid, "url": url, "duration": self.duration()}
