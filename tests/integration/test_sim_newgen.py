@@ -21,8 +21,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from klingmon.sim import Faults, SimConfig
-from klingmon.sim._config import ResourcePack
+from klingmon.sim import Faults, ResourcePack, SimConfig
 from klingmon.testing import AppServer, SimServer, VirtualClock
 
 if TYPE_CHECKING:

@@ -109,7 +109,7 @@ def _code_for(status: int) -> int:
 
 
 class Simulator:
-    """A local Kling account speaking the legacy API (reference §11).
+    """A local Kling account speaking both API generations over one task store.
 
     Task timings are drawn from ``random.Random`` seeded by ``config.seed`` and
     read from the injected clock, so a run is repeatable. On a

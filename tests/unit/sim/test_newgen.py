@@ -15,8 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from klingmon.sim import Faults
-from klingmon.sim._config import ResourcePack
+from klingmon.sim import Faults, ResourcePack
 from klingmon.sim._ledger import Ledger
 from klingmon.sim._query import Sweep, next_cursor, parse_ids, parse_sweep
 from klingmon.sim._webhooks import webhook_headers
