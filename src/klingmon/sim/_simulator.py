@@ -320,8 +320,8 @@ class Simulator:
         return ok(task.created_view())
 
     def is_new_path(self, path: str) -> bool | None:
-        """True for a known ``/<family>/<model>``, False for an unknown model of a
-        known family (or a retired one), None for no such route."""
+        """How to route ``path``: a known or retired model (True), an unknown model
+        of a known family (False, refused with 1201), or no such route (None)."""
         if path in self.config.new_models or path in self.config.retired:
             return True
         parsed = family_of(path)
