@@ -1,16 +1,36 @@
 """A local Kling API: the test double, the benchmark target and a free playground.
 
-It speaks the legacy ``/v1`` API of the reference notes (§11): JWT or API-key auth,
-Kling's envelope and codes, concurrency slots, a seeded task lifecycle on an
-injected clock, callbacks (optionally Standard-Webhooks signed), playable result
-files, and fault injection (random or scripted) with counters to check clients by.
+It speaks both API generations over one task store and clock. Legacy (reference
+§11): ``/v1/...`` with ``model_name`` in the body, JWT or API-key auth, one
+account-wide pool. New (``kling-api-2026.md``): ``POST /<family>/<model>``, API
+keys only, ``GET /tasks?task_ids=`` and ``POST /tasks`` by cursor, typed
+``outputs[]`` and ``billing[]``, pools per model version x pack type, resource
+packs behind ``GET /account/costs``. Both have Kling's envelope and codes, a
+seeded task lifecycle on an injected clock, callbacks (optionally Standard-Webhooks
+signed, two signatures during a rotation), playable result files, and fault
+injection (random or scripted) with counters to check clients by.
 """
 
 from __future__ import annotations
 
-from klingmon.sim._config import Faults, SimConfig
+from klingmon.sim._config import (
+    DEFAULT_NEW_MODELS,
+    DEFAULT_RETIRED,
+    Faults,
+    ResourcePack,
+    SimConfig,
+)
 from klingmon.sim._serve import run
 from klingmon.sim._simulator import Simulator
 from klingmon.sim._webhooks import sign as sign_webhook
 
-__all__ = ["Faults", "SimConfig", "Simulator", "run", "sign_webhook"]
+__all__ = [
+    "DEFAULT_NEW_MODELS",
+    "DEFAULT_RETIRED",
+    "Faults",
+    "ResourcePack",
+    "SimConfig",
+    "Simulator",
+    "run",
+    "sign_webhook",
+]

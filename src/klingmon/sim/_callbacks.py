@@ -53,7 +53,7 @@ class CallbackDispatcher:
         clock: Clock,
         transport: httpx.AsyncBaseTransport | None,
         snapshot: Callable[[str, float], Snapshot],
-        secret: Callable[[], str | None],
+        secret: Callable[[], tuple[str, ...]],
     ) -> None:
         self._clock = clock
         self._transport = transport
@@ -154,13 +154,14 @@ class CallbackDispatcher:
             return
         url, task = snapshot
         body = json.dumps(task, separators=(",", ":"), ensure_ascii=False).encode()
-        extra = {"task_id": delivery.task_id, "task_status": task.get("task_status")}
+        status = task.get("task_status", task.get("status"))
+        extra = {"task_id": delivery.task_id, "task_status": status}
         for _ in range(delivery.copies):
             headers = {"Content-Type": "application/json; charset=utf-8"}
-            secret = self._secret()
-            if secret:
+            secrets = self._secret()
+            if secrets:
                 stamp = int(self._clock.now())
-                headers.update(webhook_headers(secret, delivery.msg_id, stamp, body))
+                headers.update(webhook_headers(secrets, delivery.msg_id, stamp, body))
             try:
                 response = await client.post(url, content=body, headers=headers)
             except httpx.HTTPError as exc:

@@ -5,7 +5,67 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["Faults", "SimConfig"]
+__all__ = [
+    "DEFAULT_NEW_MODELS",
+    "DEFAULT_PACKS",
+    "DEFAULT_RETIRED",
+    "Faults",
+    "ResourcePack",
+    "SimConfig",
+]
+
+#: New-generation create paths (``/<family>/<model>``) the account knows.
+DEFAULT_NEW_MODELS = frozenset(
+    {
+        "/text-to-video/kling-2.6",
+        "/text-to-video/kling-3.0",
+        "/text-to-video/kling-3.0-turbo",
+        "/image-to-video/kling-2.5-turbo",
+        "/image-to-video/kling-2.6",
+        "/image-to-video/kling-3.0",
+        "/image-to-video/kling-3.0-turbo",
+        "/image-to-video/kling-3.0-omni",
+        "/omni-video/kling-3.0-omni",
+        "/omni-video/kling-o1",
+        "/motion-control/kling-3.0",
+        "/motion-control/kling-2.6",
+        "/image-generation/kling-3.0",
+        "/image-generation/kling-o1",
+        "/omni-image/kling-3.0-omni",
+        "/omni-image/kling-o1",
+        "/text-to-audio/kling-audio",
+        "/video-to-audio/kling-audio",
+        "/custom-voice/kling-voice",
+        "/custom-element/kling-element",
+    }
+)
+
+#: Paths (legacy or new) and legacy ``model_name`` values answered as retired:
+#: ``/v1/videos/multi-image2video`` answered "This API is no longer available" live.
+DEFAULT_RETIRED = frozenset({"/v1/videos/multi-image2video"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResourcePack:
+    """One resource pack of the account (``GET /account/costs``); charged in order."""
+
+    name: str
+    #: ``video`` | ``image`` | ``audio``: the tasks it pays for.
+    package_type: str = "video"
+    total: float = 1000.0
+    pack_id: str = ""
+    pack_type: Literal["decreasing_total", "constant_period"] = "decreasing_total"
+
+    def __post_init__(self) -> None:
+        if self.total < 0:
+            raise ValueError("a pack's total must be >= 0")
+
+
+DEFAULT_PACKS = (
+    ResourcePack(name="Video pack 1000", package_type="video", pack_id="8001"),
+    ResourcePack(name="Image pack 1000", package_type="image", pack_id="8002"),
+    ResourcePack(name="Audio pack 1000", package_type="audio", pack_id="8003"),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,11 +140,27 @@ class SimConfig:
     media_chunk_delay: float = 0.0
     #: The first ``media_cut`` result-file answers stop halfway: the connection drops.
     media_cut: int = 0
+    #: New generation: the ``/<family>/<model>`` create paths served.
+    new_models: frozenset[str] = DEFAULT_NEW_MODELS
+    #: Paths and legacy model names answered 400/1200 "This API is no longer
+    #: available" (the code is UNCONFIRMED; the message was seen live).
+    retired: frozenset[str] = DEFAULT_RETIRED
+    #: New generation: slots per pool (account x model version x pack type).
+    video_slots: int = 5
+    image_slots: int = 10
+    #: Most ids one ``GET /tasks`` takes (Kling's limit is UNCONFIRMED).
+    max_query_ids: int = 50
+    #: The account's resource packs; empty => ``/account/costs`` has no list.
+    packs: tuple[ResourcePack, ...] = DEFAULT_PACKS
+    #: Rotation: a second secret; callbacks then carry two ``v1,`` signatures.
+    webhook_secret_previous: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if min(self.media_size, self.media_chunk_delay, self.media_cut) < 0:
             raise ValueError("media_size, media_chunk_delay and media_cut must be >= 0")
         if self.time_scale <= 0:
             raise ValueError("time_scale must be positive")
-        if self.slots < 1:
-            raise ValueError("slots must be at least 1")
+        if min(self.slots, self.video_slots, self.image_slots) < 1:
+            raise ValueError("slots, video_slots and image_slots must be at least 1")
+        if self.max_query_ids < 1:
+            raise ValueError("max_query_ids must be at least 1")

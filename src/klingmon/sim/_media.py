@@ -12,7 +12,7 @@ import re
 from functools import cache
 from importlib import resources
 
-__all__ = ["ByteRange", "media_bytes", "media_sha256", "parse_range"]
+__all__ = ["ByteRange", "file_bytes", "media_bytes", "media_sha256", "parse_range"]
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 
@@ -23,12 +23,16 @@ def _sample() -> bytes:
 
 
 @cache
-def media_bytes(task_id: str, index: int, size: int = 0) -> bytes:
+def media_bytes(task_id: str, index: int, size: int = 0, variant: str = "") -> bytes:
     """The MP4 served for result ``index`` of ``task_id``, padded to ``size`` bytes.
 
     The padding goes inside the same ``free`` box, so a big file stays playable.
+    ``variant`` (a new-generation file name such as ``0-wm.mp4``) makes each file
+    of a task differ; images and audio are served as the same MP4 bytes.
     """
     payload = f"klingmon-sim task={task_id} index={index}".encode()
+    if variant:
+        payload += f" file={variant}".encode()
     sample = _sample()
     pad = max(0, size - len(sample) - 8 - len(payload))
     payload += bytes(pad)
@@ -38,6 +42,15 @@ def media_bytes(task_id: str, index: int, size: int = 0) -> bytes:
 
 def media_sha256(task_id: str, index: int, size: int = 0) -> str:
     return hashlib.sha256(media_bytes(task_id, index, size)).hexdigest()
+
+
+def file_bytes(task_id: str, name: str, size: int = 0) -> bytes:
+    """The bytes of file ``name`` (``3.mp4`` as legacy serves it, or ``0-wm.png``)."""
+    stem = name.removesuffix(".mp4")
+    if stem.isdigit() and name.endswith(".mp4"):
+        return media_bytes(task_id, int(stem), size)
+    index = name.partition(".")[0].partition("-")[0]
+    return media_bytes(task_id, int(index) if index.isdigit() else 0, size, name)
 
 
 ByteRange = tuple[int, int]

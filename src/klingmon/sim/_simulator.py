@@ -7,10 +7,13 @@ from a background thread while the test thread reads counters and sets faults.
 from __future__ import annotations
 
 import base64
+import bisect
 import dataclasses
+import hashlib
 import json
 import logging
 import random
+import re
 import threading
 import uuid
 from collections import Counter, defaultdict, deque
@@ -19,14 +22,31 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from klingmon._clock import SystemClock
+from klingmon._clock import SystemClock, to_ms
 from klingmon.sim._answers import Answer, error, ok, ok_items
 from klingmon.sim._app import build_app
 from klingmon.sim._callbacks import CallbackDispatcher, Snapshot
 from klingmon.sim._config import Faults, SimConfig
-from klingmon.sim._media import media_bytes
-from klingmon.sim._media import media_sha256 as _sha256
-from klingmon.sim._tasks import SimTask, draw_plan, new_video_ids
+from klingmon.sim._ledger import Charge, Ledger
+from klingmon.sim._media import file_bytes
+from klingmon.sim._newgen import (
+    NEW_STATUS,
+    created_view,
+    family_of,
+    file_names,
+    image_count,
+    output_kind,
+    pack_type,
+    plan_body,
+    product_type,
+    signed_url,
+    task_object,
+    units,
+    validate_new,
+)
+from klingmon.sim._pools import LEGACY_POOL, Pools
+from klingmon.sim._query import Sweep, next_cursor
+from klingmon.sim._tasks import SimTask, draw_plan, new_video_ids, price
 from klingmon.sim._transports import InProcessTransport, SyncInProcessTransport
 from klingmon.sim._validate import MESSAGES, validate_create
 
@@ -38,10 +58,18 @@ if TYPE_CHECKING:
 
     from klingmon._clock import Clock
 
-__all__ = ["ROUTES", "Scripted", "Simulator"]
+__all__ = ["RETIRED_MESSAGE", "ROUTES", "Scripted", "Simulator"]
 
-#: ``media``: result files (``any`` covers the API routes only).
-ROUTES = frozenset({"create", "get", "list", "any", "media"})
+#: ``media``: result files (``any`` covers the API routes only). ``create`` is
+#: both generations' creates; ``tasks_get`` / ``tasks_post`` are ``GET /tasks`` and
+#: ``POST /tasks``; ``costs`` is ``GET /account/costs``.
+ROUTES = frozenset(
+    {"create", "get", "list", "any", "media", "tasks_get", "tasks_post", "costs"}
+)
+#: Seen live on a retired legacy endpoint (its code is UNCONFIRMED: 400/1200 here).
+RETIRED_MESSAGE = "This API is no longer available"
+_MEDIA_NAME = re.compile(r"^\d+(-wm)?\.(mp4|png|mp3|wav)$")
+_PACKAGE = {"video": "video", "image": "image", "audio": "audio", "voice": "audio"}
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +109,7 @@ def _code_for(status: int) -> int:
 
 
 class Simulator:
-    """A local Kling account speaking the legacy API (reference §11).
+    """A local Kling account speaking both API generations over one task store.
 
     Task timings are drawn from ``random.Random`` seeded by ``config.seed`` and
     read from the injected clock, so a run is repeatable. On a
@@ -108,18 +136,23 @@ class Simulator:
         self._by_endpoint: defaultdict[str, list[str]] = defaultdict(list)
         self._by_external: dict[str, str] = {}
         self._by_video: dict[str, str] = {}
-        self._active: set[str] = set()
         self._requests: Counter[str] = Counter()
         self._by_route: Counter[str] = Counter()
         self._creates_per_external: Counter[str] = Counter()
         self._duplicates_per_external: Counter[str] = Counter()
-        self._max_in_flight = 0
+        self._pools = Pools()
+        self._ledger = Ledger(config.packs, self.clock.now())
+        self._charges: dict[str, Charge] = {}
+        #: New-generation tasks in creation order, with their create times (ms).
+        self._new_ids: list[str] = []
+        self._new_created: list[int] = []
+        self._url_key = hashlib.sha256(f"{seed}:urls".encode()).digest()
         self._scripts: dict[str, deque[Scripted]] = {r: deque() for r in ROUTES}
         self.callbacks = CallbackDispatcher(
             clock=self.clock,
             transport=callback_transport,
             snapshot=self._snapshot,
-            secret=lambda: self.config.webhook_secret,
+            secret=self._webhook_secrets,
         )
         self.app: Starlette = build_app(self)
 
@@ -167,24 +200,16 @@ class Simulator:
 
     def media_sha256(self, url_path: str) -> str:
         """SHA-256 of the file served at ``url_path`` (a path or a full URL)."""
-        task_id, index = _parse_media_path(urlsplit(url_path).path)
-        return _sha256(task_id, index, self.config.media_size)
+        task_id, name = _parse_media_path(urlsplit(url_path).path)
+        data = file_bytes(task_id, name, self.config.media_size)
+        return hashlib.sha256(data).hexdigest()
 
     def counters(self) -> dict[str, Any]:
         """What happened so far; the JSON of ``GET /admin/counters``."""
         with self._lock:
             now = self.clock.now()
             tasks = {
-                task.task_id: {
-                    "external_task_id": task.external_task_id,
-                    "endpoint": task.endpoint,
-                    "status": task.status(now),
-                    "transitions": [list(t) for t in task.transitions(now)],
-                    "urls": task.urls() if task.status(now) == "succeed" else [],
-                    # Drawn to never finish (Faults.stuck_rate): the truth to check
-                    # a monitor's stuck flags against.
-                    "stuck": task.outcome == "stuck",
-                }
+                task.task_id: self._task_counters(task, now)
                 for task in self._tasks.values()
             }
             return {
@@ -196,8 +221,14 @@ class Simulator:
                 "duplicate_creates_per_external_id": dict(
                     self._duplicates_per_external
                 ),
-                "max_in_flight": self._max_in_flight,
+                # The legacy account-wide pool, as before the new generation.
+                "max_in_flight": self._pools.max[LEGACY_POOL],
                 "in_flight": self._in_flight(now),
+                # Every pool: ``legacy`` and ``<model>/<video|image>`` (new).
+                "in_flight_per_pool": self._pools.snapshot(self._tasks, now),
+                "max_in_flight_per_pool": dict(self._pools.max),
+                "answers_1303_per_pool": dict(self._pools.refused),
+                "packs_remaining": self._ledger.remaining_by_name(now),
                 "answers_1303": sum(
                     n for k, n in self._requests.items() if k.endswith("-1303")
                 ),
@@ -261,27 +292,112 @@ class Simulator:
             return path in self._by_endpoint
 
     def create(self, endpoint: str, body: dict[str, Any], base_url: str) -> Answer:
+        """A legacy create (``/v1/...``, ``model_name`` in the body)."""
         ext = body.get("external_task_id")
-        with self._lock:
-            if ext is not None:
-                self._creates_per_external[str(ext)] += 1
+        self._count_create(ext)
+        if self._is_retired(endpoint, body.get("model_name")):
+            return error(1200, RETIRED_MESSAGE)
         message = validate_create(endpoint, body)
         if message is not None:
             return error(1201, message)
         with self._lock:
-            if ext is not None and str(ext) in self._by_external:
-                # Kling's answer to a reused id: 400/1201, nothing created or billed.
-                self._duplicates_per_external[str(ext)] += 1
+            if self._is_duplicate(ext):
                 return error(1201, "external_task_id already exists: it must be unique")
             now = self.clock.now()
             need = _count(body) if endpoint.startswith("/v1/images/") else 1
-            in_flight = self._in_flight(now)
-            if in_flight + need > self.config.slots:
+            held = self._pools.admit(
+                LEGACY_POOL, need, self.config.slots, self._tasks, now
+            )
+            if held is None:
                 return error(1303)
             task = self._new_task(endpoint, body, base_url, now, need)
-            self._max_in_flight = max(self._max_in_flight, in_flight + need)
+            self._pools.add(LEGACY_POOL, task.task_id, held)
+            package = (
+                "image" if task.is_image else "audio" if task.is_audio else "video"
+            )
+            self._charge(task, package, float(price(endpoint, body, task.parent_model)))
             self._plan_callbacks(task)
         return ok(task.created_view())
+
+    def is_new_path(self, path: str) -> bool | None:
+        """How to route ``path``: a known or retired model (True), an unknown model
+        of a known family (False, refused with 1201), or no such route (None)."""
+        if path in self.config.new_models or path in self.config.retired:
+            return True
+        parsed = family_of(path)
+        if parsed is None:
+            return None
+        families = {p.strip("/").split("/")[0] for p in self.config.new_models}
+        return False if parsed[0] in families else None
+
+    def create_new(self, path: str, body: dict[str, Any], base_url: str) -> Answer:
+        """A new-generation create: ``POST /<family>/<model>``."""
+        parsed = family_of(path)
+        if parsed is None:
+            return error(1201, "model is not supported")
+        family, model = parsed
+        options = body.get("options")
+        ext = options.get("external_task_id") if isinstance(options, dict) else None
+        self._count_create(ext)
+        if self._is_retired(path, model):
+            return error(1200, RETIRED_MESSAGE)
+        if path not in self.config.new_models:
+            return error(1201, "model is not supported")
+        message = validate_new(family, model, body)
+        if message is not None:
+            return error(1201, message)
+        return self._admit_new(path, family, model, body, base_url, ext)
+
+    def query_ids(self, ids: list[str], *, external: bool) -> Answer:
+        """``GET /tasks?task_ids=`` (or ``external_task_ids=``): unknown ids missing."""
+        with self._lock:
+            now, seen = self.clock.now(), set()
+            out: list[dict[str, Any]] = []
+            for ident in ids:
+                task_id = self._by_external.get(ident) if external else ident
+                task = self._tasks.get(task_id or "")
+                if task is None or task.generation != "new" or task.task_id in seen:
+                    continue
+                seen.add(task.task_id)
+                out.append(self._new_view(task, now))
+        return ok(out)
+
+    def sweep(self, query: Sweep) -> Answer:
+        """``POST /tasks``: newest first within the window, by cursor."""
+        with self._lock:
+            now = self.clock.now()
+            low = bisect.bisect_left(self._new_created, query.start_ms)
+            high = bisect.bisect_right(self._new_created, query.end_ms)
+            if query.position is not None:
+                high = min(high, query.position)
+            result: list[dict[str, Any]] = []
+            position = high
+            while position > low and len(result) < query.limit:
+                position -= 1
+                task = self._tasks[self._new_ids[position]]
+                if self._matches(task, query, now):
+                    result.append(self._new_view(task, now))
+            more = any(
+                self._matches(self._tasks[self._new_ids[i]], query, now)
+                for i in range(position - 1, low - 1, -1)
+            )
+        if not result:
+            return ok({"count": 0, "has_more": False})
+        data: dict[str, Any] = {
+            "result": result,
+            "count": len(result),
+            "has_more": more,
+        }
+        if more:
+            data["next_cursor"] = next_cursor(query, position)
+        return ok(data)
+
+    def costs(self, name: str | None) -> Answer:
+        """``GET /account/costs``: the packs, their remaining counts as of now."""
+        with self._lock:
+            if not self.config.packs:
+                return ok({"code": 0, "msg": "success"})
+            return ok(self._ledger.costs(self.clock.now(), name))
 
     def query(self, endpoint: str, ident: str) -> Answer:
         with self._lock:
@@ -305,25 +421,115 @@ class Simulator:
                 chosen = [self._tasks[t] for t in picked]
             return ok_items([t.view_json(now) for t in chosen])
 
-    def media(self, task_id: str, index: int) -> bytes | None:
-        """The bytes of a result file, or None when there is no such file (yet)."""
+    def media(self, task_id: str, name: str) -> bytes | None:
+        """The bytes of result file ``name``, or None when there is none (yet)."""
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None or task.status(self.clock.now()) != "succeed":
                 return None
-            if not 0 <= index < len(task.video_ids):
+            if name not in task.file_names():
                 return None
-        return media_bytes(task_id, index, self.config.media_size)
+        return file_bytes(task_id, name, self.config.media_size)
 
     # -- internals -------------------------------------------------------------
 
     def _in_flight(self, now: float) -> int:
-        self._active = {t for t in self._active if self._tasks[t].in_flight(now)}
-        return sum(self._tasks[t].slots for t in self._active)
+        return self._pools.in_flight(LEGACY_POOL, self._tasks, now)
 
-    def _new_id(self) -> str:
+    def _webhook_secrets(self) -> tuple[str, ...]:
+        config = self.config
+        return tuple(
+            s for s in (config.webhook_secret, config.webhook_secret_previous) if s
+        )
+
+    def _count_create(self, ext: object) -> None:
+        with self._lock:
+            if ext is not None:
+                self._creates_per_external[str(ext)] += 1
+
+    def _is_duplicate(self, ext: object) -> bool:
+        """A reused external id: Kling answers 400/1201, nothing created or billed."""
+        if ext is None or str(ext) not in self._by_external:
+            return False
+        self._duplicates_per_external[str(ext)] += 1
+        return True
+
+    def _is_retired(self, path: str, model: object) -> bool:
+        retired = self.config.retired
+        return path in retired or (isinstance(model, str) and model in retired)
+
+    def _admit_new(  # noqa: PLR0917 -- a private step of create_new
+        self,
+        path: str,
+        family: str,
+        model: str,
+        body: dict[str, Any],
+        base_url: str,
+        ext: object,
+    ) -> Answer:
+        kind, pack = output_kind(family), pack_type(family)
+        need = image_count(body) if kind == "image" else 1
+        pool = f"{model}/{pack}"
+        size = self.config.image_slots if pack == "image" else self.config.video_slots
+        with self._lock:
+            if self._is_duplicate(ext):
+                return error(1201, "external_task_id already exists: it must be unique")
+            now = self.clock.now()
+            held = self._pools.admit(pool, need, size, self._tasks, now)
+            if held is None:
+                return error(1303)
+            task = self._new_task(
+                path, body, base_url, now, need, new=(family, model, pool)
+            )
+            self._pools.add(pool, task.task_id, held)
+            self._new_ids.append(task.task_id)
+            self._new_created.append(to_ms(task.created))
+            if kind in _PACKAGE:
+                self._charge(task, _PACKAGE[kind], units(family, model, body))
+            self._plan_callbacks(task)
+        return ok(created_view(task))
+
+    def _charge(self, task: SimTask, package: str, amount: float) -> None:
+        if task.outcome == "succeed" and task.ends_at is not None and amount > 0:
+            self._charges[task.task_id] = self._ledger.charge(
+                package, amount, task.ends_at
+            )
+
+    def _matches(self, task: SimTask, query: Sweep, now: float) -> bool:
+        if query.statuses and NEW_STATUS[task.status(now)] not in query.statuses:
+            return False
+        return not query.products or product_type(task.family) in query.products
+
+    def _new_view(self, task: SimTask, now: float) -> dict[str, Any]:
+        return task_object(task, now, self._charges.get(task.task_id), self._url_key)
+
+    def _task_counters(self, task: SimTask, now: float) -> dict[str, Any]:
+        status = task.status(now)
+        done = status == "succeed"
+        if task.generation == "legacy":
+            urls = task.urls() if done else []
+        else:
+            urls = (
+                [signed_url(task, n, self._url_key) for n in task.files] if done else []
+            )
+        charge = self._charges.get(task.task_id)
+        return {
+            "external_task_id": task.external_task_id,
+            "endpoint": task.endpoint,
+            "generation": task.generation,
+            "pool": task.pool,
+            "status": status,
+            "transitions": [list(t) for t in task.transitions(now)],
+            "urls": urls,
+            "billing": charge.billing() if done and charge is not None else None,
+            # Drawn to never finish (Faults.stuck_rate): the truth to check
+            # a monitor's stuck flags against.
+            "stuck": task.outcome == "stuck",
+        }
+
+    def _new_id(self, *, numeric: bool = False) -> str:
         while True:
-            if self.config.task_id_style == "base64":
+            if self.config.task_id_style == "base64" and not numeric:
                 raw = self._ids.randbytes(16)
                 task_id = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
             else:
@@ -331,34 +537,57 @@ class Simulator:
             if task_id not in self._tasks:
                 return task_id
 
-    def _new_task(
-        self, endpoint: str, body: dict[str, Any], base_url: str, now: float, slots: int
+    def _new_task(  # noqa: PLR0917 -- a private constructor of the store
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        base_url: str,
+        now: float,
+        slots: int,
+        new: tuple[str, str, str] | None = None,
     ) -> SimTask:
         faults = self.config.faults
+        kind = output_kind(new[0]) if new else "video"
         plan = draw_plan(
             self._rng,
             endpoint=endpoint,
-            body=body,
+            body=plan_body(body) if new else body,
             created=now,
             time_scale=self.config.time_scale,
             fail_rate=faults.fail_rate,
             stuck_rate=faults.stuck_rate,
+            image=kind == "image" if new else None,
         )
+        extra: dict[str, Any] = {}
+        if new:
+            family, model, pool = new
+            extra = {
+                "generation": "new",
+                "family": family,
+                "model": model,
+                "kind": kind,
+                "pool": pool,
+                "files": file_names(kind, slots),
+            }
         task = SimTask(
-            task_id=self._new_id(),
+            task_id=self._new_id(numeric=new is not None),
             endpoint=endpoint,
             body=body,
             base_url=(self.config.public_url or base_url).rstrip("/"),
             created=now,
-            video_ids=new_video_ids(self._ids, slots),
+            video_ids=(
+                [str(self._ids.randrange(10**17, 2 * 10**17))]
+                if new
+                else new_video_ids(self._ids, slots)
+            ),
             slots=slots,
             **plan,
+            **extra,
         )
         if endpoint.endswith("/video-extend"):
             task.parent_video, task.parent_model = self._parent(str(body["video_id"]))
         self._tasks[task.task_id] = task
         self._by_endpoint[endpoint].append(task.task_id)
-        self._active.add(task.task_id)
         if task.external_task_id is not None:
             self._by_external[task.external_task_id] = task.task_id
         for video_id in task.video_ids:
@@ -378,7 +607,7 @@ class Simulator:
         return info, parent.body.get("model_name") or parent.parent_model
 
     def _plan_callbacks(self, task: SimTask) -> None:
-        if not task.body.get("callback_url"):
+        if not task.callback_url:
             return
         faults, rng = self.config.faults, self._callback_rng
         events = [task.processing_at]
@@ -402,9 +631,11 @@ class Simulator:
     def _snapshot(self, task_id: str, at: float) -> Snapshot:
         with self._lock:
             task = self._tasks.get(task_id)
-            if task is None:
+            if task is None or task.callback_url is None:
                 return None
-            return str(task.body["callback_url"]), task.view(at)
+            if task.generation == "new":
+                return task.callback_url, self._new_view(task, at)
+            return task.callback_url, task.view(at)
 
 
 def _count(body: dict[str, Any]) -> int:
@@ -412,11 +643,8 @@ def _count(body: dict[str, Any]) -> int:
     return n if isinstance(n, int) and 1 <= n <= 9 else 1
 
 
-def _parse_media_path(path: str) -> tuple[str, int]:
+def _parse_media_path(path: str) -> tuple[str, str]:
     parts = path.strip("/").split("/")
-    if len(parts) != 3 or parts[0] != "media" or not parts[2].endswith(".mp4"):
+    if len(parts) != 3 or parts[0] != "media" or not _MEDIA_NAME.match(parts[2]):
         raise ValueError("not a result file path: /media/<task_id>/<n>.mp4")
-    index = parts[2].removesuffix(".mp4")
-    if not index.isdigit():
-        raise ValueError("not a result file path: /media/<task_id>/<n>.mp4")
-    return parts[1], int(index)
+    return parts[1], parts[2]

@@ -75,7 +75,7 @@ def price(endpoint: str, body: dict[str, Any], parent_model: str | None) -> str:
     """``final_unit_deduction`` of a task that succeeded, per reference §8.4."""
     if endpoint.startswith("/v1/images/"):
         return _fmt(_IMAGE_UNIT * _count(body))
-    if endpoint.endswith("/lip-sync"):
+    if endpoint.endswith("/lip-sync") or endpoint.startswith("/v1/audio/"):
         return "0.5"
     model = str(body.get("model_name") or parent_model or "kling-v1")
     std5, std10, pro5, pro10 = _UNITS.get(model, _DEFAULT_UNITS)
@@ -111,6 +111,15 @@ class SimTask:
     parent_model: str | None = None
     slots: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``legacy`` or ``new`` (model in the path, :mod:`klingmon.sim._newgen`).
+    generation: str = "legacy"
+    #: New generation: the path's family and model, the output kind, the files
+    #: served once it succeeded, and its concurrency pool.
+    family: str = ""
+    model: str = ""
+    kind: str = "video"
+    files: tuple[str, ...] = ()
+    pool: str = "legacy"
     #: The view of the state it was last built in (and its JSON text, once asked
     #: for): it changes only at the task's few transitions, and list pages and
     #: polls repeat it by the hundred.
@@ -119,13 +128,50 @@ class SimTask:
     )
 
     @property
+    def options(self) -> dict[str, Any]:
+        """Where the new generation takes ``external_task_id`` and ``callback_url``."""
+        if self.generation == "legacy":
+            return self.body
+        options = self.body.get("options")
+        return options if isinstance(options, dict) else {}
+
+    @property
     def external_task_id(self) -> str | None:
-        value = self.body.get("external_task_id")
+        value = self.options.get("external_task_id")
         return str(value) if value is not None else None
+
+    @property
+    def callback_url(self) -> str | None:
+        value = self.options.get("callback_url")
+        return str(value) if value else None
 
     @property
     def is_image(self) -> bool:
         return self.endpoint.startswith("/v1/images/")
+
+    @property
+    def is_audio(self) -> bool:
+        return self.endpoint.startswith("/v1/audio/")
+
+    def file_names(self) -> tuple[str, ...]:
+        """The names served under ``/media/<task_id>/`` once it succeeded."""
+        if self.generation != "legacy":
+            return self.files
+        if self.is_audio:
+            return ("0.mp3", "0.wav")
+        return tuple(f"{i}.mp4" for i in range(len(self.video_ids)))
+
+    def _audio(self) -> dict[str, str]:
+        """One ``task_result.audios`` item of a legacy audio task (reference S10)."""
+        mp3, wav = self.urls()
+        seconds = "10.0" if self.body.get("duration") in {"10", 10} else "5.0"
+        return {
+            "id": self.video_ids[0],
+            "url_mp3": mp3,
+            "url_wav": wav,
+            "duration_mp3": seconds,
+            "duration_wav": seconds,
+        }
 
     def transitions(self, now: float) -> list[tuple[str, int]]:
         """The status changes that have happened by ``now``, with epoch-ms times."""
@@ -143,9 +189,9 @@ class SimTask:
         return self.ends_at is None or now < self.ends_at
 
     def urls(self) -> list[str]:
+        """The legacy result URLs (unsigned), one per served file."""
         return [
-            f"{self.base_url}/media/{self.task_id}/{i}.mp4"
-            for i in range(len(self.video_ids))
+            f"{self.base_url}/media/{self.task_id}/{name}" for name in self.file_names()
         ]
 
     def duration(self) -> str:
@@ -210,6 +256,8 @@ class SimTask:
                 result["images"] = [
                     {"index": i, "url": url} for i, url in enumerate(self.urls())
                 ]
+            elif self.is_audio:
+                result["audios"] = [self._audio()]
             else:
                 result["videos"] = [
                     {"id": vid, "url": url, "duration": self.duration()}
@@ -237,8 +285,12 @@ def draw_plan(
     time_scale: float,
     fail_rate: float,
     stuck_rate: float,
+    image: bool | None = None,
 ) -> dict[str, Any]:
-    """Durations and outcome of a new task; always consumes the same draws."""
+    """Durations and outcome of a new task; always consumes the same draws.
+
+    ``image`` (None: guessed from a legacy path and body) picks failure messages.
+    """
     submitted = rng.uniform(0.5, 30.0)
     median = 180.0 if body.get("mode") == "pro" else 90.0
     if body.get("duration") == "10":
@@ -248,7 +300,11 @@ def draw_plan(
         processing *= rng.uniform(3.0, 12.0)
     roll = rng.random()
     fail_point = rng.uniform(0.02, 1.0)
-    images = bool(_IMAGE_INPUT & set(body)) or "/images/" in endpoint
+    images = (
+        bool(_IMAGE_INPUT & set(body)) or "/images/" in endpoint
+        if image is None
+        else image
+    )
     messages = _FAILURES_IMAGE if images else _FAILURES_VIDEO
     message = messages[rng.randrange(len(messages))]
     order_key = rng.random()

@@ -9,6 +9,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["sign", "webhook_headers"]
 
@@ -22,11 +26,17 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def webhook_headers(
-    secret: str, msg_id: str, timestamp: int, body: bytes
+    secret: str | Sequence[str], msg_id: str, timestamp: int, body: bytes
 ) -> dict[str, str]:
-    """The three Standard Webhooks headers for one delivery."""
+    """The three Standard Webhooks headers for one delivery.
+
+    Several secrets (a rotation) give several space-separated ``v1,`` values.
+    """
+    secrets = (secret,) if isinstance(secret, str) else tuple(secret)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(
+            sign(s, msg_id, timestamp, body) for s in secrets
+        ),
     }
