@@ -5,6 +5,7 @@ from __future__ import annotations
 from klingmon.store._cancel import Cancellation
 from klingmon.store._downloads import DOWNLOAD_STATES, RETENTION_MS, DownloadRow
 from klingmon.store._fleet import WorkerRow
+from klingmon.store._flow import Notice, RecordedChange
 from klingmon.store._report import REQUEST_KINDS, REQUEST_PREFIX
 from klingmon.store._rows import (
     BatchRow,
@@ -31,8 +32,10 @@ __all__ = [
     "DownloadRow",
     "EventRow",
     "NewTask",
+    "Notice",
     "Observation",
     "OutboxItem",
+    "RecordedChange",
     "Report",
     "Store",
     "TaskRef",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.store._base import StoreBase
+from klingmon.store._flow import Notice, tell_here
 from klingmon.store._schema import locks, workers
 
 if TYPE_CHECKING:
@@ -124,9 +125,12 @@ class Fleet(StoreBase):
             ).scalar_one()
         return bool(holder == owner)
 
-    def notify(self) -> None:
-        """Wake every listening worker (PostgreSQL); a no-op on SQLite."""
-        if not self._pg:
+    def notify(self, notice: Notice | None = None, *, news: bool = True) -> None:
+        """Wake every listening worker: in this process at once (once the enclosing
+        transaction committed), in others by PostgreSQL NOTIFY when there is
+        ``news``; SQLite workers elsewhere see it at their next periodic look."""
+        tell_here(self, notice or Notice())
+        if not self._pg or not news:
             return
         with self._write() as conn:
             conn.execute(sa.select(sa.func.pg_notify(CHANNEL, "")))
