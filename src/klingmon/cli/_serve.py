@@ -251,7 +251,6 @@ async def serve_app(
         Metrics,
         ReceiverSettings,
         create_app,
-        engine_waker,
         server_secret,
     )
 
@@ -296,11 +295,6 @@ async def serve_app(
         secret=secret,
         settings=ReceiverSettings(
             webhook_secret=webhook.get() if webhook else None, confirm=options.confirm
-        ),
-        on_callback=(
-            engine_waker(monitor.engine(), asyncio.get_running_loop())
-            if monitor
-            else None
         ),
         api_token=options.token,
         metrics=metrics,

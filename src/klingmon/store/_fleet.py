@@ -125,11 +125,13 @@ class Fleet(StoreBase):
             ).scalar_one()
         return bool(holder == owner)
 
-    def notify(self, notice: Notice | None = None, *, news: bool = True) -> None:
-        """Wake every listening worker: in this process at once (once the enclosing
-        transaction committed), in others by PostgreSQL NOTIFY when there is
-        ``news``; SQLite workers elsewhere see it at their next periodic look."""
-        tell_here(self, notice or Notice())
+    def notify(self, *notices: Notice, news: bool = True) -> None:
+        """Tell every worker: this process's listeners hear each notice (a bare one
+        when none is given) once the enclosing transaction committed; with ``news``,
+        PostgreSQL NOTIFY wakes those of other processes. SQLite workers elsewhere
+        see it at their next periodic look."""
+        for notice in notices or (Notice(),):
+            tell_here(self, notice)
         if not self._pg or not news:
             return
         with self._write() as conn:

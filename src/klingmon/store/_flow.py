@@ -79,6 +79,16 @@ def tell_here(store: StoreBase, notice: Notice) -> None:
 
 
 class Flow(StoreBase):
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite store: one shared connection, for one thread at once."""
+        url = self._engine.url
+        return url.get_backend_name() == "sqlite" and url.database in (
+            None,
+            "",
+            ":memory:",
+        )
+
     # -- in-process listeners --------------------------------------------------------
 
     def listen_here(self, fn: Callable[[Notice], None]) -> Callable[[], None]:
@@ -166,4 +176,3 @@ def _recorded(m: sa.RowMapping) -> RecordedChange:
         source=str(m["event_source"]),
         task=task_row(row),
     )
-
