@@ -15,7 +15,7 @@ import logging
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
-from klingmon.domain import TaskStatus
+from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.policy import Phase, Transition, consequences, next_poll_delay
 
 if TYPE_CHECKING:
@@ -148,6 +148,8 @@ class Finishes:
         self._mark: int | None = None
         #: Event ids acted on ahead of the mark (this engine's own changes).
         self._done: set[int] = set()
+        #: Per task: when its processing began, as the change into it said.
+        self._started: dict[int, int] = {}
 
     @property
     def mark(self) -> int | None:
@@ -169,6 +171,10 @@ class Finishes:
             ):
                 continue
             self._done.add(event_id)
+            if transition.new is TaskStatus.PROCESSING and transition.at_ms:
+                self._started[task.id] = transition.at_ms
+            elif transition.new in TERMINAL:
+                self._started.pop(task.id, None)
             implied = consequences(transition)
             if implied.sample is not None:
                 self._book.observe(
@@ -193,7 +199,8 @@ class Finishes:
         """Act on changes read from the store; the new mark (None: none read)."""
         last = None
         for change in recorded:
-            self.took([(change.event_id, _recorded_transition(change), change.task)])
+            started = self._started.get(change.task.id)
+            self.took([(change.event_id, _recorded(change, started), change.task)])
             last = change.event_id
         if last is not None:
             self.start_at(last)
@@ -218,9 +225,10 @@ def transition(new: TaskStatus, task: TaskRow, before: TaskRow | None) -> Transi
     )
 
 
-def _recorded_transition(change: RecordedChange) -> Transition:
-    """A change another writer recorded: the row now stands for the row then (the
-    processing phase began when we first saw it processing)."""
+def _recorded(change: RecordedChange, started_ms: int | None) -> Transition:
+    """A change another writer recorded. The row now stands for the row then, and
+    the processing phase began at ``started_ms`` (when the change into it was
+    seen here), else when the store first saw it processing."""
     task = change.task
     new = change.new_status
     at = (
@@ -234,7 +242,7 @@ def _recorded_transition(change: RecordedChange) -> Transition:
         source=change.source,
         at_ms=at,
         created_ms=task.kling_created_ms,
-        phase_started_ms=task.processing_ms,
+        phase_started_ms=started_ms or task.processing_ms,
     )
 
 
