@@ -94,7 +94,9 @@ async def test_signed_finishes_grow_a_shrunken_slot_limit_and_teach(
             for row in rows:
                 started = row.kling_created_ms + 10_000
                 assert await _post(http, row, "processing", started, clock.now()) == 200
-                done = started + 60_000
+            await engine.step()  # a round between: the engine reads them running
+            for row in rows:
+                done = row.kling_created_ms + 70_000
                 assert await _post(http, row, "succeed", done, clock.now()) == 200
     assert {row.status.value for row in monitor.store.tasks()} == {"succeed"}
 

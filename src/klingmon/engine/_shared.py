@@ -226,23 +226,28 @@ def transition(new: TaskStatus, task: TaskRow, before: TaskRow | None) -> Transi
 
 
 def _recorded(change: RecordedChange, started_ms: int | None) -> Transition:
-    """A change another writer recorded. The row now stands for the row then, and
-    the processing phase began at ``started_ms`` (when the change into it was
-    seen here), else when the store first saw it processing."""
+    """A change another writer recorded, dated by Kling's clock or not at all.
+
+    The row now stands for the row then: while it still holds the change's status,
+    its ``kling_updated_ms`` dates the change, if Kling's own answer moved it past
+    the creation (an unconfirmed callback writes no time: it teaches nothing). The
+    processing phase began at ``started_ms``, as the change into it was dated here.
+    """
     task = change.task
     new = change.new_status
-    at = (
-        task.kling_updated_ms
-        if task.status is new and task.kling_updated_ms
-        else (task.processing_ms if new is TaskStatus.PROCESSING else task.finished_ms)
+    dated = (
+        task.status is new
+        and task.kling_updated_ms is not None
+        and task.kling_created_ms is not None
+        and task.kling_updated_ms > task.kling_created_ms
     )
     return Transition(
         old=change.old_status,
         new=new,
         source=change.source,
-        at_ms=at,
+        at_ms=task.kling_updated_ms if dated else None,
         created_ms=task.kling_created_ms,
-        phase_started_ms=started_ms or task.processing_ms,
+        phase_started_ms=started_ms,
     )
 
 
