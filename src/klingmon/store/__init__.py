@@ -7,6 +7,7 @@ from klingmon.store._downloads import DOWNLOAD_STATES, RETENTION_MS, DownloadRow
 from klingmon.store._fleet import WorkerRow
 from klingmon.store._flow import Notice, RecordedChange
 from klingmon.store._report import REQUEST_KINDS, REQUEST_PREFIX
+from klingmon.store._retry import retry_batch
 from klingmon.store._rows import (
     BatchRow,
     Change,
@@ -41,4 +42,5 @@ __all__ = [
     "TaskRef",
     "TaskRow",
     "WorkerRow",
+    "retry_batch",
 ]
