@@ -175,6 +175,15 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             "≥ 50 %",
             ingest["ratio"] >= 0.5,
         )
+    serve = data.get("serve")
+    if serve and "carrying" in serve:
+        busy, idle = serve["carrying"]["p99_ms"], serve["idle"]["p99_ms"]
+        add(
+            f"serve: callback p99 while carrying {serve['carrying']['tasks']:,} tasks",
+            f"{busy:.0f} ms vs {idle:.0f} ms idle",
+            "≤ idle",
+            busy <= idle,
+        )
     store = data.get("store")
     if store:
         n = f"{store['tasks']:,}-task store"
