@@ -23,6 +23,7 @@ from klingmon import web
 from klingmon.api import GenericRequest
 from klingmon.config import Secret, Settings
 from klingmon.domain import TERMINAL
+from klingmon.engine import _offload as engine_offload
 from klingmon.runtime import build_runtime
 from klingmon.sim import Simulator
 from klingmon.web import _app as web_app
@@ -101,7 +102,6 @@ async def _klingmon(
         monitor = runtime.monitor(runtime.client())
         if callbacks:
             receiver.app = runtime.web_app(
-                on_callback=web.engine_waker(monitor.engine(), loop),
                 allowed_hosts=[web.url_host(RECEIVER_URL) or ""],
             )
         start = clock.now()
@@ -152,15 +152,18 @@ def _inline_threadpool() -> Iterator[None]:
     the commit takes zero virtual time like every other piece of work here.
     """
     original = getattr(web_app, "run_in_threadpool")  # noqa: B009 - not exported
+    engine_original = engine_offload.run_blocking
 
     async def inline(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return func(*args, **kwargs)
 
     setattr(web_app, "run_in_threadpool", inline)  # noqa: B010
+    engine_offload.run_blocking = inline
     try:
         yield
     finally:
         setattr(web_app, "run_in_threadpool", original)  # noqa: B010
+        engine_offload.run_blocking = engine_original
 
 
 async def _seed(workload: Workload, which: str, wall_budget: float) -> dict[str, Any]:
@@ -201,8 +204,6 @@ def run_contender(
 ) -> dict[str, Any]:
     """``contender``: "klingmon", "seed" (a) or "seed-fixed" (b); a fresh loop each."""
     if contender == "klingmon":
-        if mode == "callback":
-            with _inline_threadpool():
-                return run_virtual(_klingmon(workload, mode, wall_budget))
-        return run_virtual(_klingmon(workload, mode, wall_budget))
+        with _inline_threadpool():
+            return run_virtual(_klingmon(workload, mode, wall_budget))
     return run_virtual(_seed(workload, contender, wall_budget))

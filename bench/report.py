@@ -102,7 +102,13 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     for workload in dict.fromkeys(r["workload"] for r in virtual):
         out += _polling_targets(workload, runs)
         out += _callback_targets(workload, runs)
-    return out + _ingest_targets(data) + _store_targets(data) + _total_targets(data)
+    return (
+        out
+        + _ingest_targets(data)
+        + _serve_targets(data)
+        + _store_targets(data)
+        + _total_targets(data)
+    )
 
 
 def _target(what: str, figure: Any, bar: str, met: bool | None) -> dict[str, Any]:
@@ -196,6 +202,21 @@ def _ingest_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             f" ({ingest['ratio'] * 100:.0f} %)",
             "≥ 50 %",
             ingest["ratio"] >= 0.5,
+        )
+    ]
+
+
+def _serve_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    serve = data.get("serve")
+    if not serve or "carrying" not in serve:
+        return []
+    busy, idle = serve["carrying"]["p99_ms"], serve["idle"]["p99_ms"]
+    return [
+        _target(
+            f"serve: callback p99 while carrying {serve['carrying']['tasks']:,} tasks",
+            f"{busy:.0f} ms vs {idle:.0f} ms idle",
+            "≤ idle",
+            busy <= idle,
         )
     ]
 

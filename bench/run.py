@@ -6,7 +6,7 @@ that nothing else competes with them for the CPU.
 
     python -m bench.run                 # everything (make bench)
     python -m bench.run --quick         # small workloads and short real-time runs
-    python -m bench.run --only virtual  # or store, carry, ingest, fleet
+    python -m bench.run --only virtual  # or store, carry, ingest, serve, fleet
                                         # (comma-separated; to results/partial.*)
 """
 
@@ -20,11 +20,11 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from bench import fleet, realtime, report
+from bench import fleet, realtime, report, serve_load
 from bench.harness import ENGINE_SETTINGS, run_contender
 from bench.workloads import QUICK, WORKLOADS, Workload
 
-SECTIONS = ("virtual", "store", "carry", "ingest", "fleet")
+SECTIONS = ("virtual", "store", "carry", "ingest", "serve", "fleet")
 #: (contender, mode): the baselines only poll; klingmon runs both ways.
 CONTENDERS = (
     ("seed", "polling"),
@@ -125,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     if "ingest" in only:
         print("ingest: callbacks per second", flush=True)
         data["ingest"] = realtime.ingest_figures(seconds=2 if args.quick else 5)
+    if "serve" in only:
+        print("serve: callback answer times, engine idle vs carrying", flush=True)
+        data["serve"] = serve_load.serve_load_figures(
+            tasks=500 if args.quick else 2_000, seconds=5 if args.quick else 10
+        )
     if "fleet" in only:
         print("fleet: 1 worker on SQLite, 3 workers on PostgreSQL", flush=True)
         data["fleet"] = fleet.fleet_figures(tasks=200 if args.quick else 600)

@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING
 import uvicorn
 from engine_support import loopback_monitor
 
-from klingmon.store import Store
+from klingmon.store import Notice, Store
 from klingmon.testing import AppServer, free_port
 from klingmon.web import (
     ReceiverSettings,
     callback_url_builder,
     create_app,
-    engine_waker,
     server_secret,
 )
 
@@ -99,15 +98,14 @@ def rig(
     """The receiver's store is a second Store on the file, as in another process."""
     receiver_store = Store.open(str(db))
     secret = server_secret(receiver_store)
-    wake: list[Callable[[str, bool], None]] = []
+    wake: list[Callable[[Notice], None]] = []
 
-    def on_callback(endpoint: str, finish: bool) -> None:
+    def heard(notice: Notice) -> None:
         for fn in wake:
-            fn(endpoint, finish)
+            fn(notice)
 
-    app = create_app(
-        receiver_store, secret=secret, settings=settings, on_callback=on_callback
-    )
+    receiver_store.listen_here(heard)
+    app = create_app(receiver_store, secret=secret, settings=settings)
     monitor = loopback_monitor(sim_server.url, sim_server.sim, db)
     monitor.settings = dataclasses.replace(
         monitor.settings, callback_url=callback_url_builder(public_url, secret)
@@ -117,4 +115,4 @@ def rig(
 
 def attach(r: Rig) -> None:
     """Let the receiver wake the engine (call inside the running loop)."""
-    r.wake.append(engine_waker(r.monitor.engine(), asyncio.get_running_loop()))
+    r.wake.append(r.monitor.engine().listener(asyncio.get_running_loop()))

@@ -1,10 +1,11 @@
-"""Hybrid reconciliation across processes: the engine reads the receiver's note."""
+"""Hybrid reconciliation across processes: the engine reads the receiver's note
+(``callback_flow``)."""
 
 from __future__ import annotations
 
 from engine_support import virtual_monitor
 
-from klingmon.engine._engine import CALLBACK_META_PREFIX
+from klingmon._clock import to_ms
 from klingmon.sim import SimConfig, Simulator
 from klingmon.testing import VirtualClock
 
@@ -18,7 +19,7 @@ async def test_engine_sees_callbacks_noted_by_another_process(tmp_path):
     monitor = virtual_monitor(sim, tmp_path / "h.db", clock)
     engine = monitor.engine()
     assert not engine._callbacks_active(ENDPOINT)
-    monitor.store.meta_set(CALLBACK_META_PREFIX + ENDPOINT, repr(clock.now()))
+    monitor.store.note_callbacks([ENDPOINT], to_ms(clock.now()))
     clock.advance(engine.settings.schedule.min_interval)  # the note is re-read
     assert engine._callbacks_active(ENDPOINT)
     clock.advance(engine.settings.schedule.safety_interval + 1)

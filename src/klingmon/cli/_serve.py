@@ -250,7 +250,6 @@ async def serve_app(
         MeteredTransport,
         Metrics,
         ReceiverSettings,
-        engine_waker,
     )
 
     runtime = context.runtime()
@@ -288,11 +287,6 @@ async def serve_app(
     app = runtime.web_app(
         settings=ReceiverSettings(
             webhook_secret=webhook.get() if webhook else None, confirm=options.confirm
-        ),
-        on_callback=(
-            engine_waker(monitor.engine(), asyncio.get_running_loop())
-            if monitor
-            else None
         ),
         api_token=options.token,
         metrics=metrics,

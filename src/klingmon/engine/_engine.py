@@ -4,15 +4,20 @@ Every fact is written to the store before anything depends on it, so the process
 be killed at any instant and a restart picks up where it stopped: tasks left in
 ``submitting`` are looked up by their ``external_task_id`` before anything is sent
 again, and leases of a dead worker simply expire.
+
+The engine composes its duties (:class:`Submitter`, :class:`Poller`,
+:class:`Watchdog`, :class:`Deliverer`, :class:`DownloadLoop`), each a plain class
+given what it uses; it owns the loop, the wake-up and the fleet heartbeat. One
+channel wakes it: the store's notices (in-process listeners at once, PostgreSQL
+NOTIFY across processes). Store calls run off the event loop (:class:`Offload`), so
+that callbacks served on the same loop never wait on a round.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 from klingmon._clock import Clock, SystemClock, to_ms
@@ -20,34 +25,35 @@ from klingmon._owners import dead_local_owner as _dead_local_owner
 from klingmon._owners import default_owner as _default_owner
 from klingmon.domain import IN_FLIGHT, TaskStatus
 from klingmon.downloads._manager import Downloader
+from klingmon.engine._deliverer import Deliverer
+from klingmon.engine._download_loop import DownloadLoop
 from klingmon.engine._governor import Governor
-from klingmon.engine._poller import CALLBACK_META_PREFIX, Poller
+from klingmon.engine._offload import Offload
+from klingmon.engine._poller import Poller
 from klingmon.engine._settings import EngineSettings
+from klingmon.engine._shared import CallbackFlow, Finishes, PollPlanner, RequestCounts
 from klingmon.engine._submitter import Submitter
-from klingmon.errors import KlingmonError, StoreError
-from klingmon.hooks._hooks import HookEvent, Hooks
-from klingmon.policy import (
-    DurationBook,
-    backoff,
-)
+from klingmon.engine._watchdog import Watchdog
+from klingmon.hooks._hooks import Hooks
+from klingmon.policy import DurationBook
 
 if TYPE_CHECKING:
-    from klingmon.api import AsyncKlingClient
-    from klingmon.store import Store
+    from collections.abc import Callable
 
-__all__ = ["CALLBACK_META_PREFIX", "Engine"]
+    from klingmon.api import AsyncKlingClient
+    from klingmon.store import Notice, Store
+
+__all__ = ["Engine"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between heartbeats (and between looks for dead local workers).
 _HEARTBEAT = 5.0
-#: Without hooks, the outbox is only marked delivered: once a second is enough.
-_HOOKLESS_DELIVERY = 1.0
 #: Busy rounds ask whether the work is done at most this often (seconds).
 _DONE_CHECK = 1.0
 
 
-class Engine(Submitter, Poller):
+class Engine:
     """Runs submission, monitoring and hook delivery against one store."""
 
     def __init__(
@@ -62,43 +68,84 @@ class Engine(Submitter, Poller):
     ) -> None:
         self.store = store
         self.client = client
-        self.settings = settings or EngineSettings()
+        self.settings = s = settings or EngineSettings()
         self.hooks = hooks or Hooks()
         self.clock = clock or SystemClock()
         self.owner = owner or _default_owner()
         self.governor = Governor(
-            self.clock,
-            slots=self.settings.slots,
-            rate=self.settings.rate,
-            max_rate=self.settings.max_rate,
+            self.clock, slots=s.slots, rate=s.rate, max_rate=s.max_rate
         )
         self.book = DurationBook.load(store.load_stats())
-        self._rng = random.Random(self.settings.seed)
-        self._requests = asyncio.Semaphore(self.settings.parallel_requests)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._counts: Counter[tuple[int, str]] = Counter()
-        self._next_watchdog = 0.0
-        self._slots_free = True
-        self._callbacks_seen: dict[str, float] = {}
-        # -- downloads: owed files are fetched in the background, beside the rounds
-        wanted = self.settings.downloads
-        self.downloader: Downloader | None = (
-            Downloader(store, wanted, clock=self.clock, owner=self.owner)
+        self._next_heartbeat = 0.0
+        self._next_done_check = 0.0
+        # An in-memory SQLite store has one connection: two threads must not share it.
+        self._off = Offload(inline=store.in_memory)
+        rng = random.Random(s.seed)
+        self._counts = RequestCounts()
+        self._flow = CallbackFlow(store, self.clock, s)
+        self._finishes = Finishes(self.governor, self.book)
+        planner = PollPlanner(s, self.book, self._flow, rng)
+        requests = asyncio.Semaphore(s.parallel_requests)
+        self.poller = Poller(
+            store,
+            client,
+            settings=s,
+            clock=self.clock,
+            owner=self.owner,
+            governor=self.governor,
+            requests=requests,
+            counts=self._counts,
+            planner=planner,
+            finishes=self._finishes,
+            offload=self._off,
+        )
+        self.submitter = Submitter(
+            store,
+            client,
+            settings=s,
+            clock=self.clock,
+            owner=self.owner,
+            governor=self.governor,
+            requests=requests,
+            counts=self._counts,
+            planner=planner,
+            finishes=self._finishes,
+            rng=rng,
+            offload=self._off,
+            stop=self.stop,
+            stopping=self._stop.is_set,
+        )
+        self.watchdog = Watchdog(store, settings=s, book=self.book, offload=self._off)
+        self.deliverer = Deliverer(
+            store,
+            self.hooks,
+            settings=s,
+            clock=self.clock,
+            owner=self.owner,
+            rng=rng,
+            offload=self._off,
+        )
+        wanted = s.downloads
+        self.downloads: DownloadLoop | None = (
+            DownloadLoop(
+                store,
+                Downloader(store, wanted, clock=self.clock, owner=self.owner),
+                offload=self._off,
+                wake=self.wake,
+                stop=self.stop,
+                stopping=self._stop.is_set,
+            )
             if wanted is not None and wanted.auto
             else None
         )
-        self._downloads: asyncio.Task[None] | None = None
-        self._callbacks_read: dict[str, float] = {}
-        self._polled_at: dict[str, float] = {}
-        self._poll_gaps: dict[str, float] = {}
-        self._next_heartbeat = 0.0
-        self._next_hookless_delivery = 0.0
-        self._next_done_check = 0.0
-        #: The only batch whose tasks this run sends (None: every batch's).
-        self._scope: int | None = None
 
     # -- control -------------------------------------------------------------
+
+    @property
+    def downloader(self) -> Downloader | None:
+        return None if self.downloads is None else self.downloads.downloader
 
     def wake(self) -> None:
         """Run a round now (a callback arrived, new work was stored)."""
@@ -120,9 +167,28 @@ class Engine(Submitter, Poller):
         may owe files, so it wakes the engine; other news wakes it only for hooks.
         A round costs a dozen queries, and most callbacks say "processing".
         """
-        self._callbacks_seen[endpoint] = self.clock.now()
+        self._flow.note(endpoint)
         if finish or self.hooks:
             self.wake()
+
+    def hear(self, notice: Notice) -> None:
+        """A store notice, on the engine's loop: callbacks came, or news to act on."""
+        if not notice.endpoints:
+            self.wake()
+        for endpoint in sorted(notice.endpoints):
+            self.note_callback(endpoint, finish=notice.finish)
+
+    def listener(self, loop: asyncio.AbstractEventLoop) -> Callable[[Notice], None]:
+        """A thread-safe :meth:`hear` for ``store.listen_here``."""
+
+        def heard(notice: Notice) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self.hear, notice)
+
+        return heard
+
+    def _callbacks_active(self, endpoint: str) -> bool:
+        return self._flow.active(endpoint)
 
     async def run(
         self,
@@ -138,146 +204,90 @@ class Engine(Submitter, Poller):
         their files fetched whatever their batch: that costs nothing and frees the
         slots every batch shares.
         """
-        self._scope = scope
-        self._reclaim_dead_leases()
-        if self.downloader is not None:
-            self.store.ensure_downloads(to_ms(self.clock.now()))
+        self.submitter.scope = scope
+        await self._reclaim_dead_leases()
+        if self._finishes.mark is None:
+            self._finishes.start_at(await self._off(self.store.last_event_id))
+        if self.downloads is not None:
+            await self._off(self.store.ensure_downloads, to_ms(self.clock.now()))
         loop = asyncio.get_running_loop()
 
         def wake_soon() -> None:  # from the listening thread
             loop.call_soon_threadsafe(self.wake)
 
         stop_listening = self.store.listen(wake_soon)
+        stop_hearing = self.store.listen_here(self.listener(loop))
         try:
             while not self._stop.is_set():
                 did = await self.step()
-                if not forever and self._done_now(did) and self._done(until_done):
+                if not forever and self._done_now(did) and await self._done(until_done):
                     break
                 await self._idle(did)
         finally:
+            stop_hearing()
             stop_listening()
-            await self._stop_downloads()
-            self._flush()
-            self.store.release(self.owner)
-            self.store.worker_stopped(self.owner, to_ms(self.clock.now()))
+            if self.downloads is not None:
+                await self.downloads.close()
+            await self._flush()
+            await self._off(self.store.release, self.owner)
+            await self._off(
+                self.store.worker_stopped, self.owner, to_ms(self.clock.now())
+            )
 
     async def step(self) -> bool:
         """One round of every duty; True when it did any work."""
-        self._heartbeat()
+        # A wake from here on (a callback while this round awaits) makes the idle
+        # wait after it return at once.
+        self._wake.clear()
+        await self._heartbeat()
+        await self._catch_up()
         # Polls first: a finish they find frees a slot that this same round fills.
-        did = await self._poll_round()
-        did = await self._submit_round() or did
-        did = self._watchdog() or did
-        did = await self._deliver_round() or did
-        did = self._download_round() or did
-        self._flush()
+        did = await self.poller.round(self.clock.now())
+        did = await self.submitter.round(self.clock.now()) or did
+        did = await self.watchdog.round(self.clock.now()) or did
+        did = await self.deliverer.round(self.clock.now()) or did
+        if self.downloads is not None:
+            did = await self.downloads.round(self.clock.now()) or did
+        await self._flush()
         return did
 
-    def _heartbeat(self) -> None:
+    async def _catch_up(self) -> None:
+        """Act on the status changes others recorded (a receiver's, another
+        worker's): each frees its slot and teaches its duration here too."""
+        store = self.store
+        if self._finishes.mark is None:
+            self._finishes.start_at(await self._off(store.last_event_id))
+        mark = self._finishes.mark or 0
+        while True:
+            found = await self._off(store.changes_since, mark)
+            self._finishes.caught_up(found)
+            if len(found) < 1000:
+                return
+            mark = found[-1].event_id
+
+    async def _heartbeat(self) -> None:
         """Tell the fleet we live; share the request budget among live workers."""
         now = self.clock.now()
         if now < self._next_heartbeat:
             return
         self._next_heartbeat = now + _HEARTBEAT
         now_ms = to_ms(now)
-        self.store.heartbeat(self.owner, now_ms, {"slots": self.settings.slots})
-        alive = sum(w.alive for w in self.store.workers(now_ms))
+        store = self.store
+        await self._off(
+            store.heartbeat, self.owner, now_ms, {"slots": self.settings.slots}
+        )
+        alive = sum(w.alive for w in await self._off(store.workers, now_ms))
         self.governor.share(max(1, alive))
-        self._reclaim_dead_leases()
+        await self._reclaim_dead_leases()
 
-    def _reclaim_dead_leases(self) -> None:
+    async def _reclaim_dead_leases(self) -> None:
         # A worker on this host that was killed left leases; other hosts' leases
         # simply expire, since we cannot see their processes.
-        for owner in self.store.lease_owners():
+        store = self.store
+        for owner in await self._off(store.lease_owners):
             if owner != self.owner and _dead_local_owner(owner):
-                self.store.release(owner)
+                await self._off(store.release, owner)
                 logger.info("lease.reclaimed", extra={"owner": owner})
-
-    # -- hooks ---------------------------------------------------------------
-
-    async def _deliver_round(self) -> bool:
-        now = self.clock.now()
-        if not self.hooks:
-            if now < self._next_hookless_delivery:
-                return False
-            self._next_hookless_delivery = now + _HOOKLESS_DELIVERY
-        now_ms = to_ms(now)
-        items = self.store.claim_outbox(self.owner, now_ms, self._lease_ms(), 500)
-        if not items:
-            return False
-        if not self.hooks:
-            self.store.delivered([item.id for item in items], now_ms)
-            return True
-        done: list[int] = []
-        for item in items:
-            task = self.store.task(item.event.task_id)
-            if task is None:
-                done.append(item.id)
-                continue
-            try:
-                await self.hooks.deliver(HookEvent(item.event, task))
-            except Exception as exc:  # noqa: BLE001 - a user's hook may raise anything
-                delay = backoff(item.attempts + 1, base=1.0, cap=300.0, rng=self._rng)
-                self.store.failed(
-                    item.id,
-                    now_ms,
-                    f"{type(exc).__name__}: {exc}",
-                    now_ms + to_ms(delay),
-                )
-                logger.warning(
-                    "hook.failed",
-                    extra={"event": item.event.id, "error": type(exc).__name__},
-                )
-            else:
-                done.append(item.id)
-        self.store.delivered(done, to_ms(self.clock.now()))
-        return True
-
-    # -- downloads -----------------------------------------------------------
-
-    def _download_round(self) -> bool:
-        """Start fetching owed files in the background, unless already at it."""
-        if self.downloader is None:
-            return False
-        running = self._downloads
-        if running is not None:
-            if not running.done():
-                return False
-            self._downloads = None
-            failed = None if running.cancelled() else running.exception()
-            if isinstance(failed, StoreError):
-                # The store cannot record what is fetched, nor what is sent: stop.
-                self.stop()
-                raise failed
-            if failed is not None:
-                logger.error(
-                    "download.round_failed", extra={"error": type(failed).__name__}
-                )
-        if self.store.next_download_ms() is None:
-            return False
-        self._downloads = asyncio.create_task(
-            self._download_all(self.downloader), name="klingmon-downloads"
-        )
-        return False  # started, not done: the round wakes the loop when it ends
-
-    async def _download_all(self, downloader: Downloader) -> None:
-        claimed = False
-        try:
-            while not self._stop.is_set() and await downloader.round():
-                claimed = True
-        finally:
-            if claimed:  # files held by another worker: look again when idle
-                self.wake()
-
-    async def _stop_downloads(self) -> None:
-        running, self._downloads = self._downloads, None
-        if running is not None and not running.done():
-            if self._stop.is_set():
-                running.cancel()  # the part file stays; the next run resumes it
-            with contextlib.suppress(asyncio.CancelledError, KlingmonError):
-                await running
-        if self.downloader is not None:
-            await self.downloader.aclose()
 
     # -- helpers -------------------------------------------------------------
 
@@ -290,16 +300,17 @@ class Engine(Submitter, Poller):
         self._next_done_check = now + _DONE_CHECK
         return True
 
-    def _done(self, batch_id: int | None) -> bool:
-        if self.store.has_tasks((TaskStatus.QUEUED, *IN_FLIGHT), batch_id):
+    async def _done(self, batch_id: int | None) -> bool:
+        store = self.store
+        if await self._off(store.has_tasks, (TaskStatus.QUEUED, *IN_FLIGHT), batch_id):
             return False
-        if self.downloader is not None and (
-            (self._downloads is not None and not self._downloads.done())
-            or self.store.next_download_ms(batch_id) is not None
+        if self.downloads is not None and (
+            self.downloads.busy
+            or await self._off(store.next_download_ms, batch_id) is not None
         ):
             return False
-        if self.store.outbox_backlog():
-            self._next_hookless_delivery = 0.0  # only that is left: deliver it now
+        if await self._off(store.outbox_backlog):
+            self.deliverer.hurry()  # only that is left: deliver it now
             return False
         return True
 
@@ -308,15 +319,17 @@ class Engine(Submitter, Poller):
             await asyncio.sleep(0)
             return
         now = self.clock.now()
-        due = self.store.next_due_ms(
-            include_queued=self._slots_free, queued_batch_id=self._scope
+        due = await self._off(
+            self.store.next_due_ms,
+            include_queued=self.submitter.slots_free,
+            queued_batch_id=self.submitter.scope,
         )
         wait = self.settings.idle_max
         if due is not None:
-            wait = min(wait, max(0.0, due / 1000 - now, self._held_until() - now))
-        wait = min(wait, max(0.0, self._next_watchdog - now))
+            held = self.poller.held_until()
+            wait = min(wait, max(0.0, due / 1000 - now, held - now))
+        wait = min(wait, max(0.0, self.watchdog.next_at - now))
         wait = max(wait, 0.01)
-        self._wake.clear()
         sleeper = asyncio.ensure_future(self.clock.asleep(wait))
         waker = asyncio.ensure_future(self._wake.wait())
         try:
@@ -325,16 +338,9 @@ class Engine(Submitter, Poller):
             sleeper.cancel()
             waker.cancel()
 
-    def _lease_ms(self) -> int:
-        return to_ms(self.settings.lease_seconds)
-
-    def _flush(self) -> None:
-        if self._counts:
-            by_batch: dict[int, dict[str, int]] = defaultdict(dict)
-            for (batch_id, name), value in self._counts.items():
-                by_batch[batch_id][name] = value
-            for batch_id, counts in by_batch.items():
-                self.store.bump(counts, batch_id)
-            self._counts.clear()
+    async def _flush(self) -> None:
+        store = self.store
+        for batch_id, counts in self._counts.take().items():
+            await self._off(store.bump, counts, batch_id)
         if self.book.dirty:
-            self.store.save_stats(self.book.dump(dirty_only=True))
+            await self._off(store.save_stats, self.book.dump(dirty_only=True))

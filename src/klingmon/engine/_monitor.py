@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any, Self
 from klingmon._clock import Clock, SystemClock, to_ms
 from klingmon.api import AsyncKlingClient, snapshot
 from klingmon.api._requests import resolve_endpoint
-from klingmon.domain import TERMINAL, TaskStatus
+from klingmon.domain import TERMINAL
 from klingmon.engine._engine import Engine
 from klingmon.engine._settings import EngineSettings
 from klingmon.errors import NotFoundError, NothingToDoError, UsageError
 from klingmon.hooks._hooks import Hook, HookName, Hooks
-from klingmon.policy import is_moderation_failure
-from klingmon.store import NewTask, Store
+from klingmon.store import NewTask, Store, retry_batch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -191,36 +190,12 @@ class Monitor:
         ``skip_moderated`` leaves out those Kling refused for their content: sent
         again unchanged, they fail the same way.
         """
-        old = self.store.batch(batch)
-        if old is None:
-            raise NotFoundError(f"no batch {batch!r}")
-        failed = self.store.tasks(
-            old.id, statuses=[TaskStatus.FAILED, TaskStatus.REJECTED]
-        )
-        if skip_moderated:
-            failed = [
-                t
-                for t in failed
-                if not is_moderation_failure(t.status, t.status_msg, t.last_error)
-            ]
-        if not failed:
-            raise NothingToDoError(
-                f"Nothing to retry: batch {old.name} has no failed or rejected tasks"
-            )
-        tasks = [
-            NewTask(
-                endpoint=t.endpoint,
-                body=t.body,
-                prompt=t.prompt,
-                model_name=t.model_name,
-                mode=t.mode,
-                duration=t.duration,
-                retry_of=t.id,
-            )
-            for t in failed
-        ]
-        return self.store.create_batch(
-            name or f"{old.name}-retry", tasks, to_ms(self.clock.now())
+        return retry_batch(
+            self.store,
+            batch,
+            to_ms(self.clock.now()),
+            name=name,
+            skip_moderated=skip_moderated,
         )
 
     def engine(self) -> Engine:

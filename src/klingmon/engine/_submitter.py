@@ -22,13 +22,21 @@ from typing import TYPE_CHECKING, Final
 from klingmon._clock import to_ms
 from klingmon.api import GenericRequest, snapshot
 from klingmon.api._models import Task
-from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
-from klingmon.engine._state import EngineState
+from klingmon.domain import IN_FLIGHT, TaskStatus
 from klingmon.errors import ApiError, KlingmonError, StoreError, TaskNotFoundError
 from klingmon.policy import CreateAction, backoff, classify_create_error
 
 if TYPE_CHECKING:
-    from klingmon.store import TaskRow
+    import random
+    from collections.abc import Callable
+
+    from klingmon._clock import Clock
+    from klingmon.api import AsyncKlingClient
+    from klingmon.engine._governor import Governor
+    from klingmon.engine._offload import Offload
+    from klingmon.engine._settings import EngineSettings
+    from klingmon.engine._shared import Finishes, PollPlanner, RequestCounts
+    from klingmon.store import Store, TaskRow
 
 __all__ = ["Submitter"]
 
@@ -43,24 +51,65 @@ class _Lookup(Enum):
 _LOOKUP_FAILED: Final = _Lookup.FAILED
 
 
-class Submitter(EngineState):
-    # -- submission ----------------------------------------------------------
+class Submitter:
+    """Sends queued tasks within the account's slots; adopts lost answers."""
 
-    async def _submit_round(self) -> bool:
-        counts = self.store.count_by_status(statuses=IN_FLIGHT)
+    def __init__(
+        self,
+        store: Store,
+        client: AsyncKlingClient,
+        *,
+        settings: EngineSettings,
+        clock: Clock,
+        owner: str,
+        governor: Governor,
+        requests: asyncio.Semaphore,
+        counts: RequestCounts,
+        planner: PollPlanner,
+        finishes: Finishes,
+        rng: random.Random,
+        offload: Offload,
+        stop: Callable[[], None],
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._settings = settings
+        self._clock = clock
+        self._owner = owner
+        self._governor = governor
+        self._requests = requests
+        self._counts = counts
+        self._planner = planner
+        self._finishes = finishes
+        self._rng = rng
+        self._off = offload
+        self._stop = stop
+        self._stopping = stopping
+        #: Whether the last round found a free slot (the idle wait asks).
+        self.slots_free = True
+        #: The only batch whose tasks are sent this run (None: every batch's).
+        self.scope: int | None = None
+
+    async def round(self, now: float) -> bool:
+        """Send what the free slots allow; True when anything was claimed."""
+        counts = await self._off(self._store.count_by_status, statuses=IN_FLIGHT)
         in_flight = sum(counts.values())
-        self._slots_free = self.governor.available_slots(in_flight) > 0
+        self.slots_free = self._governor.available_slots(in_flight) > 0
         if not counts.get(TaskStatus.SUBMITTING) and (
-            not self._slots_free
-            or not self.store.has_tasks((TaskStatus.QUEUED,), self._scope)
+            not self.slots_free
+            or not await self._off(
+                self._store.has_tasks, (TaskStatus.QUEUED,), self.scope
+            )
         ):
             return False
-        rows = self.store.claim_submissions(
-            self.owner,
-            to_ms(self.clock.now()),
-            self._lease_ms(),
-            slots=self.governor.slots.limit,
-            batch_id=self._scope,
+        rows = await self._off(
+            self._store.claim_submissions,
+            self._owner,
+            to_ms(now),
+            to_ms(self._settings.lease_seconds),
+            slots=self._governor.slots.limit,
+            batch_id=self.scope,
         )
         if not rows:
             return False
@@ -77,7 +126,7 @@ class Submitter(EngineState):
             await self._send(row, in_flight)
         except StoreError:
             # What is sent from now on could not be recorded: send nothing more.
-            self.stop()
+            self._stop()
             raise
 
     async def _send(self, row: TaskRow, in_flight: int) -> None:
@@ -86,19 +135,21 @@ class Submitter(EngineState):
             if found:
                 return
         else:
-            row = self.store.mark_submitting(row.id, to_ms(self.clock.now()))
+            row = await self._off(
+                self._store.mark_submitting, row.id, to_ms(self._clock.now())
+            )
         request = GenericRequest(task_path=row.endpoint, payload=dict(row.body))
         callback = (
-            self.settings.callback_url(row.external_task_id)
-            if self.settings.callback_url
+            self._settings.callback_url(row.external_task_id)
+            if self._settings.callback_url
             else None
         )
         try:
-            async with self._requests, self.governor.request():
-                if self.stopping:  # still ``submitting``: looked up before any POST
+            async with self._requests, self._governor.request():
+                if self._stopping():  # still ``submitting``: looked up before any POST
                     return
-                self._counts[(row.batch_id, "create")] += 1
-                task = await self.client.create(
+                self._counts.add(row.batch_id, "create")
+                task = await self._client.create(
                     request,
                     external_task_id=row.external_task_id,
                     callback_url=callback,
@@ -106,9 +157,11 @@ class Submitter(EngineState):
         except KlingmonError as exc:
             await self._create_failed(row, exc, in_flight)
             return
-        now_ms = to_ms(self.clock.now())
-        first = self._delay(row, now_ms, status=TaskStatus.SUBMITTED, elapsed=0.0)
-        self._recorded(row, task, now_ms + to_ms(first))
+        now_ms = to_ms(self._clock.now())
+        first = self._planner.delay(
+            row, now_ms, status=TaskStatus.SUBMITTED, elapsed=0.0
+        )
+        await self._recorded(row, task, now_ms + to_ms(first))
         logger.info(
             "task.submitted",
             extra={"task": row.id, "task_id": task.task_id, "batch": row.batch_id},
@@ -120,7 +173,7 @@ class Submitter(EngineState):
         if task is None:
             return False
         if isinstance(task, Task):
-            self._recorded(row, task, to_ms(self.clock.now()))
+            await self._recorded(row, task, to_ms(self._clock.now()))
             logger.info("task.adopted", extra={"task": row.id, "task_id": task.task_id})
         return True
 
@@ -128,9 +181,9 @@ class Submitter(EngineState):
         """The task Kling holds under ``row``'s external id; None when it has none;
         ``_LOOKUP_FAILED`` when the lookup failed for now (``row`` then retries)."""
         try:
-            async with self._requests, self.governor.request():
-                self._counts[(row.batch_id, "get")] += 1
-                return await self.client.get(
+            async with self._requests, self._governor.request():
+                self._counts.add(row.batch_id, "get")
+                return await self._client.get(
                     row.endpoint, external_task_id=row.external_task_id
                 )
         except TaskNotFoundError:
@@ -138,34 +191,33 @@ class Submitter(EngineState):
         except KlingmonError as exc:
             if not exc.retryable:
                 raise
-            self._retry_later(row, exc)
+            await self._retry_later(row, exc)
             return _LOOKUP_FAILED
 
-    def _recorded(self, row: TaskRow, task: Task, next_poll_ms: int) -> None:
+    async def _recorded(self, row: TaskRow, task: Task, next_poll_ms: int) -> None:
         """Store what Kling holds for ``row``, and act on it as a poll's change."""
-        now_ms = to_ms(self.clock.now())
-        change = self.store.mark_submitted(row.id, snapshot(task), now_ms, next_poll_ms)
-        if change is None:
-            return
-        self._learn([change], {row.id: row})
-        if change.new_status in TERMINAL:
-            self.governor.on_task_finished()
+        now_ms = to_ms(self._clock.now())
+        change = await self._off(
+            self._store.mark_submitted, row.id, snapshot(task), now_ms, next_poll_ms
+        )
+        if change is not None:
+            self._finishes.applied([change], {row.id: row})
 
     async def _create_failed(
         self, row: TaskRow, exc: KlingmonError, in_flight: int
     ) -> None:
         action = classify_create_error(exc)
-        now_ms = to_ms(self.clock.now())
+        now_ms = to_ms(self._clock.now())
         code = exc.code if isinstance(exc, ApiError) else None
         if code in {1302, 1303}:
-            self._counts[(row.batch_id, str(code))] += 1
+            self._counts.add(row.batch_id, str(code))
         if action is CreateAction.LOOK_UP:
             # "external_task_id already exists" is a 1201 too: the task may be there.
             task = await self._look_up(row)
             if task is _LOOKUP_FAILED:
                 return
             if isinstance(task, Task):
-                self._recorded(row, task, to_ms(self.clock.now()))
+                await self._recorded(row, task, to_ms(self._clock.now()))
                 logger.info(
                     "task.adopted_duplicate",
                     extra={"task": row.id, "task_id": task.task_id},
@@ -173,22 +225,24 @@ class Submitter(EngineState):
                 return
             action = CreateAction.REJECT
         if action is CreateAction.REQUEUE:
-            self.governor.on_concurrency_error(in_flight)
+            self._governor.on_concurrency_error(in_flight)
             delay = backoff(1, base=1.0, cap=10.0, rng=self._rng) + 1.0
-            self.store.requeue(row.id, now_ms, now_ms + to_ms(delay), exc.message)
+            await self._off(
+                self._store.requeue, row.id, now_ms, now_ms + to_ms(delay), exc.message
+            )
         elif action is CreateAction.REJECT:
-            self.store.reject(row.id, now_ms, exc.message, code)
+            await self._off(self._store.reject, row.id, now_ms, exc.message, code)
             logger.warning("task.rejected", extra={"task": row.id, "code": code})
         elif action is CreateAction.HALT:
-            self.store.requeue(row.id, now_ms, now_ms, exc.message)
-            self.stop()
+            await self._off(self._store.requeue, row.id, now_ms, now_ms, exc.message)
+            self._stop()
             raise exc
         else:
-            self._retry_later(row, exc)
+            await self._retry_later(row, exc)
 
-    def _retry_later(self, row: TaskRow, exc: KlingmonError) -> None:
+    async def _retry_later(self, row: TaskRow, exc: KlingmonError) -> None:
         # Still ``submitting``: the next attempt looks the task up before any POST.
-        s = self.settings
+        s = self._settings
         delay = (
             backoff(
                 row.submit_attempts,
@@ -198,8 +252,8 @@ class Submitter(EngineState):
             )
             + s.submit_backoff_base
         )
-        now_ms = to_ms(self.clock.now())
-        self.store.schedule([(row.id, now_ms + to_ms(delay))])
+        now_ms = to_ms(self._clock.now())
+        await self._off(self._store.schedule, [(row.id, now_ms + to_ms(delay))])
         logger.info(
             "task.submit_retry",
             extra={"task": row.id, "error": type(exc).__name__, "delay": delay},

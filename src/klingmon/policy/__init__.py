@@ -6,6 +6,12 @@ pass in data and time and act on the answers.
 
 from __future__ import annotations
 
+from klingmon.policy._consequences import (
+    Consequences,
+    Sample,
+    Transition,
+    consequences,
+)
 from klingmon.policy._durations import (
     Distribution,
     DurationBook,
@@ -33,18 +39,22 @@ __all__ = [
     "MODERATION_CODES",
     "RANK",
     "Aimd",
+    "Consequences",
     "CreateAction",
     "Distribution",
     "DurationBook",
     "DurationKey",
     "Phase",
+    "Sample",
     "Schedule",
     "SchedulePolicy",
     "SlotLimit",
     "StuckPolicy",
+    "Transition",
     "Verdict",
     "backoff",
     "classify_create_error",
+    "consequences",
     "finish_hazard",
     "intervals_ordered",
     "is_moderation_failure",

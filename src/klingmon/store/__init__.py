@@ -5,7 +5,9 @@ from __future__ import annotations
 from klingmon.store._cancel import Cancellation
 from klingmon.store._downloads import DOWNLOAD_STATES, RETENTION_MS, DownloadRow
 from klingmon.store._fleet import WorkerRow
+from klingmon.store._flow import Notice, RecordedChange
 from klingmon.store._report import REQUEST_KINDS, REQUEST_PREFIX
+from klingmon.store._retry import retry_batch
 from klingmon.store._rows import (
     BatchRow,
     Change,
@@ -33,11 +35,14 @@ __all__ = [
     "DownloadRow",
     "EventRow",
     "NewTask",
+    "Notice",
     "Observation",
     "OutboxItem",
+    "RecordedChange",
     "Report",
     "Store",
     "TaskRef",
     "TaskRow",
     "WorkerRow",
+    "retry_batch",
 ]

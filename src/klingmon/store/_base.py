@@ -56,12 +56,21 @@ class StoreBase:
             with self._write() as conn:
                 yield conn
             return
-        with self._write() as conn:
-            self._joined.conn = conn
-            try:
-                yield conn
-            finally:
-                self._joined.conn = None
+        self._joined.after = []
+        try:
+            with self._write() as conn:
+                self._joined.conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._joined.conn = None
+            committed = self._joined.after
+        finally:
+            self._joined.after = None
+        self._committed(committed)
+
+    def _committed(self, sent: list[Any]) -> None:
+        """What the block asked to run once committed (see ``Flow.notify``)."""
 
     def _joined_conn(self) -> sa.Connection | None:
         conn: sa.Connection | None = getattr(self._joined, "conn", None)

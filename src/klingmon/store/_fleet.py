@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.store._base import StoreBase
+from klingmon.store._flow import Notice, tell_here
 from klingmon.store._schema import locks, workers
 
 if TYPE_CHECKING:
@@ -124,9 +125,14 @@ class Fleet(StoreBase):
             ).scalar_one()
         return bool(holder == owner)
 
-    def notify(self) -> None:
-        """Wake every listening worker (PostgreSQL); a no-op on SQLite."""
-        if not self._pg:
+    def notify(self, *notices: Notice, news: bool = True) -> None:
+        """Tell every worker: this process's listeners hear each notice (a bare one
+        when none is given) once the enclosing transaction committed; with ``news``,
+        PostgreSQL NOTIFY wakes those of other processes. SQLite workers elsewhere
+        see it at their next periodic look."""
+        for notice in notices or (Notice(),):
+            tell_here(self, notice)
+        if not self._pg or not news:
             return
         with self._write() as conn:
             conn.execute(sa.select(sa.func.pg_notify(CHANNEL, "")))

@@ -17,6 +17,7 @@ __all__ = [
     "QUEUE_MS",
     "RUN_MS",
     "batches",
+    "callback_flow",
     "counters",
     "downloads",
     "duration_stats",
@@ -248,4 +249,13 @@ locks = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("until_ms", _Ms, nullable=False),
+)
+
+callback_flow = sa.Table(
+    "callback_flow",
+    metadata,
+    # Per task endpoint: when a receiver last took in a callback (epoch ms), so an
+    # engine in any process knows its polls may fall back to a safety net.
+    sa.Column("endpoint", sa.String(200), primary_key=True),
+    sa.Column("last_ms", _Ms, nullable=False),
 )

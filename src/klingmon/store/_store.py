@@ -26,6 +26,7 @@ from klingmon.store._convert import (
 )
 from klingmon.store._downloads import Downloads
 from klingmon.store._fleet import Fleet
+from klingmon.store._flow import Flow
 from klingmon.store._refs import Refs
 from klingmon.store._rows import BatchRow, Change, EventRow, TaskRow
 from klingmon.store._schema import (
@@ -83,7 +84,7 @@ _LOCK_ROWS = (
 )
 
 
-class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching):
+class Store(Submission, Downloads, Fleet, Views, Refs, Cancels, Watching, Flow):
     """Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
     # -- lifecycle -----------------------------------------------------------------

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from klingmon.domain import ACTIVE, OUTBOX_KINDS, POLL_SOURCES, WAITING, TaskStatus
 from klingmon.errors import StoreError
+from klingmon.policy import Transition, consequences
 from klingmon.policy._lifecycle import Verdict, judge
 from klingmon.store._convert import (
     kling_ms,
@@ -245,10 +246,12 @@ class Pending:
     whole sweep or group of callbacks instead of three or four per observation.
     """
 
-    __slots__ = ("events", "owed", "updates")
+    __slots__ = ("events", "heard", "owed", "updates")
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        #: Indexes of the events hooks must hear of (an outbox row each).
+        self.heard: set[int] = set()
         self.updates: dict[int, dict[str, Any]] = {}
         #: Succeeded tasks (the row as the change leaves it) whose files are owed.
         self.owed: dict[int, tuple[dict[str, Any], int]] = {}
@@ -278,8 +281,13 @@ class Pending:
         changed = {k: v for k, v in merged.items() if k not in row or row[k] != v}
         if changed:
             self.update(row["id"], changed)
-        index = self.event(row, now_ms, source, kind, old, new, payload)
-        if new is TaskStatus.SUCCEED and trusted:
+        implied = consequences(
+            Transition(old=old, new=new, source=source, trusted=trusted, kind=kind)
+        )
+        index = self.event(
+            row, now_ms, source, kind, old, new, payload, heard=implied.heard
+        )
+        if implied.owes_files:
             self.owe(dict(row) | changed, now_ms)
         return index
 
@@ -296,9 +304,16 @@ class Pending:
         old: TaskStatus | None,
         new: TaskStatus | None,
         payload: Mapping[str, Any],
+        *,
+        heard: bool | None = None,
     ) -> int:
-        """Queue an event; its index into the ids :meth:`flush` returns."""
+        """Queue an event; its index into the ids :meth:`flush` returns.
+
+        ``heard``: whether hooks hear of it (an outbox row); by its kind when None.
+        """
         self.events.append(_event_values(row, now_ms, source, kind, old, new, payload))
+        if heard if heard is not None else kind in OUTBOX_KINDS:
+            self.heard.add(len(self.events) - 1)
         return len(self.events) - 1
 
     def update(self, task_id: int, values: Mapping[str, Any]) -> None:
@@ -311,8 +326,9 @@ class Pending:
             ids = _insert_events(conn, self.events)
             owed = [
                 {"event_id": event_id, "due_ms": event["at_ms"], "attempts": 0}
-                for event_id, event in zip(ids, self.events, strict=True)
-                if event["kind"] in OUTBOX_KINDS
+                for i, event_id in enumerate(ids)
+                if i in self.heard
+                for event in (self.events[i],)
             ]
             if owed:
                 conn.execute(outbox.insert(), owed)

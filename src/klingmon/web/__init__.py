@@ -9,7 +9,7 @@ from klingmon.callback_tokens import (
     server_secret,
     token_matches,
 )
-from klingmon.web._app import create_app, engine_waker
+from klingmon.web._app import create_app
 from klingmon.web._dashboard import Dashboard
 from klingmon.web._hosts import HostPolicy, url_host
 from klingmon.web._limits import Limits
@@ -32,7 +32,6 @@ __all__ = [
     "callback_token",
     "callback_url_builder",
     "create_app",
-    "engine_waker",
     "server_secret",
     "sign_headers",
     "token_matches",

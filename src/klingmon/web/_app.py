@@ -10,7 +10,6 @@ one hop to the pool for PostgreSQL.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import hmac
 import logging
@@ -30,13 +29,11 @@ from klingmon.web._metrics import CONTENT_TYPE, Metrics
 from klingmon.web._receiver import Outcome, Receiver, ReceiverSettings
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import AsyncIterator, Callable, Sequence
 
-    from klingmon.engine import Engine
     from klingmon.store import Store
 
-__all__ = ["create_app", "engine_waker"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,26 +76,11 @@ _CALLBACK_DOC: dict[str, Any] = {
 }
 
 
-def engine_waker(
-    engine: Engine, loop: asyncio.AbstractEventLoop
-) -> Callable[[str, bool], None]:
-    """A thread-safe ``on_callback``: tell the engine, on its loop (it may wake)."""
-
-    def wake(endpoint: str, finish: bool) -> None:
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(
-                functools.partial(engine.note_callback, endpoint, finish=finish)
-            )
-
-    return wake
-
-
 def create_app(
     store: Store,
     *,
     secret: bytes,
     settings: ReceiverSettings | None = None,
-    on_callback: Callable[[str, bool], None] | None = None,
     clock: Clock | None = None,
     api_token: str | None = None,
     metrics: Metrics | None = None,
@@ -108,9 +90,9 @@ def create_app(
 ) -> FastAPI:
     """The web app over ``store``; ``secret`` keys the callback-URL tokens.
 
-    ``on_callback(endpoint, finish)`` is called (on the event loop) after each
-    callback taken in, ``finish`` when it reported a final status, e.g.
-    :func:`engine_waker`. With ``api_token`` the JSON API and
+    Each callback taken in is told through ``store.notify`` (a
+    :class:`~klingmon.store.Notice`: listeners in this process hear it once its
+    commit is done; an engine registers one). With ``api_token`` the JSON API and
     ``/metrics`` want ``Authorization: Bearer <api_token>``. The dashboard is
     served at ``/``: ``dashboard`` configures it (default: read-only unless
     ``api_token`` is set, which then protects it too). ``limits`` caps every
@@ -126,7 +108,6 @@ def create_app(
         secret,
         settings or ReceiverSettings(),
         clock,
-        on_callback,
         # A SQLite commit is local CPU work: on the loop it saves a hop per group and
         # the GIL ping-pong between two busy threads. PostgreSQL waits on the network.
         offload=None if store.dialect == "sqlite" else _off_loop,
@@ -173,8 +154,6 @@ def create_app(
         else:
             outcome = await receiver.handle_async(token, body, request.headers)
         metrics.callback(outcome.status_code, outcome.reason)
-        if outcome.endpoint is not None and receiver.on_callback is not None:
-            receiver.on_callback(outcome.endpoint, outcome.finish)
         return JSONResponse(outcome.body, status_code=outcome.status_code)
 
     # After the callback route: the busiest route is matched first.

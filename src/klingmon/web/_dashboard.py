@@ -37,8 +37,8 @@ from starlette.concurrency import run_in_threadpool
 from klingmon._clock import to_ms
 from klingmon.domain import TERMINAL
 from klingmon.downloads import Downloader
-from klingmon.engine import Monitor
 from klingmon.errors import KlingmonError
+from klingmon.store import retry_batch
 from klingmon.web import _dashboard_data as data
 from klingmon.web._dashboard_state import COOKIE, Dashboard, event_stream, join_mark
 
@@ -344,11 +344,12 @@ class _Actions:
         self.may_act(request)
         store = self.store
         batch = _batch(store, ref)
-        monitor = Monitor(store=store, clock=self.view.clock)
         try:
             # As the CLI's retry: content-moderation failures would fail again.
-            new = monitor.retry(
+            new = retry_batch(
+                store,
                 batch.id,
+                to_ms(self.view.clock.now()),
                 name=_free_name(store, f"{batch.name}-retry"),
                 skip_moderated=True,
             )

@@ -35,8 +35,7 @@ from klingmon.api import snapshot
 from klingmon.api._models import Task, parse_status
 from klingmon.callback_tokens import token_matches
 from klingmon.domain import ACTIVE, TERMINAL
-from klingmon.engine._engine import CALLBACK_META_PREFIX
-from klingmon.store import Observation
+from klingmon.store import Notice, Observation
 from klingmon.store._group import GroupCommit
 from klingmon.web._signature import SignatureError, verify_signature
 
@@ -111,9 +110,6 @@ class Receiver:
     secret: bytes = field(repr=False)
     settings: ReceiverSettings = field(default_factory=ReceiverSettings)
     clock: Clock = field(default_factory=SystemClock)
-    #: Called with the task's endpoint, and whether it reported a final status,
-    #: after a callback was taken in.
-    on_callback: Callable[[str, bool], None] | None = None
     #: Runs a group's blocking commit off the event loop (``await offload(fn, arg)``);
     #: None commits on the loop (see :class:`GroupCommit`).
     offload: Callable[..., Awaitable[Any]] | None = field(default=None, repr=False)
@@ -262,8 +258,16 @@ class Receiver:
                 if applied
                 else Outcome(200, {"status": "unchanged"}, "unchanged", row.endpoint)
             )
-        if hints or changed:
-            self.store.notify()  # workers elsewhere confirm, download, hook at once
+        # One channel tells every engine: this process's listeners hear each
+        # callback taken in once the group committed; with news, so do (by NOTIFY)
+        # workers elsewhere, who confirm, download and hook at once.
+        notices = [
+            Notice(frozenset({o.endpoint}), finish=o.finish)
+            for _, o in sorted(outcomes.items())
+            if o.endpoint is not None
+        ]
+        if notices or hints or changed:
+            self.store.notify(*notices, news=bool(hints or changed))
         return outcomes
 
     def _unknown(self, call: _Call) -> Outcome:
@@ -297,13 +301,12 @@ class Receiver:
         return True
 
     def _note_flowing(self, endpoints: set[str], now: float) -> None:
-        """Tell engines in other processes (via ``meta``) that callbacks flow."""
+        """Tell engines in any process (``callback_flow``) that callbacks flow."""
         with self._lock:
             due = sorted(e for e in endpoints if now - self._noted.get(e, 0.0) >= 1.0)
             for endpoint in due:
                 self._noted[endpoint] = now
-        for endpoint in due:
-            self.store.meta_set(CALLBACK_META_PREFIX + endpoint, repr(now))
+        self.store.note_callbacks(due, to_ms(now))
 
 
 def delivery_key(webhook_id: str) -> str:

@@ -82,12 +82,15 @@ def app_for(
     woken: list[tuple[str, bool]] | None = None,
     api_token: str | None = None,
 ) -> FastAPI:
+    if woken is not None:
+        store.listen_here(
+            lambda notice: woken.extend((e, notice.finish) for e in notice.endpoints)
+        )
     return create_app(
         store,
         secret=SECRET,
         settings=ReceiverSettings(webhook_secret=webhook_secret, confirm=confirm),
         clock=clock,
-        on_callback=None if woken is None else lambda *seen: woken.append(seen),
         api_token=api_token,
     )
 

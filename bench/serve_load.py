@@ -1,0 +1,198 @@
+"""Callback answer times in one ``serve``-like process, engine idle vs carrying a batch.
+
+``klingmon serve`` runs the receiver and the engine on one event loop. A store call
+the engine made on the loop would hold every callback behind it; the engine's store
+calls run in a worker thread instead. This measures it: uvicorn + the receiver app +
+the engine on one loop, over one SQLite store, the simulator in a thread of its own
+(Kling is elsewhere), and a steady stream of unsigned "processing" callbacks from a
+client thread, each a new fact the receiver commits before answering. Once with the
+engine idle, once while it carries a batch of ``tasks`` on the simulator.
+
+    python -m bench.serve_load [tasks] [seconds]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from bench.workloads import percentile
+from klingmon.api import AsyncKlingClient, GenericRequest
+from klingmon.domain import ACTIVE
+from klingmon.engine import EngineSettings, Monitor
+from klingmon.engine._monitor import new_task
+from klingmon.sim import Faults, SimConfig
+from klingmon.store import Store
+from klingmon.testing import SimServer
+from klingmon.web import callback_token, create_app
+
+__all__ = ["serve_load_figures"]
+
+ENDPOINT = "/v1/videos/text2video"
+_SECRET = b"klingmon-bench-serve-load-secret-0123456789"
+#: Never due: the callbacks' own tasks must cost the engine no polls.
+_NEVER_MS = 4_000_000_000_000
+_T0 = 1_780_000_000_000
+
+
+def _callback_tasks(store: Store, db: Path, n: int, tag: str) -> list[tuple[str, str]]:
+    """``n`` tasks Kling holds (never due for a poll); a processing callback each."""
+    reqs = [
+        new_task(
+            GenericRequest(
+                task_path=ENDPOINT,
+                payload={"model_name": "kling-v2-master", "prompt": f"{tag} {i}"},
+            )
+        )
+        for i in range(n)
+    ]
+    batch = store.create_batch(f"callbacks-{tag}", reqs, _T0)
+    rows = store.tasks(batch.id)
+    base = 8 * 10**17 + (batch.id << 20)
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "UPDATE tasks SET status='submitted', task_id=?, kling_created_ms=?,"
+            " kling_updated_ms=?, submitted_ms=?, next_poll_ms=? WHERE id=?",
+            [(str(base + r.id), _T0, _T0, _T0, _NEVER_MS, r.id) for r in rows],
+        )
+    out = []
+    for r in rows:
+        task = {
+            "task_id": str(base + r.id),
+            "task_status": "processing",
+            "task_status_msg": "",
+            "task_info": {"external_task_id": r.external_task_id},
+            "task_result": {},
+            "created_at": _T0,
+            "updated_at": _T0 + 5000,
+        }
+        token = callback_token(_SECRET, r.external_task_id)
+        out.append((f"/callbacks/kling/{token}", json.dumps(task)))
+    return out
+
+
+def _send(url: str, calls: list[tuple[str, str]], rate: float) -> list[float]:
+    """Send ``calls`` at ``rate`` a second, one at a time; answer times in ms."""
+    times: list[float] = []
+    with httpx.Client(base_url=url) as http:
+        start = time.perf_counter()
+        for i, (path, body) in enumerate(calls):
+            wait = start + i / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            t = time.perf_counter()
+            answer = http.post(
+                path, content=body, headers={"content-type": "application/json"}
+            )
+            times.append((time.perf_counter() - t) * 1000)
+            if answer.status_code >= 300:
+                raise RuntimeError(f"callback answered {answer.status_code}")
+    return times
+
+
+async def _scenario(
+    sim_url: str, sim_keys: tuple[str, str], tasks: int, seconds: float, rate: float
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="klingmon-bench-serve-") as tmp:
+        db = Path(tmp) / "serve.db"
+        store = Store.open(str(db))
+        calls = _callback_tasks(store, db, int(seconds * rate), f"t{tasks}")
+        client = AsyncKlingClient(
+            base_url=sim_url, access_key=sim_keys[0], secret_key=sim_keys[1]
+        )
+        settings = EngineSettings(
+            slots=max(tasks, 1), rate=100.0, max_rate=200.0, idle_max=1.0, seed=1
+        )
+        monitor = Monitor(store=store, client=client, settings=settings)
+        app = create_app(store, secret=_SECRET)
+        sock = socket.socket()
+        # Without it Nagle + delayed ACK add ~40 ms to an answer sent in two writes.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", access_log=False, http="h11")
+        )
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        if tasks:
+            monitor.submit(
+                [
+                    GenericRequest(
+                        task_path=ENDPOINT,
+                        payload={"model_name": "kling-v2-master", "prompt": f"p{i}"},
+                    )
+                    for i in range(tasks)
+                ],
+                batch="carried",
+            )
+        engine = asyncio.create_task(monitor.run(forever=True))
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + 120
+        while tasks and time.monotonic() < deadline:  # until Kling holds them all
+            counts = store.count_by_status(statuses=tuple(ACTIVE))
+            if sum(counts.values()) >= tasks * 0.9:
+                break
+            await asyncio.sleep(0.5)
+        carried = sum(store.count_by_status(statuses=tuple(ACTIVE)).values())
+        times = await asyncio.to_thread(_send, url, calls, rate)
+        monitor.engine().stop()
+        await engine
+        server.should_exit = True
+        await serving
+        await monitor.aclose()
+        store.close()
+    return {
+        "tasks": tasks,
+        "active_while_measured": carried - len(calls),
+        "callbacks": len(times),
+        "p50_ms": percentile(times, 50),
+        "p99_ms": percentile(times, 99),
+        "max_ms": max(times),
+    }
+
+
+def serve_load_figures(
+    tasks: int = 2000, seconds: float = 10.0, rate: float = 50.0
+) -> dict[str, Any]:
+    """Callback answer times with the engine idle, then carrying ``tasks``."""
+    config = SimConfig(
+        seed=5,
+        slots=tasks,
+        time_scale=5.0,
+        admin=True,
+        faults=Faults(),
+        secret_key="sim-secret-key-for-the-benchmarks-0123",  # noqa: S106 - simulated
+    )
+    out: dict[str, Any] = {"rate_per_s": rate, "seconds": seconds}
+    with SimServer(config) as sim:
+        keys = (sim.sim.config.access_key, sim.sim.config.secret_key)
+        for name, n in (("idle", 0), ("carrying", tasks)):
+            out[name] = asyncio.run(_scenario(sim.url, keys, n, seconds, rate))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+    tasks = int(argv[0]) if argv else 2000
+    seconds = float(argv[1]) if len(argv) > 1 else 10.0
+    figures = serve_load_figures(tasks, seconds)
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

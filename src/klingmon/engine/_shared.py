@@ -1,0 +1,262 @@
+"""The small objects the engine's duties share, each passed to those that use it.
+
+- :class:`RequestCounts`: API requests per batch and kind, written once a round.
+- :class:`CallbackFlow`: whether callbacks flow for an endpoint (polls then fall back
+  to a safety net), from this process's notices and the store's ``callback_flow``.
+- :class:`PollPlanner`: when a task is next polled, by the learned durations.
+- :class:`Finishes`: what every applied status change implies for this engine (a
+  freed slot for the governor, a sample for the duration book), exactly once each,
+  whoever applied it: this engine, a receiver, another worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING
+
+from klingmon.domain import TERMINAL, TaskStatus
+from klingmon.policy import Phase, Transition, consequences, next_poll_delay
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Iterable, Mapping
+
+    from klingmon._clock import Clock
+    from klingmon.engine._governor import Governor
+    from klingmon.engine._settings import EngineSettings
+    from klingmon.policy import DurationBook
+    from klingmon.store import Change, RecordedChange, Store, TaskRow
+
+__all__ = [
+    "CallbackFlow",
+    "Finishes",
+    "PollPlanner",
+    "RequestCounts",
+    "phase_of",
+    "phase_start",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class RequestCounts:
+    """API requests by (batch, kind), kept in memory between two flushes."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[int, str]] = Counter()
+
+    def add(self, batch_id: int, kind: str) -> None:
+        self._counts[(batch_id, kind)] += 1
+
+    def take(self) -> dict[int, dict[str, int]]:
+        """The counts by batch since the last take; empties them."""
+        by_batch: dict[int, dict[str, int]] = defaultdict(dict)
+        for (batch_id, name), value in self._counts.items():
+            by_batch[batch_id][name] = value
+        self._counts.clear()
+        return dict(by_batch)
+
+
+class CallbackFlow:
+    """Per endpoint: when callbacks were last seen, here or noted in the store."""
+
+    def __init__(self, store: Store, clock: Clock, settings: EngineSettings) -> None:
+        self._store = store
+        self._clock = clock
+        self._settings = settings
+        self._seen: dict[str, float] = {}
+        self._read: dict[str, float] = {}
+
+    def note(self, endpoint: str) -> None:
+        """A callback for ``endpoint`` was taken in by this process."""
+        self._seen[endpoint] = self._clock.now()
+
+    def active(self, endpoint: str) -> bool:
+        """Whether callbacks flow for ``endpoint`` (within the safety interval).
+
+        A receiver in another process notes its callbacks in the store; that is
+        read at most once per ``min_interval`` per endpoint (one small query, on the
+        caller's thread: the schedule is pure arithmetic around it).
+        """
+        schedule = self._settings.schedule
+        now = self._clock.now()
+        horizon = schedule.safety_interval
+        last = self._seen.get(endpoint)
+        if last is not None and now - last < horizon:
+            return True
+        if now - self._read.get(endpoint, -horizon) >= schedule.min_interval:
+            self._read[endpoint] = now
+            noted_ms = self._store.callbacks_last_ms(endpoint)
+            if noted_ms is not None and noted_ms / 1000 > (last or 0.0):
+                self._seen[endpoint] = last = noted_ms / 1000
+        return last is not None and now - last < horizon
+
+
+class PollPlanner:
+    """Seconds until a task's next poll: the schedule policy over learned durations."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        book: DurationBook,
+        flow: CallbackFlow,
+        rng: random.Random,
+    ) -> None:
+        self._settings = settings
+        self._book = book
+        self._flow = flow
+        self._rng = rng
+
+    def delay(
+        self,
+        row: TaskRow,
+        now_ms: int,
+        *,
+        status: TaskStatus | None = None,
+        elapsed: float | None = None,
+    ) -> float:
+        phase = phase_of(status or row.status)
+        if elapsed is None:
+            start = phase_start(row)
+            elapsed = max(0.0, (now_ms - start) / 1000) if start else 0.0
+        schedule = self._settings.schedule
+        delay = next_poll_delay(
+            schedule,
+            self._book.get(row.key, phase),
+            elapsed,
+            callbacks=self._flow.active(row.endpoint),
+            rng=self._rng,
+        )
+        if row.watch_timeout:
+            delay = max(delay, schedule.max_interval)
+        return delay
+
+
+class Finishes:
+    """Acts on what status changes imply: the governor hears of a freed slot, the
+    duration book of a sample, once per change.
+
+    The engine hands in the changes it applied itself (with the rows it held
+    before), at once; :meth:`catch_up` then reads every change recorded since the
+    last mark and acts on those it has not seen: a callback's, another worker's.
+    """
+
+    def __init__(self, governor: Governor, book: DurationBook) -> None:
+        self._governor = governor
+        self._book = book
+        self._mark: int | None = None
+        #: Event ids acted on ahead of the mark (this engine's own changes).
+        self._done: set[int] = set()
+        #: Per task: when its processing began, as the change into it said.
+        self._started: dict[int, int] = {}
+
+    @property
+    def mark(self) -> int | None:
+        return self._mark
+
+    def start_at(self, mark: int) -> None:
+        """Changes up to event ``mark`` are history: never act on them."""
+        self._mark = mark
+        self._done = {i for i in self._done if i > mark}
+
+    def took(
+        self,
+        changes: Iterable[tuple[int, Transition, TaskRow]],
+    ) -> None:
+        """Act on ``(event id, transition, row after)`` for each change."""
+        for event_id, transition, task in changes:
+            if event_id in self._done or (
+                self._mark is not None and event_id <= self._mark
+            ):
+                continue
+            self._done.add(event_id)
+            if transition.new is TaskStatus.PROCESSING and transition.at_ms:
+                self._started[task.id] = transition.at_ms
+            elif transition.new in TERMINAL:
+                self._started.pop(task.id, None)
+            implied = consequences(transition)
+            if implied.sample is not None:
+                self._book.observe(
+                    task.key, implied.sample.phase, implied.sample.seconds
+                )
+            if implied.frees_slot:
+                self._governor.on_task_finished()
+
+    def applied(self, changes: Iterable[Change], before: Mapping[int, TaskRow]) -> None:
+        """This engine's own changes; ``before``: the rows it held (a change of a
+        task not among them teaches nothing, but frees its slot all the same)."""
+        self.took(
+            (
+                c.event_id,
+                transition(c.new_status, c.task, before.get(c.task.id)),
+                c.task,
+            )
+            for c in changes
+        )
+
+    def caught_up(self, recorded: Iterable[RecordedChange]) -> int | None:
+        """Act on changes read from the store; the new mark (None: none read)."""
+        last = None
+        for change in recorded:
+            started = self._started.get(change.task.id)
+            self.took([(change.event_id, _recorded(change, started), change.task)])
+            last = change.event_id
+        if last is not None:
+            self.start_at(last)
+        return last
+
+
+def transition(new: TaskStatus, task: TaskRow, before: TaskRow | None) -> Transition:
+    """The change of ``before`` (the row as the engine held it) into ``task``.
+
+    Without ``before`` no sample is taken: when the phase began is not known.
+    """
+    at = task.kling_updated_ms or (
+        task.processing_ms if new is TaskStatus.PROCESSING else task.finished_ms
+    )
+    return Transition(
+        old=before.status if before is not None else None,
+        new=new,
+        source="",
+        at_ms=at,
+        created_ms=task.kling_created_ms,
+        phase_started_ms=phase_start(before) if before is not None else None,
+    )
+
+
+def _recorded(change: RecordedChange, started_ms: int | None) -> Transition:
+    """A change another writer recorded, dated by Kling's clock or not at all.
+
+    The row now stands for the row then: while it still holds the change's status,
+    its ``kling_updated_ms`` dates the change, if Kling's own answer moved it past
+    the creation (an unconfirmed callback writes no time: it teaches nothing). The
+    processing phase began at ``started_ms``, as the change into it was dated here.
+    """
+    task = change.task
+    new = change.new_status
+    dated = (
+        task.status is new
+        and task.kling_updated_ms is not None
+        and task.kling_created_ms is not None
+        and task.kling_updated_ms > task.kling_created_ms
+    )
+    return Transition(
+        old=change.old_status,
+        new=new,
+        source=change.source,
+        at_ms=task.kling_updated_ms if dated else None,
+        created_ms=task.kling_created_ms,
+        phase_started_ms=started_ms,
+    )
+
+
+def phase_of(status: TaskStatus) -> Phase:
+    return Phase.PROCESSING if status == TaskStatus.PROCESSING else Phase.SUBMITTED
+
+
+def phase_start(row: TaskRow) -> int | None:
+    """When the task's current phase began, by Kling's clock where it told us."""
+    if row.status == TaskStatus.PROCESSING:
+        return row.kling_updated_ms or row.processing_ms or row.phase_ms
+    return row.kling_created_ms or row.submitted_ms or row.phase_ms

@@ -1,0 +1,178 @@
+"""What an engine learns from the store's other writers, whatever process they run in.
+
+Two things: whether callbacks flow for an endpoint (its polls may then fall back to a
+safety net), and which status changes were recorded since a mark (so that a finish a
+receiver applied frees a slot and teaches a duration exactly as a poll's does).
+Listeners registered in this process hear :meth:`notify` at once, after the
+transaction that called it committed; PostgreSQL's NOTIFY carries it to the others.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from klingmon.domain import TERMINAL, EventKind, TaskStatus
+from klingmon.store._base import StoreBase
+from klingmon.store._convert import task_row
+from klingmon.store._schema import callback_flow, events, tasks
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
+    from klingmon.store._rows import TaskRow
+
+__all__ = ["Flow", "Notice", "RecordedChange", "tell_here"]
+
+#: The changes an engine acts on: a finish frees a slot; both may teach a duration.
+_WATCHED = sorted(s.value for s in (*TERMINAL, TaskStatus.PROCESSING))
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What a writer tells listeners: the endpoints callbacks came for, and whether
+    any reported a final status (a slot frees, files may be owed)."""
+
+    endpoints: frozenset[str] = frozenset()
+    finish: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedChange:
+    """A status change as the events table holds it; ``task`` is the row now."""
+
+    event_id: int
+    old_status: TaskStatus | None
+    new_status: TaskStatus
+    source: str
+    task: TaskRow
+
+
+@dataclass
+class _Listeners:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    fns: list[Callable[[Notice], None]] = field(default_factory=list)
+
+
+def _listeners(store: StoreBase) -> _Listeners:
+    found: _Listeners | None = store.__dict__.get("_flow_listeners")
+    if found is None:
+        found = store.__dict__.setdefault("_flow_listeners", _Listeners())
+    return found
+
+
+def tell_here(store: StoreBase, notice: Notice) -> None:
+    """Call ``store``'s in-process listeners now, or once the transaction this
+    thread joined committed."""
+    after: list[Any] | None = getattr(store._joined, "after", None)  # noqa: SLF001
+    if after is not None:
+        after.append(notice)
+        return
+    local = _listeners(store)
+    with local.lock:
+        fns = list(local.fns)
+    for fn in fns:
+        fn(notice)
+
+
+class Flow(StoreBase):
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite store: one shared connection, for one thread at once."""
+        url = self._engine.url
+        return url.get_backend_name() == "sqlite" and url.database in (
+            None,
+            "",
+            ":memory:",
+        )
+
+    # -- in-process listeners --------------------------------------------------------
+
+    def listen_here(self, fn: Callable[[Notice], None]) -> Callable[[], None]:
+        """Call ``fn`` with each :class:`Notice` this store object sends (from the
+        sender's thread, once its transaction committed); returns a stopper."""
+        local = _listeners(self)
+        with local.lock:
+            local.fns.append(fn)
+
+        def stop() -> None:
+            with local.lock:
+                if fn in local.fns:
+                    local.fns.remove(fn)
+
+        return stop
+
+    def _committed(self, sent: list[Any]) -> None:
+        for notice in sent:
+            tell_here(self, notice)
+
+    # -- callbacks flowing -------------------------------------------------------------
+
+    def note_callbacks(self, endpoints: Collection[str], now_ms: int) -> None:
+        """Callbacks came for ``endpoints`` at ``now_ms`` (only ever moves forward)."""
+        if not endpoints:
+            return
+        ins = self._insert(callback_flow)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[callback_flow.c.endpoint],
+            set_={"last_ms": ins.excluded.last_ms},
+            where=callback_flow.c.last_ms < ins.excluded.last_ms,
+        )
+        rows = [{"endpoint": e, "last_ms": now_ms} for e in sorted(endpoints)]
+        with self._write() as conn:
+            conn.execute(stmt, rows)
+
+    def callbacks_last_ms(self, endpoint: str) -> int | None:
+        """When a receiver last took in a callback for ``endpoint`` (epoch ms)."""
+        query = sa.select(callback_flow.c.last_ms).where(
+            callback_flow.c.endpoint == endpoint
+        )
+        with self._read() as conn:
+            value = conn.scalar(query)
+        return None if value is None else int(value)
+
+    # -- status changes since a mark ---------------------------------------------------
+
+    def last_event_id(self) -> int:
+        """The newest event's id (0 for none): a mark to read changes from."""
+        with self._read() as conn:
+            return int(conn.scalar(sa.select(sa.func.max(events.c.id))) or 0)
+
+    def changes_since(self, mark: int, limit: int = 1000) -> list[RecordedChange]:
+        """Status changes into processing or a final status after event ``mark``,
+        oldest first, whoever applied them."""
+        query = (
+            sa.select(
+                events.c.id.label("event_id"),
+                events.c.old_status.label("event_old"),
+                events.c.new_status.label("event_new"),
+                events.c.source.label("event_source"),
+                tasks,
+            )
+            .join(tasks, tasks.c.id == events.c.task_id)
+            .where(
+                events.c.id > mark,
+                events.c.kind == EventKind.STATUS.value,
+                events.c.new_status.in_(_WATCHED),
+            )
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            found = conn.execute(query).mappings().all()
+        return [_recorded(m) for m in found]
+
+
+def _recorded(m: sa.RowMapping) -> RecordedChange:
+    row = {k: v for k, v in m.items() if not k.startswith("event_")}
+    old = m["event_old"]
+    return RecordedChange(
+        event_id=int(m["event_id"]),
+        old_status=None if old is None else TaskStatus(old),
+        new_status=TaskStatus(m["event_new"]),
+        source=str(m["event_source"]),
+        task=task_row(row),
+    )
