@@ -1,11 +1,12 @@
 """Callback answer times in one ``serve``-like process, engine idle vs carrying a batch.
 
-``klingmon serve`` runs the receiver and the engine on one event loop. A store call
-the engine made on the loop would hold every callback behind it; the engine's store
-calls run in a worker thread instead. This measures it: uvicorn + the receiver app +
-the engine on one loop, over one SQLite store, the simulator in a thread of its own
-(Kling is elsewhere), and a steady stream of unsigned "processing" callbacks from a
-client thread, each a new fact the receiver commits before answering. Once with the
+``klingmon serve`` runs the receiver on uvicorn's loop and the engine on a loop of its
+own in a thread (``EngineThread``), its store calls in worker threads: neither a store
+call nor the engine's own CPU work holds a callback behind it. This measures it, as
+serve runs them: uvicorn + the receiver app + the engine thread, over one SQLite
+store, the simulator in a thread of its own (Kling is elsewhere), and a steady stream
+of unsigned "processing" callbacks from a client thread, each a new fact the
+receiver commits before answering. Once with the
 engine idle, once while it carries a batch of ``tasks`` on the simulator.
 
     python -m bench.serve_load [tasks] [seconds]
@@ -31,7 +32,7 @@ import uvicorn
 from bench.workloads import percentile
 from klingmon.api import AsyncKlingClient, GenericRequest
 from klingmon.domain import ACTIVE
-from klingmon.engine import EngineSettings, Monitor
+from klingmon.engine import EngineSettings, EngineThread, Monitor
 from klingmon.engine._monitor import new_task
 from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
@@ -137,7 +138,9 @@ async def _scenario(
                 ],
                 batch="carried",
             )
-        engine = asyncio.create_task(monitor.run(forever=True))
+        # As `klingmon serve` runs it: on a loop of its own, in a thread.
+        engine = EngineThread(monitor, client=client)
+        engine.start()
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
             await asyncio.sleep(0.01)
         deadline = time.monotonic() + 120
@@ -148,11 +151,10 @@ async def _scenario(
             await asyncio.sleep(0.5)
         carried = sum(store.count_by_status(statuses=tuple(ACTIVE)).values())
         times = await asyncio.to_thread(_send, url, calls, rate)
-        monitor.engine().stop()
-        await engine
+        engine.stop()
+        await engine.join()
         server.should_exit = True
         await serving
-        await monitor.aclose()
         store.close()
     return {
         "tasks": tasks,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import ipaddress
 import logging
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -24,14 +22,9 @@ from klingmon.cli._hook_options import (
     Notify,
 )
 from klingmon.config import Secret
+from klingmon.engine import EngineThread
 from klingmon.errors import ConfigError
 from klingmon.hooks import install_hooks
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from klingmon.api import AsyncKlingClient
-    from klingmon.engine import Monitor
 
 __all__ = ["serve_app"]
 
@@ -231,20 +224,10 @@ class _Options:
         return f"_Options(host={self.host!r}, port={self.port}, engine={self.engine})"
 
 
-def _waker(monitor: Monitor, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
-    """Wake the engine from another thread (a dashboard action stored new work)."""
-
-    def wake() -> None:
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(monitor.engine().wake)
-
-    return wake
-
-
 async def serve_app(
     context: Context, options: _Options, holder: dict[str, object]
 ) -> None:
-    """Run uvicorn and (unless told not to) the engine in this event loop."""
+    """Run uvicorn, and (unless told not to) the engine on a loop of its own."""
     from klingmon.web import (  # noqa: PLC0415 - FastAPI only for this command
         Dashboard,
         MeteredTransport,
@@ -256,13 +239,14 @@ async def serve_app(
     settings = runtime.settings
     store = runtime.store
     metrics = Metrics(store)
-    monitor: Monitor | None = None
-    client: AsyncKlingClient | None = None
+    engine: EngineThread | None = None
     if options.engine:
         client = runtime.client(
             transport=MeteredTransport(metrics, httpx.AsyncHTTPTransport())
         )
         monitor = runtime.monitor(client)
+        # Its own loop in a thread: its CPU work never holds a callback's answer.
+        engine = EngineThread(monitor, client=client, on_exit=lambda: _exit(holder))
         install_hooks(
             monitor.hooks,
             store=store,
@@ -275,13 +259,12 @@ async def serve_app(
     elif options.hook_command or options.forward_url or options.notify:
         raise ConfigError("hooks run in the engine: drop --no-engine or run a worker")
     webhook = settings.webhook_secret
-    loop = asyncio.get_running_loop()
     dashboard = Dashboard(
         token=options.token,
         download_dir=settings.download_dir,
         downloads=settings.downloads,
         slots=settings.slots,
-        wake=_waker(monitor, loop) if monitor is not None else None,
+        wake=engine.wake if engine is not None else None,
     )
     holder["dashboard"] = dashboard
     app = runtime.web_app(
@@ -308,10 +291,8 @@ async def serve_app(
     )
     server = uvicorn.Server(config)
     holder["server"] = server
-    runner: asyncio.Task[None] | None = None
-    if monitor is not None:
-        runner = asyncio.create_task(monitor.run(forever=True), name="klingmon-engine")
-        runner.add_done_callback(lambda _: setattr(server, "should_exit", True))
+    if engine is not None:
+        engine.start()
     logger.info(
         "serve.start",
         extra={"host": options.host, "port": options.port, "engine": options.engine},
@@ -324,12 +305,16 @@ async def serve_app(
         await server.serve()
     finally:
         announce.cancel()
-        if monitor is not None and runner is not None:
-            monitor.stop()
-            await runner
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+        if engine is not None:
+            engine.stop()
+            await engine.join()
+
+
+def _exit(holder: dict[str, object]) -> None:
+    """The engine stopped (or failed): the server goes too."""
+    server = holder.get("server")
+    if isinstance(server, uvicorn.Server):
+        server.should_exit = True
 
 
 async def _announce(server: uvicorn.Server, lines: list[str]) -> None:

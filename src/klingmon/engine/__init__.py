@@ -9,11 +9,13 @@ from klingmon.engine._health import (
 )
 from klingmon.engine._monitor import Monitor, new_task
 from klingmon.engine._settings import EngineSettings
+from klingmon.engine._thread import EngineThread
 
 __all__ = [
     "DEFAULT_GIVE_UP_AFTER",
     "Engine",
     "EngineSettings",
+    "EngineThread",
     "Health",
     "HealthTransport",
     "Monitor",

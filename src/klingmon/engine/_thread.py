@@ -1,0 +1,87 @@
+"""The engine on an event loop of its own, beside a server's.
+
+In ``klingmon serve`` the receiver answers Kling on uvicorn's loop. On that same loop
+every stretch of the engine's own CPU work (a 500-task list page parsed, a round
+planned) would hold each callback behind it, however short its store calls. On a loop
+of its own in a thread, the interpreter switches between the two every few
+milliseconds, so a busy engine adds little to a callback's answer time. The engine
+and the receiver meet only in the store (and its in-process wake-up channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from klingmon.api import AsyncKlingClient
+    from klingmon.engine._monitor import Monitor
+
+__all__ = ["EngineThread"]
+
+
+class EngineThread:
+    """Runs ``monitor`` forever on its own loop in a thread, until :meth:`stop`."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        *,
+        client: AsyncKlingClient | None = None,
+        on_exit: Callable[[], None] | None = None,
+        name: str = "klingmon-engine",
+    ) -> None:
+        self._monitor = monitor
+        #: Closed on the engine's loop, the only one that used it.
+        self._client = client
+        self._on_exit = on_exit
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the engine; returns once its loop runs."""
+        self._thread.start()
+        self._ready.wait()
+
+    def wake(self) -> None:
+        """Run a round now (thread-safe): a dashboard action stored new work."""
+        self._call(lambda: self._monitor.engine().wake())
+
+    def stop(self) -> None:
+        """Finish the current round and stop (thread-safe)."""
+        self._call(self._monitor.stop)
+
+    async def join(self) -> None:
+        """Wait for the engine to stop; re-raise what stopped it, if anything."""
+        await asyncio.to_thread(self._thread.join)
+        if self._error is not None:
+            raise self._error
+
+    def _call(self, action: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(action)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        finally:
+            self._ready.set()  # never leave start() waiting on a loop that failed
+            if self._on_exit is not None:
+                self._on_exit()
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ready.set()
+        try:
+            await self._monitor.run(forever=True)
+        except BaseException as exc:  # noqa: BLE001 - handed to join()
+            self._error = exc
+        finally:
+            if self._client is not None:
+                await self._client.aclose()
