@@ -192,11 +192,11 @@ def _settled(store: Store, truth: dict[str, str], stuck: set[str]) -> bool:
     """Kling ended every task but the stuck ones; all ended here, downloaded, told."""
     if any(TaskStatus(s) not in TERMINAL for t, s in truth.items() if t not in stuck):
         return False
-    tasks = store.tasks()
+    tasks = store.tasks.tasks()
     if any(t.task_id is None or t.status.value != truth.get(t.task_id) for t in tasks):
         return False
     done = sum(t.status == TaskStatus.SUCCEED for t in tasks)
-    return store.download_counts().get("done", 0) == done and not store.outbox_backlog()
+    return store.downloads.download_counts().get("done", 0) == done and not store.outbox.outbox_backlog()
 
 
 def run_chaos(
@@ -271,8 +271,8 @@ def run_chaos(
                         if time.monotonic() > deadline:
                             break
                         time.sleep(0.25)
-                    rows = store.tasks()
-                    files = store.download_rows()
+                    rows = store.tasks.tasks()
+                    files = store.downloads.download_rows()
                     flagged = sum(t.stuck for t in rows)
             finally:
                 worker.send_signal(signal.SIGTERM)

@@ -72,7 +72,7 @@ class Engine(Submitter, Poller):
             rate=self.settings.rate,
             max_rate=self.settings.max_rate,
         )
-        self.book = DurationBook.load(store.load_stats())
+        self.book = DurationBook.load(store.meta.load_stats())
         self._rng = random.Random(self.settings.seed)
         self._requests = asyncio.Semaphore(self.settings.parallel_requests)
         self._wake = asyncio.Event()
@@ -141,13 +141,13 @@ class Engine(Submitter, Poller):
         self._scope = scope
         self._reclaim_dead_leases()
         if self.downloader is not None:
-            self.store.ensure_downloads(to_ms(self.clock.now()))
+            self.store.downloads.ensure_downloads(to_ms(self.clock.now()))
         loop = asyncio.get_running_loop()
 
         def wake_soon() -> None:  # from the listening thread
             loop.call_soon_threadsafe(self.wake)
 
-        stop_listening = self.store.listen(wake_soon)
+        stop_listening = self.store.fleet.listen(wake_soon)
         try:
             while not self._stop.is_set():
                 did = await self.step()
@@ -158,8 +158,8 @@ class Engine(Submitter, Poller):
             stop_listening()
             await self._stop_downloads()
             self._flush()
-            self.store.release(self.owner)
-            self.store.worker_stopped(self.owner, to_ms(self.clock.now()))
+            self.store.fleet.release(self.owner)
+            self.store.fleet.worker_stopped(self.owner, to_ms(self.clock.now()))
 
     async def step(self) -> bool:
         """One round of every duty; True when it did any work."""
@@ -180,17 +180,17 @@ class Engine(Submitter, Poller):
             return
         self._next_heartbeat = now + _HEARTBEAT
         now_ms = to_ms(now)
-        self.store.heartbeat(self.owner, now_ms, {"slots": self.settings.slots})
-        alive = sum(w.alive for w in self.store.workers(now_ms))
+        self.store.fleet.heartbeat(self.owner, now_ms, {"slots": self.settings.slots})
+        alive = sum(w.alive for w in self.store.fleet.workers(now_ms))
         self.governor.share(max(1, alive))
         self._reclaim_dead_leases()
 
     def _reclaim_dead_leases(self) -> None:
         # A worker on this host that was killed left leases; other hosts' leases
         # simply expire, since we cannot see their processes.
-        for owner in self.store.lease_owners():
+        for owner in self.store.fleet.lease_owners():
             if owner != self.owner and _dead_local_owner(owner):
-                self.store.release(owner)
+                self.store.fleet.release(owner)
                 logger.info("lease.reclaimed", extra={"owner": owner})
 
     # -- hooks ---------------------------------------------------------------
@@ -202,15 +202,17 @@ class Engine(Submitter, Poller):
                 return False
             self._next_hookless_delivery = now + _HOOKLESS_DELIVERY
         now_ms = to_ms(now)
-        items = self.store.claim_outbox(self.owner, now_ms, self._lease_ms(), 500)
+        items = self.store.outbox.claim_outbox(
+            self.owner, now_ms, self._lease_ms(), 500
+        )
         if not items:
             return False
         if not self.hooks:
-            self.store.delivered([item.id for item in items], now_ms)
+            self.store.outbox.delivered([item.id for item in items], now_ms)
             return True
         done: list[int] = []
         for item in items:
-            task = self.store.task(item.event.task_id)
+            task = self.store.tasks.task(item.event.task_id)
             if task is None:
                 done.append(item.id)
                 continue
@@ -218,7 +220,7 @@ class Engine(Submitter, Poller):
                 await self.hooks.deliver(HookEvent(item.event, task))
             except Exception as exc:  # noqa: BLE001 - a user's hook may raise anything
                 delay = backoff(item.attempts + 1, base=1.0, cap=300.0, rng=self._rng)
-                self.store.failed(
+                self.store.outbox.failed(
                     item.id,
                     now_ms,
                     f"{type(exc).__name__}: {exc}",
@@ -230,7 +232,7 @@ class Engine(Submitter, Poller):
                 )
             else:
                 done.append(item.id)
-        self.store.delivered(done, to_ms(self.clock.now()))
+        self.store.outbox.delivered(done, to_ms(self.clock.now()))
         return True
 
     # -- downloads -----------------------------------------------------------
@@ -253,7 +255,7 @@ class Engine(Submitter, Poller):
                 logger.error(
                     "download.round_failed", extra={"error": type(failed).__name__}
                 )
-        if self.store.next_download_ms() is None:
+        if self.store.downloads.next_download_ms() is None:
             return False
         self._downloads = asyncio.create_task(
             self._download_all(self.downloader), name="klingmon-downloads"
@@ -291,14 +293,14 @@ class Engine(Submitter, Poller):
         return True
 
     def _done(self, batch_id: int | None) -> bool:
-        if self.store.has_tasks((TaskStatus.QUEUED, *IN_FLIGHT), batch_id):
+        if self.store.tasks.has_tasks((TaskStatus.QUEUED, *IN_FLIGHT), batch_id):
             return False
         if self.downloader is not None and (
             (self._downloads is not None and not self._downloads.done())
-            or self.store.next_download_ms(batch_id) is not None
+            or self.store.downloads.next_download_ms(batch_id) is not None
         ):
             return False
-        if self.store.outbox_backlog():
+        if self.store.outbox.outbox_backlog():
             self._next_hookless_delivery = 0.0  # only that is left: deliver it now
             return False
         return True
@@ -308,7 +310,7 @@ class Engine(Submitter, Poller):
             await asyncio.sleep(0)
             return
         now = self.clock.now()
-        due = self.store.next_due_ms(
+        due = self.store.watch.next_due_ms(
             include_queued=self._slots_free, queued_batch_id=self._scope
         )
         wait = self.settings.idle_max
@@ -334,7 +336,7 @@ class Engine(Submitter, Poller):
             for (batch_id, name), value in self._counts.items():
                 by_batch[batch_id][name] = value
             for batch_id, counts in by_batch.items():
-                self.store.bump(counts, batch_id)
+                self.store.reports.bump(counts, batch_id)
             self._counts.clear()
         if self.book.dirty:
-            self.store.save_stats(self.book.dump(dirty_only=True))
+            self.store.meta.save_stats(self.book.dump(dirty_only=True))

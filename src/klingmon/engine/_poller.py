@@ -47,14 +47,14 @@ class Poller(EngineState):
         now_ms = to_ms(now)
         due: list[TaskRow] = []
         gap = self.settings.schedule.endpoint_gap
-        for endpoint in self.store.due_endpoints(now_ms):
+        for endpoint in self.store.watch.due_endpoints(now_ms):
             if now < self._polled_at.get(endpoint, -math.inf) + gap:
                 continue  # what fell due since waits a moment to share one sweep
             # One worker at a time polls an endpoint: its list pages answer for all
             # tasks, whoever submitted them. A dead poller's lock lease runs out.
             lock = f"poll:{endpoint}"
-            if self.store.acquire_lock(lock, self.owner, now_ms, _LOCK_MS):
-                due += self.store.claim_due(
+            if self.store.fleet.acquire_lock(lock, self.owner, now_ms, _LOCK_MS):
+                due += self.store.watch.claim_due(
                     self.owner,
                     now_ms,
                     self._lease_ms(),
@@ -78,7 +78,7 @@ class Poller(EngineState):
         for endpoint, rows in by_endpoint.items():
             # One page answers every active task: even a single confirmation is
             # cheaper as a sweep, which also catches callbacks that never came.
-            refs = self.store.watched(endpoint)
+            refs = self.store.watch.watched(endpoint)
             if len(refs) >= self.settings.sweep_min:
                 found, unchanged = await self._sweep(endpoint, rows, refs)
                 full = self._full_rows(rows, [*found, *unchanged])
@@ -102,7 +102,7 @@ class Poller(EngineState):
             )
             for row, task, source in seen.values()
         ]
-        changes = self.store.apply(observations, now_ms) if observations else []
+        changes = self.store.watch.apply(observations, now_ms) if observations else []
         self._learn(changes, before)
         after = {c.task.id: c.task for c in changes}
         plan: list[tuple[int, int]] = []
@@ -112,7 +112,7 @@ class Poller(EngineState):
             if current.status in TERMINAL:
                 continue
             plan.append((row.id, now_ms + to_ms(self._delay(current, now_ms))))
-        self.store.schedule(plan)
+        self.store.watch.schedule(plan)
         for change in changes:
             if change.new_status in TERMINAL:
                 self.governor.on_task_finished()
@@ -133,7 +133,7 @@ class Poller(EngineState):
         full = {row.id: row for row in due}
         rest = [i for i in ids if i not in full]
         if rest:
-            full.update((row.id, row) for row in self.store.active(ids=rest))
+            full.update((row.id, row) for row in self.store.watch.active(ids=rest))
         return full
 
     async def _sweep(
@@ -252,7 +252,7 @@ class Poller(EngineState):
             self.settings.schedule.min_interval
         ):
             self._callbacks_read[endpoint] = now
-            raw = self.store.meta_get(CALLBACK_META_PREFIX + endpoint)
+            raw = self.store.meta.get(CALLBACK_META_PREFIX + endpoint)
             if raw is not None:
                 try:
                     noted = float(raw)
@@ -294,7 +294,7 @@ class Poller(EngineState):
         self._next_watchdog = now + self.settings.watchdog_interval
         now_ms = to_ms(now)
         did = False
-        for row in self.store.active():
+        for row in self.store.watch.active():
             if not row.stuck:
                 phase = (
                     Phase.PROCESSING
@@ -305,7 +305,7 @@ class Poller(EngineState):
                 elapsed = (now_ms - start) / 1000 if start else 0.0
                 dist = self.book.get(row.key, phase)
                 if is_stuck(self.settings.stuck, dist, phase, elapsed):
-                    self.store.flag(
+                    self.store.watch.flag(
                         row.id,
                         "stuck",
                         now_ms,
@@ -314,7 +314,7 @@ class Poller(EngineState):
                     logger.warning("task.stuck", extra={"task": row.id})
                     did = True
             if not row.watch_timeout and timed_out(row.deadline_ms, now_ms):
-                self.store.flag(
+                self.store.watch.flag(
                     row.id, "watch_timeout", now_ms, {"deadline_ms": row.deadline_ms}
                 )
                 logger.warning("task.watch_timeout", extra={"task": row.id})

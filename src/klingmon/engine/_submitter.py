@@ -47,15 +47,15 @@ class Submitter(EngineState):
     # -- submission ----------------------------------------------------------
 
     async def _submit_round(self) -> bool:
-        counts = self.store.count_by_status(statuses=IN_FLIGHT)
+        counts = self.store.tasks.count_by_status(statuses=IN_FLIGHT)
         in_flight = sum(counts.values())
         self._slots_free = self.governor.available_slots(in_flight) > 0
         if not counts.get(TaskStatus.SUBMITTING) and (
             not self._slots_free
-            or not self.store.has_tasks((TaskStatus.QUEUED,), self._scope)
+            or not self.store.tasks.has_tasks((TaskStatus.QUEUED,), self._scope)
         ):
             return False
-        rows = self.store.claim_submissions(
+        rows = self.store.tasks.claim_submissions(
             self.owner,
             to_ms(self.clock.now()),
             self._lease_ms(),
@@ -86,7 +86,7 @@ class Submitter(EngineState):
             if found:
                 return
         else:
-            row = self.store.mark_submitting(row.id, to_ms(self.clock.now()))
+            row = self.store.tasks.mark_submitting(row.id, to_ms(self.clock.now()))
         request = GenericRequest(task_path=row.endpoint, payload=dict(row.body))
         callback = (
             self.settings.callback_url(row.external_task_id)
@@ -144,7 +144,9 @@ class Submitter(EngineState):
     def _recorded(self, row: TaskRow, task: Task, next_poll_ms: int) -> None:
         """Store what Kling holds for ``row``, and act on it as a poll's change."""
         now_ms = to_ms(self.clock.now())
-        change = self.store.mark_submitted(row.id, snapshot(task), now_ms, next_poll_ms)
+        change = self.store.tasks.mark_submitted(
+            row.id, snapshot(task), now_ms, next_poll_ms
+        )
         if change is None:
             return
         self._learn([change], {row.id: row})
@@ -175,12 +177,12 @@ class Submitter(EngineState):
         if action is CreateAction.REQUEUE:
             self.governor.on_concurrency_error(in_flight)
             delay = backoff(1, base=1.0, cap=10.0, rng=self._rng) + 1.0
-            self.store.requeue(row.id, now_ms, now_ms + to_ms(delay), exc.message)
+            self.store.tasks.requeue(row.id, now_ms, now_ms + to_ms(delay), exc.message)
         elif action is CreateAction.REJECT:
-            self.store.reject(row.id, now_ms, exc.message, code)
+            self.store.tasks.reject(row.id, now_ms, exc.message, code)
             logger.warning("task.rejected", extra={"task": row.id, "code": code})
         elif action is CreateAction.HALT:
-            self.store.requeue(row.id, now_ms, now_ms, exc.message)
+            self.store.tasks.requeue(row.id, now_ms, now_ms, exc.message)
             self.stop()
             raise exc
         else:
@@ -199,7 +201,7 @@ class Submitter(EngineState):
             + s.submit_backoff_base
         )
         now_ms = to_ms(self.clock.now())
-        self.store.schedule([(row.id, now_ms + to_ms(delay))])
+        self.store.watch.schedule([(row.id, now_ms + to_ms(delay))])
         logger.info(
             "task.submit_retry",
             extra={"task": row.id, "error": type(exc).__name__, "delay": delay},

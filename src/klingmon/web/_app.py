@@ -192,7 +192,7 @@ def create_app(
     )
     def readyz() -> JSONResponse:
         try:
-            store.outbox_backlog()
+            store.outbox.outbox_backlog()
         except Exception:  # noqa: BLE001 - any failure means not ready
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})

@@ -16,8 +16,7 @@ from klingmon.domain import FAILURES, TERMINAL, TaskStatus
 from klingmon.store import RETENTION_MS
 
 if TYPE_CHECKING:
-    from klingmon.store import DownloadRow, EventRow, TaskRow
-    from klingmon.store._views import BatchSummary
+    from klingmon.store import BatchSummary, DownloadRow, EventRow, TaskRow
 
 __all__ = [
     "FAILED",

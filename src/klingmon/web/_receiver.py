@@ -152,9 +152,9 @@ class Receiver:
             refs = [
                 (calls[i].task.external_task_id, calls[i].task.task_id) for i in todo
             ]
-            rows = self.store.match_tasks(refs)
+            rows = self.store.tasks.match_tasks(refs)
             if len(todo) == len(calls):  # the first round names every task there is
-                self.store.lock_tasks([row.id for row in rows if row is not None])
+                self.store.tasks.lock_tasks([row.id for row in rows if row is not None])
             taken: set[int] = set()
             later: list[int] = []
             batch: list[tuple[int, TaskRef | None]] = []
@@ -210,7 +210,7 @@ class Receiver:
         self._note_flowing(flowing, now)
         for i, row, task in hints:
             payload = _status_only(task, now_ms).model_dump(mode="json")
-            self.store.note(row.id, now_ms, "callback", "hint", payload)
+            self.store.watch.note(row.id, now_ms, "callback", "hint", payload)
             logger.info("callback.hint", extra={"task": row.id})
             outcomes[i] = Outcome(
                 202,
@@ -230,7 +230,7 @@ class Receiver:
             if row.status in ACTIVE
             and (row.next_poll_ms is None or row.next_poll_ms > now_ms)
         ]
-        self.store.schedule(due)
+        self.store.watch.schedule(due)
         # A signed callback is as good as a GET; an unsigned one only when the user
         # turned confirmation off. Only confirmed results are ever downloaded.
         observations = [
@@ -244,7 +244,8 @@ class Receiver:
             for _, row, task, signed in applies
         ]
         changed = {
-            c.task.id: c.new_status for c in self.store.apply(observations, now_ms)
+            c.task.id: c.new_status
+            for c in self.store.watch.apply(observations, now_ms)
         }
         for i, row, task, _ in applies:
             applied = row.id in changed
@@ -263,7 +264,8 @@ class Receiver:
                 else Outcome(200, {"status": "unchanged"}, "unchanged", row.endpoint)
             )
         if hints or changed:
-            self.store.notify()  # workers elsewhere confirm, download, hook at once
+            # Workers elsewhere confirm, download, hook at once.
+            self.store.fleet.notify()
         return outcomes
 
     def _unknown(self, call: _Call) -> Outcome:
@@ -292,7 +294,7 @@ class Receiver:
         except SignatureError as exc:
             return _error(401, "bad_signature", str(exc))
         key = delivery_key(delivery.webhook_id)
-        if not self.store.record_delivery(key, row.id, to_ms(now)):
+        if not self.store.outbox.record_delivery(key, row.id, to_ms(now)):
             return _DUPLICATE
         return True
 
@@ -303,7 +305,7 @@ class Receiver:
             for endpoint in due:
                 self._noted[endpoint] = now
         for endpoint in due:
-            self.store.meta_set(CALLBACK_META_PREFIX + endpoint, repr(now))
+            self.store.meta.set(CALLBACK_META_PREFIX + endpoint, repr(now))
 
 
 def delivery_key(webhook_id: str) -> str:

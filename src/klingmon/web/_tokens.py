@@ -84,7 +84,7 @@ def server_secret(store: Store, configured: Secret | None = None) -> bytes:
     """
     if configured is not None:
         return configured.get().encode()
-    found = store.meta_get(SECRET_META_KEY)
+    found = store.meta.get(SECRET_META_KEY)
     if found is None:
-        found = store.meta_setdefault(SECRET_META_KEY, secrets.token_hex(32))
+        found = store.meta.setdefault(SECRET_META_KEY, secrets.token_hex(32))
     return bytes.fromhex(found)

@@ -45,7 +45,7 @@ def tracked_store(path: Path, clock: VirtualClock, n: int = 2) -> Store:
         )
         for i in range(n)
     ]
-    store.create_batch("b", tasks, to_ms(clock.now()))
+    store.tasks.create_batch("b", tasks, to_ms(clock.now()))
     return store
 
 
@@ -101,9 +101,9 @@ def client(app: FastAPI) -> httpx.AsyncClient:
 def snapshot(store: Store) -> tuple[Any, ...]:
     """Everything a forged callback must leave untouched."""
     return (
-        [(t.status, t.next_poll_ms, t.kling_updated_ms) for t in store.tasks()],
-        len(store.events()),
-        store.outbox_backlog(),
+        [(t.status, t.next_poll_ms, t.kling_updated_ms) for t in store.tasks.tasks()],
+        len(store.outbox.events()),
+        store.outbox.outbox_backlog(),
     )
 
 
