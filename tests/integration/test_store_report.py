@@ -19,7 +19,8 @@ from klingmon.store._database import (
     resolve_url,
     revisions,
 )
-from klingmon.store._report import _durations, percentile
+from klingmon.store._report import durations as _durations
+from klingmon.store._report import percentile
 from klingmon.store._schema import DURATION_INDEXES, batches, tasks
 
 if TYPE_CHECKING:
