@@ -69,7 +69,9 @@ async def carry(  # noqa: PLR0917 - argv, positionally
     started = time.perf_counter()
     await monitor.run(batch=batch.id)
     wall = time.perf_counter() - started
-    counts = {str(k): v for k, v in monitor.store.count_by_status(batch.id).items()}
+    counts = {
+        str(k): v for k, v in monitor.store.tasks.count_by_status(batch.id).items()
+    }
     await monitor.aclose()
     return wall, counts
 

@@ -53,10 +53,10 @@ def _env(server: SimServer, db: str, downloads: Path) -> dict[str, str]:
 
 
 def _done(store: Store) -> bool:
-    tasks = store.tasks()
+    tasks = store.tasks.tasks()
     succeeded = sum(t.status == TaskStatus.SUCCEED for t in tasks)
     return all(t.status in TERMINAL for t in tasks) and (
-        store.download_counts().get("done", 0) == succeeded
+        store.downloads.download_counts().get("done", 0) == succeeded
     )
 
 

@@ -115,8 +115,8 @@ async def _klingmon(
         wall = time.perf_counter() - wall
         counters = sim.counters()
         detected: dict[str, int] = {}
-        kling_ids = {row.id: row.task_id for row in store.tasks(batch.id)}
-        for event in store.events(batch_id=batch.id):
+        kling_ids = {row.id: row.task_id for row in store.tasks.tasks(batch.id)}
+        for event in store.outbox.events(batch_id=batch.id):
             if event.new_status in TERMINAL and event.new_status is not None:
                 kid = kling_ids.get(event.task_id)
                 if kid:

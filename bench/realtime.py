@@ -104,9 +104,9 @@ def store_figures(finished: int = 1_000_000, active: int = 1_000) -> dict[str, A
     with tempfile.TemporaryDirectory(prefix="klingmon-bench-store-") as tmp:
         db = Path(tmp) / "big.db"
         store = Store.open(str(db))
-        store.create_batch("big", [], _T0)
-        store.create_batch("live", [], _T0)
-        [big, live] = sorted(store.batches(), key=lambda b: b.id)
+        store.tasks.create_batch("big", [], _T0)
+        store.tasks.create_batch("live", [], _T0)
+        [big, live] = sorted(store.tasks.batches(), key=lambda b: b.id)
         rng = random.Random(3)
         t = time.perf_counter()
         chunk = 100_000
@@ -121,18 +121,18 @@ def store_figures(finished: int = 1_000_000, active: int = 1_000) -> dict[str, A
         now_ms = _T0 + 10_000
         figures: dict[str, Any] = {"tasks": finished + active, "fill_s": fill}
         t = time.perf_counter()
-        claimed = store.claim_due("bench-worker", now_ms, 120_000, 1000)
+        claimed = store.watch.claim_due("bench-worker", now_ms, 120_000, 1000)
         figures["claim_due_s"] = time.perf_counter() - t
         figures["claimed"] = len(claimed)
         t = time.perf_counter()
-        report = store.report()
+        report = store.reports.report()
         figures["report_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        store.report(big.id)
+        store.reports.report(big.id)
         figures["report_batch_s"] = time.perf_counter() - t
         # A small batch in a big store (the dashboard's page): it must not walk it all.
         t = time.perf_counter()
-        store.report(live.id)
+        store.reports.report(live.id)
         figures["report_small_batch_s"] = time.perf_counter() - t
         figures["report_total"] = sum(report.by_status.values())
         store.close()
@@ -330,8 +330,8 @@ def ingest_figures(seconds: int = 5, connections: int = 32) -> dict[str, Any]:
             )
             for i in range(n)
         ]
-        batch = store.create_batch("ingest", reqs, _T0)
-        rows = store.tasks(batch.id)
+        batch = store.tasks.create_batch("ingest", reqs, _T0)
+        rows = store.tasks.tasks(batch.id)
         # Kling holds them (submitted): each callback says "processing", a new fact
         # that the receiver commits (status, event, outbox) before answering.
         with sqlite3.connect(db) as conn:

@@ -59,8 +59,8 @@ def _callback_tasks(store: Store, db: Path, n: int, tag: str) -> list[tuple[str,
         )
         for i in range(n)
     ]
-    batch = store.create_batch(f"callbacks-{tag}", reqs, _T0)
-    rows = store.tasks(batch.id)
+    batch = store.tasks.create_batch(f"callbacks-{tag}", reqs, _T0)
+    rows = store.tasks.tasks(batch.id)
     base = 8 * 10**17 + (batch.id << 20)
     with sqlite3.connect(db) as conn:
         conn.executemany(
@@ -145,11 +145,11 @@ async def _scenario(
             await asyncio.sleep(0.01)
         deadline = time.monotonic() + 120
         while tasks and time.monotonic() < deadline:  # until Kling holds them all
-            counts = store.count_by_status(statuses=tuple(ACTIVE))
+            counts = store.tasks.count_by_status(statuses=tuple(ACTIVE))
             if sum(counts.values()) >= tasks * 0.9:
                 break
             await asyncio.sleep(0.5)
-        carried = sum(store.count_by_status(statuses=tuple(ACTIVE)).values())
+        carried = sum(store.tasks.count_by_status(statuses=tuple(ACTIVE)).values())
         times = await asyncio.to_thread(_send, url, calls, rate)
         engine.stop()
         await engine.join()

@@ -195,11 +195,14 @@ def _settled(store: Store, truth: dict[str, str], stuck: set[str]) -> bool:
     """Kling ended every task but the stuck ones; all ended here, downloaded, told."""
     if any(TaskStatus(s) not in TERMINAL for t, s in truth.items() if t not in stuck):
         return False
-    tasks = store.tasks()
+    tasks = store.tasks.tasks()
     if any(t.task_id is None or t.status.value != truth.get(t.task_id) for t in tasks):
         return False
     done = sum(t.status == TaskStatus.SUCCEED for t in tasks)
-    return store.download_counts().get("done", 0) == done and not store.outbox_backlog()
+    return (
+        store.downloads.download_counts().get("done", 0) == done
+        and not store.outbox.outbox_backlog()
+    )
 
 
 def _stop_again_and_again(  # noqa: PLR0917 - one scenario's parts
@@ -248,7 +251,7 @@ def _last_worker(
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.25)
-            return store.tasks(), store.download_rows()
+            return store.tasks.tasks(), store.downloads.download_rows()
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)

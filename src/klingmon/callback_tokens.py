@@ -80,11 +80,11 @@ def callback_url_builder(public_url: str, secret: bytes) -> Callable[[str], str]
 def server_secret(store: Store, configured: Secret | None = None) -> bytes:
     """The configured secret, else the one kept in the store (made on first use).
 
-    ``meta_setdefault`` makes two processes starting at once agree on one secret.
+    ``meta.setdefault`` makes two processes starting at once agree on one secret.
     """
     if configured is not None:
         return configured.get().encode()
-    found = store.meta_get(SECRET_META_KEY)
+    found = store.meta.get(SECRET_META_KEY)
     if found is None:
-        found = store.meta_setdefault(SECRET_META_KEY, secrets.token_hex(32))
+        found = store.meta.setdefault(SECRET_META_KEY, secrets.token_hex(32))
     return bytes.fromhex(found)

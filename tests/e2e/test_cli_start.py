@@ -46,8 +46,8 @@ def _stored(env: dict[str, str]) -> dict[str, dict[str, int]]:
     """Each stored batch's tasks by status, read from the store itself."""
     with Store.open(env["KLINGMON_DB"]) as store:
         return {
-            b.name: {s.value: n for s, n in store.count_by_status(b.id).items()}
-            for b in store.batches()
+            b.name: {s.value: n for s, n in store.tasks.count_by_status(b.id).items()}
+            for b in store.tasks.batches()
         }
 
 
@@ -184,11 +184,11 @@ def test_cancel_keeps_tasks_kling_holds_and_never_sends_the_cancelled(server, tm
         requests = [Text2VideoRequest(prompt=f"scene {i}") for i in range(4)]
         Monitor(store=store).submit(requests, batch="mixed")
         # What a killed engine leaves: one create answered, one maybe under way.
-        first, second = store.tasks()[:2]
-        store.mark_submitting(first.id, 0)
+        first, second = store.tasks.tasks()[:2]
+        store.tasks.mark_submitting(first.id, 0)
         task = client.create(requests[0], external_task_id=first.external_task_id)
-        store.mark_submitted(first.id, snapshot(task), 0, 0)
-        store.mark_submitting(second.id, 0)
+        store.tasks.mark_submitted(first.id, snapshot(task), 0, 0)
+        store.tasks.mark_submitting(second.id, 0)
     result = klingmon("cancel", "mixed", "--json", env=env)
     assert result.returncode == 0, result.stderr
     done = json.loads(result.stdout)
@@ -204,9 +204,9 @@ def test_cancel_keeps_tasks_kling_holds_and_never_sends_the_cancelled(server, tm
     assert set(created) == {first.external_task_id, second.external_task_id}
     assert set(created.values()) == {1}
     with Store.open(str(db)) as store:
-        cancelled = store.task(done["cancelled"][0]["id"])
+        cancelled = store.tasks.task(done["cancelled"][0]["id"])
         assert cancelled is not None
-        events = store.events(task_id=cancelled.id)
+        events = store.outbox.events(task_id=cancelled.id)
     assert [(e.old_status, e.new_status) for e in events] == [("queued", "cancelled")]
 
 
@@ -222,7 +222,7 @@ def test_retry_skips_content_moderation_failures_unless_asked(tmp_path):
         ran = klingmon(*FAST_FLAGS, "submit", str(path), "-b", "doomed", "-w", env=env)
         assert ran.returncode == 5, ran.stderr
         with Store.open(env["KLINGMON_DB"]) as store:
-            tasks = store.tasks()
+            tasks = store.tasks.tasks()
         risky = [t for t in tasks if "risk control" in (t.status_msg or "")]
         rejected = [t for t in tasks if t.status == "rejected"]
         assert len(rejected) == 1
@@ -252,9 +252,9 @@ def test_retry_of_only_moderation_failures_is_a_usage_error(tmp_path):
     db = tmp_path / "k.db"
     with Store.open(str(db)) as store:
         Monitor(store=store).submit([Text2VideoRequest(prompt="x")], batch="one")
-        [row] = store.tasks()
-        store.mark_submitting(row.id, 0)
-        store.reject(row.id, 1, "Trigger the content security policy", 1301)
+        [row] = store.tasks.tasks()
+        store.tasks.mark_submitting(row.id, 0)
+        store.tasks.reject(row.id, 1, "Trigger the content security policy", 1301)
     env = {"KLINGMON_DB": str(db), "PATH": "/usr/bin:/bin"}
     result = klingmon("retry", "one", env=env)
     assert result.returncode == 2, result.stderr

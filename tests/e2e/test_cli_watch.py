@@ -40,9 +40,9 @@ def _store_batch(tmp_path, name, n, *, timeout=None):
 def _external_ids(tmp_path, batch):
     """The batch's tasks as the store holds them: external id -> status."""
     with Store.open(str(tmp_path / "k.db")) as store:
-        row = store.batch(batch)
+        row = store.tasks.batch(batch)
         assert row is not None
-        return {t.external_task_id: t.status.value for t in store.tasks(row.id)}
+        return {t.external_task_id: t.status.value for t in store.tasks.tasks(row.id)}
 
 
 def test_watch_sends_only_the_named_batch(server, tmp_path):

@@ -52,9 +52,9 @@ def test_sigkill_during_submission_and_monitoring_loses_nothing(tmp_path, drop_r
     summary = json.loads(final.stdout)
     assert summary["done"] is True
     with Store.open(str(db)) as store:
-        batch = store.batch("crash")
+        batch = store.tasks.batch("crash")
         assert batch is not None
-        tasks = store.tasks(batch.id)
+        tasks = store.tasks.tasks(batch.id)
     assert len(tasks) == TASKS
     assert all(t.status in TERMINAL for t in tasks)
     creates = counters["creates_per_external_id"]
@@ -81,7 +81,7 @@ def test_sigterm_stops_cleanly_and_a_restart_finishes(tmp_path):
         proc = spawn(*flags, "watch", "t", "--json", env=env)
         deadline = time.monotonic() + 30
         with Store.open(str(db)) as store:
-            while sum(1 for t in store.tasks() if t.task_id) < 10:
+            while sum(1 for t in store.tasks.tasks() if t.task_id) < 10:
                 assert time.monotonic() < deadline, "nothing was submitted"
                 assert proc.poll() is None, proc.communicate()
                 time.sleep(0.05)
@@ -89,7 +89,7 @@ def test_sigterm_stops_cleanly_and_a_restart_finishes(tmp_path):
             out, err = proc.communicate(timeout=15)
             assert proc.returncode == 130, err
             assert json.loads(out)["done"] is False
-            assert store.lease_owners() == set()
+            assert store.fleet.lease_owners() == set()
         final = klingmon(*flags, "watch", "t", "--json", env=env, timeout=100)
         counters = server.sim.counters()
     assert json.loads(final.stdout)["done"] is True

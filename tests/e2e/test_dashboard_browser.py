@@ -123,7 +123,7 @@ def _flag_latency(page: Page, db: Path, task_id: int, kind: str, mark: str) -> f
     """Seconds from a flag committed to the store to its mark shown in the page."""
     with Store.open(str(db)) as store:
         started = time.monotonic()
-        store.flag(task_id, kind, to_ms(time.time()), {"by": "test"})  # type: ignore[arg-type]
+        store.watch.flag(task_id, kind, to_ms(time.time()), {"by": "test"})  # type: ignore[arg-type]
     page.wait_for_selector(f"#t-{task_id} .{mark}", timeout=5000)
     return time.monotonic() - started
 

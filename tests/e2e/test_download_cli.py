@@ -83,7 +83,9 @@ def test_download_follows_global_settings_and_each_runs_folder(tmp_path: Path) -
         _serve_html_once(server, times=2)
         code, first, err = run(*origin, "download", "b", "--parallel", "1")
         with Store.open(str(db)) as store:
-            refused = [r for r in store.download_rows() if r.status == "refused"]
+            refused = [
+                r for r in store.downloads.download_rows() if r.status == "refused"
+            ]
         assert code == 4, err
         assert "Files under klingmon-downloads" in first
         assert len(refused) == 2
@@ -109,7 +111,7 @@ def test_download_follows_global_settings_and_each_runs_folder(tmp_path: Path) -
         assert code == 0, err
         assert "Downloads: 3 done. Files under dl; 2 downloaded before stay" in last
         with Store.open(str(db)) as store:
-            rows = store.download_rows()
+            rows = store.downloads.download_rows()
         expected = {r.id: server.sim.media_sha256(r.url) for r in rows}
     assert {r.status for r in rows} == {"done"}
     folders = []

@@ -70,7 +70,7 @@ def test_sigkill_mid_file_resumes_and_matches(tmp_path: Path) -> None:
         verified = klingmon("verify", "kill", "--json", env=env)
         counters = server.sim.counters()["requests"]
         with Store.open(str(db)) as store:
-            rows = store.download_rows()
+            rows = store.downloads.download_rows()
             expected = {r.id: server.sim.media_sha256(r.url) for r in rows}
     report = json.loads(again.stdout)
     assert report["counts"]["done"] == 2
@@ -118,7 +118,8 @@ def test_verify_flags_changed_and_missing_files(tmp_path: Path) -> None:
         assert klingmon("verify", "v", env=env).returncode == 0
         with Store.open(str(db)) as store:
             served = {
-                r.dest: server.sim.media_sha256(r.url) for r in store.download_rows()
+                r.dest: server.sim.media_sha256(r.url)
+                for r in store.downloads.download_rows()
             }
     # The changed file was fetched anew, not adopted as it was found.
     for path in files:

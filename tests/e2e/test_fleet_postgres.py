@@ -97,7 +97,7 @@ def _wait_until(store: Store, predicate_name: str, deadline_s: float, check) -> 
 
 
 def _progress(store: Store) -> tuple[int, int]:
-    tasks = store.tasks()
+    tasks = store.tasks.tasks()
     finished = sum(t.status in TERMINAL for t in tasks)
     return finished, len(tasks)
 
@@ -175,19 +175,19 @@ def test_three_workers_two_receivers_survive_a_kill_and_a_stop(pg_url, tmp_path)
                     "all downloaded",
                     120,
                     lambda s: (
-                        s.download_counts().get("done", 0)
-                        == sum(t.status == TaskStatus.SUCCEED for t in s.tasks())
+                        s.downloads.download_counts().get("done", 0)
+                        == sum(t.status == TaskStatus.SUCCEED for t in s.tasks.tasks())
                     ),
                 )
                 _wait_until(
-                    store, "hooks drained", 60, lambda s: s.outbox_backlog() == 0
+                    store, "hooks drained", 60, lambda s: s.outbox.outbox_backlog() == 0
                 )
-                tasks = store.tasks()
-                rows = store.download_rows()
+                tasks = store.tasks.tasks()
+                rows = store.downloads.download_rows()
                 shown = klingmon("status", "--workers", "--json", env=base_env)
                 upgraded = klingmon("db", "upgrade", "--json", env=base_env)
-                fleet = store.workers(int(time.time() * 1000))
-                report = store.report(store.batch("fleet").id)  # type: ignore[union-attr]
+                fleet = store.fleet.workers(int(time.time() * 1000))
+                report = store.reports.report(store.tasks.batch("fleet").id)  # type: ignore[union-attr]
             counters = server.sim.counters()
             shas = {r.id: server.sim.media_sha256(r.url) for r in rows}
         finally:

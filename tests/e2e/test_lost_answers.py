@@ -46,7 +46,7 @@ def test_lost_creates_finished_at_kling_before_restart_are_downloaded(tmp_path):
         proc.send_signal(signal.SIGKILL)  # while its lookups wait for their answers
         proc.communicate(timeout=10)
         with Store.open(str(db)) as store:
-            assert {t.status for t in store.tasks()} == {TaskStatus.SUBMITTING}
+            assert {t.status for t in store.tasks.tasks()} == {TaskStatus.SUBMITTING}
         wait_for(
             "Kling to finish them",
             lambda: (

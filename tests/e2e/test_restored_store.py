@@ -44,7 +44,7 @@ def _restore(copy: Path, db: Path) -> None:
 
 def _sent(db: Path) -> int:
     with Store.open(str(db)) as store:
-        return sum(t.task_id is not None for t in store.tasks())
+        return sum(t.task_id is not None for t in store.tasks.tasks())
 
 
 @pytest.mark.timeout(120)
@@ -69,7 +69,7 @@ def test_restored_store_adopts_what_kling_has_and_pays_nothing_twice(tmp_path):
         assert json.loads(out)["done"] is True
         _restore(copy, db)
         with Store.open(str(db)) as store:
-            behind = {t.status for t in store.tasks()}
+            behind = {t.status for t in store.tasks.tasks()}
         assert TaskStatus.QUEUED in behind  # the copy is older than Kling's truth
         again = klingmon(*flags, "watch", "r", "--json", env=env)
         at_kling = results_at_kling(server)
@@ -77,7 +77,7 @@ def test_restored_store_adopts_what_kling_has_and_pays_nothing_twice(tmp_path):
         counters = server.sim.counters()
     assert again.returncode == 0, again.stderr
     with Store.open(str(db)) as store:
-        tasks = store.tasks()
+        tasks = store.tasks.tasks()
     assert {t.status for t in tasks} == {TaskStatus.SUCCEED}
     assert sum(at_kling.values()) == TASKS
     assert files_on_disk(tmp_path / "downloads") == at_kling

@@ -109,7 +109,7 @@ def _web(db: Path, task_id: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     with Store.open(str(db)) as store:
         callback_secret = server_secret(store)
-        stored = store.meta_get(SECRET_META_KEY)
+        stored = store.meta.get(SECRET_META_KEY)
         assert stored is not None
         assert bytes.fromhex(stored) == callback_secret
         out["callback_secret"] = stored.encode()  # a needle, not scanned

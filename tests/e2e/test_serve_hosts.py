@@ -50,7 +50,7 @@ def test_serve_prints_its_urls_refuses_rebinding_and_keeps_hooks_clean(tmp_path)
         )
         with Store.open(env["KLINGMON_DB"]) as store:  # one task for the hook
             task = NewTask(endpoint="/v1/videos/text2video", body={"prompt": "clip"})
-            store.create_batch("s", [task], int(time.time() * 1000))
+            store.tasks.create_batch("s", [task], int(time.time() * 1000))
         proc = spawn(
             *FAST_FLAGS,
             "serve",

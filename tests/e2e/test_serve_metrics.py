@@ -98,7 +98,7 @@ def test_serve_runs_a_batch_on_callbacks_and_shows_metrics(tmp_path):
         assert needle in metrics, needle
     assert batch["statuses_via"]["callback"] >= 0.8 * TASKS
     with Store.open(str(db)) as store:
-        tasks = store.tasks(store.batch("s").id)
+        tasks = store.tasks.tasks(store.tasks.batch("s").id)
     truth = {tid: t["status"] for tid, t in counters["tasks"].items()}
     assert {t.task_id: t.status.value for t in tasks} == truth
     lines = [json.loads(x) for x in events.read_text().splitlines() if x.strip()]

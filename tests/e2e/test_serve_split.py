@@ -59,9 +59,9 @@ def test_receiver_alone_and_a_worker_finish_a_batch_on_callbacks(tmp_path):
     assert receiver.returncode == 0, receiver_err
     assert 'klingmon_callbacks_received_total{outcome="applied"}' in metrics
     with Store.open(str(db)) as store:
-        batch = store.batch("x")
-        tasks = store.tasks(batch.id)
-        report = store.report(batch.id)
+        batch = store.tasks.batch("x")
+        tasks = store.tasks.tasks(batch.id)
+        report = store.reports.report(batch.id)
     truth = {tid: t["status"] for tid, t in counters["tasks"].items()}
     assert {t.task_id: t.status.value for t in tasks} == truth
     # Callbacks raced with the worker's sweeps; most changes still came by callback

@@ -104,7 +104,7 @@ def rig(
         for fn in wake:
             fn(notice)
 
-    receiver_store.listen_here(heard)
+    receiver_store.flow.listen_here(heard)
     app = create_app(receiver_store, secret=secret, settings=settings)
     monitor = loopback_monitor(sim_server.url, sim_server.sim, db)
     monitor.settings = dataclasses.replace(

@@ -30,13 +30,13 @@ async def test_a_duplicate_external_id_is_adopted_not_rejected(tmp_path):
     monitor.on_succeed(succeeded.append)
     batch = monitor.submit([Text2VideoRequest(prompt="one", external_task_id="mine-1")])
     await asyncio.wait_for(monitor.run(batch=batch.id), timeout=20)
-    [task] = monitor.store.tasks(batch.id)
+    [task] = monitor.store.tasks.tasks(batch.id)
     counters = sim.counters()
     assert task.status == TaskStatus.SUCCEED
     assert [e.task.id for e in succeeded] == [task.id]
     assert len(counters["tasks"]) == 1  # nothing created, nothing billed twice
     assert counters["duplicate_creates_per_external_id"] == {"mine-1": 1}
-    assert len(monitor.store.download_rows(task_id=task.id)) == 1
+    assert len(monitor.store.downloads.download_rows(task_id=task.id)) == 1
     await monitor.aclose()
 
 
@@ -48,7 +48,7 @@ async def test_a_1201_with_no_such_task_is_rejected_after_one_lookup(tmp_path):
     monitor = virtual_monitor(sim, tmp_path / "k.db", clock)
     batch = monitor.submit([Text2VideoRequest(prompt="one")])
     await asyncio.wait_for(monitor.run(batch=batch.id), timeout=20)
-    [task] = monitor.store.tasks(batch.id)
+    [task] = monitor.store.tasks.tasks(batch.id)
     routes = sim.counters()["requests_by_route"]
     assert task.status == TaskStatus.REJECTED
     assert task.last_error is not None

@@ -62,7 +62,7 @@ async def test_a_read_only_dashboard_refuses_actions(finished: Finished) -> None
             retry = await http.post("/actions/retry/b")
             download = await http.post("/actions/download/b")
             bearer = await http.post("/actions/retry/b", headers=_bearer("anything"))
-        batches = [b.name for b in store.batches()]
+        batches = [b.name for b in store.tasks.batches()]
     assert page.status_code == 200
     assert "disabled" in page.text
     assert retry.status_code == download.status_code == bearer.status_code == 403
@@ -118,7 +118,7 @@ async def test_retry_action_queues_the_failed_tasks_again(finished: Finished) ->
     """Retry makes b-retry (then b-retry-2) of the failed tasks and wakes the engine."""
     woken: list[bool] = []
     with Store.open(str(finished.db)) as store:
-        ended = store.tasks(store.batch("b").id)  # type: ignore[union-attr]
+        ended = store.tasks.tasks(store.tasks.batch("b").id)  # type: ignore[union-attr]
         failed = {r.id for r in ended if r.status.value in {"failed", "rejected"}}
         moderated = {
             r.id
@@ -131,10 +131,10 @@ async def test_retry_action_queues_the_failed_tasks_again(finished: Finished) ->
             first = await http.post("/actions/retry/b", headers=_bearer())
             second = await http.post("/actions/retry/b", headers=_bearer())
             shown = await http.get(first.headers["location"], headers=_bearer())
-        again = store.batch("b-retry")
+        again = store.tasks.batch("b-retry")
         assert again is not None
-        retried = {r.retry_of for r in store.tasks(again.id)}
-        assert store.batch("b-retry-2") is not None
+        retried = {r.retry_of for r in store.tasks.tasks(again.id)}
+        assert store.tasks.batch("b-retry-2") is not None
     assert first.status_code == second.status_code == 303
     assert first.headers["location"] == "/batches/b?done=retry&new=b-retry"
     assert "Retry batch b-retry created" in shown.text
@@ -147,7 +147,7 @@ async def test_cancel_action_cancels_the_unsent_tasks(finished: Finished) -> Non
     with Store.open(str(finished.db)) as store:
         requests = [Text2VideoRequest(prompt=f"later {i}") for i in range(3)]
         later = Monitor(store=store).submit(requests, batch="later")
-        before = store.count_by_status(store.batch("b").id)  # type: ignore[union-attr]
+        before = store.tasks.count_by_status(store.tasks.batch("b").id)  # type: ignore[union-attr]
         async with client(app_for(store)) as http:
             read_only = await http.post("/actions/cancel/later")
         async with client(app_for(store, Dashboard(token=TOKEN))) as http:
@@ -157,9 +157,9 @@ async def test_cancel_action_cancels_the_unsent_tasks(finished: Finished) -> Non
             shown = await http.get(done.headers["location"], headers=_bearer())
             finished_batch = await http.post("/actions/cancel/b", headers=_bearer())
             missing = await http.post("/actions/cancel/nope", headers=_bearer())
-        counts = store.count_by_status(later.id)
-        events = store.events(batch_id=later.id)
-        after = store.count_by_status(store.batch("b").id)  # type: ignore[union-attr]
+        counts = store.tasks.count_by_status(later.id)
+        events = store.outbox.events(batch_id=later.id)
+        after = store.tasks.count_by_status(store.tasks.batch("b").id)  # type: ignore[union-attr]
     assert read_only.status_code == 403
     assert anonymous.status_code == 401
     assert "Cancel unsent tasks</button>" in page.text
@@ -200,9 +200,9 @@ async def test_download_now_fetches_the_owed_files(
         async with client(app_for(store, dashboard)) as http:
             answer = await http.post("/actions/download/b", headers=_bearer())
             assert answer.status_code == 303
-            job = dashboard.running[store.batch("b").id]  # type: ignore[union-attr]
+            job = dashboard.running[store.tasks.batch("b").id]  # type: ignore[union-attr]
             await asyncio.wait_for(job, timeout=20)
-            rows = store.download_rows()
+            rows = store.downloads.download_rows()
             preview = await http.get(f"/files/{rows[0].id}", headers=_bearer())
     assert rows
     assert {r.status for r in rows} == {"done"}
@@ -236,7 +236,7 @@ def test_event_stream_reports_a_change_at_once(finished: Finished) -> None:
     with Store.open(str(finished.db)) as store:
         dashboard = Dashboard(poll_interval=0.05)
         app = app_for(store, dashboard)
-        task = store.tasks()[0]
+        task = store.tasks.tasks()[0]
         with (
             AppServer(app) as server,
             httpx.stream(
@@ -248,7 +248,7 @@ def test_event_stream_reports_a_change_at_once(finished: Finished) -> None:
             assert next(lines) == "retry: 1000"
             first = _next_event(lines, time.monotonic() + 5)
             started = time.monotonic()
-            store.flag(task.id, "stuck", to_ms(time.time()), {})
+            store.watch.flag(task.id, "stuck", to_ms(time.time()), {})
             second = _next_event(lines, time.monotonic() + 5)
             latency = time.monotonic() - started
             dashboard.close()

@@ -22,7 +22,7 @@ def server(tmp_path):
     with Store.open(str(tmp_path / "names.db")) as store:
         for i, name in enumerate(NAMES):
             task = NewTask(endpoint="/v1/videos/text2video", body={"prompt": f"p{i}"})
-            store.create_batch(name, [task], 1_000 + i)
+            store.tasks.create_batch(name, [task], 1_000 + i)
         app = create_app(
             store, secret=b"s" * 32, clock=clock, dashboard=Dashboard(token=TOKEN)
         )

@@ -45,7 +45,7 @@ async def test_overview_shows_each_batch_with_its_figures(
         page = await http.get("/")
     assert page.status_code == 200
     text = page.text
-    counts = store.count_by_status(store.batch("b").id)  # type: ignore[union-attr]
+    counts = store.tasks.count_by_status(store.tasks.batch("b").id)  # type: ignore[union-attr]
     assert 'href="/batches/b"' in text
     assert f"{sum(counts.values())} / {sum(counts.values())} done" in text
     for status, n in counts.items():
@@ -60,9 +60,9 @@ async def test_batch_page_lists_tasks_and_filters_by_status(
     finished: Finished, store: Store
 ) -> None:
     """Every task has a row; ?status=failed keeps only the failed ones."""
-    batch = store.batch("b")
+    batch = store.tasks.batch("b")
     assert batch is not None
-    rows = store.tasks(batch.id)
+    rows = store.tasks.tasks(batch.id)
     failed = [r for r in rows if r.status.value == "failed"]
     assert failed, "the simulator should have failed some tasks"
     async with client(app_for(store, _dashboard(finished))) as http:
@@ -95,14 +95,14 @@ async def test_task_page_shows_timeline_request_and_result(
     finished: Finished, store: Store
 ) -> None:
     """A succeeded task's page: its events in order, the request, result, expiry."""
-    row = next(r for r in store.tasks() if r.status.value == "succeed")
-    events = store.events(task_id=row.id)
+    row = next(r for r in store.tasks.tasks() if r.status.value == "succeed")
+    events = store.outbox.events(task_id=row.id)
     async with client(app_for(store, _dashboard(finished))) as http:
         by_id = await http.get(f"/tasks/{row.id}")
         by_kling_id = await http.get(f"/tasks/{row.task_id}")
     assert by_id.status_code == by_kling_id.status_code == 200
     text = by_id.text
-    files = store.download_rows(task_id=row.id)
+    files = store.downloads.download_rows(task_id=row.id)
     assert files
     assert text.count('<li id="e-') == len(events) + 2 * len(files)
     positions = [text.index(f'id="e-{e.id}"') for e in events]
@@ -127,7 +127,7 @@ async def test_requests_never_show_secrets_or_whole_images(tmp_path: Path) -> No
             "api_key": "sk-SECRETVALUE",
             "nested": {"client_secret": "SECRETVALUE2"},
         }
-        store.create_batch(
+        store.tasks.create_batch(
             "s", [NewTask(endpoint="/v1/videos/image2video", body=body)], 1
         )
         async with client(app_for(store)) as http:
@@ -175,7 +175,7 @@ async def test_preview_serves_a_downloaded_video_with_ranges(
     finished: Finished, store: Store
 ) -> None:
     """/files/<id> answers the file's bytes, and a 206 part for a Range."""
-    row = next(r for r in store.download_rows() if r.status == "done")
+    row = next(r for r in store.downloads.download_rows() if r.status == "done")
     assert row.dest is not None
     data = Path(row.dest).read_bytes()
     async with client(app_for(store, _dashboard(finished))) as http:
@@ -201,7 +201,7 @@ async def test_preview_serves_only_the_recorded_file(
         link.symlink_to(outside)
     engine = sa.create_engine(f"sqlite:///{copy}")
     with Store.open(str(copy)) as store:
-        done = [r.id for r in store.download_rows() if r.status == "done"]
+        done = [r.id for r in store.downloads.download_rows() if r.status == "done"]
         with engine.begin() as conn:
             for row_id, dest in zip(done, (str(outside), str(link)), strict=False):
                 conn.execute(

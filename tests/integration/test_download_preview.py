@@ -29,17 +29,19 @@ async def test_preview_follows_the_recorded_path_and_size(
     """A file outside the dashboard's folder is served; once changed in size, not."""
     dashboard = Dashboard(download_dir=str(tmp_path / "another-folder"))
     with Store.open(str(finished.db)) as store:
-        first, second = store.download_rows()
+        first, second = store.downloads.download_rows()
         assert first.status == second.status == "done"
         data = Path(first.dest or "").read_bytes()
         grown = Path(second.dest or "")
         with grown.open("ab") as f:
             f.write(b"appended later")
-        store.requeue_downloads([second.id])
+        store.downloads.requeue_downloads([second.id])
         async with client(app_for(store, dashboard)) as http:
             served = await http.get(f"/files/{first.id}")
             owed = await http.get(f"/files/{second.id}")
-        store.download_done(second.id, 0, size=second.size or 0, sha256="0" * 64)
+        store.downloads.download_done(
+            second.id, 0, size=second.size or 0, sha256="0" * 64
+        )
         async with client(app_for(store, dashboard)) as http:
             changed = await http.get(f"/files/{second.id}")
     assert served.status_code == 200

@@ -24,14 +24,14 @@ RESULT = {
 
 def _succeed(store: Store, task_id: int, source: str, at: int = T0 + 5000) -> None:
     task = wire(f"k{task_id}", "succeed", at, created_at=T0, task_result=RESULT)
-    store.apply([Observation(task_id, task, source, at)], at)
+    store.watch.apply([Observation(task_id, task, source, at)], at)
 
 
 def test_poll_success_owes_every_file(store: Store) -> None:
     """A success seen by a poll creates one pending row per video and image."""
     (tid,) = submitted(store)
     _succeed(store, tid, "poll")
-    rows = store.download_rows(task_id=tid)
+    rows = store.downloads.download_rows(task_id=tid)
     assert [(r.kind, r.idx, r.status) for r in rows] == [
         ("video", 0, "pending"),
         ("video", 1, "pending"),
@@ -39,17 +39,17 @@ def test_poll_success_owes_every_file(store: Store) -> None:
     ]
     assert {r.expires_ms for r in rows} == {T0 + RETENTION_MS}
     _succeed(store, tid, "sweep", T0 + 6000)  # seen again: nothing doubles
-    assert len(store.download_rows(task_id=tid)) == 3
+    assert len(store.downloads.download_rows(task_id=tid)) == 3
 
 
 def test_unconfirmed_callback_urls_are_never_owed(store: Store) -> None:
     """A success heard only from a callback owes nothing until it is confirmed."""
     (tid,) = submitted(store)
     _succeed(store, tid, "callback")
-    assert store.download_rows(task_id=tid) == []
-    assert store.ensure_downloads(T0 + 7000) == 0  # the backfill skips it too
-    assert store.confirm_downloads(tid, T0 + 8000) == 3
-    assert len(store.download_rows(task_id=tid)) == 3
+    assert store.downloads.download_rows(task_id=tid) == []
+    assert store.downloads.ensure_downloads(T0 + 7000) == 0  # the backfill skips it too
+    assert store.downloads.confirm_downloads(tid, T0 + 8000) == 3
+    assert len(store.downloads.download_rows(task_id=tid)) == 3
 
 
 def test_confirmed_callback_owes_files_in_the_same_transaction(store: Store) -> None:
@@ -57,8 +57,8 @@ def test_confirmed_callback_owes_files_in_the_same_transaction(store: Store) -> 
     (tid,) = submitted(store)
     task = wire(f"k{tid}", "succeed", T0 + 5000, created_at=T0, task_result=RESULT)
     obs = Observation(tid, task, "callback", T0 + 5000, confirmed=True)
-    store.apply([obs], T0 + 5000)
-    assert len(store.download_rows(task_id=tid)) == 3
+    store.watch.apply([obs], T0 + 5000)
+    assert len(store.downloads.download_rows(task_id=tid)) == 3
 
 
 def test_claims_lease_and_finish(store: Store) -> None:
@@ -66,39 +66,41 @@ def test_claims_lease_and_finish(store: Store) -> None:
     tid, other = submitted(store, 2)
     _succeed(store, tid, "poll")
     _succeed(store, other, "poll")
-    a = store.claim_downloads("a", T0, 60_000, 4)
-    b = store.claim_downloads("b", T0, 60_000, 10)
+    a = store.downloads.claim_downloads("a", T0, 60_000, 4)
+    b = store.downloads.claim_downloads("b", T0, 60_000, 10)
     assert len(a) == 4
     assert len(b) == 2
     assert not {r.id for r in a} & {r.id for r in b}
     assert {r.status for r in a} == {"downloading"}
     first = a[0]
     # Each fetch records its own place until the file is done; then it stays.
-    assert store.set_download_dest(first.id, "/y/other.mp4") == "/y/other.mp4"
-    assert store.set_download_dest(first.id, "/x/1.mp4") == "/x/1.mp4"
-    store.download_done(first.id, T0 + 1, size=10, sha256="ab" * 32)
-    assert store.set_download_dest(first.id, "/z/late.mp4") == "/x/1.mp4"
-    store.download_failed(a[1].id, "boom")  # an attempt, still claimed
-    store.download_failed(a[2].id, "gone", status="failed")
-    store.release("a")
-    again = store.claim_downloads("c", T0 + 2, 60_000, 10)
+    assert store.downloads.set_download_dest(first.id, "/y/other.mp4") == "/y/other.mp4"
+    assert store.downloads.set_download_dest(first.id, "/x/1.mp4") == "/x/1.mp4"
+    store.downloads.download_done(first.id, T0 + 1, size=10, sha256="ab" * 32)
+    assert store.downloads.set_download_dest(first.id, "/z/late.mp4") == "/x/1.mp4"
+    store.downloads.download_failed(a[1].id, "boom")  # an attempt, still claimed
+    store.downloads.download_failed(a[2].id, "gone", status="failed")
+    store.fleet.release("a")
+    again = store.downloads.claim_downloads("c", T0 + 2, 60_000, 10)
     assert {r.id for r in again} == {a[1].id, a[3].id}
-    retried = store.claim_downloads("d", T0 + 3, 60_000, 10, retry_failed=True)
+    retried = store.downloads.claim_downloads(
+        "d", T0 + 3, 60_000, 10, retry_failed=True
+    )
     assert [r.id for r in retried] == [a[2].id]
-    store.requeue_downloads([first.id])
-    (row,) = [r for r in store.download_rows() if r.id == first.id]
+    store.downloads.requeue_downloads([first.id])
+    (row,) = [r for r in store.downloads.download_rows() if r.id == first.id]
     # Owed again, it keeps the hash a file found in its place must still have.
     assert (row.status, row.sha256, row.dest) == ("pending", "ab" * 32, "/x/1.mp4")
-    counts = store.download_counts(now_ms=T0, within_ms=RETENTION_MS)
+    counts = store.downloads.download_counts(now_ms=T0, within_ms=RETENTION_MS)
     assert counts["expiring"] == 6
-    assert store.next_download_ms() == 0
+    assert store.downloads.next_download_ms() == 0
 
 
 def test_expired_lease_is_taken_over(store: Store) -> None:
     """A dead worker's claim on a file lapses with its lease."""
     (tid,) = submitted(store)
     _succeed(store, tid, "poll")
-    assert len(store.claim_downloads("dead", T0, 1000, 10)) == 3
-    assert store.claim_downloads("live", T0 + 500, 1000, 10) == []
-    assert len(store.claim_downloads("live", T0 + 1000, 1000, 10)) == 3
-    assert "live" in store.lease_owners()
+    assert len(store.downloads.claim_downloads("dead", T0, 1000, 10)) == 3
+    assert store.downloads.claim_downloads("live", T0 + 500, 1000, 10) == []
+    assert len(store.downloads.claim_downloads("live", T0 + 1000, 1000, 10)) == 3
+    assert "live" in store.fleet.lease_owners()

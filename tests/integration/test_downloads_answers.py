@@ -73,7 +73,7 @@ async def _fetch(
         await downloader.run()
     finally:
         await downloader.aclose()
-    return store.download_rows()
+    return store.downloads.download_rows()
 
 
 def _script(server: SimServer, **fault: Any) -> None:
@@ -140,7 +140,7 @@ async def test_no_content_type_is_judged_by_its_bytes(
 ) -> None:
     """Without a content type an MP4 is taken; an HTML page is refused."""
     store = await _done_tasks(server, tmp_path, n=2)
-    first, second = store.download_rows()
+    first, second = store.downloads.download_rows()
     _script(server, status=200, content_type="")  # the real file, no type
     out = tmp_path / "out"
     settings = _settings(server, out, parallel=1)
@@ -148,7 +148,7 @@ async def test_no_content_type_is_judged_by_its_bytes(
     assert rows[first.id].status == "done"
     assert rows[first.id].sha256 == server.sim.media_sha256(first.url)
     assert rows[second.id].status == "done"
-    store.requeue_downloads([second.id])
+    store.downloads.requeue_downloads([second.id])
     Path(rows[second.id].dest or "").unlink()
     _script(server, status=200, body=HTML, content_type="")
     rows = {r.id: r for r in await _fetch(store, settings)}
@@ -177,7 +177,7 @@ async def test_206_to_a_request_without_range_is_not_complete(
         assert _sha(Path(row.dest or "")) == server.sim.media_sha256(row.url)
     # A server that always does it: the file is never marked done.
     again = rows[0]
-    store.requeue_downloads([again.id])
+    store.downloads.requeue_downloads([again.id])
     Path(again.dest or "").unlink()
     _script(server, status=206, content_range="bytes 0-9/*", times=3)
     (failed,) = [r for r in await _fetch(store, settings) if r.id == again.id]

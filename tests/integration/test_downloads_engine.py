@@ -80,7 +80,7 @@ async def test_batch_downloads_completely(
     prompts = ["A red fox in snow", "../../etc/passwd", "x" * 2000, "Ünïcödé  ✨ city"]
     batch = monitor.submit([Text2VideoRequest(prompt=p) for p in prompts], batch="b1")
     await monitor.run(batch=batch.id)
-    rows = monitor.store.download_rows(batch.id)
+    rows = monitor.store.downloads.download_rows(batch.id)
     assert len(rows) == len(prompts)
     assert {r.status for r in rows} == {"done"}
     for row in rows:
@@ -96,7 +96,7 @@ async def test_batch_downloads_completely(
         assert sidecar["source_url"] == row.url
         assert "prompt" in sidecar["request"]
         assert not list(path.parent.glob("*.part"))
-    assert monitor.store.download_counts(batch.id)["done"] == len(prompts)
+    assert monitor.store.downloads.download_counts(batch.id)["done"] == len(prompts)
     await monitor.aclose()
 
 
@@ -118,7 +118,7 @@ async def test_dropped_connection_resumes_with_range(tmp_path: Path) -> None:
         downloader = Downloader(monitor.store, _settings(server, out))
         counts = await downloader.run(batch_id=batch.id)
         await downloader.aclose()
-        (row,) = monitor.store.download_rows(batch.id)
+        (row,) = monitor.store.downloads.download_rows(batch.id)
         assert counts["done"] == 1
         assert row.attempts == 2  # two answers were cut, the third completed
         assert row.sha256 == server.sim.media_sha256(row.url)
@@ -137,14 +137,14 @@ async def test_file_in_place_after_crash_is_not_fetched_again(
     monitor = _monitor(media_server, tmp_path, out)
     batch = monitor.submit([Text2VideoRequest(prompt="once")], batch="once")
     await monitor.run(batch=batch.id)
-    (row,) = monitor.store.download_rows(batch.id)
+    (row,) = monitor.store.downloads.download_rows(batch.id)
     served = media_server.sim.counters()["requests"].get("media 200", 0)
     # As if the process died between os.replace and the store's write:
-    monitor.store.requeue_downloads([row.id])
+    monitor.store.downloads.requeue_downloads([row.id])
     downloader = Downloader(monitor.store, _settings(media_server, out))
     counts = await downloader.run(batch_id=batch.id)
     await downloader.aclose()
-    (again,) = monitor.store.download_rows(batch.id)
+    (again,) = monitor.store.downloads.download_rows(batch.id)
     assert counts["done"] == 1
     assert again.sha256 == row.sha256
     assert again.dest == row.dest
@@ -161,7 +161,7 @@ async def test_server_ignoring_range_restarts_from_zero(
     batch = monitor.submit([Text2VideoRequest(prompt="no ranges")], batch="nr")
     await monitor.run(batch=batch.id)
     await monitor.client.aclose()
-    (row,) = monitor.store.download_rows(batch.id)
+    (row,) = monitor.store.downloads.download_rows(batch.id)
     body = httpx.get(row.url).content
     seen: list[str | None] = []
 
@@ -174,13 +174,15 @@ async def test_server_ignoring_range_restarts_from_zero(
     settings = _settings(media_server, out)
     # An earlier run (other settings) left a part file under another name: this
     # run moves it to its own place and resumes it.
-    earlier = Path(monitor.store.set_download_dest(row.id, str(tmp_path / "old.mp4")))
+    earlier = Path(
+        monitor.store.downloads.set_download_dest(row.id, str(tmp_path / "old.mp4"))
+    )
     earlier.with_name("old.mp4.part").write_bytes(b"stale bytes of another try")
     client = httpx.AsyncClient(transport=httpx.MockTransport(no_ranges))
     downloader = Downloader(monitor.store, settings, client=client)
     await downloader.run(batch_id=batch.id)
     await client.aclose()
-    (done,) = monitor.store.download_rows(batch.id)
+    (done,) = monitor.store.downloads.download_rows(batch.id)
     assert seen == ["bytes=26-"]
     assert done.status == "done"
     assert done.dest is not None
@@ -206,7 +208,7 @@ async def test_fsspec_destination(media_server: SimServer, tmp_path: Path) -> No
     downloader = Downloader(monitor.store, settings)
     counts = await downloader.run(batch_id=batch.id)
     await downloader.aclose()
-    (row,) = monitor.store.download_rows(batch.id)
+    (row,) = monitor.store.downloads.download_rows(batch.id)
     assert counts["done"] == 1
     assert row.dest is not None
     assert row.dest.startswith("memory://klingmon-test/results/mem/")
@@ -240,13 +242,13 @@ async def test_engine_stop_mid_file_then_resume(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
         monitor.stop()
         await runner
-        (row,) = monitor.store.download_rows(batch.id)
+        (row,) = monitor.store.downloads.download_rows(batch.id)
         assert row.status == "downloading"
         assert row.lease_owner is None  # released on the way out
         await monitor.aclose()
         restarted = _monitor(server, tmp_path, out)  # a new process, same store
         await restarted.run(batch=batch.id)
-        (row,) = restarted.store.download_rows(batch.id)
+        (row,) = restarted.store.downloads.download_rows(batch.id)
         assert row.status == "done"
         assert row.sha256 == server.sim.media_sha256(row.url)
         assert server.sim.counters()["requests"].get("media 206", 0) == 1
@@ -280,7 +282,7 @@ async def test_part_left_in_another_folder_moves_and_resumes(tmp_path: Path) -> 
         downloader = Downloader(store, _settings(server, second))
         counts = await downloader.run(batch_id=batch.id)
         await downloader.aclose()
-        (row,) = store.download_rows(batch.id)
+        (row,) = store.downloads.download_rows(batch.id)
         resumed = server.sim.counters()["requests"].get("media 206", 0)
         store.close()
     assert counts["done"] == 1

@@ -50,7 +50,7 @@ async def _fetch_all(store: Store, settings: DownloadSettings) -> list[DownloadR
         await downloader.run()
     finally:
         await downloader.aclose()
-    return store.download_rows()
+    return store.downloads.download_rows()
 
 
 def test_check_url_rules() -> None:
@@ -119,7 +119,7 @@ async def test_redirects_are_checked_at_every_hop(tmp_path: Path) -> None:
     """A redirect onto the allowlist is followed; one off it is refused."""
     with SimServer(_config()) as server:
         store = await _one_done_task(server, tmp_path, n=2)
-        first, second = store.download_rows()
+        first, second = store.downloads.download_rows()
         target = first.url
 
         async def hop(request: Request) -> RedirectResponse:
@@ -154,7 +154,7 @@ async def test_expiring_first_and_only(tmp_path: Path) -> None:
     """``expiring_within_s`` fetches only files deleted soon, soonest first."""
     with SimServer(_config()) as server:
         store = await _one_done_task(server, tmp_path, n=3)
-        rows = store.download_rows()
+        rows = store.downloads.download_rows()
         now_ms = int(server.sim.clock.now() * 1000)
         from klingmon.store._schema import downloads  # noqa: PLC0415
 
@@ -178,8 +178,10 @@ async def test_expiring_first_and_only(tmp_path: Path) -> None:
         )
         await downloader.run(expiring_within_s=3 * 86_400)
         await downloader.aclose()
-        by_id = {r.id: r for r in store.download_rows()}
+        by_id = {r.id: r for r in store.downloads.download_rows()}
         assert order == [rows[2].id, rows[1].id]
         assert by_id[rows[0].id].status == "pending"
-        counts = store.download_counts(now_ms=now_ms, within_ms=30 * 86_400_000)
+        counts = store.downloads.download_counts(
+            now_ms=now_ms, within_ms=30 * 86_400_000
+        )
         assert counts == {"done": 2, "pending": 1, "expiring": 1}

@@ -27,7 +27,7 @@ async def test_batch_larger_than_the_slots_flows_through(tmp_path):
         await asyncio.wait_for(monitor.run(batch=batch.id), timeout=50)
         await monitor.aclose()
         counters = server.sim.counters()
-    store_tasks = monitor.store.tasks(batch.id)
+    store_tasks = monitor.store.tasks.tasks(batch.id)
     assert len(store_tasks) == 200
     assert all(t.status in TERMINAL for t in store_tasks)
     assert counters["max_in_flight"] <= 5
@@ -52,12 +52,12 @@ async def test_list_sweeps_carry_monitoring_of_many_active_tasks(tmp_path):
         await asyncio.wait_for(monitor.run(batch=batch.id), timeout=50)
         await monitor.aclose()
         counters = server.sim.counters()
-    tasks = monitor.store.tasks(batch.id)
+    tasks = monitor.store.tasks.tasks(batch.id)
     assert all(t.status == TaskStatus.SUCCEED for t in tasks)
     observations = sum(t.polls for t in tasks)
     by_route = counters["requests_by_route"]
     queries = by_route.get("get", 0) + by_route.get("list", 0)
     assert by_route.get("list", 0) > 0
     assert observations >= 10 * queries, (observations, by_route)
-    report = monitor.store.report(batch.id)
+    report = monitor.store.reports.report(batch.id)
     assert report.learned_via.get("sweep", 0) > report.learned_via.get("poll", 0)

@@ -52,12 +52,14 @@ async def test_stuck_and_timed_out_tasks_raise_events_and_stay_tracked(tmp_path)
     await asyncio.wait_for(monitor.run(forever=True), timeout=20)
 
     store = monitor.store
-    [stuck] = store.tasks(stuck_batch.id)
-    [late] = store.tasks(late_batch.id)
+    [stuck] = store.tasks.tasks(stuck_batch.id)
+    [late] = store.tasks.tasks(late_batch.id)
     assert {e.task.id for e in calls["on_timeout"]} == {late.id}
     assert stuck.id in {e.task.id for e in calls["on_stuck"]}
-    assert [e.kind for e in store.events(task_id=late.id)].count("watch_timeout") == 1
-    assert [e.kind for e in store.events(task_id=stuck.id)].count("stuck") == 1
+    assert [e.kind for e in store.outbox.events(task_id=late.id)].count(
+        "watch_timeout"
+    ) == 1
+    assert [e.kind for e in store.outbox.events(task_id=stuck.id)].count("stuck") == 1
     for row in (stuck, late):
         assert row.status in ACTIVE
         assert row.next_poll_ms is not None
@@ -81,12 +83,12 @@ async def test_hooks_run_at_least_once_with_a_stable_idempotency_key(tmp_path):
     monitor.on_succeed(flaky)
     batch = monitor.submit([Text2VideoRequest(prompt=f"p{i}") for i in range(3)])
     await asyncio.wait_for(monitor.run(batch=batch.id), timeout=20)
-    tasks = monitor.store.tasks(batch.id)
+    tasks = monitor.store.tasks.tasks(batch.id)
     assert all(t.status == TaskStatus.SUCCEED for t in tasks)
     assert len(keys) == 4
     assert keys.count(keys[0]) == 2
     assert len(set(keys)) == 3
-    assert monitor.store.outbox_backlog() == 0
+    assert monitor.store.outbox.outbox_backlog() == 0
     await monitor.aclose()
 
 
@@ -100,7 +102,7 @@ async def test_a_rejected_create_is_final_and_costs_nothing(tmp_path):
     monitor.on_failed(failed.append)
     batch = monitor.submit([Text2VideoRequest(prompt="one")])
     await asyncio.wait_for(monitor.run(batch=batch.id), timeout=20)
-    [task] = monitor.store.tasks(batch.id)
+    [task] = monitor.store.tasks.tasks(batch.id)
     assert task.status == TaskStatus.REJECTED
     assert [e.task.id for e in failed] == [task.id]
     assert sim.counters()["in_flight"] == 0
@@ -122,11 +124,11 @@ async def test_polls_falling_due_together_share_one_sweep(tmp_path):
         return int(sim.counters()["requests_by_route"].get("list", 0))
 
     def due_now(*task_ids: int) -> None:
-        store.schedule([(t, to_ms(clock.now())) for t in task_ids])
+        store.watch.schedule([(t, to_ms(clock.now())) for t in task_ids])
 
     await engine.step()  # the four creates
-    ids = [t.id for t in store.tasks(batch.id)]
-    assert all(t.status == TaskStatus.SUBMITTED for t in store.tasks(batch.id))
+    ids = [t.id for t in store.tasks.tasks(batch.id)]
+    assert all(t.status == TaskStatus.SUBMITTED for t in store.tasks.tasks(batch.id))
     due_now(ids[0])
     await engine.step()
     assert lists() == 1
@@ -140,7 +142,7 @@ async def test_polls_falling_due_together_share_one_sweep(tmp_path):
     clock.advance(gap * 0.2)
     await engine.step()
     assert lists() == 2  # one page answered both
-    polls = {t.id: t.polls for t in store.tasks(batch.id)}
+    polls = {t.id: t.polls for t in store.tasks.tasks(batch.id)}
     assert polls == {ids[0]: 1, ids[1]: 1, ids[2]: 1, ids[3]: 0}
     await monitor.aclose()
 
@@ -154,9 +156,9 @@ async def test_a_sweep_moves_only_the_unchanged_polls_that_are_near(tmp_path):
     clock.advance(1.0)  # the next comes a second later: sweeps are frequent
     now = to_ms(clock.now())
     lag = to_ms(engine.settings.schedule.target_lag)
-    store.schedule([(due, now), (near, now + lag // 2), (far, now + 3 * lag)])
+    store.watch.schedule([(due, now), (near, now + lag // 2), (far, now + 3 * lag)])
     await engine.step()  # one page shows all three, none changed
-    after = {t.id: t for t in store.tasks()}
+    after = {t.id: t for t in store.tasks.tasks()}
     assert {t.status for t in after.values()} == {TaskStatus.SUBMITTED}
     assert after[due].polls == 2
     assert after[near].next_poll_ms != now + lag // 2  # moved as if polled
@@ -181,15 +183,15 @@ async def test_on_a_slow_endpoint_a_poll_left_from_an_ended_phase_moves(tmp_path
             now,
             confirmed=True,
         )
-        for row in store.tasks()
+        for row in store.tasks.tasks()
         if (view := sim.query(row.endpoint, row.task_id or "").payload["data"])
     ]
-    store.apply(seen, now)
-    assert {t.status for t in store.tasks()} == {TaskStatus.PROCESSING}
+    store.watch.apply(seen, now)
+    assert {t.status for t in store.tasks.tasks()} == {TaskStatus.PROCESSING}
     lag = to_ms(engine.settings.schedule.target_lag)
-    store.schedule([(due, now), (stale, now + 3 * lag)])  # 30 s: within 2 x 40 s
+    store.watch.schedule([(due, now), (stale, now + 3 * lag)])  # 30 s: within 2 x 40 s
     await engine.step()  # the page shows nothing new
-    assert store.task(stale).next_poll_ms != now + 3 * lag
+    assert store.tasks.task(stale).next_poll_ms != now + 3 * lag
     await monitor.aclose()
 
 
@@ -203,7 +205,7 @@ async def _swept_once(
     batch = monitor.submit([Text2VideoRequest(prompt=f"p{i}") for i in range(3)])
     engine = monitor.engine()
     await engine.step()  # the three creates
-    ids = [t.id for t in monitor.store.tasks(batch.id)]
-    monitor.store.schedule([(ids[0], to_ms(clock.now()))])
+    ids = [t.id for t in monitor.store.tasks.tasks(batch.id)]
+    monitor.store.watch.schedule([(ids[0], to_ms(clock.now()))])
     await engine.step()  # a first sweep: how often this endpoint is swept is unknown
     return clock, sim, monitor, ids

@@ -33,8 +33,8 @@ async def _run(config: SimConfig, tmp_path, n: int, **kw):
             await asyncio.wait_for(r.monitor.run(batch=batch.id), timeout=40)
         await r.monitor.aclose()
         counters = sim.sim.counters()
-    tasks = r.receiver_store.tasks(batch.id)
-    report = r.receiver_store.report(batch.id)
+    tasks = r.receiver_store.tasks.tasks(batch.id)
+    report = r.receiver_store.reports.report(batch.id)
     r.receiver_store.close()
     return tasks, counters, report
 
@@ -132,7 +132,7 @@ async def test_receiver_stopped_mid_batch_is_caught_up(tmp_path):
             server.stop()
         await r.monitor.aclose()
         counters = sim.sim.counters()
-    tasks = r.receiver_store.tasks(batch.id)
+    tasks = r.receiver_store.tasks.tasks(batch.id)
     r.receiver_store.close()
     assert {t.task_id: t.status.value for t in tasks} == _truth(counters)
     assert counters["callbacks"]["failed"] >= 1

@@ -19,7 +19,7 @@ async def test_engine_sees_callbacks_noted_by_another_process(tmp_path):
     monitor = virtual_monitor(sim, tmp_path / "h.db", clock)
     engine = monitor.engine()
     assert not engine._callbacks_active(ENDPOINT)
-    monitor.store.note_callbacks([ENDPOINT], to_ms(clock.now()))
+    monitor.store.flow.note_callbacks([ENDPOINT], to_ms(clock.now()))
     clock.advance(engine.settings.schedule.min_interval)  # the note is re-read
     assert engine._callbacks_active(ENDPOINT)
     clock.advance(engine.settings.schedule.safety_interval + 1)

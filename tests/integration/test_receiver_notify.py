@@ -34,7 +34,7 @@ async def test_apprise_notifies_failures_and_batch_done_once(tmp_path):
     with tracked_store(tmp_path, clock, n=2) as store, AppServer(receiver) as server:
         observations = [
             Observation(
-                store.task(f"km-{i}").id,
+                store.tasks.task(f"km-{i}").id,
                 snapshot(
                     Task(
                         task_id=f"kt-{i}",
@@ -50,8 +50,8 @@ async def test_apprise_notifies_failures_and_batch_done_once(tmp_path):
             for i in range(2)
         ]
         # Both finish in one round: each event then sees the batch done.
-        changes = store.apply(observations, to_ms(clock.now()))
-        events = {e.id: e for e in store.events()}
+        changes = store.watch.apply(observations, to_ms(clock.now()))
+        events = {e.id: e for e in store.outbox.events()}
         host = server.url.removeprefix("http://")
         hook = apprise_hook([f"json://{host}/notify"], store)
         for change in changes:

@@ -71,7 +71,7 @@ async def test_signed_finishes_grow_a_shrunken_slot_limit_and_teach(
         batch="signed",
     )
     await engine.step()  # the three creates
-    rows = monitor.store.tasks()
+    rows = monitor.store.tasks.tasks()
     assert all(row.task_id for row in rows)
     engine.governor.on_concurrency_error(1)  # a 1303: the limit shrinks to one
     assert engine.governor.slots.limit == 1
@@ -98,7 +98,7 @@ async def test_signed_finishes_grow_a_shrunken_slot_limit_and_teach(
             for row in rows:
                 done = row.kling_created_ms + 70_000
                 assert await _post(http, row, "succeed", done, clock.now()) == 200
-    assert {row.status.value for row in monitor.store.tasks()} == {"succeed"}
+    assert {row.status.value for row in monitor.store.tasks.tasks()} == {"succeed"}
 
     await engine.step()
     # Three finishes give one slot back (the governor grows one per three).

@@ -44,7 +44,7 @@ def rig(tmp_path):
         queued = NewTask(
             endpoint=ENDPOINT, body={"prompt": "q"}, external_task_id="km-q"
         )
-        store.create_batch("q", [queued], to_ms(clock.now()))
+        store.tasks.create_batch("q", [queued], to_ms(clock.now()))
         app = create_app(store, secret=SECRET, clock=clock)
         with AppServer(app) as server, httpx.Client(base_url=server.url) as http:
             yield http, store, clock
@@ -87,7 +87,7 @@ def test_an_unsigned_terminal_callback_changes_no_data(rig):
     after = _task(http, "km-1")
     assert after["status"] == "submitted"
     assert {k: after[k] for k in DATA} == {k: before[k] for k in DATA}
-    assert store.download_rows(task_id=after["id"]) == []
+    assert store.downloads.download_rows(task_id=after["id"]) == []
     assert _leaks(http.get("/api/tasks/km-1/events").text) == []
     assert _leaks(http.get(f"/tasks/{after['id']}").text) == []
 
@@ -96,7 +96,9 @@ def test_a_callback_cannot_give_a_task_its_kling_id(rig):
     """A task Kling's own answers never named keeps no task_id from a callback,
     and the submitter's lease on it stays (its create may be under way)."""
     http, store, clock = rig
-    (leased,) = store.claim_submissions("worker-1", to_ms(clock.now()), 60_000, slots=5)
+    (leased,) = store.tasks.claim_submissions(
+        "worker-1", to_ms(clock.now()), 60_000, slots=5
+    )
     assert leased.external_task_id == "km-q"
     token = callback_token(SECRET, "km-q")
     raw = body(0, "processing", clock, task_id="kt-victim")
@@ -107,7 +109,7 @@ def test_a_callback_cannot_give_a_task_its_kling_id(rig):
     assert found["task_id"] is None
     assert found["status"] == "queued"
     assert found["next_poll_ms"] is None
-    assert store.task("km-q").lease_owner == "worker-1"
+    assert store.tasks.task("km-q").lease_owner == "worker-1"
 
 
 def test_without_a_token_known_and_unknown_tasks_answer_alike(rig):
@@ -157,8 +159,10 @@ def test_kling_times_are_clamped_on_every_source(tmp_path):
             created_at=YEAR_2058_MS,
             updated_at=YEAR_2058_MS,
         )
-        row = store.task("km-1")
-        store.apply([Observation(row.id, snapshot(polled), "poll", now_ms)], now_ms)
-        seen = store.task("km-1")
+        row = store.tasks.task("km-1")
+        store.watch.apply(
+            [Observation(row.id, snapshot(polled), "poll", now_ms)], now_ms
+        )
+        seen = store.tasks.task("km-1")
     assert signed["kling_updated_ms"] == now_ms + KLING_SKEW_MS
     assert seen.kling_updated_ms == seen.kling_created_ms == now_ms + KLING_SKEW_MS

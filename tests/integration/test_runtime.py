@@ -44,7 +44,7 @@ def test_a_runtime_carries_a_batch_from_submit_to_files(sim_server, tmp_path):
         ]
         batch = monitor.submit(requests, batch="rt")
         await asyncio.wait_for(monitor.run(batch=batch.id), 60)
-        counts = monitor.store.count_by_status(batch.id)
+        counts = monitor.store.tasks.count_by_status(batch.id)
         await monitor.aclose()
         return counts
 

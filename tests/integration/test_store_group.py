@@ -50,7 +50,7 @@ async def test_concurrent_items_commit_together_and_durably(
     ids = submitted(store, 24)
 
     def work(items: Sequence[int]) -> list[int]:
-        store.apply(_processing(items), T0 + 6000)
+        store.watch.apply(_processing(items), T0 + 6000)
         return list(items)
 
     group = GroupCommit(store, work, offload=offload)
@@ -58,7 +58,7 @@ async def test_concurrent_items_commit_together_and_durably(
 
         async def one(task_id: int) -> TaskStatus:
             assert await group.run(task_id) == task_id
-            row = fresh.task(task_id)  # another engine: only committed data
+            row = fresh.tasks.task(task_id)  # another engine: only committed data
             assert row is not None
             return row.status
 
@@ -74,7 +74,7 @@ async def test_a_failing_item_fails_alone(backend: Backend, store: Store):
     bad = ids[2]
 
     def work(items: Sequence[int]) -> list[int]:
-        store.apply(_processing(items), T0 + 6000)
+        store.watch.apply(_processing(items), T0 + 6000)
         if bad in items:
             with store.transaction() as conn:  # PostgreSQL aborts at the first error
                 conn.execute(sa.text("SELECT * FROM no_such_table"))
@@ -88,10 +88,12 @@ async def test_a_failing_item_fails_alone(backend: Backend, store: Store):
     ]
     with backend.open() as fresh:
         for task_id in ids:
-            row = fresh.task(task_id)
+            row = fresh.tasks.task(task_id)
             assert row is not None
             changes = [
-                e for e in fresh.events(task_id=task_id) if e.source == "callback"
+                e
+                for e in fresh.outbox.events(task_id=task_id)
+                if e.source == "callback"
             ]
             if task_id == bad:
                 assert row.status == TaskStatus.SUBMITTED
@@ -106,7 +108,7 @@ async def test_an_error_raised_by_work_reaches_only_its_caller(store: Store):
 
     def work(items: Sequence[str]) -> list[str]:
         for key in items:
-            store.meta_set(key, "v")
+            store.meta.set(key, "v")
             if key == "bad":
                 raise ValueError("refused")
         return list(items)
@@ -119,7 +121,7 @@ async def test_an_error_raised_by_work_reaches_only_its_caller(store: Store):
     assert results[0] == "a"
     assert isinstance(results[1], ValueError)
     assert results[2] == "c"
-    assert [store.meta_get(k) for k in keys] == ["v", None, "v"]
+    assert [store.meta.get(k) for k in keys] == ["v", None, "v"]
 
 
 def test_calls_inside_a_transaction_join_it(backend: Backend, store: Store):
@@ -127,21 +129,21 @@ def test_calls_inside_a_transaction_join_it(backend: Backend, store: Store):
 
     def abandoned() -> None:
         with store.transaction():
-            store.meta_set("x", "1")
+            store.meta.set("x", "1")
             with store.transaction():  # a nested block joins the outer one
-                store.meta_set("y", "1")
-            assert store.meta_get("x") == "1"  # reads see the block's own writes
+                store.meta.set("y", "1")
+            assert store.meta.get("x") == "1"  # reads see the block's own writes
             raise RuntimeError("abandon")
 
     with pytest.raises(RuntimeError, match="abandon"):
         abandoned()
     with backend.open() as fresh:
-        assert (fresh.meta_get("x"), fresh.meta_get("y")) == (None, None)
+        assert (fresh.meta.get("x"), fresh.meta.get("y")) == (None, None)
     with store.transaction():
-        store.meta_set("x", "2")
-        store.meta_set("y", "2")
+        store.meta.set("x", "2")
+        store.meta.set("y", "2")
     with backend.open() as fresh:
-        assert (fresh.meta_get("x"), fresh.meta_get("y")) == ("2", "2")
+        assert (fresh.meta.get("x"), fresh.meta.get("y")) == ("2", "2")
 
 
 def test_apply_gives_each_change_its_own_event(store: Store):
@@ -152,26 +154,26 @@ def test_apply_gives_each_change_its_own_event(store: Store):
         *_processing(ids),
         Observation(twice, wire(f"k{twice}", "failed", T0 + 9000), "poll", T0 + 9500),
     ]
-    changes = store.apply(observations, T0 + 9500)
+    changes = store.watch.apply(observations, T0 + 9500)
     assert [(c.task.id, c.new_status) for c in changes] == [
         *((i, TaskStatus.PROCESSING) for i in ids),
         (twice, TaskStatus.FAILED),
     ]
     assert changes[0].task.status == TaskStatus.PROCESSING  # the row as it left it
-    by_id = {e.id: e for e in store.events()}
+    by_id = {e.id: e for e in store.outbox.events()}
     for change in changes:
         event = by_id[change.event_id]
         assert (event.task_id, event.new_status) == (change.task.id, change.new_status)
-    assert store.outbox_backlog() >= len(changes)
+    assert store.outbox.outbox_backlog() >= len(changes)
 
 
 def test_match_tasks_finds_tasks_as_task_does(store: Store):
     """By external id first, else Kling's task id, else an external id equal to it."""
     ids = submitted(store, 3)
-    rows = [store.task(i) for i in ids]
+    rows = [store.tasks.task(i) for i in ids]
     assert all(rows)
     a, b, c = (r for r in rows if r is not None)
-    found = store.match_tasks(
+    found = store.tasks.match_tasks(
         [
             (a.external_task_id, "no-such-kling-id"),
             (None, b.task_id),
@@ -193,7 +195,7 @@ async def test_the_receiver_commits_concurrent_callbacks_on_every_backend(
     """Through the web app (on the loop for SQLite, a thread for PostgreSQL)."""
     secret = b"s" * 32
     ids = submitted(store, 12)
-    rows = [store.task(i) for i in ids]
+    rows = [store.tasks.task(i) for i in ids]
     app = create_app(store, secret=secret)
     with backend.open() as fresh:
 
@@ -209,7 +211,7 @@ async def test_the_receiver_commits_concurrent_callbacks_on_every_backend(
             path = "/callbacks/kling/" + callback_token(secret, row.external_task_id)
             answer = await http.post(path, content=raw)
             assert answer.json() == {"status": "applied"}
-            seen = fresh.task(row.id)
+            seen = fresh.tasks.task(row.id)
             return None if seen is None else seen.status
 
         transport = httpx.ASGITransport(app=app)

@@ -19,7 +19,8 @@ from klingmon.store._database import (
     resolve_url,
     revisions,
 )
-from klingmon.store._report import _durations, percentile
+from klingmon.store._report import durations as _durations
+from klingmon.store._report import percentile
 from klingmon.store._schema import DURATION_INDEXES, batches, tasks
 
 if TYPE_CHECKING:
@@ -40,24 +41,24 @@ _EXPRESSION_INDEX_WARNING = (
 def _fill(store: Store, name: str, n: int, seed: int) -> int:
     """A batch whose tasks stop at every stage, with scattered queue and run times."""
     rng = random.Random(seed)
-    batch = store.create_batch(name, new(n), T0)
-    for row in store.tasks(batch.id):
+    batch = store.tasks.create_batch(name, new(n), T0)
+    for row in store.tasks.tasks(batch.id):
         fate = rng.random()
         if fate < 0.1:
             continue  # still queued
-        store.mark_submitting(row.id, T0)
+        store.tasks.mark_submitting(row.id, T0)
         at = T0 + rng.randint(0, 5_000)
-        store.mark_submitted(row.id, wire(f"k{row.id}", "submitted", at), at, at)
+        store.tasks.mark_submitted(row.id, wire(f"k{row.id}", "submitted", at), at, at)
         if rng.random() < 0.6:
             at += rng.randint(1, 9_000)
             seen = Observation(row.id, wire(f"k{row.id}", "processing", at), "poll", at)
-            store.apply([seen], at)
+            store.watch.apply([seen], at)
         if fate < 0.25:
             continue  # still at Kling
         at += rng.randint(1, 60_000)
         end = "failed" if fate < 0.35 else "succeed"
         done = Observation(row.id, wire(f"k{row.id}", end, at), "callback", at)
-        store.apply([done], at)
+        store.watch.apply([done], at)
     return batch.id
 
 
@@ -81,7 +82,7 @@ def _expected(rows: list[TaskRow]) -> tuple[float | None, ...]:
 
 
 def _figures(store: Store, batch_id: int | None) -> tuple[float | None, ...]:
-    rep = store.report(batch_id)
+    rep = store.reports.report(batch_id)
     return (
         rep.queue_p50_s,
         rep.queue_p95_s,
@@ -100,8 +101,8 @@ def test_percentiles_follow_their_definition(store: Store):
     """Queue and run p50/p95 are percentile_cont over the rows, per batch and in all."""
     a = _fill(store, "a", 40, seed=1)
     b = _fill(store, "b", 25, seed=2)
-    idle = store.create_batch("idle", new(3), T0).id
-    rows = {batch_id: store.tasks(batch_id) for batch_id in (a, b, idle)}
+    idle = store.tasks.create_batch("idle", new(3), T0).id
+    rows = {batch_id: store.tasks.tasks(batch_id) for batch_id in (a, b, idle)}
     for batch_id in (a, b, idle):
         assert _figures(store, batch_id) == pytest.approx(_expected(rows[batch_id]))
     assert _figures(store, idle) == (None, None, None, None)
@@ -112,7 +113,7 @@ def test_percentiles_follow_their_definition(store: Store):
 def test_the_dashboard_histogram_reads_the_run_times_the_report_does(store: Store):
     """processing_seconds: every finished task's run time, by the same definition."""
     a = _fill(store, "a", 40, seed=3)
-    rows = store.tasks(a)
+    rows = store.tasks.tasks(a)
     expected = sorted(
         (r.finished_ms - (r.processing_ms or r.submitted_ms)) / 1000
         for r in rows
@@ -121,16 +122,16 @@ def test_the_dashboard_histogram_reads_the_run_times_the_report_does(store: Stor
         and r.status in _FINISHED
     )
     assert expected
-    assert store.processing_seconds(a) == pytest.approx(expected)
+    assert store.reports.processing_seconds(a) == pytest.approx(expected)
 
 
 def test_counts_add_up_across_batches(store: Store):
     """The whole store's counts are its batches' counts summed, in status order."""
     a = _fill(store, "a", 30, seed=3)
     b = _fill(store, "b", 30, seed=4)
-    store.flag(store.tasks(b)[0].id, "stuck", T0, {})
-    per_batch = [store.report(a), store.report(b)]
-    whole = store.report()
+    store.watch.flag(store.tasks.tasks(b)[0].id, "stuck", T0, {})
+    per_batch = [store.reports.report(a), store.reports.report(b)]
+    whole = store.reports.report()
     assert whole.total == 60
     summed: dict[TaskStatus, int] = {}
     learned: dict[str, int] = {}
@@ -147,7 +148,7 @@ def test_counts_add_up_across_batches(store: Store):
 
 def _both_ways(store: Store, batch_id: int | None) -> tuple[tuple[Any, ...], ...]:
     """The four figures by walking the indexes, and by sorting in Python."""
-    total = store.report(batch_id).total
+    total = store.reports.report(batch_id).total
     with store._engine.connect() as conn:
         return tuple(
             _durations(conn, batch_id, total, walk=walk) for walk in (True, False)
@@ -158,7 +159,7 @@ def test_sqlite_index_walk_gives_the_figures_sorting_gives(sqlite_store: Store):
     """Walking the duration indexes and sorting in Python agree to the last bit."""
     sizes = (1, 2, 3, 7, 60)
     ids = [_fill(sqlite_store, f"b{n}", n, seed=n) for n in sizes]
-    idle = sqlite_store.create_batch("idle", new(2), T0).id
+    idle = sqlite_store.tasks.create_batch("idle", new(2), T0).id
     for batch_id in (None, *ids, idle):
         walked, by_sorting = _both_ways(sqlite_store, batch_id)
         assert walked == by_sorting, batch_id
@@ -169,7 +170,7 @@ def test_sqlite_index_walk_reads_its_indexes_and_never_sorts(sqlite_store: Store
     """Each walk query names an expression index and SQLite plans it without a sort."""
     a = _fill(sqlite_store, "a", 20, seed=7)
     for batch_id in (None, a):
-        total = sqlite_store.report(batch_id).total
+        total = sqlite_store.reports.report(batch_id).total
         statements: list[str] = []
         with sqlite_store._engine.connect() as conn:
             driver = conn.connection.driver_connection
@@ -236,10 +237,10 @@ def test_upgrading_from_0003_indexes_the_tasks_already_there(backend: Backend):
     _tasks_at_0003(backend)
     with backend.open() as store:
         assert revisions(store._engine) == ("0006", "0006")
-        rows = store.tasks(1)
+        rows = store.tasks.tasks(1)
         assert len(rows) == 29
         assert _figures(store, 1) == pytest.approx(_expected(rows))
-        assert store.report(1).by_status == {
+        assert store.reports.report(1).by_status == {
             TaskStatus.FAILED: 7,
             TaskStatus.SUCCEED: 22,
         }

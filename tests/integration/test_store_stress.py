@@ -54,15 +54,15 @@ def _loop(
 
 
 def _read(store: Store, _i: int) -> None:
-    store.batches()
-    store.count_by_status()
-    store.report()
+    store.tasks.batches()
+    store.tasks.count_by_status()
+    store.reports.report()
 
 
 def _write(store: Store, i: int) -> None:
-    store.meta_set(f"stress-{i % 7}", str(i))
+    store.meta.set(f"stress-{i % 7}", str(i))
     task = NewTask(endpoint=ENDPOINT, body={"prompt": f"w{i}"}, prompt=f"w{i}")
-    store.create_batch(f"w{i}", [task], to_ms(time.time()))
+    store.tasks.create_batch(f"w{i}", [task], to_ms(time.time()))
 
 
 def test_engine_finishes_under_concurrent_readers_and_writers(tmp_path: Path):
@@ -93,11 +93,11 @@ def test_engine_finishes_under_concurrent_readers_and_writers(tmp_path: Path):
             for _, rounds, errors in threads:
                 assert not errors, errors
                 assert rounds[0] > 0
-            batch = reader.batch("b")
+            batch = reader.tasks.batch("b")
             assert batch is not None
-            statuses = {t.status for t in reader.tasks(batch.id)}
+            statuses = {t.status for t in reader.tasks.tasks(batch.id)}
             assert statuses <= TERMINAL, statuses
-            assert len(reader.tasks(batch.id)) == 20
+            assert len(reader.tasks.tasks(batch.id)) == 20
 
 
 @contextlib.contextmanager
@@ -129,7 +129,7 @@ def _fill(path: Path) -> None:
 def _write_until_full(store: Store, big: str, now: int) -> None:
     for i in range(100):
         task = NewTask(endpoint=ENDPOINT, body={"prompt": big}, prompt=big)
-        store.create_batch(f"big{i}", [task], now)
+        store.tasks.create_batch(f"big{i}", [task], now)
 
 
 def test_full_disk_is_a_clear_store_error_and_loses_nothing(tmp_path: Path):
@@ -143,7 +143,7 @@ def test_full_disk_is_a_clear_store_error_and_loses_nothing(tmp_path: Path):
                 NewTask(endpoint=ENDPOINT, body={"prompt": f"p{i}"}, prompt=f"p{i}")
                 for i in range(5)
             ]
-            store.create_batch("kept", tasks, now)
+            store.tasks.create_batch("kept", tasks, now)
             _fill(mnt / "filler")
             big = "x" * 60_000
             with pytest.raises(StoreError) as caught:
@@ -156,11 +156,11 @@ def test_full_disk_is_a_clear_store_error_and_loses_nothing(tmp_path: Path):
             store.close()
         (mnt / "filler").unlink()
         with Store.open(str(db)) as reopened:
-            batch = reopened.batch("kept")
+            batch = reopened.tasks.batch("kept")
             assert batch is not None
-            assert len(reopened.tasks(batch.id)) == 5
-            reopened.meta_set("after", "ok")  # writable again
-            assert reopened.meta_get("after") == "ok"
+            assert len(reopened.tasks.tasks(batch.id)) == 5
+            reopened.meta.set("after", "ok")  # writable again
+            assert reopened.meta.get("after") == "ok"
 
 
 def _cli(db: Path) -> subprocess.CompletedProcess[str]:

@@ -16,39 +16,39 @@ __all__ = ["backend", "store"]  # the contract suite's fixtures, used here
 
 def test_a_scoped_claim_leases_only_that_batch_and_counts_every_slot(store: Store):
     """Batch b's claim takes none of a's tasks, yet a's in-flight task holds a slot."""
-    a = store.create_batch("a", new(3), T0)
-    b = store.create_batch("b", new(3), T0)
-    first = store.claim_submissions("w", T0, 60_000, slots=3, batch_id=a.id)
+    a = store.tasks.create_batch("a", new(3), T0)
+    b = store.tasks.create_batch("b", new(3), T0)
+    first = store.tasks.claim_submissions("w", T0, 60_000, slots=3, batch_id=a.id)
     assert {r.batch_id for r in first} == {a.id}
-    store.mark_submitting(first[0].id, T0)
-    store.mark_submitted(first[0].id, wire("k1", "submitted", T0), T0, T0 + 1000)
-    store.release("w")
+    store.tasks.mark_submitting(first[0].id, T0)
+    store.tasks.mark_submitted(first[0].id, wire("k1", "submitted", T0), T0, T0 + 1000)
+    store.fleet.release("w")
     later = T0 + 1
-    mine = store.claim_submissions("v", later, 60_000, slots=3, batch_id=b.id)
+    mine = store.tasks.claim_submissions("v", later, 60_000, slots=3, batch_id=b.id)
     assert [r.batch_id for r in mine] == [b.id, b.id]  # a's task holds the third
-    assert store.slots_by_batch() == {a.id: 1}
+    assert store.reports.slots_by_batch() == {a.id: 1}
 
 
 def test_next_due_ignores_other_batches_queue_when_scoped(store: Store):
     """A scoped engine does not wake for a queue it will not send."""
-    a = store.create_batch("a", new(1), T0)
-    b = store.create_batch("b", new(1), T0 + 5)
-    assert store.next_due_ms() == T0
-    assert store.next_due_ms(queued_batch_id=b.id) == T0 + 5
-    store.claim_submissions("w", T0, 60_000, slots=1, batch_id=a.id)
-    store.mark_submitting(1, T0)
-    store.mark_submitted(1, wire("k1", "submitted", T0), T0, T0 + 1000)
-    assert store.next_due_ms(queued_batch_id=a.id) == T0 + 1000
+    a = store.tasks.create_batch("a", new(1), T0)
+    b = store.tasks.create_batch("b", new(1), T0 + 5)
+    assert store.watch.next_due_ms() == T0
+    assert store.watch.next_due_ms(queued_batch_id=b.id) == T0 + 5
+    store.tasks.claim_submissions("w", T0, 60_000, slots=1, batch_id=a.id)
+    store.tasks.mark_submitting(1, T0)
+    store.tasks.mark_submitted(1, wire("k1", "submitted", T0), T0, T0 + 1000)
+    assert store.watch.next_due_ms(queued_batch_id=a.id) == T0 + 1000
 
 
 def test_files_owed_counts_files_not_fetched(store: Store):
     """Each succeeded task's files count as owed until their download is done."""
-    batch = store.create_batch("a", new(2), T0)
+    batch = store.tasks.create_batch("a", new(2), T0)
     result = {"videos": [{"id": "v", "url": "https://cdn.example/v.mp4"}]}
-    for row in store.claim_submissions("w", T0, 60_000, slots=2):
-        store.mark_submitting(row.id, T0)
-        store.mark_submitted(row.id, wire(f"k{row.id}", "submitted", T0), T0, T0)
-    assert store.files_owed(batch.id) == 0
+    for row in store.tasks.claim_submissions("w", T0, 60_000, slots=2):
+        store.tasks.mark_submitting(row.id, T0)
+        store.tasks.mark_submitted(row.id, wire(f"k{row.id}", "submitted", T0), T0, T0)
+    assert store.downloads.files_owed(batch.id) == 0
     finished = [
         Observation(
             row.id,
@@ -56,23 +56,25 @@ def test_files_owed_counts_files_not_fetched(store: Store):
             "poll",
             T0 + 10,
         )
-        for row in store.tasks(batch.id)
+        for row in store.tasks.tasks(batch.id)
     ]
-    store.apply(finished, T0 + 10)
-    assert store.files_owed(batch.id) == 2
-    first = store.claim_downloads("w", T0 + 20, 60_000, 1, batch_id=batch.id)[0]
-    store.download_done(first.id, T0 + 30, size=1, sha256="0" * 64)
-    assert store.files_owed(batch.id) == 1
-    assert store.files_owed(batch.id + 1) == 0
+    store.watch.apply(finished, T0 + 10)
+    assert store.downloads.files_owed(batch.id) == 2
+    first = store.downloads.claim_downloads("w", T0 + 20, 60_000, 1, batch_id=batch.id)[
+        0
+    ]
+    store.downloads.download_done(first.id, T0 + 30, size=1, sha256="0" * 64)
+    assert store.downloads.files_owed(batch.id) == 1
+    assert store.downloads.files_owed(batch.id + 1) == 0
 
 
 def test_a_success_recorded_by_the_create_path_is_owed_too(store: Store):
     """A create found already finished (a lost answer, then a lookup) owes its file,
     whether or not that path queued a download row."""
-    batch = store.create_batch("a", new(1), T0)
+    batch = store.tasks.create_batch("a", new(1), T0)
     result = {"videos": [{"id": "v", "url": "https://cdn.example/v.mp4"}]}
-    (row,) = store.claim_submissions("w", T0, 60_000, slots=1)
-    store.mark_submitting(row.id, T0)
+    (row,) = store.tasks.claim_submissions("w", T0, 60_000, slots=1)
+    store.tasks.mark_submitting(row.id, T0)
     done = wire("k1", "succeed", T0 + 10, task_result=result)
-    store.mark_submitted(row.id, done, T0 + 10, T0 + 10)
-    assert store.files_owed(batch.id) == 1
+    store.tasks.mark_submitted(row.id, done, T0 + 10, T0 + 10)
+    assert store.downloads.files_owed(batch.id) == 1

@@ -31,16 +31,16 @@ def _resolve(store: Store, ref: str) -> list[int]:
     A batch name wins, then a Kling ``task_id`` or ``external_task_id`` (Kling's ids
     are long digit strings), then a batch id.
     """
-    batches = store.batches()
+    batches = store.tasks.batches()
     named = next((b for b in batches if b.name == ref), None)
     if named is not None:
-        return store.task_ids_of_batch(named.id)
-    task = store.task(ref)
+        return store.tasks.task_ids_of_batch(named.id)
+    task = store.tasks.task(ref)
     if task is not None:
         return [task.id]
     by_id = next((b for b in batches if ref.isdigit() and b.id == int(ref)), None)
     if by_id is not None:
-        return store.task_ids_of_batch(by_id.id)
+        return store.tasks.task_ids_of_batch(by_id.id)
     raise UsageError(
         f"no batch or task {ref!r}; `klingmon status` lists the batches, "
         "`klingmon export NAME` their tasks"
@@ -48,7 +48,7 @@ def _resolve(store: Store, ref: str) -> list[int]:
 
 
 def _names(store: Store, rows: list[TaskRow]) -> list[str]:
-    batches: dict[int, BatchRow] = {b.id: b for b in store.batches()}
+    batches: dict[int, BatchRow] = {b.id: b for b in store.tasks.batches()}
     return sorted({batches[r.batch_id].name for r in rows if r.batch_id in batches})
 
 
@@ -124,7 +124,7 @@ def cancel(
     ids: dict[int, None] = {}  # in order, once each
     for ref in refs:
         ids.update(dict.fromkeys(_resolve(store, ref)))
-    done = store.cancel_tasks(list(ids), to_ms(time.time()))
+    done = store.tasks.cancel_tasks(list(ids), to_ms(time.time()))
     if as_json:
         emit_json(
             {

@@ -20,7 +20,7 @@ def upgrade(
 ) -> None:
     """Bring the database to this klingmon's schema (refuses a newer database)."""
     context = get_context(ctx)
-    current, head = context.store().revisions()
+    current, head = context.store().meta.revisions()
     if as_json:
         emit_json({"revision": current, "head": head, "db": context.store().url})
     else:

@@ -117,9 +117,11 @@ def run_downloads(
     """Fetch everything owed (of one batch, or expiring soon); counts by status."""
     store = context.store()
     clock = SystemClock()
-    store.ensure_downloads(to_ms(clock.now()), batch_id)
-    owed = len(store.download_rows(batch_id, statuses=("pending", "downloading")))
-    owed += len(store.download_rows(batch_id, statuses=("failed", "refused")))
+    store.downloads.ensure_downloads(to_ms(clock.now()), batch_id)
+    owed = len(
+        store.downloads.download_rows(batch_id, statuses=("pending", "downloading"))
+    )
+    owed += len(store.downloads.download_rows(batch_id, statuses=("failed", "refused")))
     downloader = Downloader(store, settings, clock=clock)
 
     async def go() -> dict[str, int]:
@@ -127,7 +129,7 @@ def run_downloads(
             return await downloader.run(batch_id=batch_id, expiring_within_s=within_s)
         finally:
             await downloader.aclose()
-            store.release(downloader.owner)
+            store.fleet.release(downloader.owner)
 
     if live and context.console.is_terminal and owed:
         progress = Progress(
@@ -149,7 +151,7 @@ def run_downloads(
 def _batch_id(store: Store, ref: str | None) -> int | None:
     if ref is None:
         return None
-    row = store.batch(ref)
+    row = store.tasks.batch(ref)
     if row is None:
         raise NotFoundError(f"no batch {ref!r}")
     return row.id
@@ -247,7 +249,7 @@ def download(
     counts = run_downloads(
         context, settings, batch_id=batch_id, within_s=within, live=not as_json
     )
-    rows = store.download_rows(batch_id)
+    rows = store.downloads.download_rows(batch_id)
     horizon = None if within is None else to_ms(SystemClock().now() + within)
     bad = [
         r
@@ -328,13 +330,13 @@ def verify(
     store = context.store()
     batch_id = _batch_id(store, batch)
     findings: list[tuple[DownloadRow, str]] = []
-    for row in store.download_rows(batch_id, statuses=("done",)):
+    for row in store.downloads.download_rows(batch_id, statuses=("done",)):
         dest = row.dest or ""
         remote = "://" in dest and not dest.startswith("file://")
         findings.append((row, check_file(dest, row.sha256, remote=remote)))
     bad = [row for row, state in findings if state != "ok"]
     if requeue:
-        store.requeue_downloads([row.id for row in bad])
+        store.downloads.requeue_downloads([row.id for row in bad])
     if as_json:
         emit_json(
             {

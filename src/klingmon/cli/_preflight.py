@@ -61,7 +61,7 @@ def display_url(url: str) -> str:
 
 def taken_batch(store: Store, name: str) -> BatchRow | None:
     """The batch that holds ``name`` (by name only: a digit name is no id here)."""
-    return next((b for b in store.batches() if b.name == name), None)
+    return next((b for b in store.tasks.batches() if b.name == name), None)
 
 
 def ensure_name_free(store: Store, name: str, *, option: str = "--batch") -> None:
@@ -70,7 +70,7 @@ def ensure_name_free(store: Store, name: str, *, option: str = "--batch") -> Non
     if taken is None:
         return
     quoted = shlex.quote(name)
-    waiting = store.count_by_status(taken.id, statuses=[TaskStatus.QUEUED])
+    waiting = store.tasks.count_by_status(taken.id, statuses=[TaskStatus.QUEUED])
     waiting_n = sum(waiting.values())
     hint = f"choose another name with {option}"
     if waiting_n:

@@ -93,7 +93,7 @@ def status(
     if show_workers:
         _workers(context, store, as_json=as_json)
         return
-    rows = [(b, store.count_by_status(b.id)) for b in store.batches()]
+    rows = [(b, store.tasks.count_by_status(b.id)) for b in store.tasks.batches()]
     if as_json:
         emit_json(
             [
@@ -119,8 +119,8 @@ def status(
 
 def _workers(context: Context, store: Store, *, as_json: bool) -> None:
     now_ms = int(time.time() * 1000)
-    rows = store.workers(now_ms)
-    leases = store.lease_counts(now_ms)
+    rows = store.fleet.workers(now_ms)
+    leases = store.fleet.lease_counts(now_ms)
     if as_json:
         emit_json(
             [{**dataclasses.asdict(w), "leases": leases.get(w.owner, 0)} for w in rows]
@@ -143,14 +143,14 @@ def show(
     """One task and its timeline from the event log."""
     context = get_context(ctx)
     store = context.store()
-    row = store.task(int(task) if task.isdigit() and len(task) < 12 else task)
+    row = store.tasks.task(int(task) if task.isdigit() and len(task) < 12 else task)
     if row is None and task.isdigit():
-        row = store.task(task)
+        row = store.tasks.task(task)
     if row is None:
         raise NotFoundError(f"no task {task!r}; `klingmon status` lists the batches")
-    events = store.events(task_id=row.id)
+    events = store.outbox.events(task_id=row.id)
     if as_json:
-        batch = store.batch(row.batch_id)
+        batch = store.tasks.batch(row.batch_id)
         record = task_record(row, batch.name if batch else "")
         record["events"] = [_event_record(e) for e in events]
         emit_json(record)
@@ -168,7 +168,7 @@ def report(
     context = get_context(ctx)
     monitor = context.monitor()
     row = _pick_batch(monitor, batch)
-    data = monitor.store.report(row.id)
+    data = monitor.store.reports.report(row.id)
     if as_json:
         record = dataclasses.asdict(data)
         record["by_status"] = {s.value: n for s, n in data.by_status.items() if n}
@@ -188,7 +188,7 @@ def stuck(
     store = context.store()
     rows = [
         r
-        for r in store.tasks()
+        for r in store.tasks.tasks()
         if (r.stuck or r.watch_timeout) and r.status not in TERMINAL
     ]
     if as_json:
@@ -218,8 +218,8 @@ def export(
     store = monitor.store
     if fmt not in {"csv", "json"}:
         raise typer.BadParameter("use csv or json", param_hint="--format")
-    batches = [_pick_batch(monitor, batch)] if batch else store.batches()
-    records = [task_record(t, b.name) for b in batches for t in store.tasks(b.id)]
+    batches = [_pick_batch(monitor, batch)] if batch else store.tasks.batches()
+    records = [task_record(t, b.name) for b in batches for t in store.tasks.tasks(b.id)]
     out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         if fmt == "json":

@@ -187,9 +187,9 @@ def demo(
             monitor.submit([request], batch=f"demo-extend-{len(extended)}")
 
         run_async(_run(context, monitor, live=not as_json), stop=monitor.stop)
-        summaries = [batch_summary(monitor, b) for b in store.batches()]
-        report = store.report(main.id)
-        files = store.download_counts()
+        summaries = [batch_summary(monitor, b) for b in store.tasks.batches()]
+        report = store.reports.report(main.id)
+        files = store.downloads.download_counts()
         counters = server.sim.counters()
     if as_json:
         record: dict[str, Any] = dataclasses.asdict(report)
@@ -241,4 +241,4 @@ async def _run(context: Context, monitor: Monitor, *, live: bool) -> None:
 
 
 def _all(monitor: Monitor) -> Group:
-    return Group(*(_view(monitor, b) for b in monitor.store.batches()))
+    return Group(*(_view(monitor, b) for b in monitor.store.tasks.batches()))

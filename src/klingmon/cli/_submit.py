@@ -218,7 +218,7 @@ def retry(
     name = name or old_name
     monitor = context.monitor()
     old = _pick_batch(monitor, batch)
-    if name is None and monitor.store.batch(f"{old.name}-retry") is not None:
+    if name is None and monitor.store.tasks.batch(f"{old.name}-retry") is not None:
         again = f"{old.name}-retry"
         raise NameTakenError(
             f"batch {old.name} was already retried as {again}: `klingmon watch "
@@ -227,7 +227,7 @@ def retry(
         )
     new_name = name or f"{old.name}-retry"
     ensure_name_free(monitor.store, new_name)
-    failed = monitor.store.tasks(
+    failed = monitor.store.tasks.tasks(
         old.id, statuses=[TaskStatus.FAILED, TaskStatus.REJECTED]
     )
     moderated = sum(
@@ -299,7 +299,7 @@ def track(
 
     known = monitor.tracked_where(task_ids)
     row = run_async(adopt())
-    count = len(monitor.store.tasks(row.id))
+    count = len(monitor.store.tasks.tasks(row.id))
     if as_json:
         emit_json({"batch": row.name, "id": row.id, "tasks": count})
     else:
@@ -334,7 +334,7 @@ def import_(
             await client.aclose()
 
     row = run_async(adopt())
-    count = len(monitor.store.tasks(row.id))
+    count = len(monitor.store.tasks.tasks(row.id))
     if as_json:
         emit_json({"batch": row.name, "id": row.id, "tasks": count})
     else:

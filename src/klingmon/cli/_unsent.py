@@ -31,9 +31,9 @@ def unsent_line(name: str, waiting: int) -> str:
 
 def unsent_lines(store: Store, batch_id: int | None = None) -> list[str]:
     """A line for each batch (or only ``batch_id``) with queued tasks."""
-    summaries = store.batch_summaries()
+    summaries = store.reports.batch_summaries()
     lines = []
-    for batch in store.batches():
+    for batch in store.tasks.batches():
         if batch_id is not None and batch.id != batch_id:
             continue
         summary = summaries.get(batch.id)

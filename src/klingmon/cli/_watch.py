@@ -145,7 +145,7 @@ def _quiet_log() -> Iterator[_ViewLog | None]:
 
 
 def batch_summary(monitor: Monitor, batch: BatchRow) -> dict[str, object]:
-    counts = monitor.store.count_by_status(batch.id)
+    counts = monitor.store.tasks.count_by_status(batch.id)
     return {
         "batch": batch.name,
         "total": sum(counts.values()),
@@ -182,12 +182,12 @@ def _eta(monitor: Monitor, rows: list[TaskRow]) -> float | None:
 
 def _facts(session: _Session, rows: list[TaskRow]) -> WatchFacts:
     monitor, batch = session.monitor, session.batch
-    holding = monitor.store.slots_by_batch()
+    holding = monitor.store.reports.slots_by_batch()
     others = {b: n for b, n in holding.items() if b != batch.id and n}
     files: tuple[int, int] | None = None
     if monitor.settings.downloads is not None:
-        counts = monitor.store.download_counts(batch.id)
-        owed = monitor.store.files_owed(batch.id)
+        counts = monitor.store.downloads.download_counts(batch.id)
+        owed = monitor.store.downloads.files_owed(batch.id)
         files = (counts.get("done", 0), owed)
     health = session.health
     trouble = None if health is None else health.trouble()
@@ -209,7 +209,7 @@ def _facts(session: _Session, rows: list[TaskRow]) -> WatchFacts:
 def _view(
     monitor: Monitor, batch: BatchRow, session: _Session | None = None
 ) -> RenderableType:
-    rows = monitor.store.tasks(batch.id)
+    rows = monitor.store.tasks.tasks(batch.id)
     counts: dict[TaskStatus, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
@@ -224,7 +224,7 @@ def _view(
         facts=None if session is None else _facts(session, rows),
     )
     # downloads: warn when results not yet downloaded are deleted soon
-    files = monitor.store.download_counts(
+    files = monitor.store.downloads.download_counts(
         batch.id,
         now_ms=to_ms(monitor.clock.now()),
         within_ms=to_ms(EXPIRY_WARNING_S),
@@ -267,7 +267,7 @@ async def watch_batch(
     summary["outcome"] = session.outcome
     summary["elapsed_s"] = round(session.elapsed(), 1)
     if monitor.settings.downloads is not None:
-        summary["files_owed"] = monitor.store.files_owed(batch.id)
+        summary["files_owed"] = monitor.store.downloads.files_owed(batch.id)
     if live and not context.console.is_terminal:
         context.console.print(_view(monitor, batch, session))
     return summary
@@ -402,13 +402,13 @@ async def _watch_and_close(
 
 def _pick_batch(monitor: Monitor, ref: str | None) -> BatchRow:
     if ref is None:
-        batches = monitor.store.batches()
+        batches = monitor.store.tasks.batches()
         if not batches:
             raise NotFoundError(
                 "no batches yet; submit one with `klingmon submit FILE`"
             )
         return batches[-1]
-    row = monitor.store.batch(int(ref) if ref.isdigit() else ref)
+    row = monitor.store.tasks.batch(int(ref) if ref.isdigit() else ref)
     if row is None:
         raise NotFoundError(f"no batch {ref!r}; `klingmon status` lists the batches")
     return row

@@ -146,7 +146,7 @@ class Downloader:
         before = (
             None if expiring_within_s is None else now_ms + to_ms(expiring_within_s)
         )
-        rows = self.store.claim_downloads(
+        rows = self.store.downloads.claim_downloads(
             self.owner,
             now_ms,
             to_ms(self.settings.lease_seconds),
@@ -170,12 +170,12 @@ class Downloader:
         Claims left by a killed process on this host are taken over at once; other
         hosts' claims lapse with their leases.
         """
-        for owner in self.store.lease_owners():
+        for owner in self.store.fleet.lease_owners():
             if owner != self.owner and dead_local_owner(owner):
-                self.store.release(owner)
+                self.store.fleet.release(owner)
                 logger.info("lease.reclaimed", extra={"owner": owner})
         now_ms = to_ms(self.clock.now())
-        self.store.ensure_downloads(now_ms, batch_id)
+        self.store.downloads.ensure_downloads(now_ms, batch_id)
         # Failed and refused files get one more chance (the settings may have
         # changed); within this run, a file that fails again stays failed.
         horizon = (
@@ -183,13 +183,15 @@ class Downloader:
         )
         again = [
             r.id
-            for r in self.store.download_rows(batch_id, statuses=("failed", "refused"))
+            for r in self.store.downloads.download_rows(
+                batch_id, statuses=("failed", "refused")
+            )
             if horizon is None or (r.expires_ms or 0) <= horizon
         ]
-        self.store.requeue_downloads(again)
+        self.store.downloads.requeue_downloads(again)
         while await self.round(batch_id=batch_id, expiring_within_s=expiring_within_s):
             pass
-        return self.store.download_counts(batch_id)
+        return self.store.downloads.download_counts(batch_id)
 
     # -- one file --------------------------------------------------------------
 
@@ -200,7 +202,7 @@ class Downloader:
                 dest = await self._destination(row)
             except (KlingmonError, OSError) as exc:
                 message = _describe(exc)
-                self.store.download_failed(row.id, message, status="failed")
+                self.store.downloads.download_failed(row.id, message, status="failed")
                 self._emit("failed", row.id, row.dest or "", error=message)
                 return False
             for attempt in range(1, self.settings.attempts + 1):
@@ -208,7 +210,9 @@ class Downloader:
                     await self._fetch_once(row, dest)
                 except DownloadRefusedError as exc:
                     await asyncio.to_thread(self._discard, dest)
-                    self.store.download_failed(row.id, exc.message, status="refused")
+                    self.store.downloads.download_failed(
+                        row.id, exc.message, status="refused"
+                    )
                     self._emit("failed", row.id, dest, error=exc.message)
                     logger.warning(
                         "download.refused",
@@ -221,7 +225,7 @@ class Downloader:
                     status = self._final_status(row, exc) if last else None
                     if isinstance(exc, DownloadError) and not exc.retryable:
                         status = self._final_status(row, exc)
-                    self.store.download_failed(row.id, message, status=status)
+                    self.store.downloads.download_failed(row.id, message, status=status)
                     logger.info(
                         "download.retry",
                         extra={"download": row.id, "attempt": attempt, "why": message},
@@ -258,11 +262,11 @@ class Downloader:
         dest = self._render(row)
         if row.dest and row.dest != dest and not self.settings.remote:
             await asyncio.to_thread(move_leftovers, row.dest, dest)
-        return self.store.set_download_dest(row.id, dest)
+        return self.store.downloads.set_download_dest(row.id, dest)
 
     def _render(self, row: DownloadRow) -> str:
-        task = self.store.task(row.task_id)
-        batch = self.store.batch(row.batch_id)
+        task = self.store.tasks.task(row.task_id)
+        batch = self.store.tasks.batch(row.batch_id)
         if task is None or batch is None:
             raise DownloadError(f"download {row.id}: its task is not in the store")
         ids = _result_item(task.result, row.kind, row.idx)
@@ -348,7 +352,9 @@ class Downloader:
             await asyncio.to_thread(self._write_sidecar, row, dest, local, size, sha)
         if self.settings.remote:
             await asyncio.to_thread(local.unlink, missing_ok=True)
-        self.store.download_done(row.id, to_ms(self.clock.now()), size=size, sha256=sha)
+        self.store.downloads.download_done(
+            row.id, to_ms(self.clock.now()), size=size, sha256=sha
+        )
         self._emit("done", row.id, dest, size, size)
         logger.info("download.done", extra={"download": row.id, "size": size})
 
@@ -443,8 +449,8 @@ class Downloader:
     def _write_sidecar(
         self, row: DownloadRow, dest: str, local: Path, size: int, sha: str
     ) -> None:
-        task = self.store.task(row.task_id)
-        batch = self.store.batch(row.batch_id)
+        task = self.store.tasks.task(row.task_id)
+        batch = self.store.tasks.batch(row.batch_id)
         record = sidecar_record(row, task, batch, dest, size=size, sha256=sha)
         text = json.dumps(record, indent=2, sort_keys=True, default=str)
         if self.settings.remote:

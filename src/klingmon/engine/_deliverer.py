@@ -66,20 +66,22 @@ class Deliverer:
         now_ms = to_ms(now)
         lease_ms = to_ms(self._settings.lease_seconds)
         items = await self._off(
-            self._store.claim_outbox, self._owner, now_ms, lease_ms, 500
+            self._store.outbox.claim_outbox, self._owner, now_ms, lease_ms, 500
         )
         if not items:
             return False
         if not self._hooks:
-            await self._off(self._store.delivered, [item.id for item in items], now_ms)
+            await self._off(
+                self._store.outbox.delivered, [item.id for item in items], now_ms
+            )
             return True
         done = [item.id for item in items if await self._deliver(item, now_ms)]
-        await self._off(self._store.delivered, done, to_ms(self._clock.now()))
+        await self._off(self._store.outbox.delivered, done, to_ms(self._clock.now()))
         return True
 
     async def _deliver(self, item: OutboxItem, now_ms: int) -> bool:
         """Whether ``item`` is done with (delivered, or its task is gone)."""
-        task = await self._off(self._store.task, item.event.task_id)
+        task = await self._off(self._store.tasks.task, item.event.task_id)
         if task is None:
             return True
         try:
@@ -87,7 +89,7 @@ class Deliverer:
         except Exception as exc:  # noqa: BLE001 - a user's hook may raise anything
             delay = backoff(item.attempts + 1, base=1.0, cap=300.0, rng=self._rng)
             await self._off(
-                self._store.failed,
+                self._store.outbox.failed,
                 item.id,
                 now_ms,
                 f"{type(exc).__name__}: {exc}",

@@ -58,7 +58,7 @@ class DownloadLoop:
                 return False
             self._running = None
             self._reap(running)
-        if await self._off(self._store.next_download_ms) is None:
+        if await self._off(self._store.downloads.next_download_ms) is None:
             return False
         self._running = asyncio.create_task(self._all(), name="klingmon-downloads")
         return False  # started, not done: the round wakes the loop when it ends

@@ -75,13 +75,13 @@ class Engine:
         self.governor = Governor(
             self.clock, slots=s.slots, rate=s.rate, max_rate=s.max_rate
         )
-        self.book = DurationBook.load(store.load_stats())
+        self.book = DurationBook.load(store.meta.load_stats())
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._next_heartbeat = 0.0
         self._next_done_check = 0.0
         # An in-memory SQLite store has one connection: two threads must not share it.
-        self._off = Offload(inline=store.in_memory)
+        self._off = Offload(inline=store.flow.in_memory)
         rng = random.Random(s.seed)
         self._counts = RequestCounts()
         self._flow = CallbackFlow(store, self.clock, s)
@@ -179,7 +179,7 @@ class Engine:
             self.note_callback(endpoint, finish=notice.finish)
 
     def listener(self, loop: asyncio.AbstractEventLoop) -> Callable[[Notice], None]:
-        """A thread-safe :meth:`hear` for ``store.listen_here``."""
+        """A thread-safe :meth:`hear` for ``store.flow.listen_here``."""
 
         def heard(notice: Notice) -> None:
             if not loop.is_closed():
@@ -207,16 +207,18 @@ class Engine:
         self.submitter.scope = scope
         await self._reclaim_dead_leases()
         if self._finishes.mark is None:
-            self._finishes.start_at(await self._off(self.store.last_event_id))
+            self._finishes.start_at(await self._off(self.store.flow.last_event_id))
         if self.downloads is not None:
-            await self._off(self.store.ensure_downloads, to_ms(self.clock.now()))
+            await self._off(
+                self.store.downloads.ensure_downloads, to_ms(self.clock.now())
+            )
         loop = asyncio.get_running_loop()
 
         def wake_soon() -> None:  # from the listening thread
             loop.call_soon_threadsafe(self.wake)
 
-        stop_listening = self.store.listen(wake_soon)
-        stop_hearing = self.store.listen_here(self.listener(loop))
+        stop_listening = self.store.fleet.listen(wake_soon)
+        stop_hearing = self.store.flow.listen_here(self.listener(loop))
         try:
             while not self._stop.is_set():
                 did = await self.step()
@@ -229,9 +231,9 @@ class Engine:
             if self.downloads is not None:
                 await self.downloads.close()
             await self._flush()
-            await self._off(self.store.release, self.owner)
+            await self._off(self.store.fleet.release, self.owner)
             await self._off(
-                self.store.worker_stopped, self.owner, to_ms(self.clock.now())
+                self.store.fleet.worker_stopped, self.owner, to_ms(self.clock.now())
             )
 
     async def step(self) -> bool:
@@ -256,10 +258,10 @@ class Engine:
         worker's): each frees its slot and teaches its duration here too."""
         store = self.store
         if self._finishes.mark is None:
-            self._finishes.start_at(await self._off(store.last_event_id))
+            self._finishes.start_at(await self._off(store.flow.last_event_id))
         mark = self._finishes.mark or 0
         while True:
-            found = await self._off(store.changes_since, mark)
+            found = await self._off(store.flow.changes_since, mark)
             self._finishes.caught_up(found)
             if len(found) < 1000:
                 return
@@ -274,9 +276,9 @@ class Engine:
         now_ms = to_ms(now)
         store = self.store
         await self._off(
-            store.heartbeat, self.owner, now_ms, {"slots": self.settings.slots}
+            store.fleet.heartbeat, self.owner, now_ms, {"slots": self.settings.slots}
         )
-        alive = sum(w.alive for w in await self._off(store.workers, now_ms))
+        alive = sum(w.alive for w in await self._off(store.fleet.workers, now_ms))
         self.governor.share(max(1, alive))
         await self._reclaim_dead_leases()
 
@@ -284,9 +286,9 @@ class Engine:
         # A worker on this host that was killed left leases; other hosts' leases
         # simply expire, since we cannot see their processes.
         store = self.store
-        for owner in await self._off(store.lease_owners):
+        for owner in await self._off(store.fleet.lease_owners):
             if owner != self.owner and _dead_local_owner(owner):
-                await self._off(store.release, owner)
+                await self._off(store.fleet.release, owner)
                 logger.info("lease.reclaimed", extra={"owner": owner})
 
     # -- helpers -------------------------------------------------------------
@@ -302,14 +304,16 @@ class Engine:
 
     async def _done(self, batch_id: int | None) -> bool:
         store = self.store
-        if await self._off(store.has_tasks, (TaskStatus.QUEUED, *IN_FLIGHT), batch_id):
+        if await self._off(
+            store.tasks.has_tasks, (TaskStatus.QUEUED, *IN_FLIGHT), batch_id
+        ):
             return False
         if self.downloads is not None and (
             self.downloads.busy
-            or await self._off(store.next_download_ms, batch_id) is not None
+            or await self._off(store.downloads.next_download_ms, batch_id) is not None
         ):
             return False
-        if await self._off(store.outbox_backlog):
+        if await self._off(store.outbox.outbox_backlog):
             self.deliverer.hurry()  # only that is left: deliver it now
             return False
         return True
@@ -320,7 +324,7 @@ class Engine:
             return
         now = self.clock.now()
         due = await self._off(
-            self.store.next_due_ms,
+            self.store.watch.next_due_ms,
             include_queued=self.submitter.slots_free,
             queued_batch_id=self.submitter.scope,
         )
@@ -341,6 +345,6 @@ class Engine:
     async def _flush(self) -> None:
         store = self.store
         for batch_id, counts in self._counts.take().items():
-            await self._off(store.bump, counts, batch_id)
+            await self._off(store.reports.bump, counts, batch_id)
         if self.book.dirty:
-            await self._off(store.save_stats, self.book.dump(dirty_only=True))
+            await self._off(store.meta.save_stats, self.book.dump(dirty_only=True))

@@ -117,7 +117,7 @@ class Monitor:
         tasks = [new_task(r, deadline_ms=deadline) for r in requests]
         if not tasks:
             raise UsageError("a batch needs at least one task")
-        row = self.store.create_batch(batch, tasks, to_ms(now))
+        row = self.store.tasks.create_batch(batch, tasks, to_ms(now))
         if self._engine is not None:
             self._engine.wake()
         return row
@@ -130,7 +130,7 @@ class Monitor:
         Tasks already in the store are skipped; when all are, nothing is stored and
         :class:`NothingToDoError` names them.
         """
-        fresh = [t for t in dict.fromkeys(task_ids) if self.store.task(t) is None]
+        fresh = [t for t in dict.fromkeys(task_ids) if self.store.tasks.task(t) is None]
         if not fresh:
             raise NothingToDoError(f"Already tracked: {self.tracked_where(task_ids)}")
         tasks = await asyncio.gather(*(self.client.get(endpoint, t) for t in fresh))
@@ -140,9 +140,9 @@ class Monitor:
         """``task 123 in batch launch, ...`` for the ids the store already has."""
         where = []
         for ref in task_ids:
-            row = self.store.task(ref)
+            row = self.store.tasks.task(ref)
             if row is not None:
-                owner = self.store.batch(row.batch_id)
+                owner = self.store.tasks.batch(row.batch_id)
                 where.append(f"task {ref} in batch {owner.name if owner else '?'}")
         return ", ".join(where)
 
@@ -156,7 +156,7 @@ class Monitor:
             found.extend(chunk)
             if len(chunk) < 500:
                 break
-        fresh = [t for t in found if self.store.task(t.task_id) is None]
+        fresh = [t for t in found if self.store.tasks.task(t.task_id) is None]
         if not fresh:
             raise NothingToDoError(
                 f"Nothing new: every recent {endpoint} task is already tracked"
@@ -176,7 +176,7 @@ class Monitor:
             )
             for t in tasks
         ]
-        return self.store.create_batch(batch, rows, to_ms(self.clock.now()))
+        return self.store.tasks.create_batch(batch, rows, to_ms(self.clock.now()))
 
     def retry(
         self,
@@ -223,7 +223,7 @@ class Monitor:
         """
         batch_id: int | None = None
         if batch is not None:
-            row = self.store.batch(batch)
+            row = self.store.tasks.batch(batch)
             if row is None:
                 raise NotFoundError(f"no batch {batch!r}")
             batch_id = row.id
@@ -238,10 +238,10 @@ class Monitor:
             self._engine.stop()
 
     def done(self, batch: str | int) -> bool:
-        row = self.store.batch(batch)
+        row = self.store.tasks.batch(batch)
         if row is None:
             return False
-        counts = self.store.count_by_status(row.id)
+        counts = self.store.tasks.count_by_status(row.id)
         return all(status in TERMINAL for status, n in counts.items() if n)
 
     async def aclose(self) -> None:

@@ -106,17 +106,17 @@ class Poller:
         due: list[TaskRow] = []
         gap = self._settings.schedule.endpoint_gap
         lease_ms = to_ms(self._settings.lease_seconds)
-        for endpoint in await self._off(self._store.due_endpoints, now_ms):
+        for endpoint in await self._off(self._store.watch.due_endpoints, now_ms):
             if now < self._polled_at.get(endpoint, -math.inf) + gap:
                 continue  # what fell due since waits a moment to share one sweep
             # One worker at a time polls an endpoint: its list pages answer for all
             # tasks, whoever submitted them. A dead poller's lock lease runs out.
             lock = f"poll:{endpoint}"
             if await self._off(
-                self._store.acquire_lock, lock, self._owner, now_ms, _LOCK_MS
+                self._store.fleet.acquire_lock, lock, self._owner, now_ms, _LOCK_MS
             ):
                 due += await self._off(
-                    self._store.claim_due,
+                    self._store.watch.claim_due,
                     self._owner,
                     now_ms,
                     lease_ms,
@@ -142,7 +142,7 @@ class Poller:
         for endpoint, rows in by_endpoint.items():
             # One page answers every active task: even a single confirmation is
             # cheaper as a sweep, which also catches callbacks that never came.
-            refs = await self._off(self._store.watched, endpoint)
+            refs = await self._off(self._store.watch.watched, endpoint)
             if len(refs) < self._settings.sweep_min:
                 continue
             found, unchanged = await self._sweep(endpoint, rows, refs)
@@ -169,7 +169,7 @@ class Poller:
             for row, task, source in seen.values()
         ]
         changes = (
-            await self._off(self._store.apply, observations, now_ms)
+            await self._off(self._store.watch.apply, observations, now_ms)
             if observations
             else []
         )
@@ -183,7 +183,7 @@ class Poller:
                 continue
             delay = self._planner.delay(current, now_ms)
             plan.append((row.id, now_ms + to_ms(delay)))
-        await self._off(self._store.schedule, plan)
+        await self._off(self._store.watch.schedule, plan)
 
     async def _full_rows(
         self, due: Sequence[TaskRow], ids: Sequence[int]
@@ -193,7 +193,7 @@ class Poller:
         full = {row.id: row for row in due}
         rest = [i for i in ids if i not in full]
         if rest:
-            found = await self._off(self._store.active, ids=rest)
+            found = await self._off(self._store.watch.active, ids=rest)
             full.update((row.id, row) for row in found)
         return full
 

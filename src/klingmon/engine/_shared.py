@@ -87,7 +87,7 @@ class CallbackFlow:
             return True
         if now - self._read.get(endpoint, -horizon) >= schedule.min_interval:
             self._read[endpoint] = now
-            noted_ms = self._store.callbacks_last_ms(endpoint)
+            noted_ms = self._store.flow.callbacks_last_ms(endpoint)
             if noted_ms is not None and noted_ms / 1000 > (last or 0.0):
                 self._seen[endpoint] = last = noted_ms / 1000
         return last is not None and now - last < horizon

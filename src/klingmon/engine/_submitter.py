@@ -93,18 +93,18 @@ class Submitter:
 
     async def round(self, now: float) -> bool:
         """Send what the free slots allow; True when anything was claimed."""
-        counts = await self._off(self._store.count_by_status, statuses=IN_FLIGHT)
+        counts = await self._off(self._store.tasks.count_by_status, statuses=IN_FLIGHT)
         in_flight = sum(counts.values())
         self.slots_free = self._governor.available_slots(in_flight) > 0
         if not counts.get(TaskStatus.SUBMITTING) and (
             not self.slots_free
             or not await self._off(
-                self._store.has_tasks, (TaskStatus.QUEUED,), self.scope
+                self._store.tasks.has_tasks, (TaskStatus.QUEUED,), self.scope
             )
         ):
             return False
         rows = await self._off(
-            self._store.claim_submissions,
+            self._store.tasks.claim_submissions,
             self._owner,
             to_ms(now),
             to_ms(self._settings.lease_seconds),
@@ -136,7 +136,7 @@ class Submitter:
                 return
         else:
             row = await self._off(
-                self._store.mark_submitting, row.id, to_ms(self._clock.now())
+                self._store.tasks.mark_submitting, row.id, to_ms(self._clock.now())
             )
         request = GenericRequest(task_path=row.endpoint, payload=dict(row.body))
         callback = (
@@ -198,7 +198,11 @@ class Submitter:
         """Store what Kling holds for ``row``, and act on it as a poll's change."""
         now_ms = to_ms(self._clock.now())
         change = await self._off(
-            self._store.mark_submitted, row.id, snapshot(task), now_ms, next_poll_ms
+            self._store.tasks.mark_submitted,
+            row.id,
+            snapshot(task),
+            now_ms,
+            next_poll_ms,
         )
         if change is not None:
             self._finishes.applied([change], {row.id: row})
@@ -228,13 +232,19 @@ class Submitter:
             self._governor.on_concurrency_error(in_flight)
             delay = backoff(1, base=1.0, cap=10.0, rng=self._rng) + 1.0
             await self._off(
-                self._store.requeue, row.id, now_ms, now_ms + to_ms(delay), exc.message
+                self._store.tasks.requeue,
+                row.id,
+                now_ms,
+                now_ms + to_ms(delay),
+                exc.message,
             )
         elif action is CreateAction.REJECT:
-            await self._off(self._store.reject, row.id, now_ms, exc.message, code)
+            await self._off(self._store.tasks.reject, row.id, now_ms, exc.message, code)
             logger.warning("task.rejected", extra={"task": row.id, "code": code})
         elif action is CreateAction.HALT:
-            await self._off(self._store.requeue, row.id, now_ms, now_ms, exc.message)
+            await self._off(
+                self._store.tasks.requeue, row.id, now_ms, now_ms, exc.message
+            )
             self._stop()
             raise exc
         else:
@@ -253,7 +263,7 @@ class Submitter:
             + s.submit_backoff_base
         )
         now_ms = to_ms(self._clock.now())
-        await self._off(self._store.schedule, [(row.id, now_ms + to_ms(delay))])
+        await self._off(self._store.watch.schedule, [(row.id, now_ms + to_ms(delay))])
         logger.info(
             "task.submit_retry",
             extra={"task": row.id, "error": type(exc).__name__, "delay": delay},

@@ -50,11 +50,11 @@ class Watchdog:
         self.next_at = now + self._settings.watchdog_interval
         now_ms = to_ms(now)
         did = False
-        for row in await self._off(self._store.active):
+        for row in await self._off(self._store.watch.active):
             did = await self._stuck(row, now_ms) or did
             if not row.watch_timeout and timed_out(row.deadline_ms, now_ms):
                 await self._off(
-                    self._store.flag,
+                    self._store.watch.flag,
                     row.id,
                     "watch_timeout",
                     now_ms,
@@ -74,7 +74,7 @@ class Watchdog:
         if not is_stuck(self._settings.stuck, dist, phase, elapsed):
             return False
         await self._off(
-            self._store.flag,
+            self._store.watch.flag,
             row.id,
             "stuck",
             now_ms,

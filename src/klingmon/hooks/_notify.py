@@ -232,13 +232,13 @@ def apprise_hook(
             TERMINAL
         ):
             return None
-        counts = store.count_by_status(event.batch_id)
+        counts = store.tasks.count_by_status(event.batch_id)
         if any(n for status, n in counts.items() if status not in TERMINAL):
             return None
         key = f"notified.batch_done:{event.batch_id}"
-        if store.meta_setdefault(key, str(event.id)) != str(event.id):
+        if store.meta.setdefault(key, str(event.id)) != str(event.id):
             return None  # another event of the batch already announced it
-        batch = store.batch(event.batch_id)
+        batch = store.tasks.batch(event.batch_id)
         name = batch.name if batch else str(event.batch_id)
         ok = counts.get(TaskStatus.SUCCEED, 0)
         return (

@@ -1,12 +1,37 @@
-"""The durable store: batches, tasks, events and the outbox, on SQLite or PostgreSQL."""
+"""The durable store: batches, tasks, events and the outbox, on SQLite or PostgreSQL.
+
+:class:`Store` holds one repository per aggregate (``store.tasks``, ``store.watch``,
+``store.outbox``, ``store.downloads``, ``store.fleet``, ``store.reports``,
+``store.meta``, ``store.flow``); type a consumer against the ``*Port`` protocol
+of what it uses.
+"""
 
 from __future__ import annotations
 
 from klingmon.store._cancel import Cancellation
-from klingmon.store._downloads import DOWNLOAD_STATES, RETENTION_MS, DownloadRow
-from klingmon.store._fleet import WorkerRow
-from klingmon.store._flow import Notice, RecordedChange
+from klingmon.store._downloads import (
+    DOWNLOAD_STATES,
+    RETENTION_MS,
+    DownloadQueue,
+    DownloadRow,
+)
+from klingmon.store._fleet import Fleet, WorkerRow
+from klingmon.store._flow import CallbackFlow, Notice, RecordedChange
+from klingmon.store._meta import Meta
+from klingmon.store._outbox import Outbox
+from klingmon.store._ports import (
+    CallbackFlowPort,
+    DownloadQueuePort,
+    FleetPort,
+    MetaPort,
+    OutboxPort,
+    ReportsPort,
+    TaskQueuePort,
+    Transactional,
+    WatchListPort,
+)
 from klingmon.store._report import REQUEST_KINDS, REQUEST_PREFIX
+from klingmon.store._reports import BatchSummary, Reports
 from klingmon.store._retry import retry_batch
 from klingmon.store._rows import (
     BatchRow,
@@ -20,7 +45,8 @@ from klingmon.store._rows import (
     TaskRow,
 )
 from klingmon.store._store import OUTBOX_KINDS, Store
-from klingmon.store._views import BatchSummary
+from klingmon.store._tasks import TaskQueue
+from klingmon.store._watch import WatchList
 
 __all__ = [
     "DOWNLOAD_STATES",
@@ -30,19 +56,36 @@ __all__ = [
     "RETENTION_MS",
     "BatchRow",
     "BatchSummary",
+    "CallbackFlow",
+    "CallbackFlowPort",
     "Cancellation",
     "Change",
+    "DownloadQueue",
+    "DownloadQueuePort",
     "DownloadRow",
     "EventRow",
+    "Fleet",
+    "FleetPort",
+    "Meta",
+    "MetaPort",
     "NewTask",
     "Notice",
     "Observation",
+    "Outbox",
     "OutboxItem",
+    "OutboxPort",
     "RecordedChange",
     "Report",
+    "Reports",
+    "ReportsPort",
     "Store",
+    "TaskQueue",
+    "TaskQueuePort",
     "TaskRef",
     "TaskRow",
+    "Transactional",
+    "WatchList",
+    "WatchListPort",
     "WorkerRow",
     "retry_batch",
 ]

@@ -1,9 +1,10 @@
-"""The connection plumbing every part of :class:`Store` shares.
+"""The unit of work every repository of :class:`~klingmon.store.Store` shares.
 
-Each public method is normally its own short transaction. Inside
-:meth:`StoreBase.transaction` every call the same thread makes joins one transaction
-instead, so that a caller (the group commit of :mod:`klingmon.store._group`) can fold
-many small writes into one commit without a second copy of any of them.
+Each public method of a repository is normally its own short transaction. Inside
+:meth:`UnitOfWork.transaction` every call the same thread makes, through any
+repository, joins one transaction instead, so that a caller (the group commit of
+:mod:`klingmon.store._group`) can fold many small writes into one commit without a
+second copy of any of them.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from klingmon.errors import StoreError
 from klingmon.store import _database
+from klingmon.store._dialect import dialect_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
-__all__ = ["StoreBase", "reason"]
+__all__ = ["UnitOfWork", "reason"]
 
 
 def reason(exc: sa.exc.SQLAlchemyError) -> str:
@@ -31,53 +32,77 @@ def reason(exc: sa.exc.SQLAlchemyError) -> str:
     return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
-class StoreBase:
-    """An engine, short read and write transactions, and a portable upsert."""
+class UnitOfWork:
+    """An engine, its dialect, and short read and write transactions on it."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
-        self._pg = engine.dialect.name == "postgresql"
-        #: ``conn``: the transaction this thread's calls join (see :meth:`transaction`).
+        self.engine = engine
+        #: What this database does its own way (upserts, locks, wake-ups).
+        self.dialect = dialect_of(engine)
+        #: ``conn``: the transaction this thread's calls join (see :meth:`transaction`);
+        #: ``after``: the notices to tell once it committed.
         self._joined = threading.local()
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[Any], None]] = []
 
-    @property
-    def dialect(self) -> str:
-        """``sqlite`` or ``postgresql``."""
-        return self._engine.dialect.name
+    # -- in-process listeners: the wake-up channel's shortcut ----------------------
+
+    def listen_here(self, fn: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``fn`` with each notice :meth:`tell` hears; returns a stopper."""
+        with self._lock:
+            self._listeners.append(fn)
+
+        def stop() -> None:
+            with self._lock:
+                if fn in self._listeners:
+                    self._listeners.remove(fn)
+
+        return stop
+
+    def tell(self, notice: Any) -> None:
+        """Call this process's listeners with ``notice`` now, or once the
+        transaction this thread joined committed (never for a rolled-back one)."""
+        after: list[Any] | None = getattr(self._joined, "after", None)
+        if after is not None:
+            after.append(notice)
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for fn in listeners:
+            fn(notice)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
-        """One write transaction that every call of this store from this thread joins.
+        """One write transaction that every store call from this thread joins.
 
         Committed when the block ends, rolled back when it raises; a nested call
         joins the outer one. Reads inside see the block's own writes.
         """
         if self._joined_conn() is not None:
-            with self._write() as conn:
+            with self.write() as conn:
                 yield conn
             return
         self._joined.after = []
         try:
-            with self._write() as conn:
+            with self.write() as conn:
                 self._joined.conn = conn
                 try:
                     yield conn
                 finally:
                     self._joined.conn = None
-            committed = self._joined.after
+            committed: list[Any] = self._joined.after
         finally:
             self._joined.after = None
-        self._committed(committed)
-
-    def _committed(self, sent: list[Any]) -> None:
-        """What the block asked to run once committed (see ``Flow.notify``)."""
+        for notice in committed:
+            self.tell(notice)
 
     def _joined_conn(self) -> sa.Connection | None:
         conn: sa.Connection | None = getattr(self._joined, "conn", None)
         return conn
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), or the joined one."""
         joined = self._joined_conn()
         try:
             if joined is not None:  # the enclosing transaction commits
@@ -85,7 +110,7 @@ class StoreBase:
                 return
             writing = {_database.WRITE: True}
             with (
-                self._engine.connect().execution_options(**writing) as c,
+                self.engine.connect().execution_options(**writing) as c,
                 c.begin(),
             ):
                 yield c
@@ -93,18 +118,16 @@ class StoreBase:
             raise StoreError(f"store write failed: {reason(exc)}") from exc
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
+    def read(self) -> Iterator[sa.Connection]:
+        """A connection to read on, or the joined transaction."""
         joined = self._joined_conn()
         if joined is not None:
             yield joined
             return
         try:
-            with self._engine.connect() as conn:
+            with self.engine.connect() as conn:
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
             # A damaged file or a lost server shows up on reads too: the same
             # one-line error as a failed write, never the driver's traceback.
             raise StoreError(f"store read failed: {reason(exc)}") from exc
-
-    def _insert(self, table: sa.Table) -> Any:
-        return postgresql.insert(table) if self._pg else sqlite.insert(table)

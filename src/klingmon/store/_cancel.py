@@ -16,22 +16,22 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.domain import ACTIVE, TERMINAL, TaskStatus
-from klingmon.store._base import StoreBase
 from klingmon.store._convert import task_row
 from klingmon.store._rows import Change, TaskRow
 from klingmon.store._schema import tasks
-from klingmon.store._submission import _SLOT_LOCK
 from klingmon.store._writes import Pending
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Cancellation", "Cancels"]
+    from klingmon.store._dialect import Dialect
+
+__all__ = ["Cancellation", "cancel"]
 
 
 @dataclass(frozen=True, slots=True)
 class Cancellation:
-    """What :meth:`Cancels.cancel_tasks` did with each task it was given."""
+    """What :meth:`TaskQueue.cancel_tasks` did with each task it was given."""
 
     #: Were ``queued``, are ``cancelled`` now (one event each, hooks hear of it).
     cancelled: list[Change] = field(default_factory=list)
@@ -43,68 +43,57 @@ class Cancellation:
     finished: list[TaskRow] = field(default_factory=list)
 
 
-class Cancels(StoreBase):
-    """The cancelling part of :class:`Store`."""
+def cancel(
+    conn: sa.Connection,
+    dialect: Dialect,
+    ids: Sequence[int],
+    now_ms: int,
+    reason: str,
+    *,
+    slot_lock: int,
+) -> Cancellation:
+    """Cancel every task of ``ids`` that was never sent, inside ``conn``'s
+    transaction; say what became of each. Unknown ids are skipped.
 
-    def cancel_tasks(
-        self, ids: Sequence[int], now_ms: int, reason: str = "cancelled by the user"
-    ) -> Cancellation:
-        """Cancel every task of ``ids`` that was never sent; say what became of each.
-
-        Unknown ids are skipped. All of it is one transaction.
-        """
-        result = Cancellation()
-        if not ids:
-            return result
-        pick = (
-            sa.select(tasks)
-            .where(tasks.c.id.in_(sorted(set(ids))))
-            .order_by(tasks.c.id)  # one lock order, as every other writer
-            .with_for_update()
+    ``slot_lock`` is the lock the submitters' claims take: none slips in between.
+    """
+    result = Cancellation()
+    pick = (
+        sa.select(tasks)
+        .where(tasks.c.id.in_(sorted(set(ids))))
+        .order_by(tasks.c.id)  # one lock order, as every other writer
+        .with_for_update()
+    )
+    pending = Pending()
+    cancelled: list[tuple[dict[str, Any], int]] = []
+    dialect.serialise(conn, slot_lock)
+    for m in conn.execute(pick).mappings():
+        row = dict(m)
+        status = TaskStatus(row["status"])
+        leased = (
+            row["lease_owner"] is not None and (row["lease_until_ms"] or 0) > now_ms
         )
-        pending = Pending()
-        cancelled: list[tuple[dict[str, Any], int]] = []
-        with self._write() as conn:
-            if self._pg:  # the lock claim_submissions takes: no claim in between
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SLOT_LOCK)))
-            for m in conn.execute(pick).mappings():
-                row = dict(m)
-                status = TaskStatus(row["status"])
-                leased = (
-                    row["lease_owner"] is not None
-                    and (row["lease_until_ms"] or 0) > now_ms
-                )
-                if status is TaskStatus.QUEUED and not leased:
-                    index = pending.change(
-                        row,
-                        TaskStatus.CANCELLED,
-                        now_ms,
-                        "local",
-                        {"reason": reason},
-                        old=status,
-                        values={"status_msg": reason},
-                    )
-                    cancelled.append((row | pending.updates[row["id"]], index))
-                elif status in {TaskStatus.QUEUED, TaskStatus.SUBMITTING}:
-                    result.sending.append(task_row(row))
-                elif status in ACTIVE:
-                    result.at_kling.append(task_row(row))
-                else:
-                    assert status in TERMINAL  # noqa: S101 - every status is one
-                    result.finished.append(task_row(row))
-            event_ids = pending.flush(conn)
-        result.cancelled.extend(
-            Change(task_row(row), TaskStatus.QUEUED, TaskStatus.CANCELLED, event_ids[i])
-            for row, i in cancelled
-        )
-        return result
-
-    def task_ids_of_batch(self, batch_id: int) -> list[int]:
-        """Local ids of one batch's tasks, in order (what ``cancel BATCH`` names)."""
-        query = (
-            sa.select(tasks.c.id)
-            .where(tasks.c.batch_id == batch_id)
-            .order_by(tasks.c.id)
-        )
-        with self._read() as conn:
-            return list(conn.execute(query).scalars())
+        if status is TaskStatus.QUEUED and not leased:
+            index = pending.change(
+                row,
+                TaskStatus.CANCELLED,
+                now_ms,
+                "local",
+                {"reason": reason},
+                old=status,
+                values={"status_msg": reason},
+            )
+            cancelled.append((row | pending.updates[row["id"]], index))
+        elif status in {TaskStatus.QUEUED, TaskStatus.SUBMITTING}:
+            result.sending.append(task_row(row))
+        elif status in ACTIVE:
+            result.at_kling.append(task_row(row))
+        else:
+            assert status in TERMINAL  # noqa: S101 - every status is one
+            result.finished.append(task_row(row))
+    event_ids = pending.flush(conn)
+    result.cancelled.extend(
+        Change(task_row(row), TaskStatus.QUEUED, TaskStatus.CANCELLED, event_ids[i])
+        for row, i in cancelled
+    )
+    return result

@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from klingmon.errors import StoreError
+from klingmon.store._dialect import dialect_of
 
 __all__ = [
     "WRITE",
@@ -157,10 +158,8 @@ def migrate(engine: Engine) -> None:
     cfg = _alembic_config()
     script = ScriptDirectory.from_config(cfg)
     with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
-            )
+        # One migrator at a time (PostgreSQL; SQLite's writers are serial already).
+        dialect_of(conn).serialise(conn, _PG_MIGRATION_LOCK)
         current = MigrationContext.configure(conn).get_current_heads()
         if not current:
             # Never klingmon's: creating tables beside someone else's data would

@@ -4,7 +4,7 @@ Rows are created in the same transaction that records a task as ``succeed``, so 
 crash can never lose the fact that a file is owed. The rule for which URLs may be
 fetched: a row is only created from an authenticated observation (submit, poll,
 sweep, an adopted task) or, for callbacks, once the receiver has confirmed them
-(:meth:`Downloads.confirm_downloads`, after a valid signature or a confirming GET).
+(:meth:`DownloadQueue.confirm_downloads`, after a valid signature or a confirming GET).
 A URL that arrived only in an unconfirmed callback is never stored here, so it is
 never fetched.
 
@@ -19,17 +19,19 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.domain import DownloadState, TaskStatus
-from klingmon.store._base import StoreBase
+from klingmon.store._dialect import dialect_of
 from klingmon.store._schema import downloads, tasks
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
 
+    from klingmon.store._base import UnitOfWork
+
 __all__ = [
     "DOWNLOAD_STATES",
     "RETENTION_MS",
+    "DownloadQueue",
     "DownloadRow",
-    "Downloads",
     "queue_files",
 ]
 
@@ -92,13 +94,15 @@ def queue_files(
     conn: sa.Connection,
     owed: Sequence[tuple[Mapping[Any, Any], int]],
     *,
-    pg: bool,
+    pg: bool | None = None,
 ) -> int:
     """Owe every result file of these succeeded tasks, ``(task row, now ms)`` each,
     in one INSERT inside the caller's transaction.
 
-    Idempotent: a file already owed (or fetched) is left as it is.
+    Idempotent: a file already owed (or fetched) is left as it is. ``pg`` is
+    ignored (the connection knows its dialect); kept for callers that pass it.
     """
+    del pg
     rows = [
         {
             "task_id": task["id"],
@@ -117,17 +121,14 @@ def queue_files(
     ]
     if not rows:
         return 0
-    if pg:
-        from sqlalchemy.dialects import postgresql  # noqa: PLC0415
-
-        ins: Any = postgresql.insert(downloads)
-    else:
-        from sqlalchemy.dialects import sqlite  # noqa: PLC0415
-
-        ins = sqlite.insert(downloads)
-    stmt = ins.on_conflict_do_nothing(
-        index_elements=[downloads.c.task_id, downloads.c.kind, downloads.c.idx]
-    ).returning(downloads.c.id)
+    stmt = (
+        dialect_of(conn)
+        .insert(downloads)
+        .on_conflict_do_nothing(
+            index_elements=[downloads.c.task_id, downloads.c.kind, downloads.c.idx]
+        )
+        .returning(downloads.c.id)
+    )
     # A few hundred rows a statement: SQLite bounds the parameters of one.
     return sum(
         len(conn.execute(stmt.values(rows[i : i + _ROWS_PER_INSERT])).all())
@@ -135,8 +136,11 @@ def queue_files(
     )
 
 
-class Downloads(StoreBase):
-    """The download half of :class:`Store`."""
+class DownloadQueue:
+    """The download queue: owed files, leased to fetch, done or given up."""
+
+    def __init__(self, unit: UnitOfWork) -> None:
+        self._unit = unit
 
     def confirm_downloads(self, task_id: int, now_ms: int) -> int:
         """Owe a succeeded task's files once its result is confirmed.
@@ -144,12 +148,12 @@ class Downloads(StoreBase):
         For the receiver: call it after a callback's signature checked out, or after
         a GET confirmed it. Returns how many rows were created.
         """
-        with self._write() as conn:
+        with self._unit.write() as conn:
             m = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).mappings()
             row = m.first()
             if row is None or row["status"] != TaskStatus.SUCCEED.value:
                 return 0
-            return queue_files(conn, [(row, now_ms)], pg=self._pg)
+            return queue_files(conn, [(row, now_ms)])
 
     def ensure_downloads(self, now_ms: int, batch_id: int | None = None) -> int:
         """Owe the files of succeeded tasks that have no rows yet (older stores).
@@ -165,9 +169,9 @@ class Downloads(StoreBase):
         )
         if batch_id is not None:
             query = query.where(tasks.c.batch_id == batch_id)
-        with self._write() as conn:
+        with self._unit.write() as conn:
             found = [(m, now_ms) for m in conn.execute(query).mappings()]
-            return queue_files(conn, found, pg=self._pg)
+            return queue_files(conn, found)
 
     def claim_downloads(
         self,
@@ -212,7 +216,7 @@ class Downloads(StoreBase):
             )
             .returning(*downloads.c)
         )
-        with self._write() as conn:
+        with self._unit.write() as conn:
             rows = [_row(m) for m in conn.execute(claim).mappings()]
         rows.sort(key=lambda r: (r.expires_ms or _NEVER, r.id))
         return rows
@@ -223,7 +227,7 @@ class Downloads(StoreBase):
         Each fetch decides the place anew from its own settings; a file already
         done keeps the place it landed. Returns the stored destination.
         """
-        with self._write() as conn:
+        with self._unit.write() as conn:
             conn.execute(
                 downloads.update()
                 .where(downloads.c.id == download_id, downloads.c.status != "done")
@@ -237,7 +241,7 @@ class Downloads(StoreBase):
     def download_done(
         self, download_id: int, now_ms: int, *, size: int, sha256: str
     ) -> None:
-        with self._write() as conn:
+        with self._unit.write() as conn:
             conn.execute(
                 downloads.update()
                 .where(downloads.c.id == download_id)
@@ -275,7 +279,7 @@ class Downloads(StoreBase):
                 "lease_owner": None,
                 "lease_until_ms": None,
             }
-        with self._write() as conn:
+        with self._unit.write() as conn:
             conn.execute(
                 downloads.update().where(downloads.c.id == download_id).values(values)
             )
@@ -288,7 +292,7 @@ class Downloads(StoreBase):
         """
         if not ids:
             return
-        with self._write() as conn:
+        with self._unit.write() as conn:
             conn.execute(
                 downloads.update()
                 .where(downloads.c.id.in_(list(ids)))
@@ -303,6 +307,15 @@ class Downloads(StoreBase):
                 )
             )
 
+    def download_row(self, download_id: int) -> DownloadRow | None:
+        """One ``downloads`` row by id."""
+        query = sa.select(downloads).where(downloads.c.id == download_id)
+        with self._unit.read() as conn:
+            m = conn.execute(query).mappings().first()
+        if m is None:
+            return None
+        return DownloadRow(**{col.name: m[col.name] for col in downloads.c})
+
     def download_rows(
         self,
         batch_id: int | None = None,
@@ -316,7 +329,7 @@ class Downloads(StoreBase):
             query = query.where(downloads.c.task_id == task_id)
         if statuses is not None:
             query = query.where(downloads.c.status.in_(list(statuses)))
-        with self._read() as conn:
+        with self._unit.read() as conn:
             return [_row(m) for m in conn.execute(query).mappings()]
 
     def download_counts(
@@ -325,7 +338,7 @@ class Downloads(StoreBase):
         """Files by status, and ``expiring``: not done, deleted within ``within_ms``."""
         c = downloads.c
         where = [] if batch_id is None else [c.batch_id == batch_id]
-        with self._read() as conn:
+        with self._unit.read() as conn:
             counts = {
                 str(s): int(n)
                 for s, n in conn.execute(
@@ -352,6 +365,32 @@ class Downloads(StoreBase):
         )
         if batch_id is not None:
             query = query.where(c.batch_id == batch_id)
-        with self._read() as conn:
+        with self._unit.read() as conn:
             value = conn.scalar(query)
         return None if value is None else int(value)
+
+    def files_owed(self, batch_id: int | None = None) -> int:
+        """Result files of succeeded tasks (of one batch, or all) not on disk yet.
+
+        Pending, downloading, failed and refused files are owed (a refusal is
+        fixed by allowing the origin); expired ones are gone from Kling, so not.
+        A success whose files were never queued owes every file its result lists:
+        exactly the case a user must hear about.
+        """
+        succeeded = tasks.c.status == TaskStatus.SUCCEED.value
+        if batch_id is not None:
+            succeeded = sa.and_(succeeded, tasks.c.batch_id == batch_id)
+        not_done = (
+            sa.select(sa.func.count())
+            .select_from(downloads.join(tasks, downloads.c.task_id == tasks.c.id))
+            .where(succeeded, downloads.c.status.not_in(["done", "expired"]))
+        )
+        unqueued = sa.select(tasks.c.result).where(
+            succeeded,
+            tasks.c.result.is_not(None),
+            ~sa.exists().where(downloads.c.task_id == tasks.c.id),
+        )
+        with self._unit.read() as conn:
+            waiting = int(conn.scalar(not_done) or 0)
+            never = sum(len(_files(r)) for r in conn.execute(unqueued).scalars())
+        return waiting + never

@@ -1,4 +1,4 @@
-"""Several workers on one database: heartbeats, named lock leases, wake-ups.
+"""Several workers on one database: heartbeats, named lock leases, wake-ups, leases.
 
 Locks are leases in a table rather than PostgreSQL advisory locks, so that the same
 code runs on SQLite and PostgreSQL and a dead holder hands over after its lease ends,
@@ -8,26 +8,21 @@ visibly, in a row anyone can read. Wake-ups use LISTEN/NOTIFY on PostgreSQL; on 
 
 from __future__ import annotations
 
-import logging
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.store._base import StoreBase
-from klingmon.store._flow import Notice, tell_here
-from klingmon.store._schema import locks, workers
+from klingmon.store._dialect import CHANNEL
+from klingmon.store._flow import Notice
+from klingmon.store._schema import downloads, locks, outbox, tasks, workers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from klingmon.store._base import UnitOfWork
+
 __all__ = ["CHANNEL", "Fleet", "WorkerRow"]
-
-log = logging.getLogger(__name__)
-
-#: The NOTIFY channel: new work was stored or a callback arrived.
-CHANNEL = "klingmon"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +39,11 @@ class WorkerRow:
     alive: bool
 
 
-class Fleet(StoreBase):
-    """The part of :class:`Store` that lets workers see and coordinate each other."""
+class Fleet:
+    """What lets workers see and coordinate each other: heartbeats, locks, leases."""
+
+    def __init__(self, unit: UnitOfWork) -> None:
+        self._unit = unit
 
     def heartbeat(
         self, owner: str, now_ms: int, info: Mapping[str, Any] | None = None
@@ -62,7 +60,7 @@ class Fleet(StoreBase):
             "stopped_ms": None,
             "info": dict(info or {}),
         }
-        stmt = self._insert(workers).values(**values)
+        stmt = self._unit.dialect.insert(workers).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[workers.c.owner],
             set_={
@@ -71,12 +69,12 @@ class Fleet(StoreBase):
                 "info": stmt.excluded.info,
             },
         )
-        with self._write() as conn:
+        with self._unit.write() as conn:
             conn.execute(stmt)
 
     def worker_stopped(self, owner: str, now_ms: int) -> None:
         """A clean exit: the worker is shown as stopped, not as dead."""
-        with self._write() as conn:
+        with self._unit.write() as conn:
             conn.execute(
                 workers.update()
                 .where(workers.c.owner == owner)
@@ -91,7 +89,7 @@ class Fleet(StoreBase):
             .where(workers.c.heartbeat_ms >= since)
             .order_by(workers.c.heartbeat_ms.desc())
         )
-        with self._read() as conn:
+        with self._unit.read() as conn:
             rows = conn.execute(query).mappings().all()
         return [
             WorkerRow(
@@ -110,7 +108,7 @@ class Fleet(StoreBase):
 
     def acquire_lock(self, name: str, owner: str, now_ms: int, ttl_ms: int) -> bool:
         """Take or renew the lease ``name``; False while another owner holds it."""
-        stmt = self._insert(locks).values(
+        stmt = self._unit.dialect.insert(locks).values(
             name=name, owner=owner, until_ms=now_ms + ttl_ms
         )
         stmt = stmt.on_conflict_do_update(
@@ -118,7 +116,7 @@ class Fleet(StoreBase):
             set_={"owner": owner, "until_ms": now_ms + ttl_ms},
             where=sa.or_(locks.c.owner == owner, locks.c.until_ms <= now_ms),
         )
-        with self._write() as conn:
+        with self._unit.write() as conn:
             conn.execute(stmt)
             holder = conn.execute(
                 sa.select(locks.c.owner).where(locks.c.name == name)
@@ -131,37 +129,61 @@ class Fleet(StoreBase):
         PostgreSQL NOTIFY wakes those of other processes. SQLite workers elsewhere
         see it at their next periodic look."""
         for notice in notices or (Notice(),):
-            tell_here(self, notice)
-        if not self._pg or not news:
-            return
-        with self._write() as conn:
-            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, "")))
+            self._unit.tell(notice)
+        if news:
+            self._unit.dialect.notify(self._unit.write)
 
     def listen(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (from a thread) on each notification; returns a stopper."""
-        if not self._pg:
-            return lambda: None
-        import psycopg  # noqa: PLC0415 - only PostgreSQL stores listen
+        return self._unit.dialect.listen(self._unit.engine, callback)
 
-        url = self._engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
-        stop = threading.Event()
+    def release(self, owner: str) -> None:
+        """Drop every lease and lock ``owner`` holds (a clean shutdown)."""
+        with self._unit.write() as conn:
+            held = sa.select(tasks.c.id).where(tasks.c.lease_owner == owner)
+            # In id order, as every other multi-task writer.
+            self._unit.dialect.lock(conn, held.order_by(tasks.c.id).with_for_update())
+            for table in (tasks, outbox, downloads):
+                conn.execute(
+                    table.update()
+                    .where(table.c.lease_owner == owner)
+                    .values(lease_owner=None, lease_until_ms=None)
+                )
+            conn.execute(locks.delete().where(locks.c.owner == owner))
 
-        def run() -> None:
-            try:
-                with psycopg.connect(conninfo, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    while not stop.is_set():
-                        for _ in conn.notifies(timeout=0.5):
-                            callback()
-            except psycopg.Error as exc:
-                log.warning("store.listen_failed", extra={"error": type(exc).__name__})
+    def lease_counts(self, now_ms: int) -> dict[str, int]:
+        """Live leases (tasks, outbox, downloads) per owner."""
+        found: dict[str, int] = {}
+        with self._unit.read() as conn:
+            for table in (tasks, outbox, downloads):
+                query = (
+                    sa.select(table.c.lease_owner, sa.func.count())
+                    .where(table.c.lease_until_ms > now_ms)
+                    .group_by(table.c.lease_owner)
+                )
+                for owner, n in conn.execute(query):
+                    found[owner] = found.get(owner, 0) + n
+        return found
 
-        thread = threading.Thread(target=run, name="klingmon-listen", daemon=True)
-        thread.start()
+    def lease_owners(self) -> set[str]:
+        """Every owner that holds a lease now (live or dead)."""
+        with self._unit.read() as conn:
+            found: set[str] = set()
+            for table in (tasks, outbox, downloads):
+                query = sa.select(table.c.lease_owner).where(
+                    table.c.lease_owner.is_not(None)
+                )
+                found.update(conn.execute(query.distinct()).scalars())
+            found.update(conn.execute(sa.select(locks.c.owner).distinct()).scalars())
+        return found
 
-        def stopper() -> None:
-            stop.set()
-            thread.join(timeout=5)
-
-        return stopper
+    def live_lease_owners(self, now_ms: int) -> set[str]:
+        """Owners whose leases have not run out: workers that are busy now."""
+        found: set[str] = set()
+        with self._unit.read() as conn:
+            for table in (tasks, outbox, downloads):
+                query = sa.select(table.c.lease_owner).where(
+                    table.c.lease_owner.is_not(None), table.c.lease_until_ms > now_ms
+                )
+                found.update(conn.execute(query.distinct()).scalars())
+        return found

@@ -9,23 +9,22 @@ transaction that called it committed; PostgreSQL's NOTIFY carries it to the othe
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from klingmon.domain import TERMINAL, EventKind, TaskStatus
-from klingmon.store._base import StoreBase
 from klingmon.store._convert import task_row
 from klingmon.store._schema import callback_flow, events, tasks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
+    from klingmon.store._base import UnitOfWork
     from klingmon.store._rows import TaskRow
 
-__all__ = ["Flow", "Notice", "RecordedChange", "tell_here"]
+__all__ = ["CallbackFlow", "Notice", "RecordedChange"]
 
 #: The changes an engine acts on: a finish frees a slot; both may teach a duration.
 _WATCHED = sorted(s.value for s in (*TERMINAL, TaskStatus.PROCESSING))
@@ -51,38 +50,17 @@ class RecordedChange:
     task: TaskRow
 
 
-@dataclass
-class _Listeners:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    fns: list[Callable[[Notice], None]] = field(default_factory=list)
+class CallbackFlow:
+    """Notices to this process's listeners, callbacks flowing per endpoint, and the
+    status changes recorded since a mark."""
 
+    def __init__(self, unit: UnitOfWork) -> None:
+        self._unit = unit
 
-def _listeners(store: StoreBase) -> _Listeners:
-    found: _Listeners | None = store.__dict__.get("_flow_listeners")
-    if found is None:
-        found = store.__dict__.setdefault("_flow_listeners", _Listeners())
-    return found
-
-
-def tell_here(store: StoreBase, notice: Notice) -> None:
-    """Call ``store``'s in-process listeners now, or once the transaction this
-    thread joined committed."""
-    after: list[Any] | None = getattr(store._joined, "after", None)  # noqa: SLF001
-    if after is not None:
-        after.append(notice)
-        return
-    local = _listeners(store)
-    with local.lock:
-        fns = list(local.fns)
-    for fn in fns:
-        fn(notice)
-
-
-class Flow(StoreBase):
     @property
     def in_memory(self) -> bool:
         """An in-memory SQLite store: one shared connection, for one thread at once."""
-        url = self._engine.url
+        url = self._unit.engine.url
         return url.get_backend_name() == "sqlite" and url.database in (
             None,
             "",
@@ -94,20 +72,7 @@ class Flow(StoreBase):
     def listen_here(self, fn: Callable[[Notice], None]) -> Callable[[], None]:
         """Call ``fn`` with each :class:`Notice` this store object sends (from the
         sender's thread, once its transaction committed); returns a stopper."""
-        local = _listeners(self)
-        with local.lock:
-            local.fns.append(fn)
-
-        def stop() -> None:
-            with local.lock:
-                if fn in local.fns:
-                    local.fns.remove(fn)
-
-        return stop
-
-    def _committed(self, sent: list[Any]) -> None:
-        for notice in sent:
-            tell_here(self, notice)
+        return self._unit.listen_here(fn)
 
     # -- callbacks flowing -------------------------------------------------------------
 
@@ -115,14 +80,14 @@ class Flow(StoreBase):
         """Callbacks came for ``endpoints`` at ``now_ms`` (only ever moves forward)."""
         if not endpoints:
             return
-        ins = self._insert(callback_flow)
+        ins = self._unit.dialect.insert(callback_flow)
         stmt = ins.on_conflict_do_update(
             index_elements=[callback_flow.c.endpoint],
             set_={"last_ms": ins.excluded.last_ms},
             where=callback_flow.c.last_ms < ins.excluded.last_ms,
         )
         rows = [{"endpoint": e, "last_ms": now_ms} for e in sorted(endpoints)]
-        with self._write() as conn:
+        with self._unit.write() as conn:
             conn.execute(stmt, rows)
 
     def callbacks_last_ms(self, endpoint: str) -> int | None:
@@ -130,7 +95,7 @@ class Flow(StoreBase):
         query = sa.select(callback_flow.c.last_ms).where(
             callback_flow.c.endpoint == endpoint
         )
-        with self._read() as conn:
+        with self._unit.read() as conn:
             value = conn.scalar(query)
         return None if value is None else int(value)
 
@@ -138,7 +103,7 @@ class Flow(StoreBase):
 
     def last_event_id(self) -> int:
         """The newest event's id (0 for none): a mark to read changes from."""
-        with self._read() as conn:
+        with self._unit.read() as conn:
             return int(conn.scalar(sa.select(sa.func.max(events.c.id))) or 0)
 
     def changes_since(self, mark: int, limit: int = 1000) -> list[RecordedChange]:
@@ -161,7 +126,7 @@ class Flow(StoreBase):
             .order_by(events.c.id)
             .limit(limit)
         )
-        with self._read() as conn:
+        with self._unit.read() as conn:
             found = conn.execute(query).mappings().all()
         return [_recorded(m) for m in found]
 

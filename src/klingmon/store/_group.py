@@ -4,7 +4,7 @@ A commit is the dear part of a short write (the WAL append and lock hand-over on
 SQLite, a round trip and a WAL flush on PostgreSQL), and many callers that each
 commit alone also queue on the database's one write lock. :class:`GroupCommit`
 keeps one writer per event loop: the first item starts it; it hands ``work`` every
-item that has arrived, inside one :meth:`StoreBase.transaction` that every store call
+item that has arrived, inside one :meth:`Store.transaction` that every store call
 joins, commits once, answers those callers, and takes whatever arrived meanwhile.
 Nobody hears a result before the commit, so an answer given on it is durable.
 
@@ -35,7 +35,7 @@ from klingmon.store._base import reason
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from klingmon.store._base import StoreBase
+    from klingmon.store._ports import Transactional
 
 __all__ = ["GroupCommit"]
 
@@ -65,7 +65,7 @@ class GroupCommit(Generic[T, R]):
 
     def __init__(
         self,
-        store: StoreBase,
+        store: Transactional,
         work: Callable[[Sequence[T]], Sequence[R]],
         *,
         max_group: int = 256,

@@ -26,7 +26,18 @@ from klingmon.store._schema import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["REQUEST_KINDS", "REQUEST_PREFIX", "SOURCES", "build", "percentile"]
+    from klingmon.store._dialect import Dialect
+
+__all__ = [
+    "REQUEST_KINDS",
+    "REQUEST_PREFIX",
+    "SOURCES",
+    "build",
+    "durations",
+    "percentile",
+    "percentiles_in_sql",
+    "walk_pays",
+]
 
 #: Counters that count API requests: the client's kinds, or any ``requests.<kind>``.
 REQUEST_KINDS = frozenset({"create", "get", "list"})
@@ -61,7 +72,7 @@ def _seconds(value: Any) -> float | None:
     return None if value is None else float(value) / 1000.0
 
 
-def _walk_pays(conn: sa.Connection, batch_id: int | None, total: int) -> bool:
+def walk_pays(conn: sa.Connection, batch_id: int | None, total: int) -> bool:
     """Whether walking the duration indexes beats sorting the durations in Python.
 
     A walk reads about half of each index, whatever the batch's size: some 90 ns a
@@ -75,22 +86,28 @@ def _walk_pays(conn: sa.Connection, batch_id: int | None, total: int) -> bool:
     return 10 * total > size
 
 
-def _durations(
+def percentiles_in_sql(
+    conn: sa.Connection, batch_id: int | None
+) -> tuple[float | None, ...]:
+    """Queue and run p50/p95 in seconds by ``percentile_cont`` (PostgreSQL)."""
+    where = [] if batch_id is None else [tasks.c.batch_id == batch_id]
+    cont = sa.func.percentile_cont
+    figures = (cont(q).within_group(d) for d in _DURATIONS for q in _QUANTILES)
+    row = conn.execute(
+        sa.select(*figures).where(*where, tasks.c.submitted_ms.is_not(None))
+    ).one()
+    return tuple(_seconds(v) for v in row)
+
+
+def durations(
     conn: sa.Connection, batch_id: int | None, total: int, *, walk: bool
 ) -> tuple[float | None, ...]:
-    """Queue and run p50/p95 in seconds (see ``QUEUE_MS`` and ``RUN_MS``).
+    """Queue and run p50/p95 in seconds (see ``QUEUE_MS`` and ``RUN_MS``), on SQLite.
 
-    ``total`` counts the tasks in scope. ``walk`` picks SQLite's index walk over
-    fetching and sorting (:func:`_walk_pays`): both give the same figures.
+    ``total`` counts the tasks in scope. ``walk`` picks the index walk over
+    fetching and sorting (:func:`walk_pays`): both give the same figures.
     """
     where = [] if batch_id is None else [tasks.c.batch_id == batch_id]
-    if conn.dialect.name == "postgresql":
-        cont = sa.func.percentile_cont
-        figures = (cont(q).within_group(d) for d in _DURATIONS for q in _QUANTILES)
-        row = conn.execute(
-            sa.select(*figures).where(*where, tasks.c.submitted_ms.is_not(None))
-        ).one()
-        return tuple(_seconds(v) for v in row)
     if walk:
         return tuple(
             _seconds(v)
@@ -182,7 +199,13 @@ def _downloads(
     return files, None if first is None else int(first)
 
 
-def build(conn: sa.Connection, batch_id: int | None, counts: dict[str, int]) -> Report:
+def build(
+    conn: sa.Connection,
+    batch_id: int | None,
+    counts: dict[str, int],
+    dialect: Dialect,
+) -> Report:
+    """The figures of one batch (or all), ``counts`` its counters."""
     c = tasks.c
     where = [] if batch_id is None else [c.batch_id == batch_id]
     # Grouped in ``ix_tasks_batch_report``'s order, which covers every column read.
@@ -219,8 +242,7 @@ def build(conn: sa.Connection, batch_id: int | None, counts: dict[str, int]) -> 
     }
     statuses_via = _statuses_via(conn, batch_id)
     total = sum(by_status.values())
-    walk = conn.dialect.name == "sqlite" and _walk_pays(conn, batch_id, total)
-    q50, q95, p50, p95 = _durations(conn, batch_id, total, walk=walk)
+    q50, q95, p50, p95 = dialect.percentiles(conn, batch_id, total)
     requests: dict[str, int] = {}
     for name, value in counts.items():
         kind = name.removeprefix(REQUEST_PREFIX)

@@ -34,10 +34,12 @@ def retry_batch(
     ``skip_moderated`` leaves out those Kling refused for their content: sent again
     unchanged, they fail the same way.
     """
-    old = store.batch(batch)
+    old = store.tasks.batch(batch)
     if old is None:
         raise NotFoundError(f"no batch {batch!r}")
-    failed = store.tasks(old.id, statuses=[TaskStatus.FAILED, TaskStatus.REJECTED])
+    failed = store.tasks.tasks(
+        old.id, statuses=[TaskStatus.FAILED, TaskStatus.REJECTED]
+    )
     if skip_moderated:
         failed = [
             t
@@ -60,4 +62,4 @@ def retry_batch(
         )
         for t in failed
     ]
-    return store.create_batch(name or f"{old.name}-retry", tasks, now_ms)
+    return store.tasks.create_batch(name or f"{old.name}-retry", tasks, now_ms)

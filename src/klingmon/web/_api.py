@@ -22,7 +22,7 @@ def _store(request: Request) -> Store:
 
 
 def _batch_json(store: Store, batch: BatchRow) -> dict[str, Any]:
-    counts = store.count_by_status(batch.id)
+    counts = store.tasks.count_by_status(batch.id)
     return {
         "id": batch.id,
         "name": batch.name,
@@ -84,15 +84,15 @@ def _plain_number(ref: str) -> bool:
 def _find_batch(store: Store, ref: str) -> BatchRow:
     if ref.isdigit() and not _plain_number(ref):
         raise HTTPException(404, detail="no such batch")
-    batch = store.batch(ref)
+    batch = store.tasks.batch(ref)
     if batch is None:
         raise HTTPException(404, detail="no such batch")
     return batch
 
 
 def _find_task(store: Store, ref: str) -> TaskRow:
-    row = store.task(int(ref)) if _plain_number(ref) else None
-    row = row or store.task(ref)
+    row = store.tasks.task(int(ref)) if _plain_number(ref) else None
+    row = row or store.tasks.task(ref)
     if row is None:
         raise HTTPException(404, detail="no such task")
     return row
@@ -105,14 +105,14 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 @router.get("/batches", summary="Every batch with its counts by status")
 def list_batches(request: Request) -> list[dict[str, Any]]:
     store = _store(request)
-    return [_batch_json(store, b) for b in store.batches()]
+    return [_batch_json(store, b) for b in store.tasks.batches()]
 
 
 @router.get("/batches/{ref}", summary="One batch and its report", responses=_NOT_FOUND)
 def get_batch(request: Request, ref: str) -> dict[str, Any]:
     store = _store(request)
     batch = _find_batch(store, ref)
-    report = store.report(batch.id)
+    report = store.reports.report(batch.id)
     return _batch_json(store, batch) | {
         "learned_via": report.learned_via,
         "statuses_via": report.statuses_via,
@@ -131,7 +131,7 @@ def batch_tasks(
 ) -> list[dict[str, Any]]:
     store = _store(request)
     batch = _find_batch(store, ref)
-    rows = store.tasks(batch.id)
+    rows = store.tasks.tasks(batch.id)
     return [_task_json(r) for r in rows[offset : offset + limit]]
 
 
@@ -150,5 +150,5 @@ def task_events(
 ) -> list[dict[str, Any]]:
     store = _store(request)
     row = _find_task(store, ref)
-    found = store.events(task_id=row.id, since_id=since, limit=limit)
+    found = store.outbox.events(task_id=row.id, since_id=since, limit=limit)
     return [_event_json(e) for e in found]

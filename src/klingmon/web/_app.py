@@ -90,7 +90,7 @@ def create_app(
 ) -> FastAPI:
     """The web app over ``store``; ``secret`` keys the callback-URL tokens.
 
-    Each callback taken in is told through ``store.notify`` (a
+    Each callback taken in is told through ``store.fleet.notify`` (a
     :class:`~klingmon.store.Notice`: listeners in this process hear it once its
     commit is done; an engine registers one). With ``api_token`` the JSON API and
     ``/metrics`` want ``Authorization: Bearer <api_token>``. The dashboard is
@@ -171,7 +171,7 @@ def create_app(
     )
     def readyz() -> JSONResponse:
         try:
-            store.outbox_backlog()
+            store.outbox.outbox_backlog()
         except Exception:  # noqa: BLE001 - any failure means not ready
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})

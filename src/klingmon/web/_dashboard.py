@@ -106,7 +106,7 @@ def install_dashboard(
 ) -> None:
     """Add the dashboard's routes and static files to ``app``."""
     view = _View(_environment(), store, dashboard, clock)
-    dashboard.window.figures(clock.now(), store.counter_totals())
+    dashboard.window.figures(clock.now(), store.reports.counter_totals())
     app.state.dashboard = dashboard
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     app.include_router(_Pages(view).router())
@@ -165,20 +165,24 @@ class _Pages:
         if (denied := self.view.guard(request)) is not None:
             return denied
         store = self.store
-        mark = join_mark(store.change_mark())
+        mark = join_mark(store.reports.change_mark())
         now = self.view.now_ms()
-        summaries = store.batch_summaries()
+        summaries = store.reports.batch_summaries()
         batches = [
-            _batch_card(b, summaries.get(b.id), now) for b in reversed(store.batches())
+            _batch_card(b, summaries.get(b.id), now)
+            for b in reversed(store.tasks.batches())
         ]
         ctx = {
             "title": "Batches",
             "mark": mark,
             "stream": "/events",
             "batches": batches,
-            "slots": {"used": store.slots_in_use(), "of": self.view.dashboard.slots},
+            "slots": {
+                "used": store.reports.slots_in_use(),
+                "of": self.view.dashboard.slots,
+            },
             "requests": self.view.dashboard.window.figures(
-                self.view.clock.now(), store.counter_totals()
+                self.view.clock.now(), store.reports.counter_totals()
             ),
             "workers": _workers(store, now),
         }
@@ -198,17 +202,17 @@ class _Pages:
             return denied
         store = self.store
         batch = _batch(store, ref)
-        mark = join_mark(store.change_mark(batch_id=batch.id))
+        mark = join_mark(store.reports.change_mark(batch_id=batch.id))
         now = self.view.now_ms()
-        counts = store.count_by_status(batch.id)
+        counts = store.tasks.count_by_status(batch.id)
         wanted = [s for s in data.STATUS_ORDER if s.value == status]
-        rows = store.tasks(batch.id, statuses=wanted or None)
+        rows = store.tasks.tasks(batch.id, statuses=wanted or None)
         files: dict[int, list[Any]] = {}
-        for f in store.download_rows(batch.id):
+        for f in store.downloads.download_rows(batch.id):
             files.setdefault(f.task_id, []).append(f)
         views = [data.task_view(r, files.get(r.id, []), now) for r in rows[:_MAX_ROWS]]
         previews = [v for view in views for v in view["videos"]][-12:]
-        report = store.report(batch.id)
+        report = store.reports.report(batch.id)
         ctx = {
             "title": f"Batch {batch.name}",
             "mark": mark,
@@ -221,7 +225,7 @@ class _Pages:
             "status": status if wanted else "",
             "tasks": views,
             "shown_of": len(rows),
-            "histogram": data.histogram(store.processing_seconds(batch.id)),
+            "histogram": data.histogram(store.reports.processing_seconds(batch.id)),
             "report": report,
             "previews": previews,
             "note": _NOTES.get(done, "").format(new=new) if done else "",
@@ -235,9 +239,9 @@ class _Pages:
             return denied
         store = self.store
         row = _task(store, ref)
-        mark = join_mark(store.change_mark(task_id=row.id))
-        batch = store.batch(row.batch_id)
-        files = store.download_rows(task_id=row.id)
+        mark = join_mark(store.reports.change_mark(task_id=row.id))
+        batch = store.tasks.batch(row.batch_id)
+        files = store.downloads.download_rows(task_id=row.id)
         ctx = {
             "title": f"Task {row.seq} of {batch.name if batch else row.batch_id}",
             "mark": mark,
@@ -245,7 +249,9 @@ class _Pages:
             "task": row,
             "batch": batch,
             "view": data.task_view(row, files, self.view.now_ms()),
-            "events": data.timeline(store.events(task_id=row.id, limit=2000), files),
+            "events": data.timeline(
+                store.outbox.events(task_id=row.id, limit=2000), files
+            ),
             "request_body": data.redact(row.body),
             "result": data.redact(row.result) if row.result else None,
             "files": files,
@@ -364,7 +370,9 @@ class _Actions:
         self.may_act(request)
         store = self.store
         batch = _batch(store, ref)
-        done = store.cancel_tasks(store.task_ids_of_batch(batch.id), self.view.now_ms())
+        done = store.tasks.cancel_tasks(
+            store.tasks.task_ids_of_batch(batch.id), self.view.now_ms()
+        )
         logger.info(
             "dashboard.cancel",
             extra={"batch": batch.id, "cancelled": len(done.cancelled)},
@@ -456,14 +464,14 @@ def _back(batch: BatchRow, done: str, new: str = "") -> Response:
 
 def _free_name(store: Store, base: str) -> str:
     name, n = base, 1
-    while store.batch(name) is not None:
+    while store.tasks.batch(name) is not None:
         n += 1
         name = f"{base}-{n}"
     return name
 
 
 def _batch(store: Store, ref: str) -> BatchRow:
-    found = store.batch(ref) if len(ref) < 200 else None
+    found = store.tasks.batch(ref) if len(ref) < 200 else None
     if found is None:
         raise HTTPException(404, detail="no such batch")
     return found
@@ -471,11 +479,11 @@ def _batch(store: Store, ref: str) -> BatchRow:
 
 def _task(store: Store, ref: str) -> TaskRow:
     row = (
-        store.task(int(ref))
+        store.tasks.task(int(ref))
         if ref.isascii() and ref.isdigit() and len(ref) < 18
         else None
     )
-    row = row or (store.task(ref) if len(ref) < 200 else None)
+    row = row or (store.tasks.task(ref) if len(ref) < 200 else None)
     if row is None:
         raise HTTPException(404, detail="no such task")
     return row
@@ -488,7 +496,7 @@ def _safe_file(store: Store, download_id: int) -> Path:
     path): a done row's local file, a regular file (not a link) still of the
     recorded size, in whichever folder the run that fetched it used.
     """
-    row = store.download_row(download_id)
+    row = store.downloads.download_row(download_id)
     if row is None or row.status != "done" or not row.dest or row.size is None:
         raise HTTPException(404, detail="no such file")
     if "://" in row.dest and not row.dest.startswith("file://"):
@@ -511,7 +519,7 @@ def _workers(store: Store, now_ms: int) -> dict[str, Any]:
         alive = [w for w in rows if w.alive]
         return {"alive": len(alive), "known": len(rows), "source": "heartbeats"}
     return {
-        "alive": len(store.live_lease_owners(now_ms)),
+        "alive": len(store.fleet.live_lease_owners(now_ms)),
         "known": None,
         "source": "leases",
     }

@@ -89,7 +89,7 @@ class Dashboard:
             found = self._marks.get(key)
             if found is not None and now - found[0] < self.poll_interval * 0.8:
                 return found[1]
-        mark = join_mark(store.change_mark(batch_id=batch_id, task_id=task_id))
+        mark = join_mark(store.reports.change_mark(batch_id=batch_id, task_id=task_id))
         with self._marks_lock:
             if len(self._marks) > 1000:
                 self._marks.clear()
@@ -140,7 +140,7 @@ async def event_stream(
     ):
         mark = _mark(
             await run_in_threadpool(
-                store.change_mark, batch_id=batch_id, task_id=task_id
+                store.reports.change_mark, batch_id=batch_id, task_id=task_id
             )
         )
         now = time.monotonic()

@@ -48,16 +48,16 @@ class _StoreCollector:
         tasks = GaugeMetricFamily(
             "klingmon_tasks", "Tasks by status.", labels=["status"]
         )
-        counts = self._store.count_by_status()
+        counts = self._store.tasks.count_by_status()
         for status in TaskStatus:
             tasks.add_metric([status.value], counts.get(status, 0))
         yield tasks
         yield GaugeMetricFamily(
             "klingmon_outbox_backlog",
             "Hook deliveries not yet done.",
-            value=self._store.outbox_backlog(),
+            value=self._store.outbox.outbox_backlog(),
         )
-        totals = self._store.counter_totals()
+        totals = self._store.reports.counter_totals()
         kinds = CounterMetricFamily(
             "klingmon_kling_requests",
             "Requests to Kling by every worker, by kind (store counters).",
@@ -147,7 +147,9 @@ class Metrics:
     def _tail(self) -> None:
         with self._tail_lock:
             for _ in range(_TAIL_MAX_CHUNKS):
-                found = self.store.events(since_id=self._last_event, limit=_TAIL_CHUNK)
+                found = self.store.outbox.events(
+                    since_id=self._last_event, limit=_TAIL_CHUNK
+                )
                 for event in found:
                     self._observe(event)
                 if found:

@@ -148,9 +148,9 @@ class Receiver:
             refs = [
                 (calls[i].task.external_task_id, calls[i].task.task_id) for i in todo
             ]
-            rows = self.store.match_tasks(refs)
+            rows = self.store.tasks.match_tasks(refs)
             if len(todo) == len(calls):  # the first round names every task there is
-                self.store.lock_tasks([row.id for row in rows if row is not None])
+                self.store.tasks.lock_tasks([row.id for row in rows if row is not None])
             taken: set[int] = set()
             later: list[int] = []
             batch: list[tuple[int, TaskRef | None]] = []
@@ -206,7 +206,7 @@ class Receiver:
         self._note_flowing(flowing, now)
         for i, row, task in hints:
             payload = _status_only(task, now_ms).model_dump(mode="json")
-            self.store.note(row.id, now_ms, "callback", "hint", payload)
+            self.store.watch.note(row.id, now_ms, "callback", "hint", payload)
             logger.info("callback.hint", extra={"task": row.id})
             outcomes[i] = Outcome(
                 202,
@@ -226,7 +226,7 @@ class Receiver:
             if row.status in ACTIVE
             and (row.next_poll_ms is None or row.next_poll_ms > now_ms)
         ]
-        self.store.schedule(due)
+        self.store.watch.schedule(due)
         # A signed callback is as good as a GET; an unsigned one only when the user
         # turned confirmation off. Only confirmed results are ever downloaded.
         observations = [
@@ -240,7 +240,8 @@ class Receiver:
             for _, row, task, signed in applies
         ]
         changed = {
-            c.task.id: c.new_status for c in self.store.apply(observations, now_ms)
+            c.task.id: c.new_status
+            for c in self.store.watch.apply(observations, now_ms)
         }
         for i, row, task, _ in applies:
             applied = row.id in changed
@@ -267,7 +268,7 @@ class Receiver:
             if o.endpoint is not None
         ]
         if notices or hints or changed:
-            self.store.notify(*notices, news=bool(hints or changed))
+            self.store.fleet.notify(*notices, news=bool(hints or changed))
         return outcomes
 
     def _unknown(self, call: _Call) -> Outcome:
@@ -296,7 +297,7 @@ class Receiver:
         except SignatureError as exc:
             return _error(401, "bad_signature", str(exc))
         key = delivery_key(delivery.webhook_id)
-        if not self.store.record_delivery(key, row.id, to_ms(now)):
+        if not self.store.outbox.record_delivery(key, row.id, to_ms(now)):
             return _DUPLICATE
         return True
 
@@ -306,7 +307,7 @@ class Receiver:
             due = sorted(e for e in endpoints if now - self._noted.get(e, 0.0) >= 1.0)
             for endpoint in due:
                 self._noted[endpoint] = now
-        self.store.note_callbacks(due, to_ms(now))
+        self.store.flow.note_callbacks(due, to_ms(now))
 
 
 def delivery_key(webhook_id: str) -> str:

@@ -77,8 +77,8 @@ def test_failures_are_listed_by_row_and_prompt(tmp_path):
             NewTask(endpoint="/v1/videos/text2video", body={}, prompt=f"shot {i}")
             for i in range(3)
         ]
-        batch = store.create_batch("b", tasks, 0)
-        rows = store.tasks(batch.id)
+        batch = store.tasks.create_batch("b", tasks, 0)
+        rows = store.tasks.tasks(batch.id)
     failed = dataclasses.replace(
         rows[1], status=TaskStatus.FAILED, status_msg="risk control", task_id="k-1"
     )

@@ -16,10 +16,10 @@ async def test_no_eta_once_every_waiting_task_is_past_its_deadline(tmp_path):
     monitor = Monitor(store=store, client=client)
     try:
         tasks = [NewTask("/v1/videos/text2video", {}, prompt=f"p{i}") for i in range(2)]
-        batch = store.create_batch("b", tasks, 0)
-        assert _eta(monitor, store.tasks(batch.id)) is not None
-        for row in store.tasks(batch.id):
-            store.flag(row.id, "watch_timeout", 1, {"deadline_ms": 0})
-        assert _eta(monitor, store.tasks(batch.id)) is None
+        batch = store.tasks.create_batch("b", tasks, 0)
+        assert _eta(monitor, store.tasks.tasks(batch.id)) is not None
+        for row in store.tasks.tasks(batch.id):
+            store.watch.flag(row.id, "watch_timeout", 1, {"deadline_ms": 0})
+        assert _eta(monitor, store.tasks.tasks(batch.id)) is None
     finally:
         await monitor.aclose()

@@ -54,8 +54,8 @@ def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(tmp_path: Path)
 def test_in_memory_sqlite_shares_one_database(tmp_path: Path):
     """sqlite:// keeps one database for every call (a single shared connection)."""
     with Store.open("sqlite://") as store:
-        store.create_batch("m", [NewTask("/v1/videos/text2video", {})], 1)
-        assert len(store.tasks()) == 1
+        store.tasks.create_batch("m", [NewTask("/v1/videos/text2video", {})], 1)
+        assert len(store.tasks.tasks()) == 1
 
 
 def test_a_corrupt_file_is_a_store_error(tmp_path: Path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from klingmon.domain import TaskStatus
-from klingmon.store._views import BatchSummary
+from klingmon.store import BatchSummary
 from klingmon.web._dashboard_data import (
     RequestWindow,
     bar,

@@ -36,7 +36,7 @@ async def test_concurrent_callbacks_are_all_committed_before_their_answers(
 
         async def post(i: int) -> tuple[int, TaskStatus | None]:
             answer = await http.post(url(i), content=body(i, "processing", clock))
-            row = fresh.task(f"km-{i}")  # another engine: only committed data
+            row = fresh.tasks.task(f"km-{i}")  # another engine: only committed data
             return answer.status_code, None if row is None else row.status
 
         async with client(app) as http:
@@ -71,12 +71,12 @@ async def test_a_group_answers_each_callback_as_if_alone(tmp_path, clock):
             (200, "applied"),
         ]
         assert receiver._group.groups == 1
-        first = store.task("km-0")
+        first = store.tasks.task("km-0")
         assert first is not None
         assert first.status == TaskStatus.PROCESSING  # the hint waits for a poll
-        kinds = [(e.source, e.kind) for e in store.events(task_id=first.id)]
+        kinds = [(e.source, e.kind) for e in store.outbox.events(task_id=first.id)]
         assert ("callback", "hint") in kinds
-        second = store.task("km-1")
+        second = store.tasks.task("km-1")
         assert second is not None
         assert second.status == TaskStatus.PROCESSING
 
@@ -89,6 +89,6 @@ def test_handle_commits_one_callback_on_its_own(tmp_path, clock):
         outcome = receiver.handle(token, body(0, "processing", clock), {})
         assert (outcome.status_code, outcome.reason) == (200, "applied")
         assert receiver.handle(token, b"{", {}).status_code == 400
-        row = store.task("km-0")
+        row = store.tasks.task("km-0")
         assert row is not None
         assert row.status == TaskStatus.PROCESSING

@@ -45,7 +45,7 @@ def store(tmp_path, clock):
 
 
 def _finish(store, clock, status: str = "failed") -> HookEvent:
-    row = store.task("km-0")
+    row = store.tasks.task("km-0")
     task = Task(
         task_id="kt-0",
         task_status=status,
@@ -53,11 +53,13 @@ def _finish(store, clock, status: str = "failed") -> HookEvent:
         updated_at=to_ms(clock.now()),
         task_info={"external_task_id": "km-0"},
     )
-    (change,) = store.apply(
+    (change,) = store.watch.apply(
         [Observation(row.id, snapshot(task), "poll", 0)], to_ms(clock.now())
     )
-    event = next(e for e in store.events(task_id=row.id) if e.id == change.event_id)
-    return HookEvent(event, store.task(row.id))
+    event = next(
+        e for e in store.outbox.events(task_id=row.id) if e.id == change.event_id
+    )
+    return HookEvent(event, store.tasks.task(row.id))
 
 
 async def test_command_hook_gets_the_event_on_stdin(store, clock, tmp_path):

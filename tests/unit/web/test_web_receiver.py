@@ -48,8 +48,8 @@ async def test_processing_callback_is_applied_and_noted(store, clock):
         answer = await http.post(url(0), content=body(0, "processing", clock))
     assert answer.status_code == 200
     assert answer.json() == {"status": "applied"}
-    assert store.task("km-0").status == TaskStatus.PROCESSING
-    assert store.task("km-0").learned_via == "callback"
+    assert store.tasks.task("km-0").status == TaskStatus.PROCESSING
+    assert store.tasks.task("km-0").learned_via == "callback"
     assert woken == [("/v1/videos/text2video", False)]
 
 
@@ -60,10 +60,10 @@ async def test_unsigned_terminal_is_a_hint_confirmed_by_a_poll(store, clock):
         answer = await http.post(url(0), content=body(0, "succeed", clock))
     assert answer.status_code == 202
     assert woken == [("/v1/videos/text2video", True)]  # a slot frees: wake
-    row = store.task("km-0")
+    row = store.tasks.task("km-0")
     assert row.status == TaskStatus.SUBMITTED
     assert row.next_poll_ms <= to_ms(clock.now())
-    kinds = [(e.source, e.kind) for e in store.events(task_id=row.id)]
+    kinds = [(e.source, e.kind) for e in store.outbox.events(task_id=row.id)]
     assert ("callback", "hint") in kinds
 
 
@@ -76,7 +76,7 @@ async def test_unsigned_terminal_applies_when_confirmation_is_off(store, clock):
     assert answer.status_code == again.status_code == 200
     # The first frees a slot; the repeat changes nothing and wakes nothing.
     assert woken == [("/v1/videos/text2video", True), ("/v1/videos/text2video", False)]
-    assert store.task("km-0").status == TaskStatus.FAILED
+    assert store.tasks.task("km-0").status == TaskStatus.FAILED
 
 
 async def test_signed_terminal_applies_and_duplicates_are_dropped(store, clock):
@@ -92,7 +92,7 @@ async def test_signed_terminal_applies_and_duplicates_are_dropped(store, clock):
         )
     assert first.json() == {"status": "applied"}
     assert again.json() == {"status": "duplicate"}
-    assert store.task("km-0").status == TaskStatus.SUCCEED
+    assert store.tasks.task("km-0").status == TaskStatus.SUCCEED
 
 
 async def test_out_of_order_and_duplicate_callbacks_never_regress(store, clock):
@@ -102,10 +102,10 @@ async def test_out_of_order_and_duplicate_callbacks_never_regress(store, clock):
         late = await http.post(url(1), content=body(1, "processing", clock))
         twice = await http.post(url(1), content=body(1, "failed", clock))
     assert late.status_code == twice.status_code == 200
-    assert store.task("km-1").status == TaskStatus.FAILED
+    assert store.tasks.task("km-1").status == TaskStatus.FAILED
     statuses = [
         e.new_status
-        for e in store.events(task_id=store.task("km-1").id)
+        for e in store.outbox.events(task_id=store.tasks.task("km-1").id)
         if e.kind == "status"
     ]
     assert statuses.count(TaskStatus.FAILED) == 1
@@ -180,7 +180,7 @@ async def test_callback_for_a_final_task_is_ignored(store, clock):
         await http.post(url(0), content=body(0, "succeed", clock))
         answer = await http.post(url(0), content=body(0, "failed", clock))
     assert answer.json() == {"status": "ignored"}
-    assert store.task("km-0").status == TaskStatus.SUCCEED
+    assert store.tasks.task("km-0").status == TaskStatus.SUCCEED
 
 
 def test_secrets_are_not_in_reprs(store):

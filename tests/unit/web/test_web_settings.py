@@ -54,7 +54,7 @@ def test_server_secret_is_made_once_and_kept(tmp_path):
         assert len(first) == 32
     with Store.open(db) as store:
         assert server_secret(store) == first
-        assert store.meta_setdefault(SECRET_META_KEY, "00" * 32) == first.hex()
+        assert store.meta.setdefault(SECRET_META_KEY, "00" * 32) == first.hex()
     settings = load_settings({"callback_secret": "configured"}, config=_empty(tmp_path))
     with Store.open(db) as store:
         assert server_secret(store, settings.callback_secret) == b"configured"

@@ -48,7 +48,7 @@ async def test_ids_sharing_a_long_prefix_are_two_deliveries(store, clock):
     assert one.json() == {"status": "applied"}
     assert two.json() == {"status": "applied"}
     assert again.json() == {"status": "duplicate"}
-    assert store.task("km-0").status == "succeed"
+    assert store.tasks.task("km-0").status == "succeed"
 
 
 def test_delivery_keys_fit_the_column_and_keep_short_ids():

@@ -45,7 +45,7 @@ def tracked_store(path: Path, clock: VirtualClock, n: int = 2) -> Store:
         )
         for i in range(n)
     ]
-    store.create_batch("b", tasks, to_ms(clock.now()))
+    store.tasks.create_batch("b", tasks, to_ms(clock.now()))
     return store
 
 
@@ -83,7 +83,7 @@ def app_for(
     api_token: str | None = None,
 ) -> FastAPI:
     if woken is not None:
-        store.listen_here(
+        store.flow.listen_here(
             lambda notice: woken.extend((e, notice.finish) for e in notice.endpoints)
         )
     return create_app(
@@ -104,9 +104,9 @@ def client(app: FastAPI) -> httpx.AsyncClient:
 def snapshot(store: Store) -> tuple[Any, ...]:
     """Everything a forged callback must leave untouched."""
     return (
-        [(t.status, t.next_poll_ms, t.kling_updated_ms) for t in store.tasks()],
-        len(store.events()),
-        store.outbox_backlog(),
+        [(t.status, t.next_poll_ms, t.kling_updated_ms) for t in store.tasks.tasks()],
+        len(store.outbox.events()),
+        store.outbox.outbox_backlog(),
     )
 
 

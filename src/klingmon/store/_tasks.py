@@ -1,0 +1,486 @@
+"""The task queue: batches and their tasks, from queued to sent to Kling.
+
+Every step of a submission commits before the next network call depends on it
+(claim, the intent with its ``external_task_id``, Kling's answer), so a crash at
+any point leaves a task that a restart can finish without paying twice. Claims
+that count slots are serialised across workers
+(see :meth:`TaskQueue.claim_submissions`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
+from klingmon.errors import NameTakenError, StoreError
+from klingmon.policy._lifecycle import Verdict, judge
+from klingmon.store import _schema
+from klingmon.store._cancel import Cancellation, cancel
+from klingmon.store._convert import (
+    kling_ms,
+    observed_values,
+    task_row,
+    wire,
+)
+from klingmon.store._lease import claim_tasks
+from klingmon.store._refs import MATCH, task_ref
+from klingmon.store._rows import BatchRow, Change, TaskRef, TaskRow
+from klingmon.store._schema import batches, tasks
+from klingmon.store._writes import (
+    QUEUED_STATES,
+    Pending,
+    batch_row,
+    change_status,
+    free_name,
+    lock_task,
+    new_task_values,
+    record_event,
+    update_task,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Mapping, Sequence
+
+    from klingmon.domain import Snapshot
+    from klingmon.store._base import UnitOfWork
+    from klingmon.store._rows import NewTask
+
+__all__ = ["SLOT_LOCK", "TaskQueue"]
+
+#: Any fixed 64-bit number: the lock that serialises slot counting (PostgreSQL).
+SLOT_LOCK = 0x6B6C696E676D6F6E  # "klingmon"
+# Built once: building a statement costs more than running it on a few rows.
+_LOCK_IDS = (
+    sa.select(tasks.c.id)
+    .where(tasks.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(tasks.c.id)
+    .with_for_update()
+)
+
+
+class TaskQueue:
+    """Batches and tasks: stored, looked up, claimed, sent, requeued, cancelled."""
+
+    def __init__(self, unit: UnitOfWork, *, notify: Callable[[], None]) -> None:
+        self._unit = unit
+        #: Wakes workers elsewhere (:meth:`Fleet.notify`): a new batch is work.
+        self._notify = notify
+
+    def create_batch(
+        self,
+        name: str | None,
+        tasks: Sequence[NewTask],
+        now_ms: int,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> BatchRow:
+        """Store a batch and all its tasks in one transaction: all or nothing.
+
+        An adopted task (``NewTask.task`` set: ``track``, ``import``) starts where
+        Kling says it is, and that status is recorded like any other: an event for
+        the hooks and, when it has already succeeded, its files owed.
+        """
+        with self._unit.write() as conn:
+            if name is None:
+                name = free_name(conn, now_ms)
+            elif conn.scalar(sa.select(batches.c.id).where(batches.c.name == name)):
+                raise NameTakenError(f"a batch named {name!r} already exists")
+            batch_id = conn.execute(
+                batches.insert().returning(batches.c.id),
+                {
+                    "name": name,
+                    "created_ms": now_ms,
+                    "defaults": dict(defaults or {}),
+                },
+            ).scalar_one()
+            rows = [
+                new_task_values(batch_id, seq, new, now_ms)
+                for seq, new in enumerate(tasks, start=1)
+            ]
+            if rows:
+                conn.execute(_schema.tasks.insert(), rows)
+            adopted = {seq: new for seq, new in enumerate(tasks, start=1) if new.task}
+            if adopted:
+                _record_adopted(conn, batch_id, adopted, now_ms)
+        self._notify()  # workers on other machines start on it at once
+        return BatchRow(batch_id, name, now_ms, dict(defaults or {}))
+
+    def batches(self) -> list[BatchRow]:
+        with self._unit.read() as conn:
+            rows = conn.execute(sa.select(batches).order_by(batches.c.id)).mappings()
+            return [batch_row(m) for m in rows]
+
+    def batch(self, ref: str | int) -> BatchRow | None:
+        """A batch by id, or by name (a digit string is tried as an id first)."""
+        with self._unit.read() as conn:
+            m = None
+            if isinstance(ref, int) or ref.isdigit():
+                m = (
+                    conn.execute(sa.select(batches).where(batches.c.id == int(ref)))
+                    .mappings()
+                    .first()
+                )
+            if m is None and isinstance(ref, str):
+                m = (
+                    conn.execute(sa.select(batches).where(batches.c.name == ref))
+                    .mappings()
+                    .first()
+                )
+            return None if m is None else batch_row(m)
+
+    def task(self, ref: int | str) -> TaskRow | None:
+        """By local id (int), else Kling's ``task_id``, else ``external_task_id``."""
+        with self._unit.read() as conn:
+            clauses = (
+                [tasks.c.id == ref]
+                if isinstance(ref, int)
+                else [tasks.c.task_id == ref, tasks.c.external_task_id == ref]
+            )
+            for clause in clauses:
+                m = (
+                    conn.execute(
+                        sa.select(tasks).where(clause).order_by(tasks.c.id).limit(1)
+                    )
+                    .mappings()
+                    .first()
+                )
+                if m is not None:
+                    return task_row(m)
+        return None
+
+    def tasks(
+        self,
+        batch_id: int | None = None,
+        statuses: Collection[TaskStatus] | None = None,
+    ) -> list[TaskRow]:
+        query = sa.select(tasks).order_by(tasks.c.id)
+        if batch_id is not None:
+            query = query.where(tasks.c.batch_id == batch_id)
+        if statuses is not None:
+            query = query.where(tasks.c.status.in_([s.value for s in statuses]))
+        with self._unit.read() as conn:
+            return [task_row(m) for m in conn.execute(query).mappings()]
+
+    def task_ids_of_batch(self, batch_id: int) -> list[int]:
+        """Local ids of one batch's tasks, in order (what ``cancel BATCH`` names)."""
+        query = (
+            sa.select(tasks.c.id)
+            .where(tasks.c.batch_id == batch_id)
+            .order_by(tasks.c.id)
+        )
+        with self._unit.read() as conn:
+            return list(conn.execute(query).scalars())
+
+    def count_by_status(
+        self,
+        batch_id: int | None = None,
+        statuses: Collection[TaskStatus] | None = None,
+    ) -> dict[TaskStatus, int]:
+        """Tasks per status; given ``statuses``, only those rows are read."""
+        query = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
+        if batch_id is not None:
+            query = query.where(tasks.c.batch_id == batch_id)
+        if statuses is not None:
+            query = query.where(tasks.c.status.in_([s.value for s in statuses]))
+        with self._unit.read() as conn:
+            return {TaskStatus(s): n for s, n in conn.execute(query)}
+
+    def has_tasks(
+        self, statuses: Collection[TaskStatus], batch_id: int | None = None
+    ) -> bool:
+        """Whether any task is in one of ``statuses``: one index probe, not a count."""
+        query = sa.select(tasks.c.id).where(
+            tasks.c.status.in_([s.value for s in statuses])
+        )
+        if batch_id is not None:
+            query = query.where(tasks.c.batch_id == batch_id)
+        with self._unit.read() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
+    def match_tasks(
+        self, refs: Sequence[tuple[str | None, str | None]]
+    ) -> list[TaskRef | None]:
+        """The task each ``(external_task_id, task_id)`` names, all in one query.
+
+        The task with that ``external_task_id`` when there is one; else, like
+        :meth:`task`, the oldest with that Kling ``task_id``, else the task whose
+        ``external_task_id`` is that ``task_id``.
+        """
+        names = {r for ref in refs for r in ref if r}
+        if not names:
+            return [None] * len(refs)
+        kling_ids = {tid for _, tid in refs if tid}
+        params = {"names": sorted(names), "kling": sorted(kling_ids)}
+        by_external: dict[str, TaskRef] = {}
+        by_kling: dict[str, TaskRef] = {}
+        with self._unit.read() as conn:
+            for ref in map(task_ref, conn.execute(MATCH, params)):
+                by_external[ref.external_task_id] = ref
+                if ref.task_id is not None:
+                    by_kling.setdefault(ref.task_id, ref)  # the oldest wins
+        found: list[TaskRef | None] = []
+        for external, kling in refs:
+            match = by_external.get(external) if external else None
+            if match is None and kling:
+                match = by_kling.get(kling) or by_external.get(kling)
+            found.append(match)
+        return found
+
+    def claim_queued(
+        self, owner: str, now_ms: int, lease_ms: int, limit: int
+    ) -> list[TaskRow]:
+        """Lease up to ``limit`` tasks waiting to be sent, oldest first.
+
+        ``submitting`` tasks come back too once their lease expires: the POST may have
+        reached Kling, so the caller looks the ``external_task_id`` up before sending
+        again.
+        """
+        due = sa.and_(
+            tasks.c.status.in_(QUEUED_STATES),
+            sa.or_(tasks.c.next_poll_ms.is_(None), tasks.c.next_poll_ms <= now_ms),
+        )
+        return claim_tasks(
+            self._unit, owner, now_ms, lease_ms, limit, due=due, order=[tasks.c.id]
+        )
+
+    def claim_submissions(
+        self,
+        owner: str,
+        now_ms: int,
+        lease_ms: int,
+        *,
+        slots: int,
+        batch_id: int | None = None,
+    ) -> list[TaskRow]:
+        """Lease work for the submitter without ever exceeding ``slots`` in flight.
+
+        One transaction, serialised across workers (``BEGIN IMMEDIATE`` on SQLite, an
+        advisory transaction lock on PostgreSQL), counts what holds a slot: tasks Kling
+        holds, tasks whose create may be under way, and queued tasks another worker has
+        leased to send. It then leases the stale ``submitting`` tasks (they hold their
+        slot already; the caller looks them up before sending again) and at most the
+        free slots' worth of queued tasks, oldest first. So five workers sharing a
+        five-slot account never have more than five tasks in flight between them.
+        Given ``batch_id``, only that batch's tasks are leased; every batch's tasks
+        still count against the slots.
+        """
+        lease_free = sa.or_(
+            tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms
+        )
+        not_before = sa.or_(
+            tasks.c.next_poll_ms.is_(None), tasks.c.next_poll_ms <= now_ms
+        )
+        scope = [] if batch_id is None else [tasks.c.batch_id == batch_id]
+        holding = sa.or_(
+            tasks.c.status.in_(IN_FLIGHT),
+            sa.and_(
+                tasks.c.status == TaskStatus.QUEUED.value,
+                tasks.c.lease_owner.is_not(None),
+                tasks.c.lease_until_ms > now_ms,
+            ),
+        )
+        with self._unit.write() as conn:
+            self._unit.dialect.serialise(conn, SLOT_LOCK)
+            held = conn.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(holding)
+            ).scalar_one()
+            stale = sa.select(tasks.c.id).where(
+                tasks.c.status == TaskStatus.SUBMITTING.value,
+                not_before,
+                lease_free,
+                *scope,
+            )
+            ids = list(conn.execute(stale.limit(max(1, slots))).scalars())
+            room = max(0, slots - held)
+            if room:
+                queued = (
+                    sa.select(tasks.c.id)
+                    .where(
+                        tasks.c.status == TaskStatus.QUEUED.value,
+                        not_before,
+                        lease_free,
+                        *scope,
+                    )
+                    .order_by(tasks.c.id)
+                    .limit(room)
+                )
+                ids += list(conn.execute(queued).scalars())
+            if not ids:
+                return []
+            claim = (
+                tasks.update()
+                .where(tasks.c.id.in_(ids))
+                .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms)
+                .returning(*tasks.c)
+            )
+            rows = [task_row(m) for m in conn.execute(claim).mappings()]
+        rows.sort(key=lambda r: r.id)
+        return rows
+
+    def mark_submitting(self, task_id: int, now_ms: int) -> TaskRow:
+        """Record the intent to POST (committed before it is sent)."""
+        with self._unit.write() as conn:
+            row = lock_task(conn, task_id)
+            status = TaskStatus(row["status"])
+            if status not in (TaskStatus.QUEUED, TaskStatus.SUBMITTING):
+                raise StoreError(f"task {task_id} is {status}, not queued")
+            values: dict[str, Any] = {"submit_attempts": row["submit_attempts"] + 1}
+            if status is TaskStatus.SUBMITTING:
+                return task_row(update_task(conn, task_id, values))
+            after, _ = change_status(
+                conn,
+                row,
+                TaskStatus.SUBMITTING,
+                now_ms,
+                "local",
+                {},
+                old=status,
+                values=values,
+            )
+            return task_row(after)
+
+    def mark_submitted(
+        self, task_id: int, task: Snapshot, now_ms: int, next_poll_ms: int
+    ) -> Change | None:
+        """Store what Kling answered of a create (or a lookup of one); the lease is
+        released.
+
+        Whatever status the answer holds is recorded with all it obliges, as a poll's
+        would be: a task found already ``succeed`` (its create's answer was lost, the
+        process restarted, Kling finished meanwhile) owes its files at once.
+        """
+        with self._unit.write() as conn:
+            row = lock_task(conn, task_id)
+            old = TaskStatus(row["status"])
+            new = task.status
+            payload = wire(task)
+            values = observed_values(task, now_ms) | {
+                "lease_owner": None,
+                "lease_until_ms": None,
+                "next_poll_ms": next_poll_ms,
+            }
+            if new is None:
+                # Kling took the task but named its state oddly: watch it as submitted.
+                record_event(conn, row, now_ms, "submit", "drift", old, None, payload)
+                new = TaskStatus.SUBMITTED
+            verdict = judge(
+                old, row["kling_updated_ms"], new, kling_ms(task.updated_ms, now_ms)
+            )
+            if verdict != Verdict.APPLY:
+                if old in TERMINAL:
+                    values.pop("next_poll_ms")
+                update_task(conn, task_id, values)
+                return None
+            after, event_id = change_status(
+                conn, row, new, now_ms, "submit", payload, old=old, values=values
+            )
+            return Change(task_row(after), old, new, event_id)
+
+    def requeue(
+        self, task_id: int, now_ms: int, not_before_ms: int, reason: str
+    ) -> None:
+        """Put a task back in the queue (1303, or an ambiguous create found absent)."""
+        with self._unit.write() as conn:
+            row = lock_task(conn, task_id)
+            old = TaskStatus(row["status"])
+            if old not in (TaskStatus.QUEUED, TaskStatus.SUBMITTING):
+                raise StoreError(f"task {task_id} is {old}, it cannot be requeued")
+            values: dict[str, Any] = {
+                "next_poll_ms": not_before_ms,
+                "lease_owner": None,
+                "lease_until_ms": None,
+                "last_error": reason,
+            }
+            if old is TaskStatus.QUEUED:
+                update_task(conn, task_id, values)
+                return
+            payload = {"reason": reason, "not_before_ms": not_before_ms}
+            # status_values leaves next_poll_ms alone for a queued task: it stays.
+            change_status(
+                conn,
+                row,
+                TaskStatus.QUEUED,
+                now_ms,
+                "local",
+                payload,
+                old=old,
+                values=values,
+            )
+
+    def reject(
+        self, task_id: int, now_ms: int, message: str, code: int | None
+    ) -> Change:
+        """Kling refused the create: final, nothing billed."""
+        with self._unit.write() as conn:
+            row = lock_task(conn, task_id)
+            old = TaskStatus(row["status"])
+            if old in TERMINAL:
+                raise StoreError(f"task {task_id} is already {old}")
+            new = TaskStatus.REJECTED
+            values = {
+                "status_msg": message,
+                "last_error": message if code is None else f"{code}: {message}",
+            }
+            payload = {"message": message, "code": code}
+            after, event_id = change_status(
+                conn,
+                row,
+                new,
+                now_ms,
+                "local",
+                payload,
+                old=old,
+                kind="rejected",
+                values=values,
+            )
+            return Change(task_row(after), old, new, event_id)
+
+    def cancel_tasks(
+        self, ids: Sequence[int], now_ms: int, reason: str = "cancelled by the user"
+    ) -> Cancellation:
+        """Cancel every task of ``ids`` that was never sent; say what became of each.
+
+        Unknown ids are skipped. All of it is one transaction, holding the lock
+        :meth:`claim_submissions` takes, so no claim can slip between the look and
+        the write.
+        """
+        if not ids:
+            return Cancellation()
+        with self._unit.write() as conn:
+            return cancel(
+                conn, self._unit.dialect, ids, now_ms, reason, slot_lock=SLOT_LOCK
+            )
+
+    def lock_tasks(self, ids: Sequence[int]) -> None:
+        """Lock these tasks for the rest of the transaction, in id order.
+
+        A transaction that then writes them in any other order waits on nobody
+        holding one while wanting another: every multi-task writer takes its task
+        locks in id order (PostgreSQL; SQLite lets one writer in at a time).
+        """
+        if ids:
+            self._unit.dialect.lock_joined(
+                self._unit.write, _LOCK_IDS, {"ids": sorted(set(ids))}
+            )
+
+
+def _record_adopted(
+    conn: sa.Connection, batch_id: int, adopted: Mapping[int, NewTask], now_ms: int
+) -> None:
+    """The status each adopted task (by ``seq``) came in with, as a change from
+    nothing: its event, and its files when it has succeeded already."""
+    pending = Pending()
+    found = conn.execute(
+        sa.select(tasks).where(
+            tasks.c.batch_id == batch_id, tasks.c.seq.in_(list(adopted))
+        )
+    ).mappings()
+    for m in found:
+        row = dict(m)
+        task = adopted[row["seq"]].task
+        assert task is not None  # noqa: S101 - only adopted tasks are in the map
+        status = TaskStatus(row["status"])
+        pending.change(row, status, now_ms, "local", wire(task), old=None)
+    pending.flush(conn)
