@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from klingmon.api._auth import ApiKeyAuth, JwtAuth
+from klingmon.api._capabilities import (
+    CAPABILITIES,
+    Capability,
+    capability_warnings,
+    model_of,
+)
 from klingmon.api._client import DEFAULT_BASE_URL, AsyncKlingClient, KlingClient
+from klingmon.api._endpoints import (
+    Generation,
+    ModelPath,
+    generation_of,
+    model_path,
+)
 from klingmon.api._models import (
+    Audio,
     Envelope,
     Image,
     ParentVideo,
@@ -13,8 +26,8 @@ from klingmon.api._models import (
     TaskResult,
     Video,
     WatermarkInfo,
+    legacy_cost,
     parse_status,
-    snapshot,
 )
 from klingmon.api._requests import (
     ENDPOINTS,
@@ -27,27 +40,50 @@ from klingmon.api._requests import (
     VideoExtendRequest,
     build_request,
     encode_image,
+    place_fields,
     resolve_endpoint,
 )
 from klingmon.api._retry import RetryPolicy
+from klingmon.api._tasks import AnyTask, generation_of_body, parse_task, snapshot_of
+from klingmon.api._wire2026 import (
+    Charge,
+    Output,
+    Task2026,
+    TaskPage,
+    cost_of_billing,
+    snapshot2026,
+)
+
+#: Either generation's task in klingmon's words (the name the engine imports).
+snapshot = snapshot_of
 
 __all__ = [
+    "CAPABILITIES",
     "DEFAULT_BASE_URL",
     "ENDPOINTS",
+    "AnyTask",
     "ApiKeyAuth",
     "AsyncKlingClient",
+    "Audio",
     "CameraConfig",
     "CameraControl",
+    "Capability",
+    "Charge",
     "Envelope",
+    "Generation",
     "GenericRequest",
     "Image",
     "Image2VideoRequest",
     "JwtAuth",
     "KlingClient",
+    "ModelPath",
+    "Output",
     "ParentVideo",
     "RetryPolicy",
     "Task",
+    "Task2026",
     "TaskInfo",
+    "TaskPage",
     "TaskRequest",
     "TaskResult",
     "Text2VideoRequest",
@@ -55,8 +91,19 @@ __all__ = [
     "VideoExtendRequest",
     "WatermarkInfo",
     "build_request",
+    "capability_warnings",
+    "cost_of_billing",
     "encode_image",
+    "generation_of",
+    "generation_of_body",
+    "legacy_cost",
+    "model_of",
+    "model_path",
     "parse_status",
+    "parse_task",
+    "place_fields",
     "resolve_endpoint",
     "snapshot",
+    "snapshot2026",
+    "snapshot_of",
 ]
