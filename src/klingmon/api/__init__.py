@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from klingmon.api._auth import ApiKeyAuth, JwtAuth
+from klingmon.api._auth import (
+    ApiKeyAuth,
+    GenerationAuth,
+    JwtAuth,
+    check_auth,
+    generation_of_request,
+)
 from klingmon.api._capabilities import (
     CAPABILITIES,
     Capability,
     capability_warnings,
     model_of,
 )
-from klingmon.api._client import DEFAULT_BASE_URL, AsyncKlingClient, KlingClient
+from klingmon.api._client import (
+    DEFAULT_BASE_URL,
+    AsyncKlingClient,
+    KlingClient,
+    TaskQuery,
+)
 from klingmon.api._endpoints import (
     Generation,
     ModelPath,
@@ -29,6 +40,7 @@ from klingmon.api._models import (
     legacy_cost,
     parse_status,
 )
+from klingmon.api._protocol2026 import TASKS_PATH
 from klingmon.api._requests import (
     ENDPOINTS,
     CameraConfig,
@@ -61,6 +73,7 @@ __all__ = [
     "CAPABILITIES",
     "DEFAULT_BASE_URL",
     "ENDPOINTS",
+    "TASKS_PATH",
     "AnyTask",
     "ApiKeyAuth",
     "AsyncKlingClient",
@@ -71,6 +84,7 @@ __all__ = [
     "Charge",
     "Envelope",
     "Generation",
+    "GenerationAuth",
     "GenericRequest",
     "Image",
     "Image2VideoRequest",
@@ -84,6 +98,7 @@ __all__ = [
     "Task2026",
     "TaskInfo",
     "TaskPage",
+    "TaskQuery",
     "TaskRequest",
     "TaskResult",
     "Text2VideoRequest",
@@ -92,10 +107,12 @@ __all__ = [
     "WatermarkInfo",
     "build_request",
     "capability_warnings",
+    "check_auth",
     "cost_of_billing",
     "encode_image",
     "generation_of",
     "generation_of_body",
+    "generation_of_request",
     "legacy_cost",
     "model_of",
     "model_path",

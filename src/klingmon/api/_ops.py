@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import httpx
 
 from klingmon.api import _protocol as proto
+from klingmon.api import _protocol2026 as proto26
+from klingmon.api._endpoints import Generation, generation_of
 from klingmon.api._retry import (
     RetryPolicy,
     create_not_created,
@@ -42,11 +44,13 @@ from klingmon.errors import (
 if TYPE_CHECKING:
     import builtins
     import random
-    from collections.abc import Callable, Generator, Mapping
+    from collections.abc import Callable, Generator, Mapping, Sequence
 
     from klingmon._clock import Clock
     from klingmon.api._models import Envelope, Task
     from klingmon.api._requests import TaskRequest
+    from klingmon.api._tasks import AnyTask
+    from klingmon.api._wire2026 import Task2026, TaskPage
 
 __all__ = ["Action", "Operations", "Outcome", "Send", "Sleep"]
 
@@ -54,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 #: Consecutive sightings of an undocumented status before a wait gives up.
 DRIFT_SIGHTINGS = 3
+#: Ids per ``GET /tasks`` until Kling refuses a batch (the limit is unconfirmed).
+TASKS_BATCH_SIZE = 100
+#: HTTP statuses with which a server may refuse a batch that is too long.
+_TOO_LONG = frozenset({400, 413, 414})
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +126,11 @@ class Operations:
         retry: RetryPolicy,
         clock: Clock,
         rng: random.Random,
+        tasks_batch_size: int = TASKS_BATCH_SIZE,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: Ids per ``GET /tasks``; shrinks when Kling refuses a long batch.
+        self.tasks_batch_size = max(1, tasks_batch_size)
         self.timeout = timeout
         self.retry = retry
         self.clock = clock
@@ -185,12 +196,21 @@ class Operations:
         *,
         external_task_id: str | None = None,
         deadline: float | None = None,
-    ) -> Generator[Action, Outcome, Task]:
-        """One task by Kling's id (path) or by our external id."""
+    ) -> Generator[Action, Outcome, AnyTask]:
+        """One task by Kling's id or by our external id, on either generation.
+
+        A new-generation path asks ``GET /tasks``; a task missing from its answer
+        is :class:`TaskNotFoundError`, as a legacy 404 is.
+        """
         if (task_id is None) == (external_task_id is None):
             raise RequestValidationError(
                 "give exactly one of task_id and external_task_id"
             )
+        if generation_of(path) is Generation.V2026:
+            if task_id is not None:
+                return (yield from self._one_2026(task_id, deadline))
+            assert external_task_id is not None  # noqa: S101 - checked above
+            return (yield from self._one_by_external_2026(external_task_id))
         if task_id is not None:
             request = proto.build_get(self.base_url, path, task_id, self.timeout)
             return (
@@ -249,12 +269,17 @@ class Operations:
         *,
         external_task_id: str | None,
         callback_url: str | None,
-    ) -> Generator[Action, Outcome, Task]:
-        """POST a task, never twice blindly: unknown outcomes are looked up first."""
+    ) -> Generator[Action, Outcome, AnyTask]:
+        """POST a task, never twice blindly: unknown outcomes are looked up first.
+
+        The answer is the generation's own task (``Task`` on ``/v1/...`` paths,
+        ``Task2026`` on ``/<family>/<model>``).
+        """
         minted = external_task_id or proto.mint_external_task_id()
         prepared = request.with_ids(external_task_id=minted, callback_url=callback_url)
         ext = prepared.external_task_id or minted
         path = prepared.endpoint_path()
+        new = generation_of(path) is Generation.V2026
         body = prepared.body()
         error: KlingmonError | None = None
         looked_up = False
@@ -265,32 +290,10 @@ class Operations:
             http_request = proto.build_create(self.base_url, path, body, self.timeout)
             outcome = yield Send(http_request)
             _log_exchange(http_request, outcome, attempt)
-            ambiguous = False
-            if isinstance(outcome, httpx.TransportError):
-                error = transport_error(outcome)
-                ambiguous = is_ambiguous_transport(outcome)
-            else:
-                assert outcome is not None  # noqa: S101 - a Send is answered
-                try:
-                    envelope = proto.read_envelope(outcome, self.clock.now())
-                    return proto.task_from(envelope, outcome.status_code)
-                except UnexpectedResponseError as exc:
-                    error = exc
-                    status = exc.status_code
-                    ambiguous = status < 300 or status >= 500
-                    if not ambiguous:
-                        raise
-                except InvalidRequestError as exc:
-                    # A re-POST after a lookup may hit the duplicate-id check of a
-                    # task that was created but not yet visible: look once more.
-                    if not looked_up:
-                        raise
-                    error = exc
-                    ambiguous = True
-                except ApiError as exc:
-                    if not create_not_created(exc):
-                        raise
-                    error = exc
+            verdict = self._create_verdict(outcome, new=new, looked_up=looked_up)
+            if not isinstance(verdict, tuple):
+                return verdict
+            error, ambiguous = verdict
             logger.info(
                 "kling.create_retry",
                 extra={
@@ -302,20 +305,181 @@ class Operations:
             )
             if ambiguous:
                 looked_up = True
-                try:
-                    return (yield from self._by_external(path, ext, None))
-                except TaskNotFoundError:
-                    if isinstance(error, InvalidRequestError):
-                        raise error from None
-                except KlingmonError as lookup_error:
-                    if not is_transient(lookup_error):
-                        raise
-                    raise TransportError(
-                        f"create outcome unknown for external_task_id {ext!r}: "
-                        f"the lookup failed too ({lookup_error.message})"
-                    ) from lookup_error
+                found = yield from self._resolve_create(path, ext, error, new=new)
+                if found is not None:
+                    return found
         assert error is not None  # noqa: S101 - the loop ran at least once
         raise error
+
+    def _create_verdict(
+        self, outcome: Outcome, *, new: bool, looked_up: bool
+    ) -> AnyTask | tuple[KlingmonError, bool]:
+        """The created task, or the error and whether the create may have happened.
+
+        Raises the errors that certainly mean "not created, do not retry".
+        """
+        if isinstance(outcome, httpx.TransportError):
+            return transport_error(outcome), is_ambiguous_transport(outcome)
+        assert outcome is not None  # noqa: S101 - a Send is answered
+        try:
+            envelope = proto.read_envelope(outcome, self.clock.now())
+            if new:
+                return proto26.task2026_from(envelope, outcome.status_code)
+            return proto.task_from(envelope, outcome.status_code)
+        except UnexpectedResponseError as exc:
+            status = exc.status_code
+            if 300 <= status < 500:
+                raise
+            return exc, True
+        except InvalidRequestError as exc:
+            # A re-POST after a lookup may hit the duplicate-id check of a task
+            # that was created but not yet visible: look once more.
+            if not looked_up:
+                raise
+            return exc, True
+        except ApiError as exc:
+            if not create_not_created(exc):
+                raise
+            return exc, False
+
+    def _resolve_create(
+        self, path: str, ext: str, error: KlingmonError, *, new: bool
+    ) -> Generator[Action, Outcome, AnyTask | None]:
+        """Look up a create of unknown outcome by its external id; None if absent."""
+        try:
+            if new:
+                return (yield from self._one_by_external_2026(ext))
+            return (yield from self._by_external(path, ext, None))
+        except TaskNotFoundError:
+            if isinstance(error, InvalidRequestError):
+                raise error from None
+            return None
+        except KlingmonError as lookup_error:
+            if not is_transient(lookup_error):
+                raise
+            raise TransportError(
+                f"create outcome unknown for external_task_id {ext!r}: "
+                f"the lookup failed too ({lookup_error.message})"
+            ) from lookup_error
+
+    # -- new generation: batched and filtered queries --------------------------
+
+    def get_tasks(
+        self,
+        ids: Sequence[str],
+        *,
+        external: bool = False,
+        batch_size: int | None = None,
+        deadline: float | None = None,
+    ) -> Generator[Action, Outcome, builtins.list[Task2026]]:
+        """``GET /tasks`` in batches; unknown ids are simply missing from the answer.
+
+        When Kling refuses a long batch (400, 413, 414) the batch is halved and
+        sent again, and the smaller size is kept for later calls.
+        """
+        wanted = list(dict.fromkeys(i for i in ids if i))
+        size = max(1, min(batch_size or self.tasks_batch_size, self.tasks_batch_size))
+        found: builtins.list[Task2026] = []
+        start = 0
+        while start < len(wanted):
+            chunk = wanted[start : start + size]
+            request = proto26.build_get_tasks(
+                self.base_url, chunk, external=external, timeout=self.timeout
+            )
+            try:
+                found += yield from self._query(
+                    request, self._tasks_answer, deadline=deadline
+                )
+            except (InvalidRequestError, UnexpectedResponseError) as error:
+                if len(chunk) == 1 or error.status_code not in _TOO_LONG:
+                    raise
+                size = max(1, len(chunk) // 2)
+                self.tasks_batch_size = size
+                logger.info(
+                    "kling.tasks_batch_shrunk",
+                    extra={"batch_size": size, **_error_extra(error)},
+                )
+                continue
+            start += len(chunk)
+        return found
+
+    def _tasks_answer(self, response: httpx.Response) -> builtins.list[Task2026]:
+        envelope = proto.read_envelope(response, self.clock.now())
+        return proto26.tasks2026_from(envelope, response.status_code)
+
+    def _one_by_external_2026(
+        self, external_task_id: str
+    ) -> Generator[Action, Outcome, Task2026]:
+        tasks = yield from self.get_tasks([external_task_id], external=True)
+        for task in tasks:
+            if task.external_id in (None, external_task_id):
+                return task
+        raise proto.not_found(external_task_id)
+
+    def _one_2026(
+        self, task_id: str, deadline: float | None
+    ) -> Generator[Action, Outcome, Task2026]:
+        tasks = yield from self.get_tasks([task_id], deadline=deadline)
+        for task in tasks:
+            if task.id == task_id:
+                return task
+        raise proto.not_found(task_id)
+
+    def query_tasks(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        product_types: Sequence[str] = (),
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Generator[Action, Outcome, TaskPage]:
+        """One page of ``POST /tasks``: tasks in a window with these statuses."""
+        request = proto26.build_query_tasks(
+            self.base_url,
+            statuses=statuses,
+            product_types=product_types,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            cursor=cursor,
+            limit=limit,
+            timeout=self.timeout,
+        )
+
+        def parse(response: httpx.Response) -> TaskPage:
+            envelope = proto.read_envelope(response, self.clock.now())
+            return proto26.page_from(envelope, response.status_code)
+
+        return (yield from self._query(request, parse))
+
+    def query_all(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        product_types: Sequence[str] = (),
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 500,
+        max_pages: int = 1000,
+    ) -> Generator[Action, Outcome, builtins.list[Task2026]]:
+        """Every task of the window, paging by cursor until ``has_more`` is false."""
+        found: builtins.list[Task2026] = []
+        cursor: str | None = None
+        for _ in range(max_pages):
+            page = yield from self.query_tasks(
+                statuses=statuses,
+                product_types=product_types,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                cursor=cursor,
+                limit=limit,
+            )
+            found += page.result
+            if not page.has_more or not page.next_cursor or page.next_cursor == cursor:
+                break
+            cursor = page.next_cursor
+        return found
 
     # -- wait --------------------------------------------------------------------
 
@@ -325,11 +489,11 @@ class Operations:
         *,
         task_id: str | None,
         external_task_id: str | None,
-        known: Task | None,
+        known: AnyTask | None,
         timeout: float,
         poll_interval: float,
         max_interval: float,
-    ) -> Generator[Action, Outcome, Task]:
+    ) -> Generator[Action, Outcome, AnyTask]:
         """Poll until the task ends; the interval grows, transient errors pass."""
         ref = task_id or external_task_id or "?"
         if known is not None and known.status in (
@@ -367,12 +531,14 @@ class Operations:
                     )
             remaining = deadline - self.clock.now()
             if remaining <= 0:
-                raise WaitTimeoutError(ref, timeout, last)
+                # errors.py names the legacy Task; a Task2026 reads the same way.
+                raise WaitTimeoutError(ref, timeout, cast("Task | None", last))
             delay = poll_delay(poll, self.rng, first=poll_interval, cap=max_interval)
             yield Sleep(min(delay, remaining))
 
 
-def _finished(task: Task) -> Task:
+def _finished(task: AnyTask) -> AnyTask:
     if task.status is TaskStatus.FAILED:
-        raise TaskFailedError(task)
+        # errors.py names the legacy Task; a Task2026 has the same reading names.
+        raise TaskFailedError(cast("Task", task))
     return task
