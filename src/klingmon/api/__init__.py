@@ -29,6 +29,7 @@ from klingmon.api._endpoints import (
 )
 from klingmon.api._models import (
     Audio,
+    BalanceDeduction,
     Envelope,
     Image,
     ParentVideo,
@@ -58,8 +59,10 @@ from klingmon.api._requests import (
 from klingmon.api._retry import RetryPolicy
 from klingmon.api._tasks import AnyTask, generation_of_body, parse_task, snapshot_of
 from klingmon.api._wire2026 import (
+    AccountCosts,
     Charge,
     Output,
+    ResourcePack,
     Task2026,
     TaskPage,
     cost_of_billing,
@@ -74,10 +77,12 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "ENDPOINTS",
     "TASKS_PATH",
+    "AccountCosts",
     "AnyTask",
     "ApiKeyAuth",
     "AsyncKlingClient",
     "Audio",
+    "BalanceDeduction",
     "CameraConfig",
     "CameraControl",
     "Capability",
@@ -93,6 +98,7 @@ __all__ = [
     "ModelPath",
     "Output",
     "ParentVideo",
+    "ResourcePack",
     "RetryPolicy",
     "Task",
     "Task2026",

@@ -15,6 +15,7 @@ from klingmon.domain import KLING_STATUSES, Cost, Snapshot, TaskStatus
 
 __all__ = [
     "Audio",
+    "BalanceDeduction",
     "Envelope",
     "Image",
     "ParentVideo",
@@ -113,6 +114,13 @@ class TaskResult(_Wire):
         return [] if value is None else value
 
 
+class BalanceDeduction(_Wire):
+    """Cash charged to a balance account: the discounted quota and the list price."""
+
+    quota: str | None = None
+    list_price: str | None = None
+
+
 class WatermarkInfo(_Wire):
     enabled: bool | None = None
 
@@ -129,7 +137,8 @@ class Task(_Wire):
     created_at: int | None = None
     updated_at: int | None = None
     final_unit_deduction: str | None = None
-    final_balance_deduction: str | None = None
+    #: ``{quota, list_price}`` in the callback schema; a plain amount is taken too.
+    final_balance_deduction: BalanceDeduction | str | None = None
     watermark_info: WatermarkInfo | None = None
 
     @field_validator("task_info", "task_result", mode="before")
@@ -181,9 +190,13 @@ def _units(raw: str | None) -> float | None:
 
 def legacy_cost(task: Task) -> Cost | None:
     """``final_unit_deduction`` and ``final_balance_deduction`` as one cost record."""
+    balance = task.final_balance_deduction
+    if isinstance(balance, BalanceDeduction):
+        cash, list_price = _units(balance.quota), _units(balance.list_price)
+    else:
+        cash, list_price = _units(balance), None
     cost = Cost(
-        units=_units(task.final_unit_deduction),
-        cash=_units(task.final_balance_deduction),
+        units=_units(task.final_unit_deduction), cash=cash, list_price=list_price
     )
     return None if cost.is_empty else cost
 

@@ -19,8 +19,10 @@ from klingmon.api._models import parse_status
 from klingmon.domain import Cost, Snapshot, TaskStatus
 
 __all__ = [
+    "AccountCosts",
     "Charge",
     "Output",
+    "ResourcePack",
     "Task2026",
     "TaskPage",
     "cost_of_billing",
@@ -157,6 +159,33 @@ class TaskPage(_Wire):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if value in ("", None) else value
+
+
+class ResourcePack(_Wire):
+    """One resource pack of ``GET /account/costs`` (counts may lag by hours)."""
+
+    resource_pack_name: str | None = None
+    resource_pack_id: str | None = None
+    #: ``decreasing_total`` or ``constant_period``.
+    resource_pack_type: str | None = None
+    total_quantity: float | None = None
+    remaining_quantity: float | None = None
+    purchase_time: int | None = None
+    effective_time: int | None = None
+    invalid_time: int | None = None
+    #: ``toBeOnline``, ``online``, ``expired``, ``runOut``.
+    status: str | None = None
+
+
+class AccountCosts(_Wire):
+    """``data`` of ``GET /account/costs``; an account without packs has no list."""
+
+    resource_pack_subscribe_infos: list[ResourcePack] = Field(default_factory=list)
+
+    @field_validator("resource_pack_subscribe_infos", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
 
 
 def _amount(raw: str | None) -> float | None:
