@@ -33,6 +33,7 @@ ENDPOINTS: dict[str, str] = {
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _NEW_PATH = re.compile(rf"^/({_SEGMENT})/({_SEGMENT})$")
 _LEGACY_PATH = re.compile(r"^/v1(/[A-Za-z0-9._-]+)+$")
+_NEW_SEGMENTS = re.compile(rf"^(/{_SEGMENT})+$")
 #: Paths of the new generation that are no ``/<family>/<model>`` create.
 _NEW_SERVICE_FAMILIES = frozenset({"tasks", "account"})
 
@@ -82,12 +83,16 @@ def model_path(endpoint: str) -> ModelPath | None:
 def generation_of(endpoint: str) -> Generation:
     """The generation an endpoint belongs to; a malformed path is refused.
 
-    ``/v1/...`` (or a short name) is legacy; ``/<family>/<model>`` is the new one.
+    ``/v1/...`` (or a short name) is legacy; ``/<family>/<model>`` is the new one,
+    and so are its query and account paths (``/tasks``, ``/account/costs``).
     """
     path = resolve_endpoint(endpoint)
     if _LEGACY_PATH.match(path):
         return Generation.LEGACY
-    if model_path(path) is not None:
+    first = path.strip("/").split("/", 1)[0]
+    if model_path(path) is not None or (
+        first in _NEW_SERVICE_FAMILIES and _NEW_SEGMENTS.match(path)
+    ):
         return Generation.V2026
     raise RequestValidationError(
         f"endpoint {endpoint!r} is neither a legacy /v1/... path "

@@ -292,9 +292,11 @@ class GenericRequest(BaseModel):
     @classmethod
     def _known_shape(cls, value: str) -> str:
         try:
-            generation_of(value)
+            generation = generation_of(value)
         except RequestValidationError as exc:
             raise ValueError(exc.message) from None
+        if generation is Generation.V2026 and model_path(value) is None:
+            raise ValueError(f"{value!r} is a query path, not a task path")
         return resolve_endpoint(value)
 
     @model_validator(mode="after")
