@@ -10,6 +10,8 @@ import json
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from klingmon.api import (
     AccountCosts,
@@ -518,3 +520,36 @@ def test_account_costs_with_and_without_packs():
         97.0,
         "online",
     )
+
+
+# -- leniency, as properties ------------------------------------------------------
+
+_ids = st.one_of(
+    st.integers(min_value=0, max_value=2**63), st.text(min_size=1, max_size=20)
+)
+_extra = st.dictionaries(
+    st.text(min_size=1, max_size=8).filter(
+        lambda k: k not in Task2026.model_fields and k not in ("status", "task_id")
+    ),
+    st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans()),
+    max_size=4,
+)
+
+
+@given(task_id=_ids, status=st.text(max_size=12), extra=_extra)
+def test_any_new_task_with_id_and_status_parses(task_id, status, extra):
+    """Ids as numbers or strings, any status, unknown fields: parsed and kept."""
+    snap = snapshot_of({"id": task_id, "status": status, **extra})
+    assert snap.task_id == str(task_id)
+    assert snap.raw_status == status
+    assert snap.status is None or snap.status in TaskStatus
+    for key, value in extra.items():
+        assert snap.wire.get(key, value) == value
+
+
+@given(task_id=_ids, status=st.sampled_from(["submitted", "processing", "succeed"]))
+def test_any_legacy_task_with_id_and_status_parses(task_id, status):
+    """The legacy adapter takes numeric ids too."""
+    snap = snapshot_of({"task_id": task_id, "task_status": status})
+    assert snap.task_id == str(task_id)
+    assert snap.status == TaskStatus(status)
