@@ -239,7 +239,7 @@ class _BaseClient:
         self.check_endpoint(path)
         found: dict[str, Snapshot] = {}
         if generation_of(path) is Generation.V2026:
-            tasks = yield from self._ops.get_tasks(
+            tasks = yield from self._ops.tasks2026.get_tasks(
                 ids, external=external, batch_size=batch_size
             )
             for task in tasks:
@@ -294,7 +294,7 @@ class _BaseClient:
 
     def _query_op(self, query: TaskQuery) -> Generator[Action, Outcome, TaskPage]:
         self.check_endpoint(TASKS_PATH)
-        return self._ops.query_tasks(
+        return self._ops.tasks2026.query_tasks(
             statuses=query.statuses,
             product_types=query.product_types,
             since_ms=query.since_ms,
@@ -307,7 +307,7 @@ class _BaseClient:
         self, query: TaskQuery, max_pages: int
     ) -> Generator[Action, Outcome, builtins.list[Task2026]]:
         self.check_endpoint(TASKS_PATH)
-        return self._ops.query_all(
+        return self._ops.tasks2026.query_all(
             statuses=query.statuses,
             product_types=query.product_types,
             since_ms=query.since_ms,
@@ -320,7 +320,9 @@ class _BaseClient:
         self, ids: Sequence[str], external: bool, batch_size: int | None
     ) -> Generator[Action, Outcome, builtins.list[Task2026]]:
         self.check_endpoint(TASKS_PATH)
-        return self._ops.get_tasks(ids, external=external, batch_size=batch_size)
+        return self._ops.tasks2026.get_tasks(
+            ids, external=external, batch_size=batch_size
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, auth={self.auth!r})"

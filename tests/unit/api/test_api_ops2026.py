@@ -76,7 +76,7 @@ def test_get_tasks_batches_and_skips_unknown_ids(ops, clock):
     """Ten ids go in batches of four; unknown ones are simply missing."""
     known = {str(i): new_task(str(i)) for i in range(10) if i % 3}
     value, sent = drive(
-        ops.get_tasks([str(i) for i in range(10)]),
+        ops.tasks2026.get_tasks([str(i) for i in range(10)]),
         [tasks_known(known)] * 3,
         clock,
     )
@@ -87,7 +87,9 @@ def test_get_tasks_batches_and_skips_unknown_ids(ops, clock):
 
 def test_get_tasks_unknown_only_is_an_empty_answer(ops, clock):
     """An answer of ``data: []`` is no error."""
-    value, _ = drive(ops.get_tasks(["nope"]), [answer(200, envelope([]))], clock)
+    value, _ = drive(
+        ops.tasks2026.get_tasks(["nope"]), [answer(200, envelope([]))], clock
+    )
     assert value == []
 
 
@@ -95,12 +97,12 @@ def test_a_refused_long_batch_shrinks_and_stays_shrunk(ops, clock):
     """A 400 on a long batch halves it; the smaller size is kept afterwards."""
     known = {str(i): new_task(str(i)) for i in range(6)}
     refuse = refuse_longer_than(2, known)
-    value, sent = drive(ops.get_tasks(list(known)), [refuse] * 5, clock)
+    value, sent = drive(ops.tasks2026.get_tasks(list(known)), [refuse] * 5, clock)
     assert [t.id for t in value] == list(known)
     sizes = [len(r.url.params["task_ids"].split(",")) for r in sent]
     assert sizes == [4, 2, 2, 2]
-    assert ops.tasks_batch_size == 2
-    _, sent = drive(ops.get_tasks(["0", "1", "2"]), [refuse] * 2, clock)
+    assert ops.tasks2026.batch_size == 2
+    _, sent = drive(ops.tasks2026.get_tasks(["0", "1", "2"]), [refuse] * 2, clock)
     assert [len(r.url.params["task_ids"].split(",")) for r in sent] == [2, 1]
 
 
@@ -108,14 +110,14 @@ def test_a_refused_single_id_is_raised(ops, clock):
     """A 400 for one id is no "too long": it is raised, loudly."""
     bad = answer(400, envelope(code=1201, message="task_ids is invalid"))
     with pytest.raises(InvalidRequestError):
-        drive(ops.get_tasks(["x"]), [bad], clock)
+        drive(ops.tasks2026.get_tasks(["x"]), [bad], clock)
 
 
 def test_get_tasks_by_external_ids(ops, clock):
     """external=True asks ``external_task_ids=``."""
     data = [new_task("1", external_id="km-a")]
     value, sent = drive(
-        ops.get_tasks(["km-a", "km-b"], external=True),
+        ops.tasks2026.get_tasks(["km-a", "km-b"], external=True),
         [answer(200, envelope(data))],
         clock,
     )
@@ -140,7 +142,9 @@ def test_query_all_pages_by_cursor(ops, clock):
         {"count": 0, "has_more": False},
     ]
     value, sent = drive(
-        ops.query_all(statuses=["submitted", "processing"], since_ms=1, until_ms=2),
+        ops.tasks2026.query_all(
+            statuses=["submitted", "processing"], since_ms=1, until_ms=2
+        ),
         [answer(200, envelope(p)) for p in pages],
         clock,
     )
@@ -159,7 +163,7 @@ def test_query_all_pages_by_cursor(ops, clock):
 def test_query_tasks_filters_product_type(ops, clock):
     """A product_type filter is sent beside the status one."""
     _, sent = drive(
-        ops.query_tasks(product_types=["image"], limit=10),
+        ops.tasks2026.query_tasks(product_types=["image"], limit=10),
         [answer(200, envelope({"count": 0, "has_more": False}))],
         clock,
     )
