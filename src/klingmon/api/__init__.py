@@ -1,4 +1,4 @@
-"""The Kling API client: auth, wire models, typed requests, sync and async clients."""
+"""The Kling API client: auth per generation, both wire adapters, requests, clients."""
 
 from __future__ import annotations
 
