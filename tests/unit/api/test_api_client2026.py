@@ -118,6 +118,10 @@ class FakeKling:
         self.seen.append(request)
         assert request.headers["Authorization"] == "Bearer key-1"
         if request.method == "GET" and request.url.path == "/tasks":
+            if "external_task_ids" in request.url.params:
+                wanted = request.url.params["external_task_ids"].split(",")
+                data = [t for t in self.tasks.values() if t["external_id"] in wanted]
+                return httpx.Response(200, json=envelope(data))
             ids = request.url.params["task_ids"].split(",")
             data = [self.tasks[i] for i in ids if i in self.tasks]
             return httpx.Response(200, json=envelope(data))
@@ -182,3 +186,20 @@ async def test_async_client_fetches_too(clock):
         found = await client.fetch(NEW, ["7"])
         assert found["7"].status is TaskStatus.FAILED
         assert found["7"].message == "moderation"
+
+
+def test_fetch_external_and_wait_snapshot(clock):
+    """Lookup by external ids keys Snapshots by them; wait_snapshot ends on success."""
+    kling = FakeKling()
+    kling.tasks["5"] = _new_task("5", "succeeded", external_id="km-5")
+    with KlingClient(
+        api_key="key-1",
+        base_url="https://k",
+        transport=httpx.MockTransport(kling),
+        clock=clock,
+    ) as client:
+        found = client.fetch_external(NEW, ["km-5", "km-unknown"])
+        assert list(found) == ["km-5"]
+        assert found["km-5"].task_id == "5"
+        assert client.wait_snapshot(NEW, "5").status is TaskStatus.SUCCEED
+        assert client.fetch_one(NEW, external_task_id="km-5").task_id == "5"
