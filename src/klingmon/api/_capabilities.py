@@ -118,9 +118,19 @@ def duration_refusal(model: str, value: Any) -> str | None:
     if capability is None or not capability.documented or capability.durations is None:
         return None
     if seconds is None or seconds not in capability.durations:
-        allowed = ", ".join(str(s) for s in sorted(capability.durations))
-        return f"{model} takes a duration of {allowed} seconds"
+        return _should_be(sorted(capability.durations))
     return None
+
+
+def _should_be(allowed: list[int]) -> str:
+    """Pydantic's words for a choice (``Input should be '5' or '10'``)."""
+    low, high = allowed[0], allowed[-1]
+    if len(allowed) > 3 and allowed == list(range(low, high + 1)):
+        return f"Input should be a whole number of seconds from '{low}' to '{high}'"
+    quoted = [f"'{s}'" for s in allowed]
+    if len(quoted) == 1:
+        return f"Input should be {quoted[0]}"
+    return f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def capability_warnings(endpoint: str, body: Mapping[str, Any]) -> list[str]:
