@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -24,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from klingmon.api._capabilities import (
     LEGACY_DEFAULT_MODEL,
@@ -92,9 +94,83 @@ def encode_image(value: str | Path) -> str:
     return value
 
 
+#: Inputs that belong to one typed endpoint: on another one they are a mistake.
+_INPUT_FIELDS = frozenset(
+    {"image", "image_tail", "static_mask", "dynamic_masks", "video_id"}
+)
+#: Names a batch row carries beside the body (a typo of one is a typo too).
+_ROW_FIELDS = ("endpoint",)
+_TYPO_CUTOFF = 0.8
+
+
 class _Request(BaseModel):
-    # Unknown fields pass through to Kling: newer models take fields we never saw.
+    # Unknown fields pass through to Kling: newer models take fields we never saw
+    # (voice_list, multi_shot, element_list, ...). Only a likely mistake is
+    # refused, as pydantic's own "extra_forbidden": a close misspelling of a known
+    # field, another endpoint's input, or a name that is no identifier at all.
     model_config = ConfigDict(extra="allow", frozen=True)
+
+    @classmethod
+    def likely_mistakes(cls, data: dict[Any, Any]) -> list[Any]:
+        """The keys of ``data`` that are almost surely not meant for Kling."""
+        own = set(cls.model_fields)
+        known = (*own, *_ROW_FIELDS)
+        return [
+            name
+            for name in data
+            if name not in own
+            and (
+                not isinstance(name, str)
+                or not name.isidentifier()
+                or name in _INPUT_FIELDS
+                or difflib.get_close_matches(
+                    name.lower(), known, n=1, cutoff=_TYPO_CUTOFF
+                )
+            )
+        ]
+
+    @classmethod
+    def model_validate(
+        cls,
+        obj: Any,
+        *,
+        strict: bool | None = None,
+        extra: Any | None = None,
+        from_attributes: bool | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """Validate, refusing likely mistakes beside any other error of the body."""
+        options: dict[str, Any] = {
+            "strict": strict,
+            "extra": extra,
+            "from_attributes": from_attributes,
+            "context": context,
+            "by_alias": by_alias,
+            "by_name": by_name,
+        }
+        mistakes = cls.likely_mistakes(obj) if isinstance(obj, dict) else []
+        if not mistakes:
+            return super().model_validate(obj, **options)
+        errors: list[InitErrorDetails] = [
+            {"type": "extra_forbidden", "loc": (str(name),), "input": obj[name]}
+            for name in mistakes
+        ]
+        rest = {k: v for k, v in obj.items() if k not in mistakes}
+        try:
+            super().model_validate(rest, **options)
+        except ValidationError as exc:
+            errors += [
+                {
+                    "type": _error_type(e),
+                    "loc": e["loc"],
+                    "input": e.get("input"),
+                    **({"ctx": e["ctx"]} if "ctx" in e else {}),  # type: ignore[typeddict-item]
+                }
+                for e in exc.errors()
+            ]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
 
     #: The legacy path this request is POSTed to.
     path: ClassVar[str] = ""
@@ -247,6 +323,15 @@ SETTINGS_FIELDS = frozenset(
     {"duration", "aspect_ratio", "resolution", "audio", "multi_shot"}
 )
 OPTIONS_FIELDS = frozenset({"callback_url", "external_task_id", "watermark_info"})
+
+
+def _error_type(error: Any) -> Any:
+    """A reported error's type, as ``from_exception_data`` takes it back."""
+    if error["type"] == "value_error":
+        return PydanticCustomError(
+            "value_error", "Value error, {error}", error.get("ctx")
+        )
+    return error["type"]
 
 
 def _check_prompts(where: str, body: dict[str, Any]) -> None:

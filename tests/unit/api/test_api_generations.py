@@ -299,3 +299,19 @@ def test_new_duration_outside_the_docs_warns():
         "/text-to-video/kling-3.0", {"prompt": "p", "duration": "16"}
     ).warnings()
     assert any("duration" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"promt": "a fox"}, "promt"),
+        ({"prompt": "p", "durration": "10"}, "durration"),
+        ({"prompt": "p", "image": "https://x/a.png"}, "image"),
+        ({"prompt": "p", "x\ny": 1}, "x\ny"),
+    ],
+)
+def test_only_likely_mistakes_are_refused(fields, name):
+    """A misspelt known field, another endpoint's input, a non-name: refused."""
+    with pytest.raises(RequestValidationError, match="Extra inputs"):
+        build_request("text2video", fields)
+    assert Text2VideoRequest.likely_mistakes(fields) == [name]
