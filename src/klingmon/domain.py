@@ -21,6 +21,7 @@ __all__ = [
     "RESULT_KINDS",
     "TERMINAL",
     "WAITING",
+    "Cost",
     "DownloadState",
     "EventKind",
     "Snapshot",
@@ -137,7 +138,40 @@ class DownloadState(StrEnum):
 #: The lists of a stored result, by the kind of file each holds. A result is stored
 #: as ``{"videos": [{"url": ...}, ...], "images": [...], ...}`` whatever the wire
 #: generation, so the download queue reads one shape.
-RESULT_KINDS = {"videos": "video", "images": "image", "audios": "audio"}
+RESULT_KINDS = {
+    "videos": "video",
+    "images": "image",
+    "audios": "audio",
+    "voices": "voice",
+    "elements": "element",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What Kling charged for one task, whichever generation said it.
+
+    Legacy ``final_unit_deduction`` is ``units`` and ``final_balance_deduction`` is
+    ``cash``; the new generation's ``billing[]`` items add up into the same fields.
+    """
+
+    #: Resource-pack units deducted.
+    units: float | None = None
+    #: Balance deducted (the discounted price), in ``currency``.
+    cash: float | None = None
+    #: ``CNY`` or ``USD``, when Kling said.
+    currency: str | None = None
+    #: The pack the units came from: ``video``, ``image``, ``audio``.
+    package_type: str | None = None
+    #: The undiscounted price of the cash charge.
+    list_price: float | None = None
+    #: ``balance`` or ``test_balance``.
+    cash_type: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """True when Kling named no charge at all."""
+        return self.units is None and self.cash is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +195,12 @@ class Snapshot:
     updated_ms: int | None = None
     #: The result in the stored shape (see ``RESULT_KINDS``); None when there is none.
     result: dict[str, Any] | None = None
-    #: Units Kling charged, when it said.
+    #: Units Kling charged, when it said (the same as ``cost.units``).
     units: float | None = None
     #: The body as Kling sent it, JSON-ready, unknown fields kept (for events).
     wire: dict[str, Any] = field(default_factory=dict)
+    #: Everything Kling charged, units and cash; None when it said nothing.
+    cost: Cost | None = None
 
     @property
     def urls(self) -> list[str]:

@@ -20,6 +20,9 @@ import httpx
 import jwt
 import jwt.warnings
 
+from klingmon.api._endpoints import Generation, generation_of
+from klingmon.errors import ConfigError
+
 if TYPE_CHECKING:
     from collections.abc import Generator
 
@@ -30,7 +33,10 @@ __all__ = [
     "TOKEN_LIFETIME",
     "TOKEN_RENEW_BEFORE",
     "ApiKeyAuth",
+    "GenerationAuth",
     "JwtAuth",
+    "check_auth",
+    "generation_of_request",
 ]
 
 logger = logging.getLogger(__name__)
@@ -164,3 +170,70 @@ class ApiKeyAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "ApiKeyAuth(api_key='***')"
+
+
+def check_auth(endpoint: str, *, has_api_key: bool, has_key_pair: bool) -> None:
+    """Refuse, before anything is stored or sent, an endpoint these credentials lack.
+
+    The new generation takes API keys only: a JWT from an access/secret pair is
+    refused there with 401/1002. Raises :class:`~klingmon.errors.ConfigError`.
+    """
+    generation = generation_of(endpoint)
+    if generation is Generation.V2026 and not has_api_key:
+        what = (
+            "only KLING_ACCESS_KEY/KLING_SECRET_KEY are"
+            if has_key_pair
+            else ("no credentials are")
+        )
+        raise ConfigError(
+            f"{endpoint} is a new-generation Kling endpoint, which takes an API key "
+            f"only; set KLING_API_KEY ({what} configured)"
+        )
+    if generation is Generation.LEGACY and not (has_api_key or has_key_pair):
+        raise ConfigError(
+            "no Kling credentials: set KLING_ACCESS_KEY and KLING_SECRET_KEY, "
+            "or KLING_API_KEY"
+        )
+
+
+def generation_of_request(path: str) -> Generation:
+    """The generation of a request already built: ``/v1/`` anywhere is legacy.
+
+    (A base URL may carry a path prefix, so the segment is looked for anywhere.)
+    """
+    return Generation.LEGACY if "/v1/" in path + "/" else Generation.V2026
+
+
+class GenerationAuth(httpx.Auth):
+    """Each request signed as its generation wants: legacy by ``legacy``, new by key.
+
+    Legacy paths take a JWT or an API key; the new generation (``/<family>/<model>``,
+    ``/tasks``, ``/account/...``) an API key only. A new-generation request without
+    one raises :class:`~klingmon.errors.ConfigError` instead of being sent.
+    """
+
+    requires_response_body = True
+
+    def __init__(self, legacy: httpx.Auth | None, api_key: ApiKeyAuth | None) -> None:
+        if legacy is None and api_key is None:
+            raise ValueError("no credentials")
+        self._legacy = legacy
+        self._api_key = api_key
+
+    def auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        if generation_of_request(request.url.path) is Generation.V2026:
+            if self._api_key is None:
+                raise ConfigError(
+                    f"{request.url.path} is a new-generation Kling endpoint, which "
+                    "takes an API key only; set KLING_API_KEY"
+                )
+            yield from self._api_key.auth_flow(request)
+            return
+        auth = self._legacy if self._legacy is not None else self._api_key
+        assert auth is not None  # noqa: S101 - one of the two is set
+        yield from auth.auth_flow(request)
+
+    def __repr__(self) -> str:
+        return f"GenerationAuth(legacy={self._legacy!r}, api_key={self._api_key!r})"

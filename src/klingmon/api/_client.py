@@ -1,157 +1,36 @@
 """``KlingClient`` and ``AsyncKlingClient``: thin drivers over the shared operations.
 
-All request building, parsing, retrying and waiting lives in :mod:`._ops`; each
-client only carries out the ``Send`` and ``Sleep`` actions, with its own httpx
-client and its own way of sleeping.
+All request building, parsing, retrying and waiting lives in :mod:`._ops`, and the
+operations each method runs are built once in :mod:`._base`; each client only
+carries out the ``Send`` and ``Sleep`` actions, with its own httpx client and its
+own way of sleeping.
 """
 
 from __future__ import annotations
 
-import os
-import random
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
 
-from klingmon._clock import Clock, SystemClock
-from klingmon.api import _protocol as proto
-from klingmon.api._auth import ApiKeyAuth, JwtAuth
-from klingmon.api._models import Task
-from klingmon.api._ops import Action, Operations, Outcome, Send
-from klingmon.api._requests import resolve_endpoint
+from klingmon.api._base import DEFAULT_BASE_URL, TaskQuery, _BaseClient
+from klingmon.api._ops import TASKS_BATCH_SIZE, Action, Outcome, Send
 from klingmon.api._retry import RetryPolicy
-from klingmon.errors import ConfigError
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import Callable, Generator, Mapping
+    import random
+    from collections.abc import Callable, Generator, Mapping, Sequence
     from types import TracebackType
 
+    from klingmon._clock import Clock
+    from klingmon.api._models import Task
     from klingmon.api._requests import TaskRequest
+    from klingmon.api._wire2026 import Task2026, TaskPage
+    from klingmon.domain import Snapshot
 
-__all__ = ["DEFAULT_BASE_URL", "AsyncKlingClient", "KlingClient"]
+__all__ = ["DEFAULT_BASE_URL", "AsyncKlingClient", "KlingClient", "TaskQuery"]
 
 T = TypeVar("T")
-
-DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
-_ENV_ACCESS = "KLING_ACCESS_KEY"
-_ENV_SECRET = "KLING_SECRET_KEY"  # noqa: S105 - the variable's name, not a secret
-_ENV_API_KEY = "KLING_API_KEY"
-_ENV_BASE = "KLING_API_BASE"
-
-
-class _BaseClient:
-    """Configuration and operation set-up shared by both clients."""
-
-    def __init__(
-        self,
-        *,
-        access_key: str | None = None,
-        secret_key: str | None = None,
-        api_key: str | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-        timeout: float = 30.0,
-        retry: RetryPolicy = RetryPolicy(),
-        clock: Clock | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        self._clock: Clock = clock if clock is not None else SystemClock()
-        self.auth: httpx.Auth
-        if access_key and secret_key:
-            self.auth = JwtAuth(access_key, secret_key, self._clock)
-        elif api_key:
-            self.auth = ApiKeyAuth(api_key)
-        else:
-            raise ConfigError(
-                f"no Kling credentials: set {_ENV_ACCESS} and {_ENV_SECRET}, "
-                f"or {_ENV_API_KEY}"
-            )
-        self.base_url = base_url.rstrip("/")
-        #: HTTP requests actually sent, by "create", "get" and "list".
-        self.requests_sent: Counter[str] = Counter()
-        self._ops = Operations(
-            base_url=self.base_url,
-            timeout=timeout,
-            retry=retry,
-            clock=self._clock,
-            rng=rng if rng is not None else random.Random(),
-        )
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> Self:
-        """A client from ``KLING_ACCESS_KEY``/``KLING_SECRET_KEY`` or ``KLING_API_KEY``.
-
-        ``KLING_API_BASE`` sets the base URL; keyword arguments win over the
-        environment.
-        """
-        env: dict[str, Any] = {}
-        access, secret = os.environ.get(_ENV_ACCESS), os.environ.get(_ENV_SECRET)
-        if access and secret:
-            env["access_key"], env["secret_key"] = access, secret
-        elif os.environ.get(_ENV_API_KEY):
-            env["api_key"] = os.environ[_ENV_API_KEY]
-        elif access or secret:
-            missing = _ENV_SECRET if access else _ENV_ACCESS
-            raise ConfigError(f"{missing} is not set ({_ENV_ACCESS} needs both)")
-        if os.environ.get(_ENV_BASE):
-            env["base_url"] = os.environ[_ENV_BASE]
-        return cls(**{**env, **overrides})
-
-    def _count(self, request: httpx.Request) -> None:
-        self.requests_sent[proto.request_kind(request)] += 1
-
-    def _create_op(
-        self,
-        request: TaskRequest,
-        external_task_id: str | None,
-        callback_url: str | None,
-    ) -> Generator[Action, Outcome, Task]:
-        return self._ops.create(
-            request, external_task_id=external_task_id, callback_url=callback_url
-        )
-
-    def _get_op(
-        self, endpoint: str, task_id: str | None, external_task_id: str | None
-    ) -> Generator[Action, Outcome, Task]:
-        path = resolve_endpoint(endpoint)
-        return self._ops.get(path, task_id, external_task_id=external_task_id)
-
-    def _list_op(
-        self,
-        endpoint: str,
-        page: int,
-        page_size: int,
-        only: Callable[[Mapping[str, Any]], bool] | None,
-    ) -> Generator[Action, Outcome, builtins.list[Task]]:
-        return self._ops.list(resolve_endpoint(endpoint), page, page_size, only)
-
-    def _wait_op(
-        self,
-        endpoint: str,
-        *,
-        task: str | Task | None,
-        external_task_id: str | None,
-        timeout: float,
-        poll_interval: float,
-        max_interval: float,
-    ) -> Generator[Action, Outcome, Task]:
-        known = task if isinstance(task, Task) else None
-        task_id = task.task_id if isinstance(task, Task) else task
-        if task_id is not None:
-            external_task_id = None
-        return self._ops.wait(
-            resolve_endpoint(endpoint),
-            task_id=task_id,
-            external_task_id=external_task_id,
-            known=known,
-            timeout=timeout,
-            poll_interval=poll_interval,
-            max_interval=max_interval,
-        )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, auth={self.auth!r})"
 
 
 class KlingClient(_BaseClient):
@@ -169,6 +48,7 @@ class KlingClient(_BaseClient):
         retry: RetryPolicy = RetryPolicy(),
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        tasks_batch_size: int = TASKS_BATCH_SIZE,
     ) -> None:
         super().__init__(
             access_key=access_key,
@@ -179,9 +59,10 @@ class KlingClient(_BaseClient):
             retry=retry,
             clock=clock,
             rng=rng,
+            tasks_batch_size=tasks_batch_size,
         )
         self._http = httpx.Client(
-            auth=self.auth,
+            auth=self._auth,
             transport=transport,
             timeout=timeout,
             event_hooks={"request": [self._count]},
@@ -260,6 +141,102 @@ class KlingClient(_BaseClient):
             )
         )
 
+    # -- either generation, as Snapshots ----------------------------------------
+
+    def submit(
+        self,
+        request: TaskRequest,
+        *,
+        external_task_id: str | None = None,
+        callback_url: str | None = None,
+    ) -> Snapshot:
+        """Create a task of either generation; an unknown outcome is looked up."""
+        return self._run(self._submit_op(request, external_task_id, callback_url))
+
+    def fetch(
+        self,
+        endpoint: str,
+        task_ids: Sequence[str],
+        *,
+        batch_size: int | None = None,
+    ) -> dict[str, Snapshot]:
+        """Snapshots by Kling's ids; an id Kling does not know is simply missing.
+
+        The new generation asks ``GET /tasks?task_ids=`` in batches; the legacy one
+        asks each task's path.
+        """
+        return self._run(
+            self._fetch_op(endpoint, task_ids, external=False, batch_size=batch_size)
+        )
+
+    def fetch_external(
+        self,
+        endpoint: str,
+        external_task_ids: Sequence[str],
+        *,
+        batch_size: int | None = None,
+    ) -> dict[str, Snapshot]:
+        """Snapshots by our external ids (keys); unknown ones are missing."""
+        return self._run(
+            self._fetch_op(
+                endpoint, external_task_ids, external=True, batch_size=batch_size
+            )
+        )
+
+    def fetch_one(
+        self,
+        endpoint: str,
+        task_id: str | None = None,
+        *,
+        external_task_id: str | None = None,
+    ) -> Snapshot:
+        """One task of either generation; TaskNotFoundError when Kling has none."""
+        return self._run(self._fetch_one_op(endpoint, task_id, external_task_id))
+
+    def wait_snapshot(
+        self,
+        endpoint: str,
+        task_id: str | None = None,
+        *,
+        external_task_id: str | None = None,
+        timeout: float = 600,
+        poll_interval: float = 2.0,
+        max_interval: float = 30.0,
+    ) -> Snapshot:
+        """Poll either generation until the task succeeds (or TaskFailedError)."""
+        return self._run(
+            self._wait_snapshot_op(
+                endpoint,
+                task_id,
+                external_task_id,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                max_interval=max_interval,
+            )
+        )
+
+    # -- new generation, wire objects -------------------------------------------
+
+    def get_tasks(
+        self,
+        task_ids: Sequence[str],
+        *,
+        external: bool = False,
+        batch_size: int | None = None,
+    ) -> builtins.list[Task2026]:
+        """``GET /tasks`` in batches (shrunk when Kling refuses a long one)."""
+        return self._run(self._get_tasks_op(task_ids, external, batch_size))
+
+    def query_tasks(self, query: TaskQuery = TaskQuery()) -> TaskPage:
+        """One page of ``POST /tasks``; pass ``page.next_cursor`` for the next."""
+        return self._run(self._query_op(query))
+
+    def query_all(
+        self, query: TaskQuery = TaskQuery(), *, max_pages: int = 1000
+    ) -> builtins.list[Task2026]:
+        """Every task ``POST /tasks`` pages out for the query, by cursor."""
+        return self._run(self._query_all_op(query, max_pages))
+
     def close(self) -> None:
         self._http.close()
 
@@ -290,6 +267,7 @@ class AsyncKlingClient(_BaseClient):
         retry: RetryPolicy = RetryPolicy(),
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        tasks_batch_size: int = TASKS_BATCH_SIZE,
     ) -> None:
         super().__init__(
             access_key=access_key,
@@ -300,9 +278,10 @@ class AsyncKlingClient(_BaseClient):
             retry=retry,
             clock=clock,
             rng=rng,
+            tasks_batch_size=tasks_batch_size,
         )
         self._http = httpx.AsyncClient(
-            auth=self.auth,
+            auth=self._auth,
             transport=transport,
             timeout=timeout,
             event_hooks={"request": [self._acount]},
@@ -379,6 +358,102 @@ class AsyncKlingClient(_BaseClient):
                 max_interval=max_interval,
             )
         )
+
+    # -- either generation, as Snapshots ----------------------------------------
+
+    async def submit(
+        self,
+        request: TaskRequest,
+        *,
+        external_task_id: str | None = None,
+        callback_url: str | None = None,
+    ) -> Snapshot:
+        """Create a task of either generation; an unknown outcome is looked up."""
+        return await self._run(self._submit_op(request, external_task_id, callback_url))
+
+    async def fetch(
+        self,
+        endpoint: str,
+        task_ids: Sequence[str],
+        *,
+        batch_size: int | None = None,
+    ) -> dict[str, Snapshot]:
+        """Snapshots by Kling's ids; an id Kling does not know is simply missing.
+
+        The new generation asks ``GET /tasks?task_ids=`` in batches; the legacy one
+        asks each task's path.
+        """
+        return await self._run(
+            self._fetch_op(endpoint, task_ids, external=False, batch_size=batch_size)
+        )
+
+    async def fetch_external(
+        self,
+        endpoint: str,
+        external_task_ids: Sequence[str],
+        *,
+        batch_size: int | None = None,
+    ) -> dict[str, Snapshot]:
+        """Snapshots by our external ids (keys); unknown ones are missing."""
+        return await self._run(
+            self._fetch_op(
+                endpoint, external_task_ids, external=True, batch_size=batch_size
+            )
+        )
+
+    async def fetch_one(
+        self,
+        endpoint: str,
+        task_id: str | None = None,
+        *,
+        external_task_id: str | None = None,
+    ) -> Snapshot:
+        """One task of either generation; TaskNotFoundError when Kling has none."""
+        return await self._run(self._fetch_one_op(endpoint, task_id, external_task_id))
+
+    async def wait_snapshot(
+        self,
+        endpoint: str,
+        task_id: str | None = None,
+        *,
+        external_task_id: str | None = None,
+        timeout: float = 600,  # noqa: ASYNC109 - Kling time budget, same as sync
+        poll_interval: float = 2.0,
+        max_interval: float = 30.0,
+    ) -> Snapshot:
+        """Poll either generation until the task succeeds (or TaskFailedError)."""
+        return await self._run(
+            self._wait_snapshot_op(
+                endpoint,
+                task_id,
+                external_task_id,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                max_interval=max_interval,
+            )
+        )
+
+    # -- new generation, wire objects -------------------------------------------
+
+    async def get_tasks(
+        self,
+        task_ids: Sequence[str],
+        *,
+        external: bool = False,
+        batch_size: int | None = None,
+    ) -> builtins.list[Task2026]:
+        """``GET /tasks`` in batches (shrunk when Kling refuses a long one)."""
+        return await self._run(self._get_tasks_op(task_ids, external, batch_size))
+
+    async def query_tasks(self, query: TaskQuery = TaskQuery()) -> TaskPage:
+        """One page of ``POST /tasks``; pass ``page.next_cursor`` for the next."""
+        return await self._run(self._query_op(query))
+
+    async def query_all(
+        self, query: TaskQuery = TaskQuery(), *, max_pages: int = 1000
+    ) -> builtins.list[Task2026]:
+        """Every task ``POST /tasks`` pages out for the query, by cursor."""
+        return await self._run(self._query_all_op(query, max_pages))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -11,9 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from klingmon.domain import KLING_STATUSES, Snapshot, TaskStatus
+from klingmon.domain import KLING_STATUSES, Cost, Snapshot, TaskStatus
 
 __all__ = [
+    "Audio",
+    "BalanceDeduction",
     "Envelope",
     "Image",
     "ParentVideo",
@@ -22,6 +24,7 @@ __all__ = [
     "TaskResult",
     "Video",
     "WatermarkInfo",
+    "legacy_cost",
     "parse_status",
     "snapshot",
 ]
@@ -62,6 +65,33 @@ class Image(_Wire):
     watermark_url: str | None = None
 
 
+class Audio(_Wire):
+    """A legacy audio result: one id, an mp3 and a wav."""
+
+    id: str | None = None
+    url_mp3: str | None = None
+    url_wav: str | None = None
+    duration_mp3: str | None = None
+    duration_wav: str | None = None
+
+    def files(self) -> list[dict[str, Any]]:
+        """The mp3 and the wav, each one file of the stored result shape."""
+        files = []
+        for fmt, url, duration in (
+            ("mp3", self.url_mp3, self.duration_mp3),
+            ("wav", self.url_wav, self.duration_wav),
+        ):
+            if url:
+                item = {"id": self.id, "url": url, "format": fmt, "duration": duration}
+                files.append({k: v for k, v in item.items() if v is not None})
+        extra_url = (self.model_extra or {}).get("url")
+        if not files and isinstance(extra_url, str) and extra_url:
+            files.append(
+                {"id": self.id, "url": extra_url} if self.id else {"url": extra_url}
+            )
+        return files
+
+
 class ParentVideo(_Wire):
     id: str | None = None
     url: str | None = None
@@ -76,11 +106,19 @@ class TaskInfo(_Wire):
 class TaskResult(_Wire):
     videos: list[Video] = Field(default_factory=list)
     images: list[Image] = Field(default_factory=list)
+    audios: list[Audio] = Field(default_factory=list)
 
-    @field_validator("videos", "images", mode="before")
+    @field_validator("videos", "images", "audios", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return [] if value is None else value
+
+
+class BalanceDeduction(_Wire):
+    """Cash charged to a balance account: the discounted quota and the list price."""
+
+    quota: str | None = None
+    list_price: str | None = None
 
 
 class WatermarkInfo(_Wire):
@@ -99,6 +137,8 @@ class Task(_Wire):
     created_at: int | None = None
     updated_at: int | None = None
     final_unit_deduction: str | None = None
+    #: ``{quota, list_price}`` in the callback schema; a plain amount is taken too.
+    final_balance_deduction: BalanceDeduction | str | None = None
     watermark_info: WatermarkInfo | None = None
 
     @field_validator("task_info", "task_result", mode="before")
@@ -122,10 +162,12 @@ class Task(_Wire):
 
     @property
     def urls(self) -> list[str]:
-        """Every result file's URL, videos first."""
-        return [v.url for v in self.task_result.videos] + [
-            i.url for i in self.task_result.images
-        ]
+        """Every result file's URL: videos, images, then audio files."""
+        return (
+            [v.url for v in self.task_result.videos]
+            + [i.url for i in self.task_result.images]
+            + [f["url"] for a in self.task_result.audios for f in a.files()]
+        )
 
 
 class Envelope(_Wire):
@@ -146,9 +188,37 @@ def _units(raw: str | None) -> float | None:
         return None
 
 
+def legacy_cost(task: Task) -> Cost | None:
+    """``final_unit_deduction`` and ``final_balance_deduction`` as one cost record."""
+    balance = task.final_balance_deduction
+    if isinstance(balance, BalanceDeduction):
+        cash, list_price = _units(balance.quota), _units(balance.list_price)
+    else:
+        cash, list_price = _units(balance), None
+    cost = Cost(
+        units=_units(task.final_unit_deduction), cash=cash, list_price=list_price
+    )
+    return None if cost.is_empty else cost
+
+
+_LISTS = ("videos", "images", "audios")
+
+
+def _stored_result(task: Task) -> dict[str, Any] | None:
+    """The legacy ``task_result`` in the stored shape; None when it holds nothing."""
+    result = task.task_result.model_dump(mode="json", exclude={"audios"})
+    audios = [f for a in task.task_result.audios for f in a.files()]
+    if audios:
+        result["audios"] = audios
+    extra = set(result) - set(_LISTS)
+    # Videos and images are always present in the dump: a result with neither
+    # files nor extra fields is no result.
+    return result if task.urls or extra else None
+
+
 def snapshot(task: Task) -> Snapshot:
     """The legacy wire task in klingmon's words."""
-    result = task.task_result.model_dump(mode="json")
+    cost = legacy_cost(task)
     return Snapshot(
         task_id=task.task_id,
         status=task.status,
@@ -157,9 +227,8 @@ def snapshot(task: Task) -> Snapshot:
         external_task_id=task.external_task_id,
         created_ms=task.created_at,
         updated_ms=task.updated_at,
-        # Videos and images are always present in the dump: a result with neither
-        # files nor extra fields is no result.
-        result=result if task.urls or len(result) > 2 else None,
-        units=_units(task.final_unit_deduction),
+        result=_stored_result(task),
+        units=cost.units if cost is not None else None,
         wire=task.model_dump(mode="json"),
+        cost=cost,
     )

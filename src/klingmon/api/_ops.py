@@ -9,14 +9,24 @@ and the wait loop exist only here.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
 from klingmon.api import _protocol as proto
+from klingmon.api import _protocol2026 as proto26
+from klingmon.api._actions import (
+    Action,
+    Outcome,
+    Querier,
+    Send,
+    Sleep,
+    error_extra,
+    log_exchange,
+)
+from klingmon.api._endpoints import Generation, generation_of
+from klingmon.api._ops2026 import TASKS_BATCH_SIZE, TaskQueries
 from klingmon.api._retry import (
     RetryPolicy,
     create_not_created,
@@ -47,64 +57,14 @@ if TYPE_CHECKING:
     from klingmon._clock import Clock
     from klingmon.api._models import Envelope, Task
     from klingmon.api._requests import TaskRequest
+    from klingmon.api._tasks import AnyTask
 
-__all__ = ["Action", "Operations", "Outcome", "Send", "Sleep"]
+__all__ = ["TASKS_BATCH_SIZE", "Action", "Operations", "Outcome", "Send", "Sleep"]
 
 logger = logging.getLogger(__name__)
 
 #: Consecutive sightings of an undocumented status before a wait gives up.
 DRIFT_SIGHTINGS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send this request; answer with the response or the transport exception."""
-
-    request: httpx.Request
-
-
-@dataclass(frozen=True, slots=True)
-class Sleep:
-    """Pause for this many seconds on the client's clock."""
-
-    seconds: float
-
-
-Action: TypeAlias = Send | Sleep
-Outcome: TypeAlias = httpx.Response | httpx.TransportError | None
-T = TypeVar("T")
-
-
-def _log_exchange(request: httpx.Request, outcome: Outcome, attempt: int) -> None:
-    if not logger.isEnabledFor(logging.DEBUG):
-        return
-    extra: dict[str, Any] = {
-        "method": request.method,
-        "path": request.url.path,
-        "attempt": attempt,
-    }
-    if isinstance(outcome, httpx.Response):
-        extra["status"] = outcome.status_code
-        try:
-            body = json.loads(outcome.content)
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            extra["code"] = body.get("code")
-            extra["request_id"] = body.get("request_id")
-    else:
-        extra["error"] = type(outcome).__name__
-    logger.debug("kling.exchange", extra=extra)
-
-
-def _error_extra(error: KlingmonError) -> dict[str, Any]:
-    if isinstance(error, ApiError):
-        return {
-            "status": error.status_code,
-            "code": error.code,
-            "request_id": error.request_id,
-        }
-    return {"error": error.message}
 
 
 class Operations:
@@ -118,51 +78,24 @@ class Operations:
         retry: RetryPolicy,
         clock: Clock,
         rng: random.Random,
+        tasks_batch_size: int = TASKS_BATCH_SIZE,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retry = retry
         self.clock = clock
         self.rng = rng
+        self._querier = Querier(retry=retry, clock=clock, rng=rng)
+        #: The new generation's batched and filtered queries.
+        self.tasks2026 = TaskQueries(
+            base_url=self.base_url,
+            timeout=timeout,
+            clock=clock,
+            querier=self._querier,
+            batch_size=tasks_batch_size,
+        )
 
     # -- queries ---------------------------------------------------------------
-
-    def _query(
-        self,
-        request: httpx.Request,
-        parse: Callable[[httpx.Response], T],
-        *,
-        deadline: float | None = None,
-    ) -> Generator[Action, Outcome, T]:
-        """Send a GET, retrying transient failures with backoff."""
-        attempt = 0
-        while True:
-            attempt += 1
-            outcome = yield Send(request)
-            _log_exchange(request, outcome, attempt)
-            try:
-                if isinstance(outcome, httpx.TransportError):
-                    raise transport_error(outcome) from outcome
-                assert outcome is not None  # noqa: S101 - a Send is answered
-                return parse(outcome)
-            except KlingmonError as error:
-                if attempt >= self.retry.attempts or not is_transient(error):
-                    raise
-                retry_after = getattr(error, "retry_after", None)
-                delay = self.retry.backoff(attempt, self.rng, retry_after)
-                if deadline is not None and self.clock.now() + delay >= deadline:
-                    raise
-                logger.info(
-                    "kling.retry",
-                    extra={
-                        "method": request.method,
-                        "path": request.url.path,
-                        "attempt": attempt,
-                        "delay": round(delay, 3),
-                        **_error_extra(error),
-                    },
-                )
-                yield Sleep(delay)
 
     def _single(self, response: httpx.Response, ref: str) -> Envelope:
         """The envelope of a single-task query; a 404 from Kling is "not found"."""
@@ -185,16 +118,25 @@ class Operations:
         *,
         external_task_id: str | None = None,
         deadline: float | None = None,
-    ) -> Generator[Action, Outcome, Task]:
-        """One task by Kling's id (path) or by our external id."""
+    ) -> Generator[Action, Outcome, AnyTask]:
+        """One task by Kling's id or by our external id, on either generation.
+
+        A new-generation path asks ``GET /tasks``; a task missing from its answer
+        is :class:`TaskNotFoundError`, as a legacy 404 is.
+        """
         if (task_id is None) == (external_task_id is None):
             raise RequestValidationError(
                 "give exactly one of task_id and external_task_id"
             )
+        if generation_of(path) is Generation.V2026:
+            if task_id is not None:
+                return (yield from self.tasks2026.one(task_id, deadline))
+            assert external_task_id is not None  # noqa: S101 - checked above
+            return (yield from self.tasks2026.one_by_external(external_task_id))
         if task_id is not None:
             request = proto.build_get(self.base_url, path, task_id, self.timeout)
             return (
-                yield from self._query(
+                yield from self._querier.run(
                     request, lambda r: self._one_task(r, task_id), deadline=deadline
                 )
             )
@@ -213,12 +155,12 @@ class Operations:
         request = proto.build_get_by_external(
             self.base_url, path, external_task_id, self.timeout
         )
-        task = yield from self._query(request, parse, deadline=deadline)
+        task = yield from self._querier.run(request, parse, deadline=deadline)
         if task is not None:
             return task
         # The server answered a list page without our task: ask by path instead.
         request = proto.build_get(self.base_url, path, external_task_id, self.timeout)
-        task = yield from self._query(
+        task = yield from self._querier.run(
             request, lambda r: self._one_task(r, external_task_id), deadline=deadline
         )
         if task.external_task_id not in (None, external_task_id):
@@ -239,7 +181,7 @@ class Operations:
             envelope = proto.read_envelope(response, self.clock.now())
             return proto.tasks_from(envelope, response.status_code, only)
 
-        return (yield from self._query(request, parse))
+        return (yield from self._querier.run(request, parse))
 
     # -- create ------------------------------------------------------------------
 
@@ -249,12 +191,17 @@ class Operations:
         *,
         external_task_id: str | None,
         callback_url: str | None,
-    ) -> Generator[Action, Outcome, Task]:
-        """POST a task, never twice blindly: unknown outcomes are looked up first."""
+    ) -> Generator[Action, Outcome, AnyTask]:
+        """POST a task, never twice blindly: unknown outcomes are looked up first.
+
+        The answer is the generation's own task (``Task`` on ``/v1/...`` paths,
+        ``Task2026`` on ``/<family>/<model>``).
+        """
         minted = external_task_id or proto.mint_external_task_id()
         prepared = request.with_ids(external_task_id=minted, callback_url=callback_url)
         ext = prepared.external_task_id or minted
         path = prepared.endpoint_path()
+        new = generation_of(path) is Generation.V2026
         body = prepared.body()
         error: KlingmonError | None = None
         looked_up = False
@@ -264,58 +211,78 @@ class Operations:
                 yield Sleep(self.retry.backoff(attempt - 1, self.rng, retry_after))
             http_request = proto.build_create(self.base_url, path, body, self.timeout)
             outcome = yield Send(http_request)
-            _log_exchange(http_request, outcome, attempt)
-            ambiguous = False
-            if isinstance(outcome, httpx.TransportError):
-                error = transport_error(outcome)
-                ambiguous = is_ambiguous_transport(outcome)
-            else:
-                assert outcome is not None  # noqa: S101 - a Send is answered
-                try:
-                    envelope = proto.read_envelope(outcome, self.clock.now())
-                    return proto.task_from(envelope, outcome.status_code)
-                except UnexpectedResponseError as exc:
-                    error = exc
-                    status = exc.status_code
-                    ambiguous = status < 300 or status >= 500
-                    if not ambiguous:
-                        raise
-                except InvalidRequestError as exc:
-                    # A re-POST after a lookup may hit the duplicate-id check of a
-                    # task that was created but not yet visible: look once more.
-                    if not looked_up:
-                        raise
-                    error = exc
-                    ambiguous = True
-                except ApiError as exc:
-                    if not create_not_created(exc):
-                        raise
-                    error = exc
+            log_exchange(http_request, outcome, attempt)
+            verdict = self._create_verdict(outcome, new=new, looked_up=looked_up)
+            if not isinstance(verdict, tuple):
+                return verdict
+            error, ambiguous = verdict
             logger.info(
                 "kling.create_retry",
                 extra={
                     "external_task_id": ext,
                     "attempt": attempt,
                     "ambiguous": ambiguous,
-                    **_error_extra(error),
+                    **error_extra(error),
                 },
             )
             if ambiguous:
                 looked_up = True
-                try:
-                    return (yield from self._by_external(path, ext, None))
-                except TaskNotFoundError:
-                    if isinstance(error, InvalidRequestError):
-                        raise error from None
-                except KlingmonError as lookup_error:
-                    if not is_transient(lookup_error):
-                        raise
-                    raise TransportError(
-                        f"create outcome unknown for external_task_id {ext!r}: "
-                        f"the lookup failed too ({lookup_error.message})"
-                    ) from lookup_error
+                found = yield from self._resolve_create(path, ext, error, new=new)
+                if found is not None:
+                    return found
         assert error is not None  # noqa: S101 - the loop ran at least once
         raise error
+
+    def _create_verdict(
+        self, outcome: Outcome, *, new: bool, looked_up: bool
+    ) -> AnyTask | tuple[KlingmonError, bool]:
+        """The created task, or the error and whether the create may have happened.
+
+        Raises the errors that certainly mean "not created, do not retry".
+        """
+        if isinstance(outcome, httpx.TransportError):
+            return transport_error(outcome), is_ambiguous_transport(outcome)
+        assert outcome is not None  # noqa: S101 - a Send is answered
+        try:
+            envelope = proto.read_envelope(outcome, self.clock.now())
+            if new:
+                return proto26.task2026_from(envelope, outcome.status_code)
+            return proto.task_from(envelope, outcome.status_code)
+        except UnexpectedResponseError as exc:
+            status = exc.status_code
+            if 300 <= status < 500:
+                raise
+            return exc, True
+        except InvalidRequestError as exc:
+            # A re-POST after a lookup may hit the duplicate-id check of a task
+            # that was created but not yet visible: look once more.
+            if not looked_up:
+                raise
+            return exc, True
+        except ApiError as exc:
+            if not create_not_created(exc):
+                raise
+            return exc, False
+
+    def _resolve_create(
+        self, path: str, ext: str, error: KlingmonError, *, new: bool
+    ) -> Generator[Action, Outcome, AnyTask | None]:
+        """Look up a create of unknown outcome by its external id; None if absent."""
+        try:
+            if new:
+                return (yield from self.tasks2026.one_by_external(ext))
+            return (yield from self._by_external(path, ext, None))
+        except TaskNotFoundError:
+            if isinstance(error, InvalidRequestError):
+                raise error from None
+            return None
+        except KlingmonError as lookup_error:
+            if not is_transient(lookup_error):
+                raise
+            raise TransportError(
+                f"create outcome unknown for external_task_id {ext!r}: "
+                f"the lookup failed too ({lookup_error.message})"
+            ) from lookup_error
 
     # -- wait --------------------------------------------------------------------
 
@@ -325,11 +292,11 @@ class Operations:
         *,
         task_id: str | None,
         external_task_id: str | None,
-        known: Task | None,
+        known: AnyTask | None,
         timeout: float,
         poll_interval: float,
         max_interval: float,
-    ) -> Generator[Action, Outcome, Task]:
+    ) -> Generator[Action, Outcome, AnyTask]:
         """Poll until the task ends; the interval grows, transient errors pass."""
         ref = task_id or external_task_id or "?"
         if known is not None and known.status in (
@@ -352,7 +319,7 @@ class Operations:
                     raise
                 logger.info(
                     "kling.wait_poll_failed",
-                    extra={"task": ref, "poll": poll, **_error_extra(error)},
+                    extra={"task": ref, "poll": poll, **error_extra(error)},
                 )
             else:
                 last = task
@@ -367,12 +334,14 @@ class Operations:
                     )
             remaining = deadline - self.clock.now()
             if remaining <= 0:
-                raise WaitTimeoutError(ref, timeout, last)
+                # errors.py names the legacy Task; a Task2026 reads the same way.
+                raise WaitTimeoutError(ref, timeout, cast("Task | None", last))
             delay = poll_delay(poll, self.rng, first=poll_interval, cap=max_interval)
             yield Sleep(min(delay, remaining))
 
 
-def _finished(task: Task) -> Task:
+def _finished(task: AnyTask) -> AnyTask:
     if task.status is TaskStatus.FAILED:
-        raise TaskFailedError(task)
+        # errors.py names the legacy Task; a Task2026 has the same reading names.
+        raise TaskFailedError(cast("Task", task))
     return task

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 __all__ = [
+    "HEADERS",
     "PAGE_NUM_RANGE",
     "PAGE_SIZE_RANGE",
     "build_create",
@@ -41,6 +42,7 @@ __all__ = [
     "not_found",
     "pick_external",
     "read_envelope",
+    "request_extensions",
     "request_kind",
     "task_from",
     "tasks_from",
@@ -64,11 +66,15 @@ def _url(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
 
 
-def _extensions(timeout: float) -> dict[str, Any]:
+def request_extensions(timeout: float) -> dict[str, Any]:
+    """The per-request httpx extensions (the timeout) every built request carries."""
     return {"timeout": httpx.Timeout(timeout).as_dict()}
 
 
-_HEADERS = {"Accept": "application/json", "User-Agent": "klingmon"}
+#: Headers every request to Kling carries (auth is added by the client's Auth).
+HEADERS = {"Accept": "application/json", "User-Agent": "klingmon"}
+_HEADERS = HEADERS
+_extensions = request_extensions
 
 
 def build_create(
@@ -127,9 +133,14 @@ def build_list(
 
 
 def request_kind(request: httpx.Request) -> str:
-    """``create``, ``list`` or ``get``: the counter a sent request goes to."""
+    """``create``, ``list`` or ``get``: the counter a sent request goes to.
+
+    On the new generation ``GET /tasks`` (a batch by ids) is a ``get`` and the
+    filtered ``POST /tasks`` a ``list``; both are queries, not creates.
+    """
+    is_tasks = request.url.path.rstrip("/").endswith("/tasks")
     if request.method == "POST":
-        return "create"
+        return "list" if is_tasks else "create"
     if "pageNum" in request.url.params:
         return "list"
     return "get"

@@ -1,18 +1,44 @@
-"""Typed create requests that enforce Kling's documented limits before anything is sent.
+"""Create requests that refuse only what Kling certainly refuses, before sending.
 
-A request that breaks a limit raises :class:`~klingmon.errors.RequestValidationError`
-naming the field, so that a bad row never costs a round trip, let alone a credit.
+A request that breaks a documented limit (a required prompt, 2,500 characters, an
+image over 10 MB, a documented exclusion, a documented duration list) raises
+:class:`~klingmon.errors.RequestValidationError` naming the field, so that a bad row
+never costs a round trip. Everything else goes to Kling: unknown fields pass through
+(``voice_list``, ``multi_shot``, ``element_list``, …), and what the capability table
+doubts comes back from :meth:`warnings`, never as a refusal.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from klingmon.api._capabilities import (
+    LEGACY_DEFAULT_MODEL,
+    capability_warnings,
+    duration_refusal,
+)
+from klingmon.api._endpoints import (
+    ENDPOINTS,
+    Generation,
+    generation_of,
+    model_path,
+    resolve_endpoint,
+)
 from klingmon.errors import RequestValidationError
 
 __all__ = [
@@ -26,30 +52,16 @@ __all__ = [
     "VideoExtendRequest",
     "build_request",
     "encode_image",
+    "place_fields",
     "resolve_endpoint",
 ]
 
 PROMPT_LIMIT = 2500
 IMAGE_LIMIT_BYTES = 10 * 1024 * 1024
 
-#: Short endpoint names and their legacy paths.
-ENDPOINTS: dict[str, str] = {
-    "text2video": "/v1/videos/text2video",
-    "image2video": "/v1/videos/image2video",
-    "video-extend": "/v1/videos/video-extend",
-}
-
 CameraType = Literal[
     "simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"
 ]
-
-
-def resolve_endpoint(endpoint: str) -> str:
-    """A legacy path for a short name ("text2video") or a path given as is."""
-    value = endpoint.strip()
-    if value.startswith("/"):
-        return value.rstrip("/")
-    return ENDPOINTS.get(value, f"/v1/videos/{value}")
 
 
 def encode_image(value: str | Path) -> str:
@@ -82,8 +94,83 @@ def encode_image(value: str | Path) -> str:
     return value
 
 
+#: Inputs that belong to one typed endpoint: on another one they are a mistake.
+_INPUT_FIELDS = frozenset(
+    {"image", "image_tail", "static_mask", "dynamic_masks", "video_id"}
+)
+#: Names a batch row carries beside the body (a typo of one is a typo too).
+_ROW_FIELDS = ("endpoint",)
+_TYPO_CUTOFF = 0.8
+
+
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields pass through to Kling: newer models take fields we never saw
+    # (voice_list, multi_shot, element_list, ...). Only a likely mistake is
+    # refused, as pydantic's own "extra_forbidden": a close misspelling of a known
+    # field, another endpoint's input, or a name that is no identifier at all.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @classmethod
+    def likely_mistakes(cls, data: dict[Any, Any]) -> list[Any]:
+        """The keys of ``data`` that are almost surely not meant for Kling."""
+        own = set(cls.model_fields)
+        known = (*own, *_ROW_FIELDS)
+        return [
+            name
+            for name in data
+            if name not in own
+            and (
+                not isinstance(name, str)
+                or not name.isidentifier()
+                or name in _INPUT_FIELDS
+                or difflib.get_close_matches(
+                    name.lower(), known, n=1, cutoff=_TYPO_CUTOFF
+                )
+            )
+        ]
+
+    @classmethod
+    def model_validate(
+        cls,
+        obj: Any,
+        *,
+        strict: bool | None = None,
+        extra: Any | None = None,
+        from_attributes: bool | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """Validate, refusing likely mistakes beside any other error of the body."""
+        options: dict[str, Any] = {
+            "strict": strict,
+            "extra": extra,
+            "from_attributes": from_attributes,
+            "context": context,
+            "by_alias": by_alias,
+            "by_name": by_name,
+        }
+        mistakes = cls.likely_mistakes(obj) if isinstance(obj, dict) else []
+        if not mistakes:
+            return super().model_validate(obj, **options)
+        errors: list[InitErrorDetails] = [
+            {"type": "extra_forbidden", "loc": (str(name),), "input": obj[name]}
+            for name in mistakes
+        ]
+        rest = {k: v for k, v in obj.items() if k not in mistakes}
+        try:
+            super().model_validate(rest, **options)
+        except ValidationError as exc:
+            errors += [
+                {
+                    "type": _error_type(e),
+                    "loc": e["loc"],
+                    "input": e.get("input"),
+                    **({"ctx": e["ctx"]} if "ctx" in e else {}),  # type: ignore[typeddict-item]
+                }
+                for e in exc.errors()
+            ]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
 
     #: The legacy path this request is POSTed to.
     path: ClassVar[str] = ""
@@ -97,6 +184,14 @@ class _Request(BaseModel):
 
     def endpoint_path(self) -> str:
         return self.path
+
+    @property
+    def generation(self) -> Generation:
+        return Generation.LEGACY
+
+    def warnings(self) -> list[str]:
+        """What the capability table doubts about this request (never a refusal)."""
+        return capability_warnings(self.endpoint_path(), self.body())
 
     def with_ids(
         self, *, external_task_id: str | None, callback_url: str | None
@@ -149,10 +244,24 @@ class _Generation(_Request):
     negative_prompt: str | None = Field(default=None, max_length=PROMPT_LIMIT)
     cfg_scale: float | None = Field(default=None, ge=0, le=1)
     mode: Literal["std", "pro"] | None = None
-    duration: Literal["5", "10"] | None = None
+    #: Seconds as a string (the legacy wire type); which ones depends on the model.
+    duration: str | None = None
     camera_control: CameraControl | None = None
     sound: Literal["on", "off"] | None = None
     watermark_info: dict[str, bool] | None = None
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip().isdigit():
+            raise ValueError("must be a whole number of seconds as a string, e.g. '5'")
+        model = info.data.get("model_name") or LEGACY_DEFAULT_MODEL
+        refusal = duration_refusal(model, value)
+        if refusal is not None:
+            raise ValueError(refusal)
+        return value
 
 
 class Text2VideoRequest(_Generation):
@@ -207,13 +316,95 @@ class VideoExtendRequest(_Request):
     watermark_info: dict[str, bool] | None = None
 
 
+_IMAGE_FIELDS = ("image", "image_tail", "static_mask", "human_image", "cloth_image")
+_PROMPT_FIELDS = ("prompt", "negative_prompt")
+#: Flat fields the new generation wants under ``settings`` and ``options``.
+SETTINGS_FIELDS = frozenset(
+    {"duration", "aspect_ratio", "resolution", "audio", "multi_shot"}
+)
+OPTIONS_FIELDS = frozenset({"callback_url", "external_task_id", "watermark_info"})
+
+
+def _error_type(error: Any) -> Any:
+    """A reported error's type, as ``from_exception_data`` takes it back."""
+    if error["type"] == "value_error":
+        return PydanticCustomError(
+            "value_error", "Value error, {error}", error.get("ctx")
+        )
+    return error["type"]
+
+
+def _check_prompts(where: str, body: dict[str, Any]) -> None:
+    for key in _PROMPT_FIELDS:
+        value = body.get(key)
+        if isinstance(value, str) and len(value) > PROMPT_LIMIT:
+            raise ValueError(f"{where}{key} has more than {PROMPT_LIMIT} characters")
+
+
+def _check_images(body: dict[str, Any]) -> None:
+    """Raw base64 images over 10 MB are refused; URLs and files are Kling's to judge."""
+    for key in _IMAGE_FIELDS:
+        value = body.get(key)
+        if (
+            isinstance(value, str)
+            and not value.startswith(("http://", "https://"))
+            and len(value) * 3 // 4 > IMAGE_LIMIT_BYTES
+        ):
+            raise ValueError(f"{key} is larger than 10 MB")
+
+
+def _has_prompt(payload: dict[str, Any]) -> bool:
+    if isinstance(payload.get("prompt"), str) and payload["prompt"].strip():
+        return True
+    contents = payload.get("contents")
+    return isinstance(contents, list) and len(contents) > 0
+
+
 class GenericRequest(BaseModel):
-    """Any other legacy task path of the same shape, with a body we pass through."""
+    """Any task path of either generation, with a body we pass through.
+
+    A legacy ``/v1/...`` body is flat; a new-generation ``/<family>/<model>`` body
+    keeps klingmon's ids under ``options`` (a top-level ``callback_url`` is silently
+    ignored there).
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    task_path: str = Field(pattern=r"^/v1/[a-z0-9/_-]+$")
+    task_path: str
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("task_path")
+    @classmethod
+    def _known_shape(cls, value: str) -> str:
+        try:
+            generation = generation_of(value)
+        except RequestValidationError as exc:
+            raise ValueError(exc.message) from None
+        if generation is Generation.V2026 and model_path(value) is None:
+            raise ValueError(f"{value!r} is a query path, not a task path")
+        return resolve_endpoint(value)
+
+    @model_validator(mode="after")
+    def _certain_limits(self) -> GenericRequest:
+        _check_prompts("", self.payload)
+        _check_images(self.payload)
+        contents = self.payload.get("contents")
+        if isinstance(contents, list):
+            for index, item in enumerate(contents):
+                if isinstance(item, dict):
+                    _check_prompts(f"contents[{index}].", item)
+        parts = model_path(self.task_path)
+        if (
+            parts is not None
+            and parts.family == "text-to-video"
+            and not _has_prompt(self.payload)
+        ):
+            raise ValueError("prompt is required for text-to-video")
+        return self
+
+    @property
+    def generation(self) -> Generation:
+        return generation_of(self.task_path)
 
     def body(self) -> dict[str, Any]:
         return dict(self.payload)
@@ -221,20 +412,82 @@ class GenericRequest(BaseModel):
     def endpoint_path(self) -> str:
         return self.task_path.rstrip("/")
 
+    def warnings(self) -> list[str]:
+        """What the capability table doubts about this request (never a refusal)."""
+        return capability_warnings(self.task_path, self.payload)
+
+    def _options(self) -> dict[str, Any]:
+        options = self.payload.get("options")
+        return options if isinstance(options, dict) else {}
+
     @property
     def external_task_id(self) -> str | None:
-        value = self.payload.get("external_task_id")
+        if self.generation is Generation.V2026:
+            value = self._options().get("external_task_id")
+        else:
+            value = self.payload.get("external_task_id")
         return str(value) if value is not None else None
 
     def with_ids(
         self, *, external_task_id: str | None, callback_url: str | None
     ) -> GenericRequest:
         payload = dict(self.payload)
-        if external_task_id and not payload.get("external_task_id"):
-            payload["external_task_id"] = external_task_id
-        if callback_url and not payload.get("callback_url"):
-            payload["callback_url"] = callback_url
+        target = payload
+        if self.generation is Generation.V2026:
+            target = {**self._options()}
+            payload["options"] = target
+        if external_task_id and not target.get("external_task_id"):
+            target["external_task_id"] = external_task_id
+        if callback_url and not target.get("callback_url"):
+            target["callback_url"] = callback_url
         return GenericRequest(task_path=self.task_path, payload=payload)
+
+
+def _flat_value(key: str, value: Any) -> Any:
+    """A flat (batch-file) value in the new generation's types."""
+    if key == "duration" and isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if key == "multi_shot" and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "1", "on"):
+            return True
+        if lowered in ("false", "no", "0", "off"):
+            return False
+    if key == "audio" and isinstance(value, bool | str):
+        lowered = str(value).strip().lower()
+        if lowered in ("true", "on", "yes"):
+            return "native"
+        if lowered in ("false", "no", "none"):
+            return "off"
+    return value
+
+
+def place_fields(endpoint: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A body with flat fields where the endpoint's generation wants them.
+
+    Legacy bodies are flat and stay as given. For the new generation ``duration``,
+    ``aspect_ratio``, ``resolution``, ``audio`` and ``multi_shot`` go under
+    ``settings`` and ``callback_url``, ``external_task_id``, ``watermark_info`` under
+    ``options``; a value already nested there wins over a flat one.
+    """
+    if generation_of(endpoint) is Generation.LEGACY:
+        return dict(fields)
+    body: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in SETTINGS_FIELDS:
+            settings[key] = _flat_value(key, value)
+        elif key in OPTIONS_FIELDS:
+            options[key] = value
+        elif key not in ("settings", "options"):
+            body[key] = value
+    for key, flat in (("settings", settings), ("options", options)):
+        nested = fields.get(key)
+        merged = {**flat, **nested} if isinstance(nested, dict) else flat
+        if merged:
+            body[key] = merged
+    return body
 
 
 TaskRequest = (
@@ -251,13 +504,17 @@ _BY_ENDPOINT: dict[str, type[_Request]] = {
 def build_request(endpoint: str, fields: dict[str, Any]) -> TaskRequest:
     """A validated request from an endpoint name or path and plain fields.
 
-    Raises :class:`RequestValidationError` naming the first bad field.
+    Flat fields land where the endpoint's generation wants them (see
+    :func:`place_fields`). Raises :class:`RequestValidationError` naming the first
+    field Kling certainly refuses; doubts are in the request's ``warnings()``.
     """
-    name = endpoint.strip().removeprefix("/v1/videos/").strip("/")
+    path = resolve_endpoint(endpoint)
+    name = path.removeprefix("/v1/videos/").strip("/")
     model = _BY_ENDPOINT.get(name)
     try:
         if model is None:
-            return GenericRequest(task_path=endpoint, payload=fields)
+            body = place_fields(path, fields)
+            return GenericRequest(task_path=path, payload=body)
         return model.model_validate(fields)  # type: ignore[return-value]
     except ValidationError as exc:
         raise RequestValidationError(describe_validation(exc)) from None

@@ -1,10 +1,13 @@
 """Standard Webhooks verification of signed callbacks (pure: time is an argument).
 
 Kling's 2026 "Webhook Signature" signs ``{webhook-id}.{webhook-timestamp}.{body}``
-with HMAC-SHA256 under the ``whsec_`` secret; several space-separated ``v1,<b64>``
-signatures may come during a key rotation, and any match passes. The
-``standardwebhooks`` package computes the expected signature; the timestamp check
-is done here against the caller's clock so that tests can move time.
+with HMAC-SHA256 under the ``whsec_`` secret; during its 7-day rotation several
+space-separated ``v1,<b64>`` signatures come, and any match passes. Several secrets
+may be configured too (ours rotate on our own schedule): a delivery passes when any
+signature matches under any of them. Header names are read case-insensitively.
+The ``standardwebhooks`` package computes the expected signature (its ``verify``
+reads the system clock, so the timestamp check is done here against the caller's
+clock, which lets tests move time).
 """
 
 from __future__ import annotations
@@ -19,9 +22,15 @@ from typing import TYPE_CHECKING
 from standardwebhooks.webhooks import Webhook
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
-__all__ = ["SignatureError", "SignedDelivery", "sign_headers", "verify_signature"]
+__all__ = [
+    "SignatureError",
+    "SignedDelivery",
+    "parse_secrets",
+    "sign_headers",
+    "verify_signature",
+]
 
 #: Standard Webhooks' tolerance between the sender's and our clock.
 TOLERANCE = 300.0
@@ -38,6 +47,26 @@ class SignedDelivery:
     timestamp: int
 
 
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    """The Standard Webhooks headers under lower-case names, whatever the mapping."""
+    wanted = ("webhook-id", "webhook-timestamp", "webhook-signature")
+    found = {name: headers[name] for name in wanted if headers.get(name)}
+    if len(found) < len(wanted):
+        for key, value in headers.items():
+            low = key.lower()
+            if low in wanted and low not in found:
+                found[low] = value
+    return found
+
+
+def parse_secrets(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The secrets of a setting: one, or several separated by spaces or commas."""
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(
+        part for item in items for part in item.replace(",", " ").split() if part
+    )
+
+
 def _header(headers: Mapping[str, str], name: str) -> str:
     value = headers.get(name)
     if not value:
@@ -47,18 +76,31 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _expected(secret: str, msg_id: str, timestamp: int, body: bytes) -> bytes:
+def _expected(secret: str, msg_id: str, timestamp: int, text: str) -> bytes:
     when = datetime.fromtimestamp(timestamp, UTC)
     try:
-        text = body.decode()
-    except UnicodeDecodeError as exc:
-        raise SignatureError("body is not UTF-8") from exc
-    signed = Webhook(secret).sign(msg_id, when, text)
+        signed = Webhook(secret).sign(msg_id, when, text)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureError("a configured webhook secret is not valid") from exc
     return base64.b64decode(signed.split(",", 1)[1])
 
 
+def _given(signatures: str) -> list[bytes]:
+    """The decoded ``v1`` signatures of the header; other versions are skipped."""
+    given = []
+    for candidate in signatures.split():
+        version, _, value = candidate.partition(",")
+        if version != "v1" or not value:
+            continue
+        try:
+            given.append(base64.b64decode(value, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    return given
+
+
 def verify_signature(
-    secret: str,
+    secret: str | Sequence[str],
     headers: Mapping[str, str],
     body: bytes,
     *,
@@ -67,8 +109,13 @@ def verify_signature(
 ) -> SignedDelivery:
     """Check one delivery; raise :class:`SignatureError` unless it verifies.
 
-    ``headers`` must be case-insensitive or lower-case (Starlette's are).
+    ``secret`` is one ``whsec_`` secret or several (any may match); header names
+    are matched case-insensitively.
     """
+    secrets = parse_secrets(secret)
+    if not secrets:
+        raise SignatureError("no webhook secret configured")
+    headers = _lower(headers)
     msg_id = _header(headers, "webhook-id")
     stamp_text = _header(headers, "webhook-timestamp")
     signatures = _header(headers, "webhook-signature")
@@ -78,16 +125,16 @@ def verify_signature(
         raise SignatureError("webhook-timestamp is not an integer") from exc
     if abs(now - stamp) > tolerance:
         raise SignatureError("webhook-timestamp outside the tolerance")
-    expected = _expected(secret, msg_id, stamp, body)
-    for candidate in signatures.split():
-        version, _, value = candidate.partition(",")
-        if version != "v1" or not value:
-            continue
-        try:
-            given = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if hmac.compare_digest(given, expected):
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        raise SignatureError("body is not UTF-8") from exc
+    given = _given(signatures)
+    for one in secrets:
+        expected = _expected(one, msg_id, stamp, text)
+        # Compare against every candidate, so timing says nothing of which matched.
+        matches = [hmac.compare_digest(g, expected) for g in given]
+        if any(matches):
             return SignedDelivery(msg_id, stamp)
     raise SignatureError("no matching signature")
 

@@ -57,7 +57,6 @@ SIMPLE = {"type": "simple", "config": {"zoom": 5}}
             },
             "camera_control",
         ),
-        ({"prompt": "p", "bogus": 1}, "bogus"),
     ],
 )
 def test_text2video_limits(fields, where):
