@@ -4,8 +4,8 @@
 own in a thread (``EngineThread``), its store calls in worker threads: neither a store
 call nor the engine's own CPU work holds a callback behind it. This measures it, as
 serve runs them: uvicorn + the receiver app + the engine thread, over one SQLite
-store, the simulator in a thread of its own (Kling is elsewhere), and a steady stream
-of unsigned "processing" callbacks from a client thread, each a new fact the
+store, the simulator in a process of its own (Kling is elsewhere), and a steady stream
+of unsigned "processing" callbacks from a client process, each a new fact the
 receiver commits before answering. Once with the
 engine idle, once while it carries a batch of ``tasks`` on the simulator.
 
@@ -15,16 +15,20 @@ engine idle, once while it carries a batch of ``tasks`` on the simulator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import multiprocessing as mp
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import uvicorn
@@ -34,10 +38,11 @@ from klingmon.api import AsyncKlingClient, GenericRequest
 from klingmon.domain import ACTIVE
 from klingmon.engine import EngineSettings, EngineThread, Monitor
 from klingmon.engine._monitor import new_task
-from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
-from klingmon.testing import SimServer
 from klingmon.web import callback_token, create_app
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["serve_load_figures"]
 
@@ -46,6 +51,7 @@ _SECRET = b"klingmon-bench-serve-load-secret-0123456789"
 #: Never due: the callbacks' own tasks must cost the engine no polls.
 _NEVER_MS = 4_000_000_000_000
 _T0 = 1_780_000_000_000
+_KEYS = ("sim-access-key", "sim-secret-key-for-the-benchmarks-0123")
 
 
 def _callback_tasks(store: Store, db: Path, n: int, tag: str) -> list[tuple[str, str]]:
@@ -150,7 +156,10 @@ async def _scenario(
                 break
             await asyncio.sleep(0.5)
         carried = sum(store.tasks.count_by_status(statuses=tuple(ACTIVE)).values())
-        times = await asyncio.to_thread(_send, url, calls, rate)
+        # The sender is a process of its own, as Kling is: its work must not share
+        # this process's interpreter lock with the server it measures.
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            times = await asyncio.wrap_future(pool.submit(_send, url, calls, rate))
         engine.stop()
         await engine.join()
         server.should_exit = True
@@ -170,20 +179,41 @@ def serve_load_figures(
     tasks: int = 2000, seconds: float = 10.0, rate: float = 50.0
 ) -> dict[str, Any]:
     """Callback answer times with the engine idle, then carrying ``tasks``."""
-    config = SimConfig(
-        seed=5,
-        slots=tasks,
-        time_scale=5.0,
-        admin=True,
-        faults=Faults(),
-        secret_key="sim-secret-key-for-the-benchmarks-0123",  # noqa: S106 - simulated
-    )
     out: dict[str, Any] = {"rate_per_s": rate, "seconds": seconds}
-    with SimServer(config) as sim:
-        keys = (sim.sim.config.access_key, sim.sim.config.secret_key)
+    with _simulator(tasks) as sim_url:
         for name, n in (("idle", 0), ("carrying", tasks)):
-            out[name] = asyncio.run(_scenario(sim.url, keys, n, seconds, rate))
+            out[name] = asyncio.run(_scenario(sim_url, _KEYS, n, seconds, rate))
     return out
+
+
+@contextlib.contextmanager
+def _simulator(slots: int) -> Iterator[str]:
+    """``klingmon sim`` in a process of its own (Kling is elsewhere): its CPU work
+    must not share the measured process's interpreter lock."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable, "-m", "klingmon", "sim", "--port", str(port),
+        "--slots", str(slots), "--time-scale", "5", "--seed", "5",
+        "--fail-rate", "0", "--access-key", _KEYS[0], "--secret-key", _KEYS[1],
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url + "/", timeout=1.0)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def main(argv: list[str]) -> int:

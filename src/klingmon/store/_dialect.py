@@ -10,6 +10,7 @@ one process) and no ``percentile_cont``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from klingmon.store import _report
 
 if TYPE_CHECKING:
-    import contextlib
     from collections.abc import Callable, Mapping
 
 __all__ = ["CHANNEL", "Dialect", "dialect_named", "dialect_of"]
@@ -46,6 +46,16 @@ class Dialect:
         SQLite's write transactions are serial already (``BEGIN IMMEDIATE``).
         """
         del conn, key
+
+    def writer_gate(self) -> contextlib.AbstractContextManager[Any]:
+        """What a writer of this process holds around its write transaction.
+
+        SQLite lets one writer in at a time and makes the others sleep and retry
+        (its busy handler backs off up to 100 ms a try): under ``klingmon serve``
+        the receiver's commits would sleep behind the engine's. A lock shared by the
+        process's writers hands the file over as soon as it is free instead.
+        """
+        return threading.Lock()
 
     def lock(
         self,
@@ -100,6 +110,10 @@ class _PostgreSQL(Dialect):
 
     def serialise(self, conn: sa.Connection, key: int) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+    def writer_gate(self) -> contextlib.AbstractContextManager[Any]:
+        """None: PostgreSQL's writers run side by side, locking rows as they go."""
+        return contextlib.nullcontext()
 
     def lock(
         self,

@@ -50,6 +50,10 @@ _LOCK_ROWS = (
 )
 
 
+#: Tasks per write transaction of :meth:`WatchList.apply` and ``schedule``.
+_CHUNK = 200
+
+
 class WatchList:
     """Tasks at Kling: due polls, what polls saw, flags and notes."""
 
@@ -156,16 +160,26 @@ class WatchList:
         return min(values) if values else None
 
     def apply(self, observations: Sequence[Observation], now_ms: int) -> list[Change]:
-        """Apply what polls, sweeps and callbacks saw, in one transaction.
+        """Apply what polls, sweeps and callbacks saw, a transaction per few hundred
+        tasks (a task's observations always in one, in their order).
 
         Ranks only rise (:func:`judge`); an unknown status is a ``drift`` event; a
         stale or backwards status is a ``stale`` event only when it differs from the
         stored one, so identical polls leave no trace but ``polls``. Only real status
-        changes are returned.
+        changes are returned. Short transactions keep SQLite's one writer slot free
+        for the receiver: a 500-task sweep in one would hold every callback behind it.
         """
-        if not observations:
-            return []
         ids = sorted({o.task_id for o in observations})
+        changes: list[Change] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = set(ids[start : start + _CHUNK])
+            seen = [o for o in observations if o.task_id in chunk]
+            changes += self._apply(sorted(chunk), seen, now_ms)
+        return changes
+
+    def _apply(
+        self, ids: list[int], observations: Sequence[Observation], now_ms: int
+    ) -> list[Change]:
         planned: list[tuple[TaskRow, TaskStatus, TaskStatus, int]] = []
         polled: list[int] = []
         pending = Pending()
@@ -206,8 +220,9 @@ class WatchList:
         )
         # In id order, the order apply() locks in: two writers never wait on each other.
         params = [{"b_id": i, "b_next": due} for i, due in sorted(items)]
-        with self._unit.write() as conn:
-            conn.execute(stmt, params)
+        for start in range(0, len(params), _CHUNK):  # short transactions, as apply's
+            with self._unit.write() as conn:
+                conn.execute(stmt, params[start : start + _CHUNK])
 
     def flag(
         self,
