@@ -40,8 +40,7 @@ from klingmon._clock import Clock, SystemClock, to_ms
 from klingmon.api import Task, Task2026, parse_status, parse_task, snapshot_of
 from klingmon.callback_tokens import token_matches
 from klingmon.domain import ACTIVE, TERMINAL
-from klingmon.store import Notice, Observation
-from klingmon.store._group import GroupCommit
+from klingmon.store import GroupCommit, Notice, Observation
 from klingmon.web._signature import SignatureError, verify_signature
 
 if TYPE_CHECKING:
