@@ -110,3 +110,33 @@ def test_a_task_without_charges_has_no_cost_record(tmp_path: Path):
     assert row.cost is None
     assert store.reports.report(row.batch_id).cash == {}
     store.close()
+
+
+def test_legacy_audios_are_owed_as_files(tmp_path: Path):
+    """``task_result.audios`` (legacy audio tasks): the mp3 and the wav, two files."""
+    store = _store(tmp_path, n=1)
+    legacy = snapshot_of(
+        {
+            "task_id": "kt-0",
+            "task_status": "succeed",
+            "updated_at": T0 + 10,
+            "task_result": {
+                "videos": [],
+                "images": [],
+                "audios": [
+                    {
+                        "id": "a1",
+                        "url_mp3": "https://x/a.mp3",
+                        "url_wav": "https://x/a.wav",
+                    }
+                ],
+            },
+        }
+    )
+    store.watch.apply([Observation(1, legacy, "poll", T0 + 20)], T0 + 20)
+    owed = sorted((d.kind, d.idx, d.url) for d in store.downloads.download_rows(None))
+    assert owed == [
+        ("audio", 0, "https://x/a.mp3"),
+        ("audio", 1, "https://x/a.wav"),
+    ]
+    store.close()
