@@ -93,7 +93,8 @@ class Settings:
     #: every submission carries ``<public_url>/callbacks/kling/<token>``.
     public_url: str | None = None
     #: Kling's ``whsec_`` Webhook Secret (``KLINGMON_WEBHOOK_SECRET``): callbacks
-    #: must then carry a valid Standard Webhooks signature.
+    #: must then carry a valid Standard Webhooks signature. Several secrets,
+    #: separated by spaces or commas, are each accepted (Kling's 7-day rotation).
     webhook_secret: Secret | None = None
     #: Key of the callback-URL tokens (``KLINGMON_CALLBACK_SECRET``); by default one
     #: is generated once and kept in the store.
@@ -308,8 +309,10 @@ def _range_problems(v: dict[str, Any]) -> list[_Problem]:
     if v["public_url"] is not None and not _is_http_url(v["public_url"]):
         problems.append((("public_url",), "must be an http(s) URL with a host"))
     secret = v["webhook_secret"]
-    if secret is not None and not secret.get().startswith("whsec_"):
-        problems.append((("webhook_secret",), "must start with whsec_"))
+    if secret is not None:
+        parts = secret.get().replace(",", " ").split()
+        if not parts or not all(part.startswith("whsec_") for part in parts):
+            problems.append((("webhook_secret",), "must start with whsec_"))
     problems.extend(
         ((key,), "must not be empty")
         for key in ("db", "download_dir")

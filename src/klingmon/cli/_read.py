@@ -23,7 +23,7 @@ from klingmon.cli._render import (
 )
 from klingmon.cli._unsent import unsent_lines
 from klingmon.cli._watch import _pick_batch
-from klingmon.domain import TERMINAL
+from klingmon.domain import RESULT_KINDS, TERMINAL
 from klingmon.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -47,6 +47,11 @@ _EXPORT_FIELDS = (
     "mode",
     "duration",
     "units",
+    "cash",
+    "currency",
+    "package_type",
+    "list_price",
+    "cash_type",
     "created_ms",
     "submitted_ms",
     "finished_ms",
@@ -66,10 +71,16 @@ def task_record(row: TaskRow, batch_name: str = "") -> dict[str, Any]:
     }
     data["status"] = row.status.value
     data["batch"] = batch_name
+    # The cost record, flat beside ``units`` (CSV columns) and whole (JSON).
+    cost = dataclasses.asdict(row.cost) if row.cost is not None else {}
+    data["cost"] = cost or None
+    for name in ("cash", "currency", "package_type", "list_price", "cash_type"):
+        data[name] = cost.get(name)
     result = row.result or {}
     data["urls"] = [
         i["url"]
-        for i in list(result.get("videos") or []) + list(result.get("images") or [])
+        for key in RESULT_KINDS
+        for i in result.get(key) or []
         if isinstance(i, dict) and i.get("url")
     ]
     return data

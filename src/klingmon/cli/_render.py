@@ -12,7 +12,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from klingmon.domain import TERMINAL, TaskStatus
+from klingmon.domain import RESULT_KINDS, TERMINAL, TaskStatus
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -304,6 +304,9 @@ def task_view(row: TaskRow, events: list[EventRow]) -> RenderableType:
     info.add_row("created", fmt_ms(row.created_ms))
     if row.units:
         info.add_row("units", f"{row.units:g}")
+    if row.cost is not None and row.cost.cash is not None:
+        currency = f" {row.cost.currency}" if row.cost.currency else ""
+        info.add_row("cash", f"{row.cost.cash:g}{currency}")
     for url in _urls(row.result):
         info.add_row("result", url)
     timeline = Table(title="Timeline")
@@ -321,7 +324,7 @@ def task_view(row: TaskRow, events: list[EventRow]) -> RenderableType:
 def _urls(result: dict[str, Any] | None) -> list[str]:
     if not result:
         return []
-    items = list(result.get("videos") or []) + list(result.get("images") or [])
+    items = [i for key in RESULT_KINDS for i in result.get(key) or []]
     return [str(i.get("url")) for i in items if isinstance(i, dict) and i.get("url")]
 
 
@@ -342,6 +345,9 @@ def report_view(name: str, report: Report) -> RenderableType:
         ),
     )
     table.add_row("units spent", f"{report.units:g}")
+    if report.cash:
+        cash = ", ".join(f"{v:g} {k}".rstrip() for k, v in sorted(report.cash.items()))
+        table.add_row("cash spent", cash)
     table.add_row("stuck / past deadline", f"{report.stuck} / {report.watch_timeout}")
     if report.statuses_via:
         via = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses_via.items()))

@@ -59,7 +59,8 @@ def serve(
         "--webhook-secret",
         envvar="KLINGMON_WEBHOOK_SECRET",
         help=(
-            "Kling's whsec_ secret: callbacks must be Standard Webhooks signed."
+            "Kling's whsec_ secret (several, space-separated, during a rotation):"
+            " callbacks must be Standard Webhooks signed."
             " Prefer the environment variable: a flag shows in ps."
         ),
         show_default=False,

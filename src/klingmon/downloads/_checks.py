@@ -7,7 +7,9 @@ download manager stays a thin I/O shell around them.
 * Content type: ``video/*``, ``image/*``, ``audio/*``, ``application/octet-stream``
   and ``binary/octet-stream`` are taken; anything else (``text/html``,
   ``application/json``, ``text/*`` ...) is refused. An answer without a content type
-  is taken only when the file's first bytes are those of a known media format.
+  is taken only when the file's first bytes are those of a known media format
+  (MP4/MOV boxes, PNG, JPEG, GIF, WebP, WebM; audio: ID3, ``RIFF....WAVE``, an MPEG
+  frame sync, Ogg, FLAC).
 * Range: 206 only answers a request that sent ``Range``, and its ``Content-Range``
   must start exactly at the byte asked for and name the whole length.
 * Budget: the bytes all parallel transfers may still bring, shared by them.
@@ -99,7 +101,20 @@ def looks_like_media(head: bytes) -> bool:
         return True
     if head[:4] == b"RIFF" and head[8:12] in {b"WEBP", b"WAVE", b"AVI "}:
         return True
+    if _mpeg_frame(head):
+        return True
     return head.startswith(_SIGNATURES)
+
+
+def _mpeg_frame(head: bytes) -> bool:
+    """An MPEG audio frame header (an MP3 without ID3 tags, or ADTS AAC).
+
+    Eleven set sync bits, then a version other than the reserved ``01``; a JPEG's
+    ``FF D8`` has only the first eight of them.
+    """
+    if len(head) < 2 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    return (head[1] >> 3) & 0b11 != 0b01
 
 
 class ByteBudget:

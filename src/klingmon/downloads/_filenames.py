@@ -57,7 +57,23 @@ _RESERVED = frozenset(
     | {f"com{i}" for i in range(10)}
     | {f"lpt{i}" for i in range(10)}
 )
-_KNOWN_EXT = frozenset({".mp4", ".mov", ".webm", ".png", ".jpg", ".jpeg", ".webp"})
+_VIDEO_EXT = frozenset({".mp4", ".mov", ".webm"})
+_KNOWN_EXT = _VIDEO_EXT | {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".mp3",
+    ".wav",
+    ".m4a",
+    ".aac",
+    ".ogg",
+    ".flac",
+}
+#: A file's extension when its URL names none: by its kind (``-wm`` stripped).
+_DEFAULT_EXT = {"image": ".png", "audio": ".mp3", "voice": ".mp3"}
+#: The mark of a watermarked variant, in its kind and before its extension.
+_WATERMARK = "-wm"
 
 
 def slug(text: str | None, *, limit: int = _MAX_SLUG) -> str:
@@ -120,9 +136,11 @@ class NameFields:
     #: The file's position among its task's results of its kind.
     n: int = 0
     url: str = ""
+    #: The item's ``format`` (``mp3``, ``wav`` for audio), when the URL names none.
+    format: str | None = None
 
     def values(self) -> dict[str, Any]:
-        ext = _extension(self.url, self.kind)
+        ext = _extension(self.url, self.kind, self.format)
         return {
             "batch": safe_component(self.batch),
             "index": self.index,
@@ -139,19 +157,24 @@ class NameFields:
         }
 
 
-def _extension(url: str, kind: str) -> str:
+def _extension(url: str, kind: str, fmt: str | None = None) -> str:
+    """The URL's own media extension, else the item's ``format``, else the kind's."""
     suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
     if suffix in _KNOWN_EXT:
         return suffix
-    return ".png" if kind == "image" else ".mp4"
+    if fmt and f".{fmt.lower()}" in _KNOWN_EXT:
+        return f".{fmt.lower()}"
+    return _DEFAULT_EXT.get(kind.removesuffix(_WATERMARK), ".mp4")
 
 
 def render_name(template: str, fields: NameFields) -> str:
     """A relative POSIX path under the destination, safe whatever the fields hold.
 
-    An image under a ``.mp4`` template gets its own extension; a task's second and
-    later files get ``-<n>`` before the extension unless the template uses ``{n}``
-    or ``{video_id}``, so that no two files share a name.
+    An image, audio or voice file under a ``.mp4`` template gets its own extension
+    (``.png``, ``.mp3``, ``.wav`` ...), a voice ``-voice`` and a watermarked variant
+    ``-wm`` (unless the template uses ``{kind}``); a task's second and later files
+    of a kind get ``-<n>`` before the extension unless the template uses ``{n}`` or
+    ``{video_id}``, so that no two files share a name.
     """
     check_template(template)
     values = fields.values()
@@ -163,13 +186,18 @@ def render_name(template: str, fields: NameFields) -> str:
     parts = [safe_component(p) for p in re.split(r"[/\\]+", text) if p not in {"", "."}]
     parts = [p for p in parts if p not in {"..", "_"}] or ["result"]
     name = PurePosixPath(parts[-1])
-    ext = _extension(fields.url, fields.kind)
-    if fields.kind == "image" and name.suffix.lower() in {".mp4", ".mov", ".webm"}:
+    ext = _extension(fields.url, fields.kind, fields.format)
+    base = fields.kind.removesuffix(_WATERMARK)
+    if base != "video" and name.suffix.lower() in _VIDEO_EXT:
         name = name.with_suffix(ext)
     elif not name.suffix:
         name = name.with_name(name.name + ext)
     unique = "{n" in template or "{video_id" in template
     if fields.n > 0 and not unique:
         name = name.with_name(f"{name.stem}-{fields.n}{name.suffix}")
+    if "{kind" not in template and base == "voice":  # beside an audio's .mp3
+        name = name.with_name(f"{name.stem}-voice{name.suffix}")
+    if fields.kind.endswith(_WATERMARK) and "{kind" not in template:
+        name = name.with_name(f"{name.stem}{_WATERMARK}{name.suffix}")
     parts[-1] = safe_component(name.name)
     return "/".join(parts)

@@ -36,6 +36,7 @@ import httpx
 
 from klingmon._clock import Clock, SystemClock, to_ms
 from klingmon._owners import dead_local_owner, default_owner
+from klingmon.domain import RESULT_KINDS
 from klingmon.downloads._checks import (
     ByteBudget,
     check_content_type,
@@ -176,6 +177,8 @@ class Downloader:
                 logger.info("lease.reclaimed", extra={"owner": owner})
         now_ms = to_ms(self.clock.now())
         self.store.downloads.ensure_downloads(now_ms, batch_id)
+        if self.settings.watermark:
+            self.store.downloads.ensure_downloads(now_ms, batch_id, watermark=True)
         # Failed and refused files get one more chance (the settings may have
         # changed); within this run, a file that fails again stays failed.
         horizon = (
@@ -242,8 +245,18 @@ class Downloader:
                         )
                     )
                 else:
+                    self._owe_variants(row)
                     return True
         return False  # pragma: no cover - the loop always returns
+
+    def _owe_variants(self, row: DownloadRow) -> None:
+        """With ``watermark`` on, a plain file come home owes its task's variants,
+        so a later round (or another worker) fetches them with the same guarantees."""
+        if self.settings.watermark and not row.kind.endswith("-wm"):
+            now_ms = to_ms(self.clock.now())
+            self.store.downloads.ensure_downloads(
+                now_ms, watermark=True, task_id=row.task_id
+            )
 
     def _final_status(self, row: DownloadRow, exc: BaseException) -> str:
         gone = isinstance(exc, _GoneError)
@@ -285,6 +298,7 @@ class Downloader:
                 kind=row.kind,
                 n=row.idx,
                 url=row.url,
+                format=ids.get("format"),
             ),
         )
         out = self.settings.out
@@ -504,8 +518,12 @@ def _describe(exc: BaseException) -> str:
 
 
 def _result_item(result: dict[str, Any] | None, kind: str, idx: int) -> dict[str, Any]:
-    items = (result or {}).get("videos" if kind == "video" else "images") or []
+    base = kind.removesuffix("-wm")
+    key = next((k for k, v in RESULT_KINDS.items() if v == base), "videos")
+    items = (result or {}).get(key) or []
     item = items[idx] if 0 <= idx < len(items) else {}
     return {
-        k: str(v) for k, v in item.items() if k in {"id", "index"} and v is not None
+        k: str(v)
+        for k, v in item.items()
+        if k in {"id", "index", "format"} and v is not None
     }

@@ -58,6 +58,9 @@ class DownloadSettings:
     #: Local folder for part files when ``out`` is remote (default: under ``out``'s
     #: hash in the system temp dir).
     staging: str | None = None
+    #: Also fetch each video's and image's ``watermark_url`` variant (as a file of
+    #: kind ``video-wm`` / ``image-wm``, named ``…-wm``); off by default.
+    watermark: bool = False
 
     def __post_init__(self) -> None:
         check_template(self.template)

@@ -17,6 +17,7 @@ from klingmon.store._downloads import (
 )
 from klingmon.store._fleet import Fleet, WorkerRow
 from klingmon.store._flow import CallbackFlow, Notice, RecordedChange
+from klingmon.store._group import GroupCommit
 from klingmon.store._meta import Meta
 from klingmon.store._outbox import Outbox
 from klingmon.store._ports import (
@@ -66,6 +67,7 @@ __all__ = [
     "EventRow",
     "Fleet",
     "FleetPort",
+    "GroupCommit",
     "Meta",
     "MetaPort",
     "NewTask",

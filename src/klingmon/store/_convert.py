@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from klingmon.domain import ACTIVE, TERMINAL, TaskStatus
+from klingmon.domain import ACTIVE, TERMINAL, Cost, TaskStatus
 from klingmon.store._rows import EventRow, TaskRow
 
 if TYPE_CHECKING:
@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from klingmon.domain import Snapshot
 
 __all__ = [
+    "COST_COLUMNS",
     "KLING_SKEW_MS",
+    "cost_of_row",
+    "cost_values",
     "event_row",
     "kling_ms",
     "observed_values",
@@ -23,6 +26,8 @@ __all__ = [
 ]
 
 _MAX_MS = 2**63 - 1
+#: The ``tasks`` columns of a task's cost record, each named as its ``Cost`` field.
+COST_COLUMNS = ("units", "cash", "currency", "package_type", "list_price", "cash_type")
 #: How far ahead of ours Kling's clock may run (the Standard Webhooks tolerance):
 #: a later time is cut back to it, so no answer can set a task's clock in the future.
 KLING_SKEW_MS = 300_000
@@ -57,6 +62,7 @@ def task_row(m: Mapping[Any, Any]) -> TaskRow:
         polls=m["polls"],
         result=None if m["result"] is None else dict(m["result"]),
         units=m["units"],
+        cost=cost_of_row(m),
         watch_timeout=bool(m["watch_timeout"]),
         stuck=bool(m["stuck"]),
         deadline_ms=m["deadline_ms"],
@@ -110,7 +116,21 @@ def observed_values(task: Snapshot, now_ms: int) -> dict[str, Any]:
         values["result"] = task.result
     if task.units is not None:
         values["units"] = task.units
+    if task.cost is not None:
+        values |= cost_values(task.cost)
     return values
+
+
+def cost_values(cost: Cost) -> dict[str, Any]:
+    """The cost record's columns that Kling named (a later answer fills the rest)."""
+    named = {name: getattr(cost, name) for name in COST_COLUMNS}
+    return {name: value for name, value in named.items() if value is not None}
+
+
+def cost_of_row(m: Mapping[Any, Any]) -> Cost | None:
+    """The task's cost record from its row; None when Kling named no charge."""
+    cost = Cost(**{name: m.get(name) for name in COST_COLUMNS})
+    return None if cost.is_empty else cost
 
 
 def status_values(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.domain import DownloadState, TaskStatus
+from klingmon.domain import RESULT_KINDS, DownloadState, TaskStatus
 from klingmon.store._dialect import dialect_of
 from klingmon.store._schema import downloads, tasks
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DOWNLOAD_STATES",
     "RETENTION_MS",
+    "WATERMARK_SUFFIX",
     "DownloadQueue",
     "DownloadRow",
     "queue_files",
@@ -44,6 +45,9 @@ DOWNLOAD_STATES = tuple(DownloadState)
 _OPEN = (DownloadState.PENDING, DownloadState.DOWNLOADING)
 _ROWS_PER_INSERT = 500
 _NEVER = 2**62
+#: The kind of a file's watermarked variant is its own plus this (``video-wm``,
+#: ``image-wm``: eight characters, the ``kind`` column's width). Owed only on request.
+WATERMARK_SUFFIX = "-wm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +83,25 @@ def _row(m: Mapping[Any, Any]) -> DownloadRow:
     return DownloadRow(**{c.name: m[c.name] for c in downloads.c})
 
 
-def _files(result: Mapping[str, Any] | None) -> list[tuple[str, int, str]]:
-    """``(kind, idx, url)`` of every file in a task's ``task_result``."""
+def _files(
+    result: Mapping[str, Any] | None, *, watermark: bool = False
+) -> list[tuple[str, int, str]]:
+    """``(kind, idx, url)`` of every file of every kind in a stored result.
+
+    Kinds follow ``RESULT_KINDS`` (video, image, audio, voice, element); an audio
+    task's mp3 and wav are two items, so two files. ``watermark``: the items'
+    ``watermark_url`` variants instead, under ``<kind>-wm``.
+    """
+    field, suffix = ("watermark_url", WATERMARK_SUFFIX) if watermark else ("url", "")
     found: list[tuple[str, int, str]] = []
-    for kind, key in (("video", "videos"), ("image", "images")):
-        for idx, item in enumerate((result or {}).get(key) or []):
-            url = item.get("url") if isinstance(item, dict) else None
+    for key, kind in RESULT_KINDS.items():
+        items = (result or {}).get(key)
+        if not isinstance(items, list):
+            continue
+        for idx, item in enumerate(items):
+            url = item.get(field) if isinstance(item, dict) else None
             if isinstance(url, str) and url:
-                found.append((kind, idx, url))
+                found.append((kind + suffix, idx, url))
     return found
 
 
@@ -95,12 +110,14 @@ def queue_files(
     owed: Sequence[tuple[Mapping[Any, Any], int]],
     *,
     pg: bool | None = None,
+    watermark: bool = False,
 ) -> int:
     """Owe every result file of these succeeded tasks, ``(task row, now ms)`` each,
     in one INSERT inside the caller's transaction.
 
     Idempotent: a file already owed (or fetched) is left as it is. ``pg`` is
     ignored (the connection knows its dialect); kept for callers that pass it.
+    ``watermark``: owe the files' watermarked variants instead (see ``_files``).
     """
     del pg
     rows = [
@@ -117,7 +134,7 @@ def queue_files(
             "created_ms": now_ms,
         }
         for task, now_ms in owed
-        for kind, idx, url in _files(task.get("result"))
+        for kind, idx, url in _files(task.get("result"), watermark=watermark)
     ]
     if not rows:
         return 0
@@ -155,11 +172,23 @@ class DownloadQueue:
                 return 0
             return queue_files(conn, [(row, now_ms)])
 
-    def ensure_downloads(self, now_ms: int, batch_id: int | None = None) -> int:
+    def ensure_downloads(
+        self,
+        now_ms: int,
+        batch_id: int | None = None,
+        *,
+        watermark: bool = False,
+        task_id: int | None = None,
+    ) -> int:
         """Owe the files of succeeded tasks that have no rows yet (older stores).
 
         A task whose success was only ever heard from a callback is skipped.
+        ``watermark`` (``DownloadSettings.watermark``): owe instead the
+        ``watermark_url`` variants of the tasks whose plain files are owed (their
+        result was confirmed), of one task when ``task_id`` is given. Idempotent.
         """
+        if watermark:
+            return self._owe_watermarks(now_ms, batch_id, task_id)
         owed = sa.exists().where(downloads.c.task_id == tasks.c.id)
         query = sa.select(tasks).where(
             tasks.c.status == TaskStatus.SUCCEED.value,
@@ -172,6 +201,23 @@ class DownloadQueue:
         with self._unit.write() as conn:
             found = [(m, now_ms) for m in conn.execute(query).mappings()]
             return queue_files(conn, found)
+
+    def _owe_watermarks(
+        self, now_ms: int, batch_id: int | None, task_id: int | None
+    ) -> int:
+        owed = sa.exists().where(downloads.c.task_id == tasks.c.id)
+        query = sa.select(tasks).where(
+            tasks.c.status == TaskStatus.SUCCEED.value,
+            tasks.c.result.is_not(None),
+            owed,
+        )
+        if task_id is not None:
+            query = query.where(tasks.c.id == task_id)
+        if batch_id is not None:
+            query = query.where(tasks.c.batch_id == batch_id)
+        with self._unit.write() as conn:
+            found = [(m, now_ms) for m in conn.execute(query).mappings()]
+            return queue_files(conn, found, watermark=True)
 
     def claim_downloads(
         self,

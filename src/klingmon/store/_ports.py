@@ -209,7 +209,14 @@ class DownloadQueuePort(Protocol):
 
     def confirm_downloads(self, task_id: int, now_ms: int) -> int: ...
 
-    def ensure_downloads(self, now_ms: int, batch_id: int | None = None) -> int: ...
+    def ensure_downloads(
+        self,
+        now_ms: int,
+        batch_id: int | None = None,
+        *,
+        watermark: bool = False,
+        task_id: int | None = None,
+    ) -> int: ...
 
     def claim_downloads(
         self,

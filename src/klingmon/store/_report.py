@@ -250,6 +250,7 @@ def build(
             requests[kind] = requests.get(kind, 0) + value
     files, first_owed = _downloads(conn, batch_id)
     return Report(
+        cash=cash_by_currency(conn, where),
         downloads=files,
         first_owed_expiry_ms=first_owed,
         batch_id=batch_id,
@@ -269,6 +270,19 @@ def build(
         requests_per_task=(sum(requests.values()) / total) if total else None,
         statuses_via=statuses_via,
     )
+
+
+def cash_by_currency(
+    conn: sa.Connection, where: list[sa.ColumnElement[bool]]
+) -> dict[str, float]:
+    """The finished tasks' cash, summed per currency (as the units, succeeded only)."""
+    c = tasks.c
+    rows = conn.execute(
+        sa.select(c.currency, sa.func.sum(c.cash))
+        .where(*where, c.status == TaskStatus.SUCCEED.value, c.cash.is_not(None))
+        .group_by(c.currency)
+    )
+    return {str(currency or ""): float(total) for currency, total in rows}
 
 
 def _statuses_via(conn: sa.Connection, batch_id: int | None) -> dict[str, int]:

@@ -46,6 +46,8 @@ class BatchSummary:
     first_submitted_ms: int | None = None
     last_finished_ms: int | None = None
     files: dict[str, int] = field(default_factory=dict)
+    #: Balance deducted for the finished tasks, by currency (``""``: none named).
+    cash: dict[str, float] = field(default_factory=dict)
 
 
 class Reports:
@@ -59,6 +61,19 @@ class Reports:
         counts = self.counters(batch_id)
         with self._unit.read() as conn:
             return _report.build(conn, batch_id, counts, self._unit.dialect)
+
+    @staticmethod
+    def _cash(conn: sa.Connection) -> dict[int, dict[str, float]]:
+        """Every batch's succeeded tasks' cash, by currency."""
+        c = tasks.c
+        found: dict[int, dict[str, float]] = {}
+        for batch_id, currency, total in conn.execute(
+            sa.select(c.batch_id, c.currency, sa.func.sum(c.cash))
+            .where(c.status == TaskStatus.SUCCEED.value, c.cash.is_not(None))
+            .group_by(c.batch_id, c.currency)
+        ):
+            found.setdefault(batch_id, {})[str(currency or "")] = float(total)
+        return found
 
     def batch_summaries(self) -> dict[int, BatchSummary]:
         """Every batch's counts by status, units, stuck flags and file states."""
@@ -97,6 +112,7 @@ class Reports:
                 )
             ):
                 files.setdefault(batch_id, {})[str(status)] = int(n)
+            cash = self._cash(conn)
         return {
             batch_id: BatchSummary(
                 batch_id=batch_id,
@@ -106,6 +122,7 @@ class Reports:
                 first_submitted_ms=min(entry["first"]) if entry["first"] else None,
                 last_finished_ms=max(entry["last"]) if entry["last"] else None,
                 files=files.get(batch_id, {}),
+                cash=cash.get(batch_id, {}),
             )
             for batch_id, entry in found.items()
         }

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from klingmon.domain import Snapshot, TaskStatus
+    from klingmon.domain import Cost, Snapshot, TaskStatus
 
 __all__ = [
     "BatchRow",
@@ -86,6 +86,8 @@ class TaskRow:
     retry_of: int | None
     last_error: str | None
     learned_via: str | None
+    #: Everything Kling charged (``units`` is its first part); None until it said.
+    cost: Cost | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -185,3 +187,6 @@ class Report:
     #: Status changes by where they came from (``callback``, ``poll``, ``sweep`` ...);
     #: ``callback_hint`` counts terminal callbacks that a poll then confirmed.
     statuses_via: dict[str, int] = field(default_factory=dict)
+    #: Balance Kling deducted for the finished tasks, by currency (``""`` when it
+    #: named none, as legacy answers do); ``units`` is what the packs gave.
+    cash: dict[str, float] = field(default_factory=dict)

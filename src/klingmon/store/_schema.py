@@ -85,6 +85,12 @@ tasks = sa.Table(
     sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
     sa.Column("result", sa.JSON),
     sa.Column("units", sa.Float),
+    # The rest of the task's cost record (migration 0007); ``units`` is its first part.
+    sa.Column("cash", sa.Float),
+    sa.Column("currency", sa.String(8)),
+    sa.Column("package_type", sa.String(16)),
+    sa.Column("list_price", sa.Float),
+    sa.Column("cash_type", sa.String(16)),
     sa.Column("watch_timeout", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("stuck", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("deadline_ms", _Ms),

@@ -23,6 +23,7 @@ from klingmon.errors import StoreError
 from klingmon.policy import Transition, consequences
 from klingmon.policy._lifecycle import Verdict, judge
 from klingmon.store._convert import (
+    COST_COLUMNS,
     kling_ms,
     observed_values,
     status_values,
@@ -102,7 +103,7 @@ def new_task_values(
         "submit_attempts": 0,
         "polls": 0,
         "result": None,
-        "units": None,
+        **dict.fromkeys(COST_COLUMNS),
         "watch_timeout": False,
         "stuck": False,
         "deadline_ms": new.deadline_ms,
@@ -123,7 +124,8 @@ def new_task_values(
     if status in ACTIVE:
         values["next_poll_ms"] = now_ms
     values.setdefault("result", None)
-    values.setdefault("units", None)
+    for name in COST_COLUMNS:
+        values.setdefault(name, None)
     values.setdefault("status_msg", None)
     values.pop("lease_owner", None)
     values.pop("lease_until_ms", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -56,6 +57,7 @@ def _task_json(row: TaskRow) -> dict[str, Any]:
         "polls": row.polls,
         "result": row.result,
         "units": row.units,
+        "cost": None if row.cost is None else dataclasses.asdict(row.cost),
         "stuck": row.stuck,
         "watch_timeout": row.watch_timeout,
         "learned_via": row.learned_via,
@@ -120,6 +122,7 @@ def get_batch(request: Request, ref: str) -> dict[str, Any]:
         "requests_per_task": report.requests_per_task,
         "failures": report.failures,
         "units": report.units,
+        "cash": report.cash,
         "stuck": report.stuck,
         "watch_timeout": report.watch_timeout,
     }

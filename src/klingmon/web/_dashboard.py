@@ -408,6 +408,7 @@ def _batch_card(b: BatchRow, s: BatchSummary | None, now: int) -> dict[str, Any]
         "failed": sum(counts.get(st, 0) for st in data.FAILED),
         "stuck": s.stuck if s else 0,
         "units": s.units if s else 0.0,
+        "cash": s.cash if s else {},
         "eta": data.batch_eta(s, now) if s else None,
         "bar": data.bar(counts),
         "files": s.files if s else {},

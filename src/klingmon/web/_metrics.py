@@ -74,6 +74,27 @@ class _StoreCollector:
         for code in ("1302", "1303"):
             limited.add_metric([code], totals.get(code, 0))
         yield limited
+        yield from self._costs()
+
+    def _costs(self) -> Iterator[Metric]:
+        """What Kling charged per batch: pack units, and balance by currency."""
+        units = GaugeMetricFamily(
+            "klingmon_batch_units",
+            "Resource-pack units Kling deducted for a batch's succeeded tasks.",
+            labels=["batch"],
+        )
+        cash = GaugeMetricFamily(
+            "klingmon_batch_cash",
+            "Balance Kling deducted for a batch's succeeded tasks, by currency"
+            ' ("" when Kling named none).',
+            labels=["batch", "currency"],
+        )
+        for batch_id, summary in sorted(self._store.reports.batch_summaries().items()):
+            units.add_metric([str(batch_id)], summary.units)
+            for currency, amount in sorted(summary.cash.items()):
+                cash.add_metric([str(batch_id), currency], amount)
+        yield units
+        yield cash
 
 
 class Metrics:

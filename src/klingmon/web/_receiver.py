@@ -7,7 +7,13 @@ Everything else goes through :meth:`Store.apply` with ``source="callback"``, so 
 lifecycle rules (ranks only rise, terminal never changes) hold for duplicates and
 out-of-order deliveries exactly as for polls. An unconfirmed callback (no valid
 signature, confirmation on) is cut down to its ids and status first: it may move
-the status and wake the engine, never write a result, units, a message or a time.
+the status and wake the engine, never write a result, a cost, a message or a time.
+
+Both callback formats come to the same route: the legacy ``task_id`` /
+``task_status`` / ``task_result`` object and the new generation's bare task object
+(``id`` / ``status`` / ``outputs`` / ``billing``); ``klingmon.api.parse_task``
+tells them apart and ``snapshot_of`` maps either onto the domain. A task is matched
+by its external id (the new format's ``external_id``) or its Kling id.
 
 Without the token of the task the body names, an unknown task and a known one get
 the same 403, so a caller without the URL learns nothing about which ids we track.
@@ -31,17 +37,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.api import snapshot
-from klingmon.api._models import Task, parse_status
+from klingmon.api import Task, Task2026, parse_status, parse_task, snapshot_of
 from klingmon.callback_tokens import token_matches
 from klingmon.domain import ACTIVE, TERMINAL
-from klingmon.store import Notice, Observation
-from klingmon.store._group import GroupCommit
+from klingmon.store import GroupCommit, Notice, Observation
 from klingmon.web._signature import SignatureError, verify_signature
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+    from klingmon.api import AnyTask
     from klingmon.store import Store, TaskRef
 
 __all__ = ["MAX_BODY", "Outcome", "Receiver", "ReceiverSettings"]
@@ -53,7 +58,11 @@ MAX_BODY = 64 * 1024
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReceiverSettings:
-    """How callbacks are checked; ``webhook_secret`` is a ``whsec_`` string."""
+    """How callbacks are checked.
+
+    ``webhook_secret`` is a ``whsec_`` string, or several separated by spaces or
+    commas (any one verifying passes: during a rotation both are live).
+    """
 
     webhook_secret: str | None = None
     #: Confirm a terminal status from an unsigned callback with a GET first.
@@ -99,7 +108,8 @@ class _Call:
     token: str
     body: bytes
     headers: Mapping[str, str]
-    task: Task
+    #: Either generation's task object (legacy ``task_id`` or new ``id``).
+    task: AnyTask
 
 
 @dataclass
@@ -173,8 +183,8 @@ class Receiver:
     ) -> dict[int, Outcome]:
         now_ms = to_ms(now)
         outcomes: dict[int, Outcome] = {}
-        hints: list[tuple[int, TaskRef, Task]] = []
-        applies: list[tuple[int, TaskRef, Task, bool]] = []
+        hints: list[tuple[int, TaskRef, AnyTask]] = []
+        applies: list[tuple[int, TaskRef, AnyTask, bool]] = []
         flowing: set[str] = set()
         for i, row in batch:
             call = calls[i]
@@ -205,7 +215,12 @@ class Receiver:
                 applies.append((i, row, call.task, signed))
         self._note_flowing(flowing, now)
         for i, row, task in hints:
-            payload = _status_only(task, now_ms).model_dump(mode="json")
+            hint = _status_only(task, now_ms)
+            payload = (
+                hint.wire()
+                if isinstance(hint, Task2026)
+                else hint.model_dump(mode="json")
+            )
             self.store.watch.note(row.id, now_ms, "callback", "hint", payload)
             logger.info("callback.hint", extra={"task": row.id})
             outcomes[i] = Outcome(
@@ -232,7 +247,7 @@ class Receiver:
         observations = [
             Observation(
                 row.id,
-                snapshot(task),
+                snapshot_of(task),
                 "callback",
                 now_ms,
                 confirmed=signed or not self.settings.confirm,
@@ -317,25 +332,30 @@ def delivery_key(webhook_id: str) -> str:
     return "sha256:" + hashlib.sha256(webhook_id.encode()).hexdigest()
 
 
-def _status_only(task: Task, now_ms: int) -> Task:
+def _status_only(task: AnyTask, now_ms: int) -> AnyTask:
     """What an unconfirmed callback may say: which task, and its status hint.
 
     The times it claims ride along under ``claimed`` (no later than now) for the
-    event log and the lag metrics; no store column reads them.
+    event log and the lag metrics; no store column reads them. The task keeps its
+    generation, so the event log shows it as Kling spelt it.
     """
+    times = {"created_at": task.created_at, "updated_at": task.updated_at}
+    claimed = {k: min(v, now_ms) for k, v in times.items() if v is not None}
+    extra = {"claimed": claimed} if claimed else {}
+    if isinstance(task, Task2026):
+        fields: dict[str, Any] = {"id": task.id, "status": task.raw_status}
+        if task.external_id is not None:
+            fields["external_id"] = task.external_id
+        return Task2026.model_validate(fields | extra)
     data: dict[str, Any] = {
         "task_id": task.task_id,
         "task_status": task.task_status,
         "task_info": {"external_task_id": task.external_task_id},
     }
-    times = {"created_at": task.created_at, "updated_at": task.updated_at}
-    claimed = {k: min(v, now_ms) for k, v in times.items() if v is not None}
-    if claimed:
-        data["claimed"] = claimed
-    return Task.model_validate(data)
+    return Task.model_validate(data | extra)
 
 
-def _lag(task: Task, now_ms: int) -> float | None:
+def _lag(task: AnyTask, now_ms: int) -> float | None:
     return (now_ms - task.updated_at) / 1000 if task.updated_at else None
 
 
@@ -351,11 +371,14 @@ def _check(
     return _Call(token, body, headers, task)
 
 
-def _parse(body: bytes) -> Task | Outcome:
-    try:  # pydantic's own JSON parser: twice as fast for the usual, valid body
-        return Task.model_validate_json(body)
-    except ValidationError:
-        pass  # whatever it refused, the steps below say exactly why
+def _parse(body: bytes) -> AnyTask | Outcome:
+    """Either callback format: legacy ``task_id``/``task_status``, or the bare
+    new-generation task object (``id``/``status``/``outputs``/``billing``)."""
+    if b'"task_id"' in body:  # pydantic's own JSON parser: twice as fast
+        try:
+            return Task.model_validate_json(body)
+        except ValidationError:
+            pass  # whatever it refused, the steps below say exactly why
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError):
@@ -363,7 +386,7 @@ def _parse(body: bytes) -> Task | Outcome:
     if not isinstance(data, dict):
         return _error(400, "malformed", "the body is not a JSON object")
     try:
-        return Task.model_validate(data)
+        return parse_task(data)
     except ValidationError as exc:
         fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
         return _error(422, "invalid", f"invalid task object: {', '.join(fields)}")

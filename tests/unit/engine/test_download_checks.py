@@ -96,3 +96,35 @@ def test_content_range_round_trip(first: int, length: int, total: int) -> None:
     header = f"bytes {first}-{first + length}/{total}"
     assert content_range(header) == (first, total)
     assert content_range(f"bytes {first}-{first + length}/*") == (first, None)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"ID3\x04\x00\x00\x00\x00\x00\x00",  # MP3 with tags
+        b"\xff\xfb\x90\x64\x00\x00\x00\x00",  # MPEG-1 layer III frame, no tags
+        b"\xff\xf3\x64\xc4\x00\x00\x00\x00",  # MPEG-2 layer III
+        b"\xff\xf1\x50\x80\x00\x00\x00\x00",  # ADTS AAC
+        b"RIFF\x24\x08\x00\x00WAVEfmt ",
+    ],
+)
+def test_audio_files_are_media(head: bytes):
+    assert looks_like_media(head)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"\xff\xe8\x00\x00",  # sync bits with the reserved MPEG version
+        b"\xff\x00\x00\x00",
+        b"RIFF\x24\x08\x00\x00JUNKdata",
+        b"<!DOCTYPE html>",
+    ],
+)
+def test_near_audio_bytes_are_not_media(head: bytes):
+    assert not looks_like_media(head)
+
+
+@pytest.mark.parametrize("kind", ["audio/mpeg", "audio/wav", "audio/x-wav"])
+def test_audio_content_types_are_taken(kind: str):
+    assert check_content_type(kind, "u") is False

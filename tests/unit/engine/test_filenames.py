@@ -113,3 +113,30 @@ def test_any_prompt_and_batch_give_a_safe_name(prompt: str, batch: str) -> None:
     """Whatever text arrives, the name is relative, bounded and without ``..``."""
     rel = render_name(DEFAULT_TEMPLATE, _fields(prompt=prompt, batch=batch))
     assert _is_safe(rel)
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "fmt", "n", "name"),
+    [
+        ("audio", "https://cdn/x/0.mp3?Expires=1", "mp3", 0, "0001-a-heron-t1.mp3"),
+        ("audio", "https://cdn/x/1.wav?Expires=1", "wav", 1, "0001-a-heron-t1-1.wav"),
+        ("audio", "https://cdn/x/file", "wav", 1, "0001-a-heron-t1-1.wav"),
+        ("audio", "https://cdn/x/file", None, 0, "0001-a-heron-t1.mp3"),
+        ("voice", "https://cdn/x/0.mp3", None, 0, "0001-a-heron-t1-voice.mp3"),
+        ("video-wm", "https://cdn/x/0-wm.mp4", None, 0, "0001-a-heron-t1-wm.mp4"),
+        ("image-wm", "https://cdn/x/1-wm.png", None, 1, "0001-a-heron-t1-1-wm.png"),
+        ("image", "https://cdn/x/0", None, 0, "0001-a-heron-t1.png"),
+    ],
+)
+def test_every_kind_gets_its_extension_and_a_name_of_its_own(kind, url, fmt, n, name):
+    fields = NameFields(
+        batch="b",
+        index=1,
+        task_id="t1",
+        prompt="a heron",
+        kind=kind,
+        n=n,
+        url=url,
+        format=fmt,
+    )
+    assert render_name(DEFAULT_TEMPLATE, fields) == f"b/{name}"

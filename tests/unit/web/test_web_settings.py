@@ -75,3 +75,15 @@ def test_allowed_hosts_come_from_the_file_as_a_list_or_a_string(tmp_path):
     for path in (listed, spaced):
         found = load_settings({}, config=path).allowed_hosts
         assert found == ("km.example.com", "*.corp")
+
+
+def test_several_webhook_secrets_are_accepted(tmp_path):
+    """Kling's 7-day rotation: both secrets configured, space- or comma-separated."""
+    both = "whsec_dGVzdA== whsec_b3RoZXI=,whsec_dGhpcmQ="
+    settings = load_settings({"webhook_secret": both}, config=_empty(tmp_path))
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.get() == both
+    with pytest.raises(ConfigError, match="whsec_"):
+        load_settings(
+            {"webhook_secret": "whsec_dGVzdA== oops"}, config=_empty(tmp_path)
+        )
