@@ -115,8 +115,8 @@ async def _klingmon(
         detected: dict[str, int] = {}
         rows = store.tasks.tasks(batch.id)
         kling_ids = {row.id: row.task_id for row in rows}
-        shortfall = _shortfall(rows, len(counters["tasks"]))
-        if finished and shortfall:
+        shortfall = _shortfall(rows, len(counters["tasks"])) if finished else None
+        if shortfall:
             finished, why = False, shortfall
         for event in store.outbox.events(batch_id=batch.id):
             if event.new_status in TERMINAL and event.new_status is not None:
@@ -132,6 +132,8 @@ async def _klingmon(
         done=finished,
     )
     out.update(wall_s=wall, virtual_s=clock.now() - start, why_not=why)
+    if shortfall:
+        out["not_run"] = True
     return out
 
 

@@ -200,6 +200,7 @@ def test_a_new_generation_run_either_runs_or_says_why_not() -> None:
         else:
             assert f["why_not"], f
             assert f["why_not"].startswith("not run"), f["why_not"]
+            assert f["not_run"] is True
 
 
 def _row(
