@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from bench import report
+from bench.compare import differences
 from bench.harness import run_contender
 from bench.run import CONTENDERS, plan
 from bench.workloads import (
@@ -311,3 +312,20 @@ def test_true_runs_read_new_generation_tasks_as_legacy_ones() -> None:
     """The simulator records internal statuses for both generations."""
     runs = true_runs(_counters({}, {}))
     assert all(r.outcome == "succeed" and r.finished_ms is not None for r in runs)
+
+
+def test_compare_finds_changed_figures_and_ignores_wall_time() -> None:
+    """Legacy rows written before generations match their new-format twins."""
+    old_row = _row("w", "polling", "legacy", _figures(job_wall_s=5.0))
+    del old_row["generation"]
+    same = _row("w", "polling", "legacy", _figures(job_wall_s=9.0))
+    moved = _row("w", "polling", "legacy", _figures(lag_p99_s=8.5))
+    extra = _row("w", "polling", "new", _figures())
+    assert differences({"virtual": [old_row]}, {"virtual": [same, extra]}) == (
+        {},
+        [("w", "klingmon", "polling", "new")],
+    )
+    changed, _ = differences({"virtual": [old_row]}, {"virtual": [moved]})
+    assert changed == {
+        ("w", "klingmon", "polling", "legacy"): {"lag_p99_s": (8.0, 8.5)}
+    }
