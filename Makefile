@@ -2,9 +2,12 @@ PY ?= .venv/bin/python
 
 .PHONY: bench bench-quick chaos test demo
 
-# Every benchmark (about 9 min on 2 cores): bench/results/latest.{json,md} and BENCHMARKS.md
+# Every benchmark (about 9 min on 2 cores before the new-generation rows run):
+# bench/results/latest.{json,md} and BENCHMARKS.md. BENCH_ARGS passes options through,
+# e.g. make bench BENCH_ARGS="--generations legacy"
+BENCH_ARGS ?=
 bench:
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 # A smoke run of the same code on small workloads: bench/results/quick.{json,md}
 bench-quick:

@@ -18,7 +18,14 @@ import httpx
 
 from bench import baselines
 from bench.vtime import LoopClock, run_virtual
-from bench.workloads import Workload, body, sim_config, summary
+from bench.workloads import (
+    NEW,
+    WEBHOOK_SECRET,
+    Workload,
+    not_run,
+    sim_config,
+    summary,
+)
 from klingmon import web
 from klingmon.api import GenericRequest
 from klingmon.config import Secret, Settings
@@ -85,16 +92,7 @@ async def _klingmon(
         callback_transport=httpx.ASGITransport(app=receiver) if callbacks else None,
     )
     with tempfile.TemporaryDirectory(prefix="klingmon-bench-") as tmp:
-        settings = Settings(
-            db=str(Path(tmp) / "bench.db"),
-            api_base="http://sim.test",
-            access_key=sim.config.access_key,
-            secret_key=Secret(sim.config.secret_key),
-            slots=workload.slots,
-            download=False,
-            public_url=RECEIVER_URL if callbacks else None,
-            callback_secret=Secret(_SECRET.decode()),
-        )
+        settings = _settings(workload, sim, Path(tmp) / "bench.db", callbacks=callbacks)
         runtime = build_runtime(
             settings, clock=clock, transport=sim.transport(), engine=ENGINE_SETTINGS
         )
@@ -106,7 +104,7 @@ async def _klingmon(
             )
         start = clock.now()
         requests = [
-            GenericRequest(task_path="/v1/videos/text2video", payload=body(p))
+            GenericRequest(task_path=workload.endpoint, payload=workload.body(p))
             for p in workload.prompts()
         ]
         batch = monitor.submit(requests, batch="bench")
@@ -115,7 +113,11 @@ async def _klingmon(
         wall = time.perf_counter() - wall
         counters = sim.counters()
         detected: dict[str, int] = {}
-        kling_ids = {row.id: row.task_id for row in store.tasks.tasks(batch.id)}
+        rows = store.tasks.tasks(batch.id)
+        kling_ids = {row.id: row.task_id for row in rows}
+        shortfall = _shortfall(rows, len(counters["tasks"])) if finished else None
+        if shortfall:
+            finished, why = False, shortfall
         for event in store.outbox.events(batch_id=batch.id):
             if event.new_status in TERMINAL and event.new_status is not None:
                 kid = kling_ids.get(event.task_id)
@@ -130,7 +132,46 @@ async def _klingmon(
         done=finished,
     )
     out.update(wall_s=wall, virtual_s=clock.now() - start, why_not=why)
+    if shortfall:
+        out["not_run"] = True
     return out
+
+
+def _shortfall(rows: list[Any], created: int) -> str | None:
+    """Why a run that "finished" did not run its tasks: fewer created in Kling than
+    submitted (each ended in klingmon without reaching Kling), or None."""
+    if created >= len(rows):
+        return None
+    first = next((r for r in rows if r.task_id is None), rows[0])
+    detail = first.status_msg or first.last_error or "no message"
+    return (
+        f"not run: {len(rows) - created:,} of {len(rows):,} tasks never reached Kling"
+        f" (first: {first.status}, {detail})"
+    )[:300]
+
+
+def _settings(
+    workload: Workload, sim: Simulator, db: Path, *, callbacks: bool
+) -> Settings:
+    """klingmon's settings as a user would write them for this account.
+
+    The new generation takes an API key only, and its callbacks carry Standard
+    Webhooks signatures with the account's ``whsec_`` secret.
+    """
+    new = workload.generation == NEW
+    api_key = sim.config.api_key if new else None
+    return Settings(
+        db=str(db),
+        api_base="http://sim.test",
+        access_key=sim.config.access_key,
+        secret_key=Secret(sim.config.secret_key),
+        api_key=Secret(api_key) if api_key else None,
+        slots=workload.slots,
+        download=False,
+        public_url=RECEIVER_URL if callbacks else None,
+        callback_secret=Secret(_SECRET.decode()),
+        webhook_secret=Secret(WEBHOOK_SECRET) if new else None,
+    )
 
 
 class _LateApp:
@@ -202,8 +243,19 @@ async def _seed(workload: Workload, which: str, wall_budget: float) -> dict[str,
 def run_contender(
     workload: Workload, contender: str, mode: str, *, wall_budget: float = 300.0
 ) -> dict[str, Any]:
-    """``contender``: "klingmon", "seed" (a) or "seed-fixed" (b); a fresh loop each."""
+    """``contender``: "klingmon", "seed" (a) or "seed-fixed" (b); a fresh loop each.
+
+    A new-generation run that cannot start (an engine that cannot yet submit such
+    tasks) comes back as a "not run" row with the reason; a legacy one still raises.
+    """
     if contender == "klingmon":
         with _inline_threadpool():
-            return run_virtual(_klingmon(workload, mode, wall_budget))
+            try:
+                return run_virtual(_klingmon(workload, mode, wall_budget))
+            except Exception as exc:
+                if workload.generation != NEW:
+                    raise
+                return not_run(workload, f"{type(exc).__name__}: {exc}")
+    if workload.generation == NEW:
+        return not_run(workload, f"{contender} speaks only the legacy generation")
     return run_virtual(_seed(workload, contender, wall_budget))

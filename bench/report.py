@@ -9,7 +9,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine", "markdown", "targets", "write"]
+__all__ = ["machine", "markdown", "new_generation_targets", "targets", "write"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -75,8 +75,25 @@ def _pct(value: Any) -> str:
     return _f(None if value is None else value * 100, "{:.1f} %")
 
 
-def _by(virtual: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(r["workload"], r["contender"], r["mode"]): r["figures"] for r in virtual}
+#: New-generation polling targets apply from this many slots (the 50- and 500-slot
+#: workloads of the issue); the callback target applies to every workload.
+NEW_POLLING_SLOTS = 50
+NEW_POLLING_QUERIES = 0.2
+NEW_CALLBACK_QUERIES = 1.2
+
+
+def _generation(r: dict[str, Any]) -> str:
+    """A row's API generation; rows written before there were two are legacy."""
+    return str(r.get("generation") or "legacy")
+
+
+def _by(
+    virtual: list[dict[str, Any]],
+) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    return {
+        (r["workload"], r["contender"], r["mode"], _generation(r)): r["figures"]
+        for r in virtual
+    }
 
 
 def _complete(figures: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -85,7 +102,8 @@ def _complete(figures: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _partial(f: dict[str, Any]) -> str:
     created = f["created_in_kling"] or 1
-    queries = (f["requests"]["get"] + f["requests"]["list"]) / created
+    routes = ("get", "list", "tasks_get", "tasks_post")
+    queries = sum(f["requests"].get(k, 0) for k in routes) / created
     return (
         f"did not finish ({f['why_not']}): {f['virtual_s']:.0f} virtual s, "
         f"{f['detected']:,} of {f['tasks']:,} tasks done; so far "
@@ -102,6 +120,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     for workload in dict.fromkeys(r["workload"] for r in virtual):
         out += _polling_targets(workload, runs)
         out += _callback_targets(workload, runs)
+        out += new_generation_targets(workload, runs)
     return (
         out
         + _ingest_targets(data)
@@ -116,8 +135,8 @@ def _target(what: str, figure: Any, bar: str, met: bool | None) -> dict[str, Any
 
 
 def _polling_targets(workload: str, runs: dict[Any, Any]) -> list[dict[str, Any]]:
-    km = _complete(runs.get((workload, "klingmon", "polling")))
-    fix = _complete(runs.get((workload, "seed-fixed", "polling")))
+    km = _complete(runs.get((workload, "klingmon", "polling", "legacy")))
+    fix = _complete(runs.get((workload, "seed-fixed", "polling", "legacy")))
     if not km:
         return []
     u = km["utilisation"]
@@ -153,7 +172,7 @@ def _polling_targets(workload: str, runs: dict[Any, Any]) -> list[dict[str, Any]
 
 
 def _callback_targets(workload: str, runs: dict[Any, Any]) -> list[dict[str, Any]]:
-    partial = runs.get((workload, "klingmon", "callback"))
+    partial = runs.get((workload, "klingmon", "callback", "legacy"))
     cb = _complete(partial)
     if partial and not cb:
         return [
@@ -189,6 +208,75 @@ def _callback_targets(workload: str, runs: dict[Any, Any]) -> list[dict[str, Any
             q <= 1.5,
         ),
     ]
+
+
+def _not_done(f: dict[str, Any]) -> str:
+    """A figure for a run that has none: why it did not run, or how far it got."""
+    return str(f["why_not"]) if f.get("not_run") else _partial(f)
+
+
+def new_generation_targets(workload: str, runs: dict[Any, Any]) -> list[dict[str, Any]]:
+    """The new generation beside the legacy rows of the same workload.
+
+    Polling (from 50 slots): query requests/task ≤ 0.2, slot utilisation and p99 lag
+    no worse than legacy klingmon's; callbacks: query requests/task ≤ 1.2. A row that
+    did not run or finish is "not measured" with its reason, never a crash.
+    """
+    out: list[dict[str, Any]] = []
+    poll = runs.get((workload, "klingmon", "polling", "new"))
+    if poll and poll["slots"] >= NEW_POLLING_SLOTS:
+        out += _new_polling(
+            workload, poll, runs.get((workload, "klingmon", "polling", "legacy"))
+        )
+    cb = runs.get((workload, "klingmon", "callback", "new"))
+    if cb:
+        what = f"{workload}, new generation, callbacks: query requests/task"
+        bar = f"≤ {NEW_CALLBACK_QUERIES}"
+        if not cb["finished"]:
+            out.append(_target(what, _not_done(cb), bar, None))
+        else:
+            q = cb["queries_per_task"]
+            out.append(_target(what, f"{q:.2f}", bar, q <= NEW_CALLBACK_QUERIES))
+    return out
+
+
+def _new_polling(
+    workload: str, new: dict[str, Any], legacy: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    name = f"{workload}, new generation, polling"
+    bars = (
+        ("query requests/task", f"≤ {NEW_POLLING_QUERIES}"),
+        ("slot utilisation vs legacy", "≥ legacy"),
+        ("p99 detection lag vs legacy", "≤ legacy"),
+    )
+    if not new["finished"]:
+        return [_target(f"{name}: {w}", _not_done(new), b, None) for w, b in bars]
+    q = new["queries_per_task"]
+    out = [
+        _target(
+            f"{name}: {bars[0][0]}", f"{q:.2f}", bars[0][1], q <= NEW_POLLING_QUERIES
+        )
+    ]
+    base = _complete(legacy)
+    u, base_u = new["utilisation"], base and base["utilisation"]
+    out.append(
+        _target(
+            f"{name}: {bars[1][0]}",
+            f"{_pct(u)} vs {_pct(base_u)}",
+            bars[1][1],
+            None if u is None or base_u is None else u >= base_u,
+        )
+    )
+    lag, base_lag = new["lag_p99_s"], base and base["lag_p99_s"]
+    out.append(
+        _target(
+            f"{name}: {bars[2][0]}",
+            f"{_f(lag, '{:.1f} s')} vs {_f(base_lag, '{:.1f} s')}",
+            bars[2][1],
+            None if lag is None or base_lag is None else lag <= base_lag,
+        )
+    )
+    return out
 
 
 def _ingest_targets(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -285,10 +373,14 @@ def _virtual_table(virtual: list[dict[str, Any]], mode: str) -> list[str]:
         if mode == "callback" and r["contender"] == "seed":
             continue
         name = NAMES[r["contender"]]
+        if _generation(r) != "legacy":
+            name += ", new generation"
         if mode == "callback" and r["contender"] != "klingmon":
             name += " (polls)"
         outcome = f["why_not"] or "done"
-        if f["why_not"] and r["contender"] != "seed":
+        if f.get("not_run"):
+            outcome = f["why_not"]
+        elif f["why_not"] and r["contender"] != "seed":
             outcome = (
                 _partial(f) + "; per-task figures so far are over all "
                 f"{f['tasks']:,} tasks ({f['created_in_kling']:,} created)"
@@ -337,7 +429,8 @@ def markdown(data: dict[str, Any]) -> str:
             "",
             "Wall-clock seconds per virtual run: "
             + "; ".join(
-                f"{r['workload']} {r['contender']} {r['mode']} "
+                f"{r['workload']} {r['contender']} {r['mode']}"
+                f"{'' if _generation(r) == 'legacy' else ' new'} "
                 f"{r['figures']['job_wall_s']:.0f} s"
                 for r in virtual
             )

@@ -8,6 +8,10 @@ that nothing else competes with them for the CPU.
     python -m bench.run --quick         # small workloads and short real-time runs
     python -m bench.run --only virtual  # or store, carry, ingest, serve, fleet
                                         # (comma-separated; to results/partial.*)
+    python -m bench.run --generations legacy   # leave out the new-generation rows
+
+klingmon runs every virtual workload on both API generations (the same prompts and
+task durations); the baselines speak only the legacy one.
 """
 
 from __future__ import annotations
@@ -22,15 +26,26 @@ from typing import Any
 
 from bench import fleet, realtime, report, serve_load
 from bench.harness import ENGINE_SETTINGS, run_contender
-from bench.workloads import QUICK, WORKLOADS, Workload
+from bench.workloads import (
+    GENERATIONS,
+    LEGACY,
+    NEW,
+    QUICK,
+    WORKLOADS,
+    Workload,
+    not_run,
+)
 
 SECTIONS = ("virtual", "store", "carry", "ingest", "serve", "fleet")
-#: (contender, mode): the baselines only poll; klingmon runs both ways.
+#: (contender, mode, generation): the baselines only poll, on the legacy generation;
+#: klingmon runs both ways on both generations.
 CONTENDERS = (
-    ("seed", "polling"),
-    ("seed-fixed", "polling"),
-    ("klingmon", "polling"),
-    ("klingmon", "callback"),
+    ("seed", "polling", LEGACY),
+    ("seed-fixed", "polling", LEGACY),
+    ("klingmon", "polling", LEGACY),
+    ("klingmon", "polling", NEW),
+    ("klingmon", "callback", LEGACY),
+    ("klingmon", "callback", NEW),
 )
 
 
@@ -44,43 +59,63 @@ def _job(
 ) -> dict[str, Any]:
     _quiet()
     t = time.perf_counter()
-    figures = run_contender(workload, contender, mode, wall_budget=budget)
+    try:
+        figures = run_contender(workload, contender, mode, wall_budget=budget)
+    except Exception as exc:
+        if workload.generation != NEW:
+            raise
+        figures = not_run(workload, f"{type(exc).__name__}: {exc}")
     figures["job_wall_s"] = time.perf_counter() - t
     return {
         "workload": workload.name,
         "contender": contender,
         "mode": mode,
+        "generation": workload.generation,
         "figures": figures,
     }
 
 
+def plan(
+    workloads: tuple[Workload, ...], generations: tuple[str, ...] = GENERATIONS
+) -> list[tuple[Workload, str, str]]:
+    """Every (workload on its generation, contender, mode) to run, in table order."""
+    return [
+        (w.on(g), c, m) for w in workloads for c, m, g in CONTENDERS if g in generations
+    ]
+
+
+def _key(workload: Workload, contender: str, mode: str) -> tuple[str, str, str, str]:
+    return (workload.name, contender, mode, workload.generation)
+
+
 def run_virtual(
-    workloads: tuple[Workload, ...], jobs: int, budget: float
+    workloads: tuple[Workload, ...],
+    jobs: int,
+    budget: float,
+    generations: tuple[str, ...] = GENERATIONS,
 ) -> list[dict[str, Any]]:
-    plan = [(w, c, m) for w in workloads for c, m in CONTENDERS]
-    # Largest first: they bound the total time; klingmon before the baselines.
-    plan.sort(key=lambda p: (-p[0].tasks, p[1] != "klingmon"))
+    jobs_plan = plan(workloads, generations)
+    order = {_key(*p): i for i, p in enumerate(jobs_plan)}
+    # Largest first: they bound the total time; klingmon before the baselines, and
+    # its callback runs (the longest) before its polling ones.
+    jobs_plan.sort(key=lambda p: (-p[0].tasks, p[1] != "klingmon", p[2] != "callback"))
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_job, w, c, m, budget) for w, c, m in plan]
+        futures = [pool.submit(_job, w, c, m, budget) for w, c, m in jobs_plan]
         for future in as_completed(futures):
             result = future.result()
             f = result["figures"]
             print(
                 f"  {result['workload']:<26} {result['contender']:<10} "
-                f"{result['mode']:<8}"
+                f"{result['mode']:<8} {result['generation']:<6}"
                 f" wall {f['job_wall_s']:6.1f} s  virtual {f['virtual_s']:8.0f} s"
                 f"  {f['why_not'] or 'done'}",
                 flush=True,
             )
             results.append(result)
-    order = {
-        (w.name, c, m): i
-        for i, (w, c, m) in enumerate(
-            (w, c, m) for w in workloads for c, m in CONTENDERS
-        )
-    }
-    results.sort(key=lambda r: order[(r["workload"], r["contender"], r["mode"])])
+    results.sort(
+        key=lambda r: order[(r["workload"], r["contender"], r["mode"], r["generation"])]
+    )
     return results
 
 
@@ -96,11 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget", type=float, default=2400.0, help="wall seconds per virtual run"
     )
+    parser.add_argument(
+        "--generations",
+        default=",".join(GENERATIONS),
+        help=f"virtual runs on these API generations, comma-separated: {GENERATIONS}",
+    )
     args = parser.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {sorted(unknown)}")
+    generations = tuple(g for g in GENERATIONS if g in args.generations.split(","))
+    if not generations or set(args.generations.split(",")) - set(GENERATIONS):
+        parser.error(f"--generations: a comma-separated subset of {GENERATIONS}")
     _quiet()
     started = time.perf_counter()
     data: dict[str, Any] = {
@@ -113,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print("virtual time:", flush=True)
         workloads = QUICK if args.quick else WORKLOADS
         budget = min(args.budget, 60.0) if args.quick else args.budget
-        data["virtual"] = run_virtual(workloads, args.jobs, budget)
+        data["virtual"] = run_virtual(workloads, args.jobs, budget, generations)
     if "store" in only:
         finished = 20_000 if args.quick else 1_000_000
         print(f"store: {finished:,} finished tasks", flush=True)

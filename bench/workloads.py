@@ -4,23 +4,34 @@ Every contender runs against the same simulator configuration (the simulator's o
 duration distribution: 0.5-30 s submitted, log-normal processing with a median of
 90 s, a 3 % long tail of 3-12x, 3 % failures), submits the seed's request body in the
 same order, and is measured from the simulator's own record of what happened.
+
+A workload runs on either API generation (``Workload.generation``): the same prompts
+and the same task durations (the simulator draws a new-generation task's life from the
+legacy-shaped fields of its body), sent to ``/v1/videos/text2video`` (legacy) or
+``/text-to-video/kling-3.0`` (new, whose slots are a per-model pool).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from klingmon.sim import Faults, SimConfig
+from klingmon.sim import DEFAULT_NEW_MODELS, Faults, SimConfig
 
 __all__ = [
+    "ENDPOINTS",
+    "GENERATIONS",
+    "LEGACY",
+    "NEW",
     "QUICK",
     "WORKLOADS",
     "Workload",
     "body",
     "ideal_makespan",
+    "not_run",
     "percentile",
     "sim_config",
     "true_runs",
@@ -29,6 +40,18 @@ __all__ = [
 #: The seed's request body: ``model_name`` kling-v2-master, ``duration`` "5".
 MODEL = "kling-v2-master"
 ENDPOINT = "/v1/videos/text2video"
+#: The new generation's counterpart: the model version is in the path.
+NEW_ENDPOINT = "/text-to-video/kling-3.0"
+#: The simulator's concurrency pool of a new-generation task (model x pack type).
+NEW_POOL = "kling-3.0/video"
+
+Generation = Literal["legacy", "new"]
+LEGACY: Generation = "legacy"
+NEW: Generation = "new"
+GENERATIONS: tuple[Generation, ...] = (LEGACY, NEW)
+ENDPOINTS: dict[Generation, str] = {LEGACY: ENDPOINT, NEW: NEW_ENDPOINT}
+#: Standard Webhooks secret the simulator signs new-format callbacks with.
+WEBHOOK_SECRET = "whsec_" + "a2xpbmdtb24tYmVuY2gtd2ViaG9vay1zZWNyZXQtMDAx"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +60,39 @@ class Workload:
     slots: int
     tasks: int
     seed: int = 7
+    generation: Generation = LEGACY
 
     def prompts(self) -> list[str]:
+        """The same prompts on both generations (the name, not the generation)."""
         return [
             f"{self.name} clip {i:05d}: a lighthouse at dusk" for i in range(self.tasks)
         ]
+
+    def on(self, generation: Generation) -> Workload:
+        """This workload on ``generation``."""
+        if generation not in GENERATIONS:
+            raise ValueError(f"generation must be one of {GENERATIONS}")
+        return dataclasses.replace(self, generation=generation)
+
+    @property
+    def endpoint(self) -> str:
+        return ENDPOINTS[self.generation]
+
+    @property
+    def pool(self) -> str:
+        """The simulator pool this workload's tasks hold slots in."""
+        return NEW_POOL if self.generation == NEW else "legacy"
+
+    def body(self, prompt: str) -> dict[str, Any]:
+        """The create body: the seed's, or the same task in the new generation's shape.
+
+        ``settings.duration`` 5 (an integer there) and no ``resolution`` give the
+        simulator the seed's ``duration`` "5" standard-mode draw, so the i-th task
+        lives exactly as long on both generations.
+        """
+        if self.generation == LEGACY:
+            return body(prompt)
+        return {"prompt": prompt, "settings": {"duration": 5}}
 
 
 WORKLOADS = (
@@ -62,13 +113,22 @@ def body(prompt: str) -> dict[str, Any]:
 
 
 def sim_config(workload: Workload, *, callback_drop_rate: float = 0.0) -> SimConfig:
-    return SimConfig(
+    """The account; on the new generation its model pool has the workload's slots."""
+    config = SimConfig(
         seed=workload.seed,
         # 32+ bytes: PyJWT warns about shorter HMAC keys.
         secret_key="sim-secret-key-for-the-benchmarks-0123",  # noqa: S106 - simulated
         slots=workload.slots,
         admin=True,
         faults=Faults(fail_rate=0.03, callback_drop_rate=callback_drop_rate),
+    )
+    if workload.generation == LEGACY:
+        return config
+    return dataclasses.replace(
+        config,
+        new_models=DEFAULT_NEW_MODELS | {NEW_ENDPOINT},
+        video_slots=workload.slots,
+        webhook_secret=WEBHOOK_SECRET,
     )
 
 
@@ -149,6 +209,15 @@ def summary(
         (max(detected_ms.values()) / 1000 - start) if detected_ms and done else None
     )
     creates, gets, lists = (routes.get(k, 0) for k in ("create", "get", "list"))
+    requests = {"create": creates, "get": gets, "list": lists}
+    max_in_flight = counters["max_in_flight"]
+    if workload.generation == NEW:
+        # Batched ``GET /tasks?task_ids=`` count as GETs, ``POST /tasks`` sweeps as
+        # list pages: one request each, however many tasks they answer for.
+        batched, sweeps = routes.get("tasks_get", 0), routes.get("tasks_post", 0)
+        requests.update(tasks_get=batched, tasks_post=sweeps)
+        gets, lists = gets + batched, lists + sweeps
+        max_in_flight = counters.get("max_in_flight_per_pool", {}).get(workload.pool, 0)
     out: dict[str, Any] = {
         "tasks": n,
         "slots": workload.slots,
@@ -165,7 +234,7 @@ def summary(
         "gets_per_task": gets / n,
         "list_pages_per_task": lists / n,
         "queries_per_task": (gets + lists) / n,
-        "requests": {"create": creates, "get": gets, "list": lists},
+        "requests": requests,
         "lag_p50_s": percentile(lags, 50),
         "lag_p95_s": percentile(lags, 95),
         "lag_p99_s": percentile(lags, 99),
@@ -173,7 +242,42 @@ def summary(
         "lag_mean_s": statistics.fmean(lags) if lags else None,
         "answers_1303": counters["answers_1303"],
         "answers_1302": counters["answers_1302"],
-        "max_in_flight": counters["max_in_flight"],
+        "max_in_flight": max_in_flight,
         "callbacks": counters.get("callbacks", {}),
     }
     return out
+
+
+def not_run(workload: Workload, reason: str) -> dict[str, Any]:
+    """The figures of a run that could not start (or crashed outside its guard)."""
+    return {
+        "tasks": workload.tasks,
+        "slots": workload.slots,
+        "finished": False,
+        "not_run": True,
+        "created_in_kling": 0,
+        "terminal_in_kling": 0,
+        "detected": 0,
+        "makespan_s": None,
+        "ideal_makespan_s": None,
+        "lower_bound_s": None,
+        "utilisation": None,
+        "utilisation_vs_bound": None,
+        "creates_per_task": 0.0,
+        "gets_per_task": 0.0,
+        "list_pages_per_task": 0.0,
+        "queries_per_task": 0.0,
+        "requests": {"create": 0, "get": 0, "list": 0},
+        "lag_p50_s": None,
+        "lag_p95_s": None,
+        "lag_p99_s": None,
+        "lag_max_s": None,
+        "lag_mean_s": None,
+        "answers_1303": 0,
+        "answers_1302": 0,
+        "max_in_flight": 0,
+        "callbacks": {},
+        "wall_s": 0.0,
+        "virtual_s": 0.0,
+        "why_not": f"not run: {reason}"[:300],
+    }
