@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from klingmon.api import AsyncKlingClient, GenericRequest, RetryPolicy, TaskRequest
-from klingmon.api import Text2VideoRequest
+from klingmon.api import (
+    AsyncKlingClient,
+    GenericRequest,
+    RetryPolicy,
+    TaskRequest,
+    Text2VideoRequest,
+)
 from klingmon.downloads import DownloadSettings
 from klingmon.engine import EngineSettings, Monitor
 from klingmon.policy import SchedulePolicy

@@ -51,7 +51,8 @@ async def test_mixed_batch_runs_to_the_end_on_batched_queries(tmp_path: Path) ->
     assert sorted(creates) == sorted(t.external_task_id for t in tasks)
     assert set(creates.values()) == {1}
     for task in tasks:
-        assert task.units is not None and task.units > 0, task.endpoint
+        assert task.units is not None, task.endpoint
+        assert task.units > 0, task.endpoint
     images = [t for t in tasks if t.endpoint == IMAGES]
     assert all(len((t.result or {})["images"]) == IMAGE_COUNT for t in images)
     assert len(rows) == sum(_files_owed(t.result) for t in tasks)
@@ -81,6 +82,7 @@ async def test_lost_answers_and_refused_long_lists(tmp_path: Path) -> None:
         admin=True,
         seed=4,
         time_scale=1000.0,
+        video_slots=10,
         max_query_ids=3,
         faults=Faults(fail_rate=0, drop_create_rate=0.3),
     )
