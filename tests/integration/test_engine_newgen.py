@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from newgen_support import IMAGE_COUNT, IMAGES, T2V3, mixed_batch, newgen_monitor
+from newgen_support import IMAGE_COUNT, IMAGES, OMNI, T2V3, mixed_batch, newgen_monitor
 
 from klingmon.api import AsyncKlingClient, GenericRequest, generation_of
 from klingmon.domain import TaskStatus
@@ -134,3 +134,38 @@ async def test_new_generation_needs_an_api_key(tmp_path: Path) -> None:
     assert task.status is TaskStatus.QUEUED
     assert counters["creates_per_external_id"] == {}
     assert counters["requests_by_route"].get("create", 0) == 0
+
+
+async def test_sweeps_answer_for_more_tasks_than_a_batch(tmp_path: Path) -> None:
+    """More active tasks than a batch holds: sweeps of finished tasks carry them."""
+    config = SimConfig(
+        admin=True,
+        seed=8,
+        time_scale=1000.0,
+        video_slots=20,
+        faults=Faults(fail_rate=0.1),
+    )
+    out = tmp_path / "out"
+    with SimServer(config) as server:
+        monitor = newgen_monitor(
+            server.url, server.sim, tmp_path / "k.db", out, tasks_batch_size=4
+        )
+        batch = monitor.submit(
+            [
+                GenericRequest(task_path=path, payload={"prompt": f"p{i}"})
+                for i in range(12)
+                for path in (T2V3, OMNI)
+            ],
+            batch="sweep",
+        )
+        await asyncio.wait_for(monitor.run(batch=batch.id), timeout=30)
+        tasks = monitor.store.tasks.tasks(batch.id)
+        await monitor.aclose()
+        counters = server.sim.counters()
+    truth = {tid: t["status"] for tid, t in counters["tasks"].items()}
+    assert {t.task_id: t.status.value for t in tasks} == truth
+    assert {t.status for t in tasks} <= {TaskStatus.SUCCEED, TaskStatus.FAILED}
+    assert TaskStatus.FAILED in {t.status for t in tasks}
+    by_route = counters["requests_by_route"]
+    assert by_route.get("tasks_post", 0) >= 1
+    assert set(counters["creates_per_external_id"].values()) == {1}
