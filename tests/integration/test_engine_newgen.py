@@ -10,11 +10,11 @@ import pytest
 from newgen_support import IMAGE_COUNT, IMAGES, OMNI, T2V3, mixed_batch, newgen_monitor
 
 from klingmon.api import AsyncKlingClient, GenericRequest, generation_of
-from klingmon.domain import TaskStatus
+from klingmon.domain import Snapshot, TaskStatus
 from klingmon.engine import EngineSettings, Monitor
 from klingmon.errors import ConfigError
 from klingmon.sim import Faults, SimConfig
-from klingmon.store import Store
+from klingmon.store import NewTask, Store
 from klingmon.testing import SimServer
 
 
@@ -169,3 +169,31 @@ async def test_sweeps_answer_for_more_tasks_than_a_batch(tmp_path: Path) -> None
     by_route = counters["requests_by_route"]
     assert by_route.get("tasks_post", 0) >= 1
     assert set(counters["creates_per_external_id"].values()) == {1}
+
+
+async def test_an_id_kling_does_not_show_is_polled_again_not_failed(
+    tmp_path: Path,
+) -> None:
+    """A task missing from a GET /tasks answer stays as it was, polled later."""
+    config = SimConfig(admin=True, seed=4, time_scale=1000.0)
+    with SimServer(config) as server:
+        monitor = newgen_monitor(server.url, server.sim, tmp_path / "k.db", tmp_path)
+        store = monitor.store
+        ghost = Snapshot(
+            task_id="999999999", status=TaskStatus.SUBMITTED, raw_status="submitted"
+        )
+        now_ms = int(monitor.clock.now() * 1000)
+        batch = store.tasks.create_batch(
+            "ghost",
+            [NewTask(endpoint=T2V3, body={}, external_task_id="ghost-1", task=ghost)],
+            now_ms,
+        )
+        engine = monitor.engine()
+        assert await engine.poller.round(monitor.clock.now() + 1)
+        [row] = store.tasks.tasks(batch.id)
+        await monitor.aclose()
+        counters = server.sim.counters()
+    assert row.status is TaskStatus.SUBMITTED
+    assert row.next_poll_ms is not None
+    assert row.next_poll_ms > now_ms
+    assert counters["requests_by_route"] == {"tasks_get": 1}
