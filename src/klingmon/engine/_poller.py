@@ -11,6 +11,7 @@ Every observation goes through the store's lifecycle rules; what the changes imp
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections import Counter, defaultdict
@@ -300,6 +301,7 @@ class Poller:
             return None
 
 
+@functools.lru_cache(maxsize=256)
 def _group(endpoint: str) -> str:
     """What an endpoint is polled with: itself, or the new generation's ``/tasks``."""
     try:
