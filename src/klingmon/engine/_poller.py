@@ -2,23 +2,26 @@
 
 One worker at a time polls an endpoint (a lock lease), so that its list pages, which
 answer up to 500 tasks each, carry the monitoring; tasks a sweep did not find get a
-single GET. Every observation goes through the store's lifecycle rules; what the
-changes imply (a freed slot, a sample) goes to :class:`Finishes`.
+single GET. The new generation's queries answer for the whole account, so its
+endpoints are polled as one group, under one lock, by :class:`BatchPoller`.
+Every observation goes through the store's lifecycle rules; what the changes imply
+(a freed slot, a sample) goes to :class:`Finishes`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from klingmon._clock import to_ms
-from klingmon.api import snapshot
-from klingmon.api._models import parse_status
+from klingmon.api import TASKS_PATH, Generation, generation_of, parse_status, snapshot
 from klingmon.domain import TERMINAL
-from klingmon.errors import KlingmonError
+from klingmon.engine._batch_poller import BatchPoller, Seen
+from klingmon.errors import KlingmonError, RequestValidationError
 from klingmon.store import Observation
 
 if TYPE_CHECKING:
@@ -39,7 +42,7 @@ logger = logging.getLogger(__name__)
 #: How long an endpoint's poll lock outlives its holder's last round.
 _LOCK_MS = 30_000
 #: What one round saw: the task, the row it was claimed as, and by which source.
-_Seen = dict[int, tuple["TaskRow", "Task", str]]
+_Seen = Seen
 
 
 class Poller:
@@ -75,6 +78,15 @@ class Poller:
         self._polled_at: dict[str, float] = {}
         #: Per endpoint: seconds between its last two poll rounds.
         self._poll_gaps: dict[str, float] = {}
+        self._batches = BatchPoller(
+            store,
+            client,
+            settings=settings,
+            governor=governor,
+            requests=requests,
+            counts=counts,
+            offload=offload,
+        )
 
     async def round(self, now: float) -> bool:
         """Poll what is due; True when anything was."""
@@ -83,14 +95,19 @@ class Poller:
             return False
         by_endpoint: dict[str, list[TaskRow]] = defaultdict(list)
         for row in due:
-            by_endpoint[row.endpoint].append(row)
+            by_endpoint[_group(row.endpoint)].append(row)
         self._note_gaps(by_endpoint, now)
+        grouped = by_endpoint.pop(TASKS_PATH, [])
         seen, covered = await self._sweeps(by_endpoint)
-        missing = [row for row in due if row.id not in seen]
+        if grouped:
+            found, riders = await self._batches.poll(grouped, self._near(TASKS_PATH))
+            seen.update(found)
+            covered += riders
+        missing = [row for row in due if row.id not in seen and not _is_new(row)]
         singles = await asyncio.gather(*(self._get_one(row) for row in missing))
         for row, single in zip(missing, singles, strict=True):
             if single is not None:
-                seen[row.id] = (row, single, "poll")
+                seen[row.id] = (row, snapshot(single), "poll")
         await self._record(seen, covered, due)
         return True
 
@@ -107,11 +124,12 @@ class Poller:
         gap = self._settings.schedule.endpoint_gap
         lease_ms = to_ms(self._settings.lease_seconds)
         for endpoint in await self._off(self._store.watch.due_endpoints, now_ms):
-            if now < self._polled_at.get(endpoint, -math.inf) + gap:
+            if now < self._polled_at.get(_group(endpoint), -math.inf) + gap:
                 continue  # what fell due since waits a moment to share one sweep
             # One worker at a time polls an endpoint: its list pages answer for all
             # tasks, whoever submitted them. A dead poller's lock lease runs out.
-            lock = f"poll:{endpoint}"
+            # (The new generation's queries answer for every endpoint of it.)
+            lock = f"poll:{_group(endpoint)}"
             if await self._off(
                 self._store.fleet.acquire_lock, lock, self._owner, now_ms, _LOCK_MS
             ):
@@ -149,7 +167,7 @@ class Poller:
             full = await self._full_rows(rows, [*found, *unchanged])
             for i, task in found.items():
                 if i in full:
-                    seen[i] = (full[i], task, "sweep")
+                    seen[i] = (full[i], snapshot(task), "sweep")
             covered += [full[i] for i in unchanged if i in full]
         return seen, covered
 
@@ -162,7 +180,7 @@ class Poller:
         observations = [
             Observation(
                 task_id=row.id,
-                task=snapshot(task),
+                task=task,
                 source=source,
                 observed_ms=now_ms,
             )
@@ -253,15 +271,19 @@ class Poller:
         # at the p99 while callbacks flow), at a write per task per sweep. A poll
         # planned for the phase a callback has since ended is near on slow
         # endpoints, where it would otherwise cost a sweep of its own.
-        policy = self._settings.schedule
-        ahead = 2 * self._poll_gaps.get(endpoint, policy.safety_interval)
-        near = to_ms(self._clock.now() + max(policy.target_lag, ahead))
+        near = self._near(endpoint)
         unchanged = [
             i
             for i, row in covered.items()
             if i not in found and (row.next_poll_ms is None or row.next_poll_ms < near)
         ]
         return found, unchanged
+
+    def _near(self, group: str) -> int:
+        """Before when (epoch ms) an unchanged task's next poll moves as if polled."""
+        policy = self._settings.schedule
+        ahead = 2 * self._poll_gaps.get(group, policy.safety_interval)
+        return to_ms(self._clock.now() + max(policy.target_lag, ahead))
 
     async def _get_one(self, row: TaskRow) -> Task | None:
         try:
@@ -277,6 +299,20 @@ class Poller:
                 "poll.failed", extra={"task": row.id, "error": type(exc).__name__}
             )
             return None
+
+
+@functools.lru_cache(maxsize=256)
+def _group(endpoint: str) -> str:
+    """What an endpoint is polled with: itself, or the new generation's ``/tasks``."""
+    try:
+        new = generation_of(endpoint) is Generation.V2026
+    except RequestValidationError:
+        new = False
+    return TASKS_PATH if new else endpoint
+
+
+def _is_new(row: TaskRow) -> bool:
+    return _group(row.endpoint) == TASKS_PATH
 
 
 def _news(row: TaskRef | TaskRow, status: str, updated_at: object) -> bool:

@@ -34,6 +34,9 @@ class EngineSettings:
     sweep_min: int = 2
     page_size: int = 500
     max_pages: int = 10
+    #: New generation: task ids per ``GET /tasks?task_ids=`` (one request each; the
+    #: client shrinks it when Kling refuses a long list).
+    tasks_batch_size: int = 50
     #: Tasks claimed per round.
     claim_limit: int = 1000
     #: Seconds between stuck / timeout checks.
@@ -68,6 +71,7 @@ class EngineSettings:
             ("sweep_min", self.sweep_min >= 1, "must be at least 1"),
             ("page_size", 1 <= self.page_size <= 500, "must be within 1..500"),
             ("max_pages", self.max_pages >= 1, "must be at least 1"),
+            ("tasks_batch_size", self.tasks_batch_size >= 1, "must be at least 1"),
             ("claim_limit", self.claim_limit >= 1, "must be at least 1"),
             ("watchdog_interval", self.watchdog_interval > 0, "must be positive"),
             ("idle_max", self.idle_max > 0, "must be positive"),

@@ -10,6 +10,12 @@ Whatever a create or a lookup finds is recorded through the same store write as 
 poll (a task found already finished owes its files), and frees its slot and feeds the
 learned durations the same way. Nothing is sent once the store has failed a write:
 a create whose answer cannot be recorded would be paid for and then forgotten.
+
+Both API generations go the same way: a new-generation task (``/<family>/<model>``)
+is created with ``client.submit`` and looked up by ``GET /tasks?external_task_ids=``,
+where an unknown id is simply missing; both answer a :class:`Snapshot`. A task whose
+generation these credentials cannot reach (an access/secret pair only, on the new
+generation) stops the engine with a ConfigError before anything is stored or sent.
 """
 
 from __future__ import annotations
@@ -20,10 +26,15 @@ from enum import Enum
 from typing import TYPE_CHECKING, Final
 
 from klingmon._clock import to_ms
-from klingmon.api import GenericRequest, snapshot
-from klingmon.api._models import Task
-from klingmon.domain import IN_FLIGHT, TaskStatus
-from klingmon.errors import ApiError, KlingmonError, StoreError, TaskNotFoundError
+from klingmon.api import Generation, GenericRequest, generation_of, snapshot
+from klingmon.domain import IN_FLIGHT, Snapshot, TaskStatus
+from klingmon.errors import (
+    ApiError,
+    ConfigError,
+    KlingmonError,
+    StoreError,
+    TaskNotFoundError,
+)
 from klingmon.policy import CreateAction, backoff, classify_create_error
 
 if TYPE_CHECKING:
@@ -124,12 +135,15 @@ class Submitter:
     async def _submit_one(self, row: TaskRow, in_flight: int) -> None:
         try:
             await self._send(row, in_flight)
-        except StoreError:
-            # What is sent from now on could not be recorded: send nothing more.
+        except (StoreError, ConfigError):
+            # What is sent from now on could not be recorded (or reach Kling at
+            # all): send nothing more.
             self._stop()
             raise
 
     async def _send(self, row: TaskRow, in_flight: int) -> None:
+        # Before any write or request: a new-generation task needs an API key.
+        self._client.check_endpoint(row.endpoint)
         if row.status == TaskStatus.SUBMITTING:
             found = await self._adopt_existing(row)
             if found:
@@ -149,11 +163,7 @@ class Submitter:
                 if self._stopping():  # still ``submitting``: looked up before any POST
                     return
                 self._counts.add(row.batch_id, "create")
-                task = await self._client.create(
-                    request,
-                    external_task_id=row.external_task_id,
-                    callback_url=callback,
-                )
+                task = await self._create(row, request, callback)
         except KlingmonError as exc:
             await self._create_failed(row, exc, in_flight)
             return
@@ -167,25 +177,45 @@ class Submitter:
             extra={"task": row.id, "task_id": task.task_id, "batch": row.batch_id},
         )
 
+    async def _create(
+        self, row: TaskRow, request: GenericRequest, callback: str | None
+    ) -> Snapshot:
+        """POST the task, in its generation's way; what Kling answered."""
+        if _is_new(row.endpoint):
+            return await self._client.submit(
+                request, external_task_id=row.external_task_id, callback_url=callback
+            )
+        task = await self._client.create(
+            request, external_task_id=row.external_task_id, callback_url=callback
+        )
+        return snapshot(task)
+
     async def _adopt_existing(self, row: TaskRow) -> bool:
         """A create whose outcome is unknown: look before sending it again."""
         task = await self._look_up(row)
         if task is None:
             return False
-        if isinstance(task, Task):
+        if isinstance(task, Snapshot):
             await self._recorded(row, task, to_ms(self._clock.now()))
             logger.info("task.adopted", extra={"task": row.id, "task_id": task.task_id})
         return True
 
-    async def _look_up(self, row: TaskRow) -> Task | _Lookup | None:
+    async def _look_up(self, row: TaskRow) -> Snapshot | _Lookup | None:
         """The task Kling holds under ``row``'s external id; None when it has none;
         ``_LOOKUP_FAILED`` when the lookup failed for now (``row`` then retries)."""
         try:
             async with self._requests, self._governor.request():
                 self._counts.add(row.batch_id, "get")
-                return await self._client.get(
+                if _is_new(row.endpoint):
+                    # An unknown external id is simply missing from the answer.
+                    found = await self._client.fetch_external(
+                        row.endpoint, [row.external_task_id]
+                    )
+                    return found.get(row.external_task_id)
+                task = await self._client.get(
                     row.endpoint, external_task_id=row.external_task_id
                 )
+                return snapshot(task)
         except TaskNotFoundError:
             return None
         except KlingmonError as exc:
@@ -194,13 +224,13 @@ class Submitter:
             await self._retry_later(row, exc)
             return _LOOKUP_FAILED
 
-    async def _recorded(self, row: TaskRow, task: Task, next_poll_ms: int) -> None:
+    async def _recorded(self, row: TaskRow, task: Snapshot, next_poll_ms: int) -> None:
         """Store what Kling holds for ``row``, and act on it as a poll's change."""
         now_ms = to_ms(self._clock.now())
         change = await self._off(
             self._store.tasks.mark_submitted,
             row.id,
-            snapshot(task),
+            task,
             now_ms,
             next_poll_ms,
         )
@@ -220,7 +250,7 @@ class Submitter:
             task = await self._look_up(row)
             if task is _LOOKUP_FAILED:
                 return
-            if isinstance(task, Task):
+            if isinstance(task, Snapshot):
                 await self._recorded(row, task, to_ms(self._clock.now()))
                 logger.info(
                     "task.adopted_duplicate",
@@ -268,3 +298,8 @@ class Submitter:
             "task.submit_retry",
             extra={"task": row.id, "error": type(exc).__name__, "delay": delay},
         )
+
+
+def _is_new(endpoint: str) -> bool:
+    """Whether ``endpoint`` is of the new generation (``/<family>/<model>``)."""
+    return generation_of(endpoint) is Generation.V2026
