@@ -12,6 +12,7 @@ from klingmon.batchfile import read_batch_file
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
 from klingmon.cli._preflight import (
+    check_generations,
     check_kling,
     ensure_name_free,
     open_client,
@@ -20,7 +21,13 @@ from klingmon.cli._preflight import (
 from klingmon.cli._unsent import unsent_line, unsent_lines
 from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
 from klingmon.domain import TaskStatus
-from klingmon.errors import KlingmonError, NameTakenError, UsageError
+from klingmon.errors import (
+    ConfigError,
+    ExitCode,
+    KlingmonError,
+    NameTakenError,
+    UsageError,
+)
 from klingmon.policy import is_moderation_failure
 
 if TYPE_CHECKING:
@@ -92,12 +99,26 @@ def submit(
     # said first, so that one dry run shows every mistake
     taken = dry_run and _say_if_taken(context, batch)
     rows = read_batch_file(file, defaults=defaults, endpoint=endpoint)
+    _say_lines(context, (w for r in rows for w in _warned(r.warning_lines(str(file)))))
+    endpoints = [r.request.endpoint_path() for r in rows]
     store = context.store()
     if dry_run:
-        _say_dry_run(context, file, len(rows), batch, taken=taken, as_json=as_json)
+        unreachable = _say_if_unreachable(context, endpoints)
+        _say_dry_run(
+            context,
+            file,
+            len(rows),
+            batch,
+            taken=taken,
+            as_json=as_json,
+            unreachable=unreachable,
+        )
         return
     if batch is not None:
         ensure_name_free(store, batch)
+    check_generations(
+        context.settings, endpoints, stored_later=not (watch or preflight)
+    )
     _check_before_storing(context, watch=watch, preflight=preflight)
     others = unsent_lines(store)
     stored = context.monitor().submit(
@@ -114,6 +135,21 @@ def submit(
     except KlingmonError:
         _say_unsent(context, stored.id)
         raise
+
+
+def _warned(lines: Iterable[str]) -> Iterable[str]:
+    return (f"Warning: {line}" for line in lines)
+
+
+def _say_if_unreachable(context: Context, endpoints: list[str]) -> str | None:
+    """A dry run sends nothing, but says when these credentials could not send it."""
+    try:
+        check_generations(context.settings, endpoints, stored_later=True)
+    except ConfigError as exc:
+        message = exc.message.removesuffix("; nothing was stored")
+        context.err.print(f"Error: {message}", markup=False, soft_wrap=True)
+        return message
+    return None
 
 
 def _say_if_taken(context: Context, batch: str | None) -> bool:
@@ -136,22 +172,31 @@ def _say_dry_run(
     *,
     taken: bool,
     as_json: bool,
+    unreachable: str | None = None,
 ) -> None:
-    """What a dry run found; exit 2 when the name is taken (nothing is stored)."""
+    """What a dry run found; exit 2 when the name is taken or the credentials
+    cannot reach the rows' endpoints (nothing is stored either way)."""
+    failed = taken or unreachable is not None
     if as_json:
-        answer: dict[str, Any] = {"valid": not taken, "tasks": tasks, "file": str(file)}
+        answer: dict[str, Any] = {
+            "valid": not failed,
+            "tasks": tasks,
+            "file": str(file),
+        }
         if batch is not None:
             answer.update(batch=batch, batch_free=not taken)
+        if unreachable is not None:
+            answer["credentials"] = unreachable
         emit_json(answer)
-    elif not taken:
+    elif not failed:
         name = f"batch name {batch!r} is free" if batch else "a fresh name"
         context.err.print(
             f"{file}: {tasks} tasks, all valid; {name} (nothing stored)",
             markup=False,
             soft_wrap=True,
         )
-    if taken:
-        raise typer.Exit(2)
+    if failed:
+        raise typer.Exit(ExitCode.USAGE)
 
 
 def _check_before_storing(context: Context, *, watch: bool, preflight: bool) -> None:
