@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from rich.markup import escape
 from klingmon.batchfile import read_batch_file
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
+from klingmon.cli._download import parse_span
 from klingmon.cli._preflight import (
     check_generations,
     check_kling,
@@ -324,7 +326,10 @@ def track(
     ctx: typer.Context,
     task_ids: list[str] = typer.Argument(..., help="Kling task ids to adopt."),
     endpoint: str = typer.Option(
-        "text2video", "--endpoint", help="The endpoint the tasks were created on."
+        "text2video",
+        "--endpoint",
+        help="The endpoint the tasks were created on: text2video, a /v1/... path, "
+        "or a new-generation /<family>/<model> path (asked by id in batches).",
     ),
     batch: str | None = typer.Option(
         None, "--batch", "-b", help="Batch name (default: a dated name)."
@@ -333,6 +338,7 @@ def track(
 ) -> None:
     """Adopt tasks created elsewhere so they are watched and collected."""
     context = get_context(ctx)
+    check_generations(context.settings, [endpoint])
     client = context.client()
     monitor = context.monitor(client)
 
@@ -357,24 +363,39 @@ def track(
 def import_(
     ctx: typer.Context,
     endpoint: str = typer.Option(
-        "text2video", "--endpoint", help="The endpoint whose tasks to list."
+        "text2video",
+        "--endpoint",
+        help="The endpoint whose tasks to list; a new-generation /<family>/<model> "
+        "path pages POST /tasks for its product type (video, image, try_on).",
     ),
     pages: int = typer.Option(
-        1, "--pages", min=1, max=1000, help="List pages of 500 tasks to read."
+        1, "--pages", min=1, max=1000, help="Pages of 500 tasks to read."
+    ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        help="New generation: only tasks created within this span (7d, 12h); "
+        "default Kling's window, the last 30 days.",
     ),
     batch: str | None = typer.Option(
         None, "--batch", "-b", help="Batch name (default: a dated name)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Adopt the account's recent tasks of an endpoint through its list pages."""
+    """Adopt the account's recent tasks of an endpoint (list pages, or POST /tasks)."""
     context = get_context(ctx)
+    check_generations(context.settings, [endpoint])
+    since_ms = None
+    if since is not None:
+        since_ms = int((time.time() - parse_span(since)) * 1000)
     client = context.client()
     monitor = context.monitor(client)
 
     async def adopt() -> Any:
         try:
-            return await monitor.import_recent(endpoint, pages=pages, batch=batch)
+            return await monitor.import_recent(
+                endpoint, pages=pages, batch=batch, since_ms=since_ms
+            )
         finally:
             await client.aclose()
 
