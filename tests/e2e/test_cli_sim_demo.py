@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 from cli_support import klingmon
 
@@ -116,3 +117,52 @@ def test_demo_ends_with_every_task_terminal_and_a_report(tmp_path):
     assert files["done"] == 34
     videos = list((tmp_path / "demo" / "downloads").rglob("*.mp4"))
     assert len(videos) == 34
+
+
+def test_sim_serves_the_new_generation_as_configured():
+    """--new-model, --retired and --video-slots shape the new generation's answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "klingmon",
+            "sim",
+            "--port",
+            str(port),
+            "--api-key",
+            "my-key",
+            "--new-model",
+            "/text-to-video/kling-9.0",
+            "--new-model",
+            "/text-to-video/kling-2.6",
+            "--retired",
+            "/text-to-video/kling-2.6",
+            "--video-slots",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_port(port, proc, time.monotonic() + 20)
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": "Bearer my-key"}
+        body = {"prompt": "a fox"}
+        with httpx.Client(base_url=base, headers=auth, timeout=5) as http:
+            first = http.post("/text-to-video/kling-9.0", json=body).json()
+            second = http.post("/text-to-video/kling-9.0", json=body).json()
+            retired = http.post("/text-to-video/kling-2.6", json=body).json()
+            unserved = http.post("/text-to-video/kling-3.0", json=body)
+            queried = http.get("/tasks", params={"task_ids": first["data"]["id"]})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    assert first["code"] == 0
+    assert first["data"]["status"] == "submitted"
+    assert second["code"] == 1303  # one video slot per model version
+    assert retired["code"] == 1200
+    assert "no longer available" in retired["message"]
+    assert unserved.json()["code"] != 0
+    assert [t["id"] for t in queried.json()["data"]] == [first["data"]["id"]]

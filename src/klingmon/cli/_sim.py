@@ -13,13 +13,14 @@ import typer
 from rich.console import Group
 from rich.live import Live
 
-from klingmon.api import VideoExtendRequest
+from klingmon.api import VideoExtendRequest, resolve_endpoint
 from klingmon.batchfile import read_batch_file
 from klingmon.cli._app import app
 from klingmon.cli._context import emit_json, get_context, invocation, run_async
 from klingmon.cli._render import report_view
 from klingmon.cli._watch import _view, batch_summary
 from klingmon.config import Secret, Settings
+from klingmon.errors import UsageError
 from klingmon.hooks import HookEvent
 from klingmon.policy import SchedulePolicy
 from klingmon.runtime import build_runtime
@@ -69,6 +70,12 @@ def sim(
     secret_key: str = typer.Option(
         "sim-secret-key", "--secret-key", help="Secret key the simulator accepts."
     ),
+    api_key: str = typer.Option(
+        "sim-api-key",
+        "--api-key",
+        help="API key the simulator accepts (the only credential of the new "
+        "generation's paths).",
+    ),
     webhook_secret: str | None = typer.Option(
         None,
         "--webhook-secret",
@@ -76,25 +83,80 @@ def sim(
         help="whsec_ secret: callbacks are then Standard Webhooks signed.",
         show_default=False,
     ),
+    webhook_secret_previous: str | None = typer.Option(
+        None,
+        "--webhook-secret-previous",
+        envvar="KLINGMON_SIM_WEBHOOK_SECRET_PREVIOUS",
+        help="A second whsec_ secret, as during Kling's 7-day rotation: callbacks "
+        "then carry two v1, signatures.",
+        show_default=False,
+    ),
+    new_models: list[str] | None = typer.Option(
+        None,
+        "--new-model",
+        metavar="PATH",
+        help="New-generation /<family>/<model> path to serve (repeat; default: "
+        "Kling's current models).",
+        show_default=False,
+    ),
+    retired: list[str] | None = typer.Option(
+        None,
+        "--retired",
+        metavar="PATH|MODEL",
+        help="A path or legacy model_name answered as retired (repeat; default: "
+        "/v1/videos/multi-image2video).",
+        show_default=False,
+    ),
+    video_slots: int = typer.Option(
+        5, "--video-slots", help="New generation: video slots per model version."
+    ),
+    image_slots: int = typer.Option(
+        10, "--image-slots", help="New generation: image slots per model version."
+    ),
+    max_query_ids: int = typer.Option(
+        50, "--max-query-ids", help="Most ids one GET /tasks takes."
+    ),
     admin: bool = typer.Option(False, "--admin", help="Serve /admin/* counters."),
 ) -> None:
-    """Serve a local Kling API simulator (try pipelines without spending credits)."""
-    config = SimConfig(
-        seed=seed,
-        time_scale=time_scale,
-        slots=slots,
-        access_key=access_key,
-        secret_key=secret_key,
-        webhook_secret=webhook_secret,
-        admin=admin,
-        faults=Faults(
-            fail_rate=fail_rate,
-            stuck_rate=stuck_rate,
-            error_5xx_rate=error_rate,
-            rate_limit_rate=rate_limit_rate,
-            drop_create_rate=drop_create_rate,
-        ),
-    )
+    """Serve a local Kling API simulator (try pipelines without spending credits).
+
+    Both API generations: legacy /v1/... paths (a JWT or the API key) and the new
+    /<family>/<model> paths (the API key only), GET and POST /tasks, /account/costs.
+    """
+    if webhook_secret_previous and not webhook_secret:
+        raise UsageError("--webhook-secret-previous needs --webhook-secret")
+    generation: dict[str, Any] = {}
+    if new_models:
+        generation["new_models"] = frozenset(resolve_endpoint(p) for p in new_models)
+    if retired:
+        generation["retired"] = frozenset(
+            resolve_endpoint(r) if r.startswith("/") else r for r in retired
+        )
+    try:
+        config = SimConfig(
+            seed=seed,
+            time_scale=time_scale,
+            slots=slots,
+            access_key=access_key,
+            secret_key=secret_key,
+            api_key=api_key,
+            webhook_secret=webhook_secret,
+            webhook_secret_previous=webhook_secret_previous,
+            video_slots=video_slots,
+            image_slots=image_slots,
+            max_query_ids=max_query_ids,
+            admin=admin,
+            **generation,
+            faults=Faults(
+                fail_rate=fail_rate,
+                stuck_rate=stuck_rate,
+                error_5xx_rate=error_rate,
+                rate_limit_rate=rate_limit_rate,
+                drop_create_rate=drop_create_rate,
+            ),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     typer.echo(
         f"Kling simulator on http://{host}:{port} (time x{time_scale:g})", err=True
     )
