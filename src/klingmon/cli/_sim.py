@@ -28,8 +28,11 @@ from klingmon.sim import Faults, SimConfig
 from klingmon.sim import run as run_sim
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from klingmon.cli._context import Context
     from klingmon.engine import Monitor
+    from klingmon.store import TaskRow
 
 __all__: list[str] = []
 
@@ -178,6 +181,9 @@ def _demo_settings(config: SimConfig, url: str, db: Path, results: Path) -> Sett
         api_base=url,
         access_key=config.access_key,
         secret_key=Secret(config.secret_key),
+        # the new generation's rows take the API key only (both keys are set:
+        # legacy rows keep their JWT, as an account with both would)
+        api_key=Secret(config.api_key) if config.api_key else None,
         slots=config.slots,
         download_dir=str(results),
         download_origins=(url,),
@@ -199,7 +205,12 @@ def demo(
     seed: int = typer.Option(7, "--seed", help="The simulator's seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Simulator + engine + a sample batch over the three endpoints, end to end."""
+    """Simulator + engine + a sample batch over both API generations, end to end.
+
+    Legacy text2video and image2video, new-generation text-to-video/kling-3.0,
+    omni-video/kling-3.0-omni and an image task of three images; four finished
+    clips are extended with video-extend from an on_succeed hook.
+    """
     from klingmon.testing import SimServer  # noqa: PLC0415 - only the demo needs it
 
     context = get_context(ctx)
@@ -250,6 +261,7 @@ def demo(
 
         run_async(_run(context, monitor, live=not as_json), stop=monitor.stop)
         summaries = [batch_summary(monitor, b) for b in store.tasks.batches()]
+        endpoints = _by_endpoint(store.tasks.tasks(main.id))
         report = store.reports.report(main.id)
         files = store.downloads.download_counts()
         counters = server.sim.counters()
@@ -261,6 +273,7 @@ def demo(
                 "batches": summaries,
                 "report": record,
                 "store": str(db),
+                "endpoints": endpoints,
                 "downloads": {"dir": str(results), "files": files},
             }
         )
@@ -283,6 +296,15 @@ def demo(
     unfinished = [s for s in summaries if not s["done"]]
     if unfinished:
         raise typer.Exit(130)
+
+
+def _by_endpoint(tasks: Iterable[TaskRow]) -> dict[str, dict[str, int]]:
+    """The sample batch counted by endpoint and status (both generations)."""
+    counts: dict[str, dict[str, int]] = {}
+    for task in tasks:
+        by_status = counts.setdefault(task.endpoint, {})
+        by_status[task.status.value] = by_status.get(task.status.value, 0) + 1
+    return counts
 
 
 async def _run(context: Context, monitor: Monitor, *, live: bool) -> None:
