@@ -52,7 +52,9 @@ def submit(
     ),
     model_name: str | None = typer.Option(None, "--model-name", help="Default model."),
     mode: str | None = typer.Option(None, "--mode", help="Default mode: std or pro."),
-    duration: str | None = typer.Option(None, "--duration", help="Default: 5 or 10."),
+    duration: str | None = typer.Option(
+        None, "--duration", help="Default seconds (the model says which: 5, 10, 3-15)."
+    ),
     aspect_ratio: str | None = typer.Option(
         None, "--aspect-ratio", help="Default aspect ratio: 16:9, 9:16 or 1:1."
     ),
