@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 from cli_support import klingmon
 
@@ -90,9 +91,22 @@ def test_sim_answers_the_readme_curls():
     assert proc.returncode in {0, -signal.SIGTERM}
 
 
+#: The sample batch's new-generation rows (demo_batch.jsonl), beside 30 legacy ones.
+_NEW_ROWS = {
+    "/text-to-video/kling-3.0": 1,
+    "/omni-video/kling-3.0-omni": 1,
+    "/image-generation/kling-3.0": 1,
+}
+_IMAGES_PER_TASK = 3
+
+
 @pytest.mark.timeout(120)
 def test_demo_ends_with_every_task_terminal_and_a_report(tmp_path):
-    """`klingmon demo` runs the sample batch to the end and prints its report."""
+    """`klingmon demo` runs the sample batch, both generations, to the end.
+
+    The figures changed with issue 16: the sample batch gained three
+    new-generation rows (30 legacy + 3), and an image task of three images.
+    """
     result = klingmon(
         "demo",
         "--time-scale",
@@ -108,11 +122,70 @@ def test_demo_ends_with_every_task_terminal_and_a_report(tmp_path):
     record = json.loads(result.stdout)
     assert all(batch["done"] for batch in record["batches"])
     demo = next(b for b in record["batches"] if b["batch"] == "demo")
-    assert demo["total"] == 30
-    assert record["report"]["total"] == 30
-    assert sum(record["report"]["by_status"].values()) == 30
+    assert demo["total"] == 33
+    assert record["report"]["total"] == 33
+    assert sum(record["report"]["by_status"].values()) == 33
     assert len(record["batches"]) == 5
+    # Kling accepted every row, new generation included: nothing was rejected.
+    assert "rejected" not in record["report"]["by_status"]
+    endpoints = record["endpoints"]
+    for path, rows in _NEW_ROWS.items():
+        assert sum(endpoints[path].values()) == rows
+        assert set(endpoints[path]) <= {"succeed", "failed"}
+    image = "/image-generation/kling-3.0"
+    clips = 4 + sum(n.get("succeed", 0) for p, n in endpoints.items() if p != image)
+    images = _IMAGES_PER_TASK * endpoints[image].get("succeed", 0)
     files = record["downloads"]["files"]
-    assert files["done"] == 34
-    videos = list((tmp_path / "demo" / "downloads").rglob("*.mp4"))
-    assert len(videos) == 34
+    assert files["done"] == clips + images
+    downloads = tmp_path / "demo" / "downloads"
+    assert len(list(downloads.rglob("*.mp4"))) == clips
+    assert len(list(downloads.rglob("*.png"))) == images
+
+
+def test_sim_serves_the_new_generation_as_configured():
+    """--new-model, --retired and --video-slots shape the new generation's answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "klingmon",
+            "sim",
+            "--port",
+            str(port),
+            "--api-key",
+            "my-key",
+            "--new-model",
+            "/text-to-video/kling-9.0",
+            "--new-model",
+            "/text-to-video/kling-2.6",
+            "--retired",
+            "/text-to-video/kling-2.6",
+            "--video-slots",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_port(port, proc, time.monotonic() + 20)
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": "Bearer my-key"}
+        body = {"prompt": "a fox"}
+        with httpx.Client(base_url=base, headers=auth, timeout=5) as http:
+            first = http.post("/text-to-video/kling-9.0", json=body).json()
+            second = http.post("/text-to-video/kling-9.0", json=body).json()
+            retired = http.post("/text-to-video/kling-2.6", json=body).json()
+            unserved = http.post("/text-to-video/kling-3.0", json=body)
+            queried = http.get("/tasks", params={"task_ids": first["data"]["id"]})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    assert first["code"] == 0
+    assert first["data"]["status"] == "submitted"
+    assert second["code"] == 1303  # one video slot per model version
+    assert retired["code"] == 1200
+    assert "no longer available" in retired["message"]
+    assert unserved.json()["code"] != 0
+    assert [t["id"] for t in queried.json()["data"]] == [first["data"]["id"]]

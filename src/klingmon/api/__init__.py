@@ -26,6 +26,7 @@ from klingmon.api._endpoints import (
     ModelPath,
     generation_of,
     model_path,
+    product_type_of,
 )
 from klingmon.api._models import (
     Audio,
@@ -126,6 +127,7 @@ __all__ = [
     "parse_status",
     "parse_task",
     "place_fields",
+    "product_type_of",
     "request_kind",
     "resolve_endpoint",
     "snapshot",

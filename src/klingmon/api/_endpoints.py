@@ -20,6 +20,7 @@ __all__ = [
     "ModelPath",
     "generation_of",
     "model_path",
+    "product_type_of",
     "resolve_endpoint",
 ]
 
@@ -98,3 +99,20 @@ def generation_of(endpoint: str) -> Generation:
         f"endpoint {endpoint!r} is neither a legacy /v1/... path "
         "nor a /<family>/<model> path"
     )
+
+
+#: New-generation families whose tasks are images (``product_type`` ``image``).
+_IMAGE_FAMILIES = frozenset({"image-generation", "omni-image", "image-editing"})
+
+
+def product_type_of(endpoint: str) -> str:
+    """The ``product_type`` filter of ``POST /tasks`` for a new-generation path.
+
+    ``image`` for the image families, ``try_on`` for virtual try-on, else ``video``
+    (a family Kling adds tomorrow is most likely a video one).
+    """
+    parts = model_path(endpoint)
+    family = parts.family if parts is not None else ""
+    if family == "virtual-try-on":
+        return "try_on"
+    return "image" if family in _IMAGE_FAMILIES else "video"

@@ -24,15 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from klingmon.api._requests import (
+from klingmon.api import (
     ENDPOINTS,
+    Generation,
     Image2VideoRequest,
     TaskRequest,
     Text2VideoRequest,
     VideoExtendRequest,
     build_request,
+    generation_of,
     resolve_endpoint,
 )
+from klingmon.batchfile._columns import INT_COLUMNS, JSON_COLUMNS, KNOWN_COLUMNS
 from klingmon.errors import BadRowsError, RequestValidationError
 
 if TYPE_CHECKING:
@@ -44,12 +47,14 @@ __all__ = ["REPORT_LIMIT", "FileRow", "read_batch_file", "requests_from_text"]
 #: Bad lines shown in one error; the rest are counted ("and 12 more").
 REPORT_LIMIT = 20
 
-_JSON_FIELDS = frozenset({"camera_control", "dynamic_masks", "watermark_info"})
 _MAX_LINE = 1_000_000
 #: Delimiters a CSV header is sniffed for (a spreadsheet in a comma-decimal locale
 #: writes ``;``); a header with none of them is one column, split on commas.
 _CSV_DELIMITERS = ",;\t|"
-_ENDPOINT_HINT = "text2video, image2video, video-extend or a path like /v1/videos/x"
+_ENDPOINT_HINT = (
+    "text2video, image2video, video-extend, a path like /v1/videos/x "
+    "or /<family>/<model>"
+)
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _Model = type[Text2VideoRequest] | type[Image2VideoRequest] | type[VideoExtendRequest]
@@ -65,6 +70,12 @@ class FileRow:
 
     line: int
     request: TaskRequest
+    #: What the capability table doubts about the row (shown, never refused).
+    warnings: tuple[str, ...] = ()
+
+    def warning_lines(self, name: str) -> list[str]:
+        """``file:line: warning``, one a doubt, as the CLI shows them."""
+        return [f"{name}:{self.line}: {w}" for w in self.warnings]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +161,11 @@ def _tasks(
 ) -> list[FileRow]:
     records = parse(report, text)
     rows: list[FileRow] = []
+    columns = parse is _csv_records
     for line, fields in records:
-        request = _build(report, line, fields, endpoint, defaults or {})
+        request = _build(report, line, fields, endpoint, defaults or {}, columns)
         if request is not None:
-            rows.append(FileRow(line, request))
+            rows.append(FileRow(line, request, tuple(request.warnings())))
     if parse is _csv_records:
         used: dict[str, set[int]] = {}
         for line, fields in records:
@@ -290,11 +302,16 @@ def _csv_fields(report: _Report, line: int, record: dict[str, Any]) -> dict[str,
         if not column:
             report.add(line, "a cell under a column with no name in the header")
             continue
-        if column in _JSON_FIELDS:
+        if column in JSON_COLUMNS:
             try:
                 fields[column] = json.loads(cell)
             except json.JSONDecodeError:
                 report.add(line, f"{column}: not valid JSON")
+        elif column in INT_COLUMNS:
+            try:
+                fields[column] = int(cell)
+            except ValueError:
+                report.add(line, f"{column}: not a whole number")
         elif column == "cfg_scale":
             try:
                 fields[column] = float(cell)
@@ -314,14 +331,18 @@ _PARSERS: dict[str, Callable[[_Report, str], _Records]] = {
 }
 
 
-def _build(
+def _build(  # noqa: PLR0917 - a private helper of _tasks, called once
     report: _Report,
     line: int,
     fields: dict[str, Any],
     endpoint: str,
     defaults: dict[str, Any],
+    columns: bool,
 ) -> TaskRequest | None:
-    """The row's request, or None once its problems are in ``report``."""
+    """The row's request, or None once its problems are in ``report``.
+
+    ``columns``: the row came from a CSV, whose column names are checked too.
+    """
     fields = dict(fields)
     given = fields.pop("endpoint", None)
     if given is not None and not isinstance(given, str):
@@ -333,10 +354,15 @@ def _build(
     if isinstance(duration, (int, float)) and not isinstance(duration, bool):
         merged["duration"] = f"{duration:g}"
     model = _TYPED.get(path)
+    bad_columns = columns and _unknown_columns(
+        report, line, path, model, merged, fields
+    )
     try:
-        if model is None:
-            return build_request(path, merged)
-        return model.model_validate(merged)
+        request = (
+            build_request(path, merged)
+            if model is None
+            else model.model_validate(merged)
+        )
     except RequestValidationError as exc:  # a pass-through path, or an image file
         if exc.message.startswith("task_path"):
             hint = _hint(_close(given or endpoint, tuple(ENDPOINTS)))
@@ -346,7 +372,35 @@ def _build(
     except ValidationError as exc:
         assert model is not None  # only the typed models raise it  # noqa: S101
         _explain(report, line, exc, model, fields, defaults)
+    else:
+        return None if bad_columns else request
     return None
+
+
+def _unknown_columns(  # noqa: PLR0917 - a private helper of _build, called once
+    report: _Report,
+    line: int,
+    path: str,
+    model: _Model | None,
+    merged: dict[str, Any],
+    fields: dict[str, Any],
+) -> bool:
+    """Report the row's columns no generation knows; True if there were any.
+
+    A name the typed model itself refuses as a likely mistake is left to it (one
+    problem, not two); the row is still validated, so its other errors show too.
+    """
+    flagged = set(model.likely_mistakes(merged)) if model is not None else set()
+    unknown = [n for n in fields if n not in KNOWN_COLUMNS and n not in flagged]
+    if not unknown:
+        return False
+    kind = path.removeprefix("/v1/videos/")
+    known = tuple(sorted(n for n in KNOWN_COLUMNS if n not in fields))
+    for name in unknown:
+        hint = _hint(_close(name, known))
+        message = f"{_shown(name)}: unknown field for {kind}{hint}"
+        report.add(line, message, unknown=name, hint=hint)
+    return True
 
 
 def _explain(  # noqa: PLR0917 - a private helper of _build, called once
@@ -416,7 +470,15 @@ _NOT_FOR: dict[str, frozenset[str]] = {
 }
 
 
+#: The new generation names its model in the path and has no ``mode``/``cfg_scale``.
+_NOT_FOR_V2026 = frozenset({"model_name", "mode", "cfg_scale"})
+
+
 def _applicable(endpoint: str, defaults: dict[str, Any]) -> dict[str, Any]:
     name = endpoint.strip("/").removeprefix("v1/videos/")
-    skip = _NOT_FOR.get(name, frozenset())
+    try:
+        new = generation_of(endpoint) is Generation.V2026
+    except RequestValidationError:  # a malformed path: _build reports it
+        new = False
+    skip = _NOT_FOR_V2026 if new else _NOT_FOR.get(name, frozenset())
     return {k: v for k, v in defaults.items() if v is not None and k not in skip}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from klingmon.api import KlingClient, RetryPolicy
+from klingmon.api import Generation, KlingClient, RetryPolicy, check_auth, generation_of
 from klingmon.domain import TaskStatus
 from klingmon.errors import (
     AccountError,
@@ -29,10 +29,13 @@ from klingmon.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from klingmon.config import Settings
     from klingmon.store import BatchRow, Store
 
 __all__ = [
+    "check_generations",
     "check_kling",
     "display_url",
     "ensure_name_free",
@@ -95,6 +98,31 @@ def open_client(settings: Settings) -> KlingClient:
         )
     except ConfigError as exc:
         raise ConfigError(f"{exc.message}; {_NOTHING}") from exc
+
+
+def check_generations(
+    settings: Settings, endpoints: Iterable[str], *, stored_later: bool = False
+) -> None:
+    """Refuse endpoints the configured credentials cannot reach; nothing is stored.
+
+    The new generation takes an API key only (a JWT from an access/secret pair gets
+    401/1002 there), so new-generation rows with only a key pair raise
+    :class:`~klingmon.errors.ConfigError` naming ``KLING_API_KEY``. ``stored_later``
+    (``--no-preflight`` without ``--watch``): a store with no credentials at all is
+    allowed, to be sent once they are set, as for legacy rows.
+    """
+    keys = settings.credentials()
+    has_api_key = bool(keys["api_key"])
+    has_key_pair = bool(keys["access_key"] and keys["secret_key"])
+    if stored_later and not (has_api_key or has_key_pair):
+        return
+    for endpoint in dict.fromkeys(endpoints):
+        if generation_of(endpoint) is not Generation.V2026:
+            continue
+        try:
+            check_auth(endpoint, has_api_key=has_api_key, has_key_pair=has_key_pair)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc.message}; {_NOTHING}") from exc
 
 
 def check_kling(settings: Settings) -> str | None:

@@ -13,13 +13,14 @@ import typer
 from rich.console import Group
 from rich.live import Live
 
-from klingmon.api import VideoExtendRequest
+from klingmon.api import VideoExtendRequest, resolve_endpoint
 from klingmon.batchfile import read_batch_file
 from klingmon.cli._app import app
 from klingmon.cli._context import emit_json, get_context, invocation, run_async
 from klingmon.cli._render import report_view
 from klingmon.cli._watch import _view, batch_summary
 from klingmon.config import Secret, Settings
+from klingmon.errors import UsageError
 from klingmon.hooks import HookEvent
 from klingmon.policy import SchedulePolicy
 from klingmon.runtime import build_runtime
@@ -27,8 +28,11 @@ from klingmon.sim import Faults, SimConfig
 from klingmon.sim import run as run_sim
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from klingmon.cli._context import Context
     from klingmon.engine import Monitor
+    from klingmon.store import TaskRow
 
 __all__: list[str] = []
 
@@ -69,6 +73,12 @@ def sim(
     secret_key: str = typer.Option(
         "sim-secret-key", "--secret-key", help="Secret key the simulator accepts."
     ),
+    api_key: str = typer.Option(
+        "sim-api-key",
+        "--api-key",
+        help="API key the simulator accepts (the only credential of the new "
+        "generation's paths).",
+    ),
     webhook_secret: str | None = typer.Option(
         None,
         "--webhook-secret",
@@ -76,25 +86,80 @@ def sim(
         help="whsec_ secret: callbacks are then Standard Webhooks signed.",
         show_default=False,
     ),
+    webhook_secret_previous: str | None = typer.Option(
+        None,
+        "--webhook-secret-previous",
+        envvar="KLINGMON_SIM_WEBHOOK_SECRET_PREVIOUS",
+        help="A second whsec_ secret, as during Kling's 7-day rotation: callbacks "
+        "then carry two v1, signatures.",
+        show_default=False,
+    ),
+    new_models: list[str] | None = typer.Option(
+        None,
+        "--new-model",
+        metavar="PATH",
+        help="New-generation /<family>/<model> path to serve (repeat; default: "
+        "Kling's current models).",
+        show_default=False,
+    ),
+    retired: list[str] | None = typer.Option(
+        None,
+        "--retired",
+        metavar="PATH|MODEL",
+        help="A path or legacy model_name answered as retired (repeat; default: "
+        "/v1/videos/multi-image2video).",
+        show_default=False,
+    ),
+    video_slots: int = typer.Option(
+        5, "--video-slots", help="New generation: video slots per model version."
+    ),
+    image_slots: int = typer.Option(
+        10, "--image-slots", help="New generation: image slots per model version."
+    ),
+    max_query_ids: int = typer.Option(
+        50, "--max-query-ids", help="Most ids one GET /tasks takes."
+    ),
     admin: bool = typer.Option(False, "--admin", help="Serve /admin/* counters."),
 ) -> None:
-    """Serve a local Kling API simulator (try pipelines without spending credits)."""
-    config = SimConfig(
-        seed=seed,
-        time_scale=time_scale,
-        slots=slots,
-        access_key=access_key,
-        secret_key=secret_key,
-        webhook_secret=webhook_secret,
-        admin=admin,
-        faults=Faults(
-            fail_rate=fail_rate,
-            stuck_rate=stuck_rate,
-            error_5xx_rate=error_rate,
-            rate_limit_rate=rate_limit_rate,
-            drop_create_rate=drop_create_rate,
-        ),
-    )
+    """Serve a local Kling API simulator (try pipelines without spending credits).
+
+    Both API generations: legacy /v1/... paths (a JWT or the API key) and the new
+    /<family>/<model> paths (the API key only), GET and POST /tasks, /account/costs.
+    """
+    if webhook_secret_previous and not webhook_secret:
+        raise UsageError("--webhook-secret-previous needs --webhook-secret")
+    generation: dict[str, Any] = {}
+    if new_models:
+        generation["new_models"] = frozenset(resolve_endpoint(p) for p in new_models)
+    if retired:
+        generation["retired"] = frozenset(
+            resolve_endpoint(r) if r.startswith("/") else r for r in retired
+        )
+    try:
+        config = SimConfig(
+            seed=seed,
+            time_scale=time_scale,
+            slots=slots,
+            access_key=access_key,
+            secret_key=secret_key,
+            api_key=api_key,
+            webhook_secret=webhook_secret,
+            webhook_secret_previous=webhook_secret_previous,
+            video_slots=video_slots,
+            image_slots=image_slots,
+            max_query_ids=max_query_ids,
+            admin=admin,
+            **generation,
+            faults=Faults(
+                fail_rate=fail_rate,
+                stuck_rate=stuck_rate,
+                error_5xx_rate=error_rate,
+                rate_limit_rate=rate_limit_rate,
+                drop_create_rate=drop_create_rate,
+            ),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     typer.echo(
         f"Kling simulator on http://{host}:{port} (time x{time_scale:g})", err=True
     )
@@ -116,6 +181,9 @@ def _demo_settings(config: SimConfig, url: str, db: Path, results: Path) -> Sett
         api_base=url,
         access_key=config.access_key,
         secret_key=Secret(config.secret_key),
+        # the new generation's rows take the API key only (both keys are set:
+        # legacy rows keep their JWT, as an account with both would)
+        api_key=Secret(config.api_key) if config.api_key else None,
         slots=config.slots,
         download_dir=str(results),
         download_origins=(url,),
@@ -137,7 +205,12 @@ def demo(
     seed: int = typer.Option(7, "--seed", help="The simulator's seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Simulator + engine + a sample batch over the three endpoints, end to end."""
+    """Simulator + engine + a sample batch over both API generations, end to end.
+
+    Legacy text2video and image2video, new-generation text-to-video/kling-3.0,
+    omni-video/kling-3.0-omni and an image task of three images; four finished
+    clips are extended with video-extend from an on_succeed hook.
+    """
     from klingmon.testing import SimServer  # noqa: PLC0415 - only the demo needs it
 
     context = get_context(ctx)
@@ -188,6 +261,7 @@ def demo(
 
         run_async(_run(context, monitor, live=not as_json), stop=monitor.stop)
         summaries = [batch_summary(monitor, b) for b in store.tasks.batches()]
+        endpoints = _by_endpoint(store.tasks.tasks(main.id))
         report = store.reports.report(main.id)
         files = store.downloads.download_counts()
         counters = server.sim.counters()
@@ -199,6 +273,7 @@ def demo(
                 "batches": summaries,
                 "report": record,
                 "store": str(db),
+                "endpoints": endpoints,
                 "downloads": {"dir": str(results), "files": files},
             }
         )
@@ -221,6 +296,15 @@ def demo(
     unfinished = [s for s in summaries if not s["done"]]
     if unfinished:
         raise typer.Exit(130)
+
+
+def _by_endpoint(tasks: Iterable[TaskRow]) -> dict[str, dict[str, int]]:
+    """The sample batch counted by endpoint and status (both generations)."""
+    counts: dict[str, dict[str, int]] = {}
+    for task in tasks:
+        by_status = counts.setdefault(task.endpoint, {})
+        by_status[task.status.value] = by_status.get(task.status.value, 0) + 1
+    return counts
 
 
 async def _run(context: Context, monitor: Monitor, *, live: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,9 @@ from rich.markup import escape
 from klingmon.batchfile import read_batch_file
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
+from klingmon.cli._download import parse_span
 from klingmon.cli._preflight import (
+    check_generations,
     check_kling,
     ensure_name_free,
     open_client,
@@ -20,7 +23,13 @@ from klingmon.cli._preflight import (
 from klingmon.cli._unsent import unsent_line, unsent_lines
 from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
 from klingmon.domain import TaskStatus
-from klingmon.errors import KlingmonError, NameTakenError, UsageError
+from klingmon.errors import (
+    ConfigError,
+    ExitCode,
+    KlingmonError,
+    NameTakenError,
+    UsageError,
+)
 from klingmon.policy import is_moderation_failure
 
 if TYPE_CHECKING:
@@ -43,7 +52,9 @@ def submit(
     ),
     model_name: str | None = typer.Option(None, "--model-name", help="Default model."),
     mode: str | None = typer.Option(None, "--mode", help="Default mode: std or pro."),
-    duration: str | None = typer.Option(None, "--duration", help="Default: 5 or 10."),
+    duration: str | None = typer.Option(
+        None, "--duration", help="Default seconds (the model says which: 5, 10, 3-15)."
+    ),
     aspect_ratio: str | None = typer.Option(
         None, "--aspect-ratio", help="Default aspect ratio: 16:9, 9:16 or 1:1."
     ),
@@ -92,12 +103,26 @@ def submit(
     # said first, so that one dry run shows every mistake
     taken = dry_run and _say_if_taken(context, batch)
     rows = read_batch_file(file, defaults=defaults, endpoint=endpoint)
+    _say_lines(context, (w for r in rows for w in _warned(r.warning_lines(str(file)))))
+    endpoints = [r.request.endpoint_path() for r in rows]
     store = context.store()
     if dry_run:
-        _say_dry_run(context, file, len(rows), batch, taken=taken, as_json=as_json)
+        unreachable = _say_if_unreachable(context, endpoints)
+        _say_dry_run(
+            context,
+            file,
+            len(rows),
+            batch,
+            taken=taken,
+            as_json=as_json,
+            unreachable=unreachable,
+        )
         return
     if batch is not None:
         ensure_name_free(store, batch)
+    check_generations(
+        context.settings, endpoints, stored_later=not (watch or preflight)
+    )
     _check_before_storing(context, watch=watch, preflight=preflight)
     others = unsent_lines(store)
     stored = context.monitor().submit(
@@ -114,6 +139,21 @@ def submit(
     except KlingmonError:
         _say_unsent(context, stored.id)
         raise
+
+
+def _warned(lines: Iterable[str]) -> Iterable[str]:
+    return (f"Warning: {line}" for line in lines)
+
+
+def _say_if_unreachable(context: Context, endpoints: list[str]) -> str | None:
+    """A dry run sends nothing, but says when these credentials could not send it."""
+    try:
+        check_generations(context.settings, endpoints, stored_later=True)
+    except ConfigError as exc:
+        message = exc.message.removesuffix("; nothing was stored")
+        context.err.print(f"Error: {message}", markup=False, soft_wrap=True)
+        return message
+    return None
 
 
 def _say_if_taken(context: Context, batch: str | None) -> bool:
@@ -136,22 +176,31 @@ def _say_dry_run(
     *,
     taken: bool,
     as_json: bool,
+    unreachable: str | None = None,
 ) -> None:
-    """What a dry run found; exit 2 when the name is taken (nothing is stored)."""
+    """What a dry run found; exit 2 when the name is taken or the credentials
+    cannot reach the rows' endpoints (nothing is stored either way)."""
+    failed = taken or unreachable is not None
     if as_json:
-        answer: dict[str, Any] = {"valid": not taken, "tasks": tasks, "file": str(file)}
+        answer: dict[str, Any] = {
+            "valid": not failed,
+            "tasks": tasks,
+            "file": str(file),
+        }
         if batch is not None:
             answer.update(batch=batch, batch_free=not taken)
+        if unreachable is not None:
+            answer["credentials"] = unreachable
         emit_json(answer)
-    elif not taken:
+    elif not failed:
         name = f"batch name {batch!r} is free" if batch else "a fresh name"
         context.err.print(
             f"{file}: {tasks} tasks, all valid; {name} (nothing stored)",
             markup=False,
             soft_wrap=True,
         )
-    if taken:
-        raise typer.Exit(2)
+    if failed:
+        raise typer.Exit(ExitCode.USAGE)
 
 
 def _check_before_storing(context: Context, *, watch: bool, preflight: bool) -> None:
@@ -279,7 +328,10 @@ def track(
     ctx: typer.Context,
     task_ids: list[str] = typer.Argument(..., help="Kling task ids to adopt."),
     endpoint: str = typer.Option(
-        "text2video", "--endpoint", help="The endpoint the tasks were created on."
+        "text2video",
+        "--endpoint",
+        help="The endpoint the tasks were created on: text2video, a /v1/... path, "
+        "or a new-generation /<family>/<model> path (asked by id in batches).",
     ),
     batch: str | None = typer.Option(
         None, "--batch", "-b", help="Batch name (default: a dated name)."
@@ -288,6 +340,7 @@ def track(
 ) -> None:
     """Adopt tasks created elsewhere so they are watched and collected."""
     context = get_context(ctx)
+    check_generations(context.settings, [endpoint])
     client = context.client()
     monitor = context.monitor(client)
 
@@ -312,24 +365,39 @@ def track(
 def import_(
     ctx: typer.Context,
     endpoint: str = typer.Option(
-        "text2video", "--endpoint", help="The endpoint whose tasks to list."
+        "text2video",
+        "--endpoint",
+        help="The endpoint whose tasks to list; a new-generation /<family>/<model> "
+        "path pages POST /tasks for its product type (video, image, try_on).",
     ),
     pages: int = typer.Option(
-        1, "--pages", min=1, max=1000, help="List pages of 500 tasks to read."
+        1, "--pages", min=1, max=1000, help="Pages of 500 tasks to read."
+    ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        help="New generation: only tasks created within this span (7d, 12h); "
+        "default Kling's window, the last 30 days.",
     ),
     batch: str | None = typer.Option(
         None, "--batch", "-b", help="Batch name (default: a dated name)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Adopt the account's recent tasks of an endpoint through its list pages."""
+    """Adopt the account's recent tasks of an endpoint (list pages, or POST /tasks)."""
     context = get_context(ctx)
+    check_generations(context.settings, [endpoint])
+    since_ms = None
+    if since is not None:
+        since_ms = int((time.time() - parse_span(since)) * 1000)
     client = context.client()
     monitor = context.monitor(client)
 
     async def adopt() -> Any:
         try:
-            return await monitor.import_recent(endpoint, pages=pages, batch=batch)
+            return await monitor.import_recent(
+                endpoint, pages=pages, batch=batch, since_ms=since_ms
+            )
         finally:
             await client.aclose()
 

@@ -7,12 +7,24 @@ import logging
 from typing import TYPE_CHECKING, Any, Self
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.api import AsyncKlingClient, snapshot
+from klingmon.api import (
+    AsyncKlingClient,
+    Generation,
+    TaskQuery,
+    generation_of,
+    product_type_of,
+    snapshot,
+)
 from klingmon.api._requests import resolve_endpoint
 from klingmon.domain import TERMINAL
 from klingmon.engine._engine import Engine
 from klingmon.engine._settings import EngineSettings
-from klingmon.errors import NotFoundError, NothingToDoError, UsageError
+from klingmon.errors import (
+    NotFoundError,
+    NothingToDoError,
+    TaskNotFoundError,
+    UsageError,
+)
 from klingmon.hooks._hooks import Hook, HookName, Hooks
 from klingmon.store import NewTask, Store, retry_batch
 
@@ -20,7 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from types import TracebackType
 
-    from klingmon.api import Task, TaskRequest
+    from klingmon.api import TaskRequest
+    from klingmon.domain import Snapshot
     from klingmon.store import BatchRow
 
 __all__ = ["Monitor", "new_task"]
@@ -133,8 +146,18 @@ class Monitor:
         fresh = [t for t in dict.fromkeys(task_ids) if self.store.tasks.task(t) is None]
         if not fresh:
             raise NothingToDoError(f"Already tracked: {self.tracked_where(task_ids)}")
+        if generation_of(endpoint) is Generation.V2026:
+            # One batched GET /tasks; an id Kling does not know is simply missing.
+            found = await self.client.fetch(endpoint, fresh)
+            missing = [t for t in fresh if t not in found]
+            if missing:
+                raise TaskNotFoundError(
+                    f"Kling has no task {', '.join(missing)}; nothing was stored",
+                    status_code=404,
+                )
+            return self._adopt(endpoint, [found[t] for t in fresh], batch)
         tasks = await asyncio.gather(*(self.client.get(endpoint, t) for t in fresh))
-        return self._adopt(endpoint, tasks, batch)
+        return self._adopt(endpoint, [snapshot(t) for t in tasks], batch)
 
     def tracked_where(self, task_ids: Sequence[str]) -> str:
         """``task 123 in batch launch, ...`` for the ids the store already has."""
@@ -147,15 +170,35 @@ class Monitor:
         return ", ".join(where)
 
     async def import_recent(
-        self, endpoint: str, *, pages: int = 1, batch: str | None = None
+        self,
+        endpoint: str,
+        *,
+        pages: int = 1,
+        batch: str | None = None,
+        since_ms: int | None = None,
     ) -> BatchRow:
-        """Adopt the account's recent tasks of one endpoint that are not stored yet."""
-        found: list[Task] = []
-        for page in range(1, pages + 1):
-            chunk = await self.client.list(endpoint, page=page, page_size=500)
-            found.extend(chunk)
-            if len(chunk) < 500:
-                break
+        """Adopt the account's recent tasks of one endpoint that are not stored yet.
+
+        The new generation has no list per path: ``POST /tasks`` is paged by cursor
+        over a time window (``since_ms`` to now; Kling's default is 30 days) for the
+        endpoint's product type, and what it finds is stored under ``endpoint``.
+        """
+        if generation_of(endpoint) is Generation.V2026:
+            query = TaskQuery(
+                product_types=(product_type_of(endpoint),),
+                since_ms=since_ms,
+                until_ms=to_ms(self.clock.now()) if since_ms is not None else None,
+                limit=500,
+            )
+            wire = await self.client.query_all(query, max_pages=pages)
+            found = [snapshot(t) for t in wire]
+        else:
+            found = []
+            for page in range(1, pages + 1):
+                chunk = await self.client.list(endpoint, page=page, page_size=500)
+                found.extend(snapshot(t) for t in chunk)
+                if len(chunk) < 500:
+                    break
         fresh = [t for t in found if self.store.tasks.task(t.task_id) is None]
         if not fresh:
             raise NothingToDoError(
@@ -164,7 +207,7 @@ class Monitor:
         return self._adopt(endpoint, fresh, batch)
 
     def _adopt(
-        self, endpoint: str, tasks: Sequence[Task], batch: str | None
+        self, endpoint: str, tasks: Sequence[Snapshot], batch: str | None
     ) -> BatchRow:
         path = resolve_endpoint(endpoint)
         rows = [
@@ -172,7 +215,7 @@ class Monitor:
                 endpoint=path,
                 body={},
                 external_task_id=t.external_task_id or f"adopted-{t.task_id}",
-                task=snapshot(t),
+                task=t,
             )
             for t in tasks
         ]
