@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, ClassVar, Self
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from klingmon.api._models import Task
+    from klingmon.api import Task
 
 __all__ = [
     "AccountError",

@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from klingmon._clock import to_ms
-from klingmon.hooks._hooks import HookEvent
+from klingmon.hooks import HookEvent
 from klingmon.policy import backoff
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from klingmon._clock import Clock
     from klingmon.engine._offload import Offload
     from klingmon.engine._settings import EngineSettings
-    from klingmon.hooks._hooks import Hooks
+    from klingmon.hooks import Hooks
     from klingmon.store import OutboxItem, Store
 
 __all__ = ["Deliverer"]

@@ -16,7 +16,7 @@ from klingmon.errors import KlingmonError, StoreError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from klingmon.downloads._manager import Downloader
+    from klingmon.downloads import Downloader
     from klingmon.engine._offload import Offload
     from klingmon.store import Store
 

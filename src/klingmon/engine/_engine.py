@@ -24,7 +24,7 @@ from klingmon._clock import Clock, SystemClock, to_ms
 from klingmon._owners import dead_local_owner as _dead_local_owner
 from klingmon._owners import default_owner as _default_owner
 from klingmon.domain import IN_FLIGHT, TaskStatus
-from klingmon.downloads._manager import Downloader
+from klingmon.downloads import Downloader
 from klingmon.engine._deliverer import Deliverer
 from klingmon.engine._download_loop import DownloadLoop
 from klingmon.engine._governor import Governor
@@ -34,7 +34,7 @@ from klingmon.engine._settings import EngineSettings
 from klingmon.engine._shared import CallbackFlow, Finishes, PollPlanner, RequestCounts
 from klingmon.engine._submitter import Submitter
 from klingmon.engine._watchdog import Watchdog
-from klingmon.hooks._hooks import Hooks
+from klingmon.hooks import Hooks
 from klingmon.policy import DurationBook
 
 if TYPE_CHECKING:

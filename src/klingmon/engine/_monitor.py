@@ -13,9 +13,9 @@ from klingmon.api import (
     TaskQuery,
     generation_of,
     product_type_of,
+    resolve_endpoint,
     snapshot,
 )
-from klingmon.api._requests import resolve_endpoint
 from klingmon.domain import TERMINAL
 from klingmon.engine._engine import Engine
 from klingmon.engine._settings import EngineSettings
@@ -25,7 +25,7 @@ from klingmon.errors import (
     TaskNotFoundError,
     UsageError,
 )
-from klingmon.hooks._hooks import Hook, HookName, Hooks
+from klingmon.hooks import Hook, HookName, Hooks
 from klingmon.store import NewTask, Store, retry_batch
 
 if TYPE_CHECKING:

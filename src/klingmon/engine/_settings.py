@@ -11,7 +11,7 @@ from klingmon.policy import SchedulePolicy, StuckPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from klingmon.downloads._rules import DownloadSettings
+    from klingmon.downloads import DownloadSettings
 
 __all__ = ["EngineSettings"]
 

@@ -1,6 +1,6 @@
 """Hooks and notifications: what runs, or is sent, when a task's story moves."""
 
-from klingmon.hooks._hooks import HookEvent, HookName, Hooks
+from klingmon.hooks._hooks import Hook, HookEvent, HookName, Hooks
 from klingmon.hooks._notify import (
     apprise_hook,
     check_env_names,
@@ -12,6 +12,7 @@ from klingmon.hooks._notify import (
 )
 
 __all__ = [
+    "Hook",
     "HookEvent",
     "HookName",
     "Hooks",

@@ -12,7 +12,7 @@ import binascii
 import re
 from typing import Any
 
-from klingmon.api._requests import (
+from klingmon.api import (
     ENDPOINTS,
     Image2VideoRequest,
     Text2VideoRequest,

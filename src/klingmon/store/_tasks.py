@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
 from klingmon.errors import NameTakenError, StoreError
-from klingmon.policy._lifecycle import Verdict, judge
+from klingmon.policy import Verdict, judge
 from klingmon.store import _schema
 from klingmon.store._cancel import Cancellation, cancel
 from klingmon.store._convert import (

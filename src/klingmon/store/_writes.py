@@ -20,8 +20,7 @@ import sqlalchemy as sa
 
 from klingmon.domain import ACTIVE, OUTBOX_KINDS, POLL_SOURCES, WAITING, TaskStatus
 from klingmon.errors import StoreError
-from klingmon.policy import Transition, consequences
-from klingmon.policy._lifecycle import Verdict, judge
+from klingmon.policy import Transition, Verdict, consequences, judge
 from klingmon.store._convert import (
     COST_COLUMNS,
     kling_ms,
