@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 #: How long an endpoint's poll lock outlives its holder's last round.
 _LOCK_MS = 30_000
 #: What one round saw: the task, the row it was claimed as, and by which source.
-_Seen = Seen
 
 
 class Poller:
@@ -152,10 +151,10 @@ class Poller:
 
     async def _sweeps(
         self, by_endpoint: Mapping[str, list[TaskRow]]
-    ) -> tuple[_Seen, list[TaskRow]]:
+    ) -> tuple[Seen, list[TaskRow]]:
         """What list pages showed; and the rows they showed unchanged though not
         due (no write, but their next poll moves as if they had been polled)."""
-        seen: _Seen = {}
+        seen: Seen = {}
         covered: list[TaskRow] = []
         for endpoint, rows in by_endpoint.items():
             # One page answers every active task: even a single confirmation is
@@ -172,7 +171,7 @@ class Poller:
         return seen, covered
 
     async def _record(
-        self, seen: _Seen, covered: list[TaskRow], due: list[TaskRow]
+        self, seen: Seen, covered: list[TaskRow], due: list[TaskRow]
     ) -> None:
         """Apply what was seen, act on the changes, plan every next poll."""
         now_ms = to_ms(self._clock.now())
