@@ -89,6 +89,8 @@ class EventKind(StrEnum):
     REJECTED = "rejected"
     #: What Kling holds differs from what was sent (a create answered twice).
     DRIFT = "drift"
+    #: The batch's priority changed while the task waited to be sent.
+    PRIORITY = "priority"
 
 
 #: Event kinds that hooks and forwarded webhooks must hear about.

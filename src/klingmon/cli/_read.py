@@ -36,6 +36,7 @@ __all__ = ["task_record"]
 _EXPORT_FIELDS = (
     "id",
     "batch",
+    "priority",
     "seq",
     "endpoint",
     "external_task_id",
@@ -112,6 +113,7 @@ def status(
                     "batch": b.name,
                     "id": b.id,
                     "created_ms": b.created_ms,
+                    "priority": b.priority,
                     "total": sum(c.values()),
                     "counts": {s.value: n for s, n in c.items() if n},
                     "done": all(s in TERMINAL for s, n in c.items() if n),
@@ -184,9 +186,10 @@ def report(
         record = dataclasses.asdict(data)
         record["by_status"] = {s.value: n for s, n in data.by_status.items() if n}
         record["batch"] = row.name
+        record["priority"] = row.priority
         emit_json(record)
         return
-    context.console.print(report_view(row.name, data))
+    context.console.print(report_view(row.name, data, row.priority))
 
 
 @app.command()
@@ -230,7 +233,11 @@ def export(
     if fmt not in {"csv", "json"}:
         raise typer.BadParameter("use csv or json", param_hint="--format")
     batches = [_pick_batch(monitor, batch)] if batch else store.tasks.batches()
-    records = [task_record(t, b.name) for b in batches for t in store.tasks.tasks(b.id)]
+    records = [
+        task_record(t, b.name) | {"priority": b.priority}
+        for b in batches
+        for t in store.tasks.tasks(b.id)
+    ]
     out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         if fmt == "json":

@@ -80,6 +80,7 @@ def batches_table(rows: list[tuple[BatchRow, dict[TaskStatus, int]]]) -> Table:
     table = Table(title="Batches", show_lines=False)
     table.add_column("batch")
     table.add_column("created")
+    table.add_column("priority", justify="right")
     table.add_column("tasks", justify="right")
     table.add_column("done", justify="right")
     table.add_column("by status")
@@ -89,6 +90,7 @@ def batches_table(rows: list[tuple[BatchRow, dict[TaskStatus, int]]]) -> Table:
         table.add_row(
             batch.name,
             fmt_ms(batch.created_ms),
+            str(batch.priority),
             str(total),
             f"{done}/{total}",
             counts_text(counts),
@@ -315,6 +317,8 @@ def task_view(row: TaskRow, events: list[EventRow]) -> RenderableType:
     timeline.add_column("event")
     for event in events:
         what = event.kind
+        if event.kind == "priority":
+            what += f" {event.payload.get('old')} → {event.payload.get('new')}"
         if event.old_status or event.new_status:
             what += f" {event.old_status or '-'} → {event.new_status or '-'}"
         timeline.add_row(fmt_ms(event.at_ms), event.source, what)
@@ -328,10 +332,11 @@ def _urls(result: dict[str, Any] | None) -> list[str]:
     return [str(i.get("url")) for i in items if isinstance(i, dict) and i.get("url")]
 
 
-def report_view(name: str, report: Report) -> RenderableType:
+def report_view(name: str, report: Report, priority: int = 0) -> RenderableType:
     table = Table(title=f"Report: {name}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
+    table.add_row("priority", str(priority))
     table.add_row("tasks", str(report.total))
     table.add_row("by status", counts_text(report.by_status))
     table.add_row(

@@ -20,6 +20,7 @@ from klingmon.cli._preflight import (
     open_client,
     taken_batch,
 )
+from klingmon.cli._priority import PriorityOption
 from klingmon.cli._unsent import unsent_line, unsent_lines
 from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
 from klingmon.domain import TaskStatus
@@ -84,6 +85,7 @@ def submit(
         ),
     ),
     give_up_after: float = GiveUpOption,
+    priority: int = PriorityOption,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Store a batch from a file (all rows or none); --watch runs it.
@@ -126,7 +128,7 @@ def submit(
     _check_before_storing(context, watch=watch, preflight=preflight)
     others = unsent_lines(store)
     stored = context.monitor().submit(
-        (r.request for r in rows), batch=batch, timeout=timeout
+        (r.request for r in rows), batch=batch, timeout=timeout, priority=priority
     )
     if not watch:
         _say_stored(context, stored, len(rows), as_json=as_json)
@@ -220,10 +222,18 @@ def _say_stored(
 ) -> None:
     """A batch stored without ``--watch``: its name, then what else waits unsent."""
     if as_json:
-        emit_json({"batch": stored.name, "id": stored.id, "tasks": tasks})
+        emit_json(
+            {
+                "batch": stored.name,
+                "id": stored.id,
+                "tasks": tasks,
+                "priority": stored.priority,
+            }
+        )
         return
+    ranked = f" at priority {stored.priority}" if stored.priority else ""
     context.err.print(
-        f"Stored batch {escape(stored.name)} with {tasks} tasks.",
+        f"Stored batch {escape(stored.name)} with {tasks} tasks{ranked}.",
         highlight=False,
         soft_wrap=True,
     )

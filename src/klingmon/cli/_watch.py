@@ -146,8 +146,10 @@ def _quiet_log() -> Iterator[_ViewLog | None]:
 
 def batch_summary(monitor: Monitor, batch: BatchRow) -> dict[str, object]:
     counts = monitor.store.tasks.count_by_status(batch.id)
+    current = monitor.store.tasks.batch(batch.id) or batch
     return {
         "batch": batch.name,
+        "priority": current.priority,
         "total": sum(counts.values()),
         "counts": {s.value: n for s, n in counts.items() if n},
         "done": all(s in TERMINAL for s, n in counts.items() if n),
@@ -214,8 +216,11 @@ def _view(
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
     failures = [r for r in rows if r.status in _FAILED]
+    # Read again: `klingmon priority` may change it while the watch runs.
+    current = monitor.store.tasks.batch(batch.id) or batch
+    ranked = f" (priority {current.priority})" if current.priority else ""
     view = batch_progress(
-        batch.name,
+        batch.name + ranked,
         counts,
         eta=_eta(monitor, rows),
         stuck=sum(1 for r in rows if r.stuck and r.status not in TERMINAL),

@@ -123,17 +123,39 @@ class Monitor:
         *,
         batch: str | None = None,
         timeout: float | None = None,
+        priority: int = 0,
     ) -> BatchRow:
-        """Store a batch of requests (all or nothing); ``run`` sends them."""
+        """Store a batch of requests (all or nothing); ``run`` sends them.
+
+        ``priority``: freed slots go to the highest waiting priority first, FIFO
+        within one; a priority that gets no slot ages (:data:`AGING_RULE`).
+        """
         now = self.clock.now()
         deadline = to_ms(now + timeout) if timeout is not None else None
         tasks = [new_task(r, deadline_ms=deadline) for r in requests]
         if not tasks:
             raise UsageError("a batch needs at least one task")
-        row = self.store.tasks.create_batch(batch, tasks, to_ms(now))
+        row = self.store.tasks.create_batch(batch, tasks, to_ms(now), priority=priority)
         if self._engine is not None:
             self._engine.wake()
         return row
+
+    def set_priority(self, batch: str | int, priority: int) -> BatchRow:
+        """Change a batch's priority while it runs (each queued task gets an event).
+
+        The next claim orders by it: a raised batch takes the next freed slots.
+        """
+        row = self.store.tasks.batch(batch)
+        if row is None:
+            raise NotFoundError(f"no batch {batch!r}")
+        self.store.tasks.set_priority(
+            row.id, priority, to_ms(self.clock.now()), by="library"
+        )
+        if self._engine is not None:
+            self._engine.wake()
+        found = self.store.tasks.batch(row.id)
+        assert found is not None  # noqa: S101 - batches are never deleted
+        return found
 
     async def track(
         self, endpoint: str, task_ids: Sequence[str], *, batch: str | None = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from klingmon.errors import ConfigError
-from klingmon.policy import SchedulePolicy, StuckPolicy
+from klingmon.policy import AGING_MS, SchedulePolicy, StuckPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,6 +46,9 @@ class EngineSettings:
     #: Backoff for creates that failed transiently.
     submit_backoff_base: float = 1.0
     submit_backoff_cap: float = 60.0
+    #: Seconds a priority waits without a slot to count one higher (aging: see
+    #: ``klingmon.policy.level_order``); nothing waits behind higher work forever.
+    priority_aging: float = AGING_MS / 1000
     #: Builds a task's callback_url from its external_task_id (set by the receiver).
     callback_url: Callable[[str], str] | None = None
     schedule: SchedulePolicy = field(default_factory=SchedulePolicy)
@@ -76,6 +79,7 @@ class EngineSettings:
             ("watchdog_interval", self.watchdog_interval > 0, "must be positive"),
             ("idle_max", self.idle_max > 0, "must be positive"),
             ("submit_backoff_base", self.submit_backoff_base > 0, "must be positive"),
+            ("priority_aging", self.priority_aging >= 0.001, "must be positive"),
             (
                 "submit_backoff_cap",
                 self.submit_backoff_cap >= self.submit_backoff_base,

@@ -121,6 +121,7 @@ class Submitter:
             to_ms(self._settings.lease_seconds),
             slots=self._governor.slots.limit,
             batch_id=self.scope,
+            aging_ms=to_ms(self._settings.priority_aging),
         )
         if not rows:
             return False

@@ -23,6 +23,13 @@ from klingmon.policy._errors import CreateAction, classify_create_error
 from klingmon.policy._governor import Aimd, SlotLimit, backoff
 from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
 from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
+from klingmon.policy._priority import (
+    AGING_MS,
+    AGING_RULE,
+    Waiting,
+    effective_priority,
+    level_order,
+)
 from klingmon.policy._schedule import (
     INTERVAL_RULE,
     Schedule,
@@ -35,6 +42,8 @@ from klingmon.policy._schedule import (
 from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
 
 __all__ = [
+    "AGING_MS",
+    "AGING_RULE",
     "INTERVAL_RULE",
     "MODERATION_CODES",
     "RANK",
@@ -52,14 +61,17 @@ __all__ = [
     "StuckPolicy",
     "Transition",
     "Verdict",
+    "Waiting",
     "backoff",
     "classify_create_error",
     "consequences",
+    "effective_priority",
     "finish_hazard",
     "intervals_ordered",
     "is_moderation_failure",
     "is_stuck",
     "judge",
+    "level_order",
     "next_poll_delay",
     "polls_per_hour",
     "rank",

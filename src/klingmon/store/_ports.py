@@ -63,6 +63,7 @@ class TaskQueuePort(Protocol):
         now_ms: int,
         *,
         defaults: Mapping[str, Any] | None = None,
+        priority: int = ...,
     ) -> BatchRow: ...
 
     def batches(self) -> list[BatchRow]: ...
@@ -105,7 +106,12 @@ class TaskQueuePort(Protocol):
         *,
         slots: int,
         batch_id: int | None = None,
+        aging_ms: int = ...,
     ) -> list[TaskRow]: ...
+
+    def set_priority(
+        self, batch_id: int, priority: int, now_ms: int, *, by: str = ...
+    ) -> tuple[int, int]: ...
 
     def mark_submitting(self, task_id: int, now_ms: int) -> TaskRow: ...
 

@@ -62,4 +62,6 @@ def retry_batch(
         )
         for t in failed
     ]
-    return store.tasks.create_batch(name or f"{old.name}-retry", tasks, now_ms)
+    return store.tasks.create_batch(
+        name or f"{old.name}-retry", tasks, now_ms, priority=old.priority
+    )

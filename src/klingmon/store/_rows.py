@@ -47,6 +47,10 @@ class BatchRow:
     name: str
     created_ms: int
     defaults: dict[str, Any]
+    #: Higher is sent first (see ``klingmon.policy.level_order``).
+    priority: int = 0
+    #: When a task of the batch was last claimed for sending (None: never).
+    served_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,10 @@ batches = sa.Table(
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("created_ms", _Ms, nullable=False),
     sa.Column("defaults", sa.JSON, nullable=False),
+    # Higher goes first (migration 0009); ``served_ms``: when a task of the batch was
+    # last claimed for sending, the start of its priority's wait (policy._priority).
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("served_ms", _Ms),
 )
 
 tasks = sa.Table(
@@ -101,6 +105,8 @@ tasks = sa.Table(
     # The submitter's pick (oldest queued first) and slot count (queued tasks leased
     # to a sender) without walking the queued backlog.
     sa.Index("ix_tasks_status_id", "status", "id"),
+    # A waiting batch's first queued tasks, when priorities differ (migration 0009).
+    sa.Index("ix_tasks_status_batch_id", "status", "batch_id", "id"),
     sa.Index(
         "ix_tasks_leased",
         "status",

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
 from klingmon.errors import NameTakenError, StoreError
-from klingmon.policy import Verdict, judge
-from klingmon.store import _schema
+from klingmon.policy import AGING_MS, Verdict, judge
+from klingmon.store import _priority, _schema
 from klingmon.store._cancel import Cancellation, cancel
 from klingmon.store._convert import (
     kling_ms,
@@ -75,8 +75,11 @@ class TaskQueue:
         now_ms: int,
         *,
         defaults: Mapping[str, Any] | None = None,
+        priority: int = 0,
     ) -> BatchRow:
         """Store a batch and all its tasks in one transaction: all or nothing.
+
+        ``priority``: higher is sent first (see :meth:`claim_submissions`).
 
         An adopted task (``NewTask.task`` set: ``track``, ``import``) starts where
         Kling says it is, and that status is recorded like any other: an event for
@@ -93,6 +96,7 @@ class TaskQueue:
                     "name": name,
                     "created_ms": now_ms,
                     "defaults": dict(defaults or {}),
+                    "priority": priority,
                 },
             ).scalar_one()
             rows = [
@@ -105,7 +109,7 @@ class TaskQueue:
             if adopted:
                 _record_adopted(conn, batch_id, adopted, now_ms)
         self._notify()  # workers on other machines start on it at once
-        return BatchRow(batch_id, name, now_ms, dict(defaults or {}))
+        return BatchRow(batch_id, name, now_ms, dict(defaults or {}), priority)
 
     def batches(self) -> list[BatchRow]:
         with self._unit.read() as conn:
@@ -253,6 +257,7 @@ class TaskQueue:
         *,
         slots: int,
         batch_id: int | None = None,
+        aging_ms: int = AGING_MS,
     ) -> list[TaskRow]:
         """Lease work for the submitter without ever exceeding ``slots`` in flight.
 
@@ -261,10 +266,13 @@ class TaskQueue:
         holds, tasks whose create may be under way, and queued tasks another worker has
         leased to send. It then leases the stale ``submitting`` tasks (they hold their
         slot already; the caller looks them up before sending again) and at most the
-        free slots' worth of queued tasks, oldest first. So five workers sharing a
-        five-slot account never have more than five tasks in flight between them.
-        Given ``batch_id``, only that batch's tasks are leased; every batch's tasks
-        still count against the slots.
+        free slots' worth of queued tasks: the highest priority first, FIFO within
+        one, a priority that gets no slot aging one step per ``aging_ms`` waited
+        (:func:`klingmon.policy.level_order`); the batches whose tasks it leases are
+        noted as served, in the same transaction. So five workers sharing a
+        five-slot account never have more than five tasks in flight between them,
+        and the order holds across them. Given ``batch_id``, only that batch's
+        tasks are leased; every batch's tasks still count against the slots.
         """
         lease_free = sa.or_(
             tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms
@@ -295,18 +303,8 @@ class TaskQueue:
             ids = list(conn.execute(stale.limit(max(1, slots))).scalars())
             room = max(0, slots - held)
             if room:
-                queued = (
-                    sa.select(tasks.c.id)
-                    .where(
-                        tasks.c.status == TaskStatus.QUEUED.value,
-                        not_before,
-                        lease_free,
-                        *scope,
-                    )
-                    .order_by(tasks.c.id)
-                    .limit(room)
-                )
-                ids += list(conn.execute(queued).scalars())
+                ready = [not_before, lease_free, *scope]
+                ids += _priority.pick_queued(conn, room, now_ms, aging_ms, ready)
             if not ids:
                 return []
             claim = (
@@ -316,8 +314,23 @@ class TaskQueue:
                 .returning(*tasks.c)
             )
             rows = [task_row(m) for m in conn.execute(claim).mappings()]
+            sent = {r.batch_id for r in rows if r.status is TaskStatus.QUEUED}
+            _priority.served(conn, sent, now_ms)
         rows.sort(key=lambda r: r.id)
         return rows
+
+    def set_priority(
+        self, batch_id: int, priority: int, now_ms: int, *, by: str = "library"
+    ) -> tuple[int, int]:
+        """Change a batch's priority, for the claims from now on.
+
+        The old priority and how many queued tasks it moves come back; each of them
+        gets a ``priority`` event naming ``by`` (``cli``, ``dashboard``, ...).
+        """
+        with self._unit.write() as conn:
+            if conn.scalar(sa.select(batches.c.id).where(batches.c.id == batch_id)):
+                return _priority.set_priority(conn, batch_id, priority, now_ms, by)
+        raise StoreError(f"no batch with id {batch_id}")
 
     def mark_submitting(self, task_id: int, now_ms: int) -> TaskRow:
         """Record the intent to POST (committed before it is sent)."""

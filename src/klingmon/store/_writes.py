@@ -59,7 +59,14 @@ ACTIVE_STATES = tuple(sorted(ACTIVE))
 
 
 def batch_row(m: Mapping[Any, Any]) -> BatchRow:
-    return BatchRow(m["id"], m["name"], m["created_ms"], dict(m["defaults"] or {}))
+    return BatchRow(
+        m["id"],
+        m["name"],
+        m["created_ms"],
+        dict(m["defaults"] or {}),
+        int(m["priority"]),
+        m["served_ms"],
+    )
 
 
 def free_name(conn: sa.Connection, now_ms: int) -> str:

@@ -10,6 +10,7 @@ from klingmon.policy import (
     _governor,
     _lifecycle,
     _moderation,
+    _priority,
     _schedule,
     _stuck,
 )
@@ -26,6 +27,7 @@ def test_all_is_sorted_and_complete():
         _governor,
         _lifecycle,
         _moderation,
+        _priority,
         _schedule,
         _stuck,
     )
