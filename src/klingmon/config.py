@@ -89,6 +89,9 @@ class Settings:
     min_interval: float = _default(SchedulePolicy, "min_interval")
     #: Most seconds between two polls of a running task (``KLINGMON_MAX_INTERVAL``).
     max_interval: float = _default(SchedulePolicy, "max_interval")
+    #: Seconds a priority waits without a slot to count one higher
+    #: (``KLINGMON_PRIORITY_AGING``; see ``klingmon.policy.AGING_RULE``).
+    priority_aging: float = _default(EngineSettings, "priority_aging")
     #: Public base URL of ``klingmon serve`` (``KLINGMON_PUBLIC_URL``); when set,
     #: every submission carries ``<public_url>/callbacks/kling/<token>``.
     public_url: str | None = None
@@ -141,6 +144,7 @@ class Settings:
         return EngineSettings(
             slots=self.slots,
             rate=self.rate,
+            priority_aging=self.priority_aging,
             schedule=self.schedule,
             downloads=self.downloads if self.download else None,
         )
@@ -172,6 +176,7 @@ _ENV_ONLY = {
     "public_url": "KLINGMON_PUBLIC_URL",
     "webhook_secret": "KLINGMON_WEBHOOK_SECRET",
     "callback_secret": "KLINGMON_CALLBACK_SECRET",
+    "priority_aging": "KLINGMON_PRIORITY_AGING",
 }
 #: Where a value given to :func:`load_settings` came from, for error messages.
 _WHERE = {
@@ -185,6 +190,7 @@ _WHERE = {
     "target_lag": "--target-lag, KLINGMON_TARGET_LAG",
     "min_interval": "--min-interval, KLINGMON_MIN_INTERVAL",
     "max_interval": "--max-interval, KLINGMON_MAX_INTERVAL",
+    "priority_aging": "KLINGMON_PRIORITY_AGING",
     "download": "--download/--no-download, KLINGMON_DOWNLOAD",
     "download_dir": "--download-dir, KLINGMON_DOWNLOAD_DIR",
     "download_origins": "--download-origin, KLINGMON_DOWNLOAD_ORIGINS",
@@ -261,6 +267,9 @@ def _normalise(merged: dict[str, Any]) -> dict[str, Any]:
             out[key] = tuple(found.split())
         elif isinstance(found, list):
             out[key] = tuple(found)
+    aging = out.get("priority_aging")
+    if isinstance(aging, str):  # from the environment
+        out["priority_aging"] = _number(aging)
     for key in ("db", "download_dir"):
         if isinstance(out.get(key), os.PathLike):
             out[key] = os.fspath(out[key])
@@ -268,6 +277,14 @@ def _normalise(merged: dict[str, Any]) -> dict[str, Any]:
         if isinstance(out[key], str):
             out[key] = Secret(out[key]) if out[key] else None
     return out
+
+
+def _number(text: str) -> float | str:
+    """A number written in a variable; the text itself when it is none (reported)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 _Problem = tuple[tuple[str, ...], str]
@@ -287,15 +304,18 @@ def _range_problems(v: dict[str, Any]) -> list[_Problem]:
     """The limits of each value, once its type is right."""
     problems: list[_Problem] = [
         ((key,), "must be a finite number")
-        for key in ("rate", *_INTERVALS)
+        for key in ("rate", "priority_aging", *_INTERVALS)
         if not math.isfinite(v[key])
     ]
     if problems:
         return problems  # nan and inf compare in ways no limit below expects
     if v["slots"] < 1:
         problems.append((("slots",), "must be at least 1"))
-    if v["rate"] <= 0:
-        problems.append((("rate",), "must be positive"))
+    problems.extend(
+        ((key,), "must be positive")
+        for key in ("rate", "priority_aging")
+        if v[key] <= 0
+    )
     if not intervals_ordered(*(v[k] for k in _INTERVALS)):
         now = ", ".join(f"{v[k]:g}" for k in _INTERVALS)
         problems.append((_INTERVALS, f"{INTERVAL_RULE}, not {now}"))

@@ -174,6 +174,65 @@ async def test_cancel_action_cancels_the_unsent_tasks(finished: Finished) -> Non
     assert missing.status_code == 404
 
 
+async def test_priority_action_changes_it_with_the_token(finished: Finished) -> None:
+    """Setting a priority needs the token; it is stored, an event, and shown."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with Store.open(str(finished.db)) as store:
+        requests = [Text2VideoRequest(prompt=f"later {i}") for i in range(2)]
+        later = Monitor(store=store).submit(requests, batch="later")
+        async with client(app_for(store)) as http:
+            read_only = await http.post(
+                "/actions/priority/later", content="priority=5", headers=form
+            )
+            page_ro = await http.get("/batches/later")
+        async with client(app_for(store, Dashboard(token=TOKEN))) as http:
+            anonymous = await http.post(
+                "/actions/priority/later", content="priority=5", headers=form
+            )
+            page = await http.get("/batches/later", headers=_bearer())
+            done = await http.post(
+                "/actions/priority/later",
+                content="priority=-3",
+                headers=form | _bearer(),
+            )
+            shown = await http.get(done.headers["location"], headers=_bearer())
+            bad = await http.post(
+                "/actions/priority/later",
+                content="priority=soon",
+                headers=form | _bearer(),
+            )
+            huge = await http.post(
+                "/actions/priority/later",
+                content="priority=99999999999",
+                headers=form | _bearer(),
+            )
+            missing = await http.post(
+                "/actions/priority/nope", content="priority=1", headers=form | _bearer()
+            )
+            overview = await http.get("/", headers=_bearer())
+        row = store.tasks.batch(later.id)
+        events = [
+            e for e in store.outbox.events(batch_id=later.id) if e.kind == "priority"
+        ]
+    assert read_only.status_code == 403
+    assert anonymous.status_code == 401
+    assert "Set priority</button>" in page_ro.text
+    assert 'name="priority"' not in page_ro.text
+    assert 'name="priority"' in page.text
+    assert done.status_code == 303
+    assert done.headers["location"] == "/batches/later?done=priority&new=-3"
+    assert "Priority set to -3" in shown.text
+    assert '<dd id="priority">-3</dd>' in shown.text
+    assert "<dt>Priority</dt><dd>-3</dd>" in overview.text
+    assert bad.status_code == 400
+    assert "integer" in bad.json()["detail"]
+    assert huge.status_code == 400
+    assert missing.status_code == 404
+    assert row is not None
+    assert row.priority == -3
+    assert [e.payload for e in events] == [{"old": 0, "new": -3, "by": "dashboard"}] * 2
+
+
 async def test_cross_site_posts_are_refused(finished: Finished) -> None:
     """A form posted from another origin is refused even with the cookie."""
     with Store.open(str(finished.db)) as store:

@@ -11,7 +11,7 @@ from klingmon._clock import to_ms
 from klingmon.cli._app import app
 from klingmon.cli._context import emit_json, get_context
 from klingmon.errors import NotFoundError
-from klingmon.policy import AGING_RULE
+from klingmon.policy import AGING_RULE, PRIORITY_LIMIT
 
 __all__ = ["PriorityOption"]
 
@@ -19,6 +19,8 @@ __all__ = ["PriorityOption"]
 PriorityOption = typer.Option(
     0,
     "--priority",
+    min=-PRIORITY_LIMIT,
+    max=PRIORITY_LIMIT,
     help=f"Higher is sent first (default 0; negative is fine). {AGING_RULE}",
 )
 
@@ -27,14 +29,20 @@ PriorityOption = typer.Option(
     context_settings={"ignore_unknown_options": True},  # a negative N is no option
     help="Change a batch's priority while it runs: higher is sent first.\n\n"
     f"{AGING_RULE} Each task still queued gets a 'priority' event; tasks "
-    "already sent are not affected. A running watch or worker takes the new "
-    "order at its next claim.",
+    "already sent are not affected. Priorities order what one run sends: "
+    "`klingmon worker` sends every batch and takes the new order at its next "
+    "claim; `watch BATCH` and `submit --watch` send their own batch only.",
 )
 def priority(
     ctx: typer.Context,
     batch: str = typer.Argument(..., help="Batch name or id.", show_default=False),
     value: int = typer.Argument(
-        ..., metavar="N", help="The new priority (an integer).", show_default=False
+        ...,
+        metavar="N",
+        min=-PRIORITY_LIMIT,
+        max=PRIORITY_LIMIT,
+        help="The new priority (an integer).",
+        show_default=False,
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:

@@ -26,6 +26,7 @@ from klingmon.errors import (
     UsageError,
 )
 from klingmon.hooks import Hook, HookName, Hooks
+from klingmon.policy import priority_problem
 from klingmon.store import NewTask, Store, retry_batch
 
 if TYPE_CHECKING:
@@ -55,6 +56,12 @@ def new_task(request: TaskRequest, *, deadline_ms: int | None = None) -> NewTask
         deadline_ms=deadline_ms,
         external_task_id=_str(external),
     )
+
+
+def _check_priority(value: int) -> None:
+    problem = priority_problem(value)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def _str(value: Any) -> str | None:
@@ -130,6 +137,7 @@ class Monitor:
         ``priority``: freed slots go to the highest waiting priority first, FIFO
         within one; a priority that gets no slot ages (:data:`AGING_RULE`).
         """
+        _check_priority(priority)
         now = self.clock.now()
         deadline = to_ms(now + timeout) if timeout is not None else None
         tasks = [new_task(r, deadline_ms=deadline) for r in requests]
@@ -145,6 +153,7 @@ class Monitor:
 
         The next claim orders by it: a raised batch takes the next freed slots.
         """
+        _check_priority(priority)
         row = self.store.tasks.batch(batch)
         if row is None:
             raise NotFoundError(f"no batch {batch!r}")

@@ -26,9 +26,11 @@ from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
 from klingmon.policy._priority import (
     AGING_MS,
     AGING_RULE,
+    PRIORITY_LIMIT,
     Waiting,
     effective_priority,
     level_order,
+    priority_problem,
 )
 from klingmon.policy._schedule import (
     INTERVAL_RULE,
@@ -46,6 +48,7 @@ __all__ = [
     "AGING_RULE",
     "INTERVAL_RULE",
     "MODERATION_CODES",
+    "PRIORITY_LIMIT",
     "RANK",
     "Aimd",
     "Consequences",
@@ -74,6 +77,7 @@ __all__ = [
     "level_order",
     "next_poll_delay",
     "polls_per_hour",
+    "priority_problem",
     "rank",
     "storage_key",
     "stuck_after",

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AGING_MS",
     "AGING_RULE",
+    "PRIORITY_LIMIT",
     "Waiting",
     "effective_priority",
     "level_order",
+    "priority_problem",
 ]
 
 #: One step of aging: a level waiting this long counts one priority higher.
@@ -45,6 +47,17 @@ AGING_RULE = (
     "(priority_aging, KLINGMON_PRIORITY_AGING, in seconds) counts one higher, "
     "so a lower batch still gets a slot now and then and none starves."
 )
+
+
+#: Priorities lie within ±this (a 32-bit column holds them with room for aging).
+PRIORITY_LIMIT = 1_000_000
+
+
+def priority_problem(value: int) -> str | None:
+    """What is wrong with ``value`` as a priority; None when nothing is."""
+    if -PRIORITY_LIMIT <= value <= PRIORITY_LIMIT:
+        return None
+    return f"priority must be within -{PRIORITY_LIMIT}..{PRIORITY_LIMIT}, not {value}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from klingmon._clock import to_ms
 from klingmon.domain import TERMINAL
 from klingmon.downloads import Downloader
 from klingmon.errors import KlingmonError
+from klingmon.policy import priority_problem
 from klingmon.store import retry_batch
 from klingmon.web import _dashboard_data as data
 from klingmon.web._dashboard_state import COOKIE, Dashboard, event_stream, join_mark
@@ -70,6 +71,10 @@ _NOTES = {
         "are left out: `klingmon retry --include-moderated` resends them)."
     ),
     "busy": "A download of this batch is already running.",
+    "priority": (
+        "Priority set to {new}: the next freed slots go by it (tasks already sent "
+        "are not affected)."
+    ),
     "cancel": (
         "Cancelled {new} tasks that were never sent. Tasks already at Kling (it "
         "has no cancel) or being sent run on and stay tracked."
@@ -335,6 +340,9 @@ class _Actions:
         router.add_api_route(
             "/actions/download/{ref:path}", self.download_now, methods=["POST"]
         )
+        router.add_api_route(
+            "/actions/priority/{ref:path}", self.set_priority, methods=["POST"]
+        )
         return router
 
     def may_act(self, request: Request) -> None:
@@ -379,6 +387,22 @@ class _Actions:
         )
         return _back(batch, "cancel", str(len(done.cancelled)))
 
+    async def set_priority(self, request: Request, ref: str) -> Response:
+        """The batch's new priority, from the form: the next claims go by it."""
+        self.may_act(request)
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        value = _priority_of((form.get("priority") or [""])[0])
+        batch = await run_in_threadpool(_batch, self.store, ref)
+        await run_in_threadpool(
+            lambda: self.store.tasks.set_priority(
+                batch.id, value, self.view.now_ms(), by="dashboard"
+            )
+        )
+        logger.info("dashboard.priority", extra={"batch": batch.id, "new": value})
+        if self.dashboard.wake is not None:
+            self.dashboard.wake()
+        return _back(batch, "priority", str(value))
+
     async def download_now(self, request: Request, ref: str) -> Response:
         self.may_act(request)
         batch = await run_in_threadpool(_batch, self.store, ref)
@@ -403,6 +427,7 @@ def _batch_card(b: BatchRow, s: BatchSummary | None, now: int) -> dict[str, Any]
         "id": b.id,
         "name": b.name,
         "created": b.created_ms,
+        "priority": b.priority,
         "total": sum(counts.values()),
         "done": sum(n for st, n in counts.items() if st in TERMINAL),
         "failed": sum(counts.get(st, 0) for st in data.FAILED),
@@ -461,6 +486,18 @@ def _back(batch: BatchRow, done: str, new: str = "") -> Response:
     if new:
         where += f"&new={quote(new, safe='')}"
     return RedirectResponse(where, status_code=303)
+
+
+def _priority_of(text: str) -> int:
+    """A priority typed in the form, or 400 saying what is wrong with it."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise HTTPException(400, detail="priority must be an integer") from None
+    problem = priority_problem(value)
+    if problem is not None:
+        raise HTTPException(400, detail=problem)
+    return value
 
 
 def _free_name(store: Store, base: str) -> str:

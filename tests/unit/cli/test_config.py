@@ -181,3 +181,18 @@ def test_secrets_never_show_in_a_repr(tmp_path, monkeypatch):
     assert "s3cret-value" not in repr(settings)
     assert "api-value" not in repr(settings)
     assert settings.credentials()["secret_key"] == "s3cret-value"
+
+
+def test_priority_aging_comes_from_the_file_or_the_variable(tmp_path, monkeypatch):
+    """Seconds of waiting per step of aging: the variable beats the file."""
+    path = tmp_path / "klingmon.toml"
+    path.write_text("[klingmon]\npriority-aging = 120\n")
+    assert load_settings({}, config=path).engine.priority_aging == 120.0
+    monkeypatch.setenv("KLINGMON_PRIORITY_AGING", "30.5")
+    assert load_settings({}, config=path).engine.priority_aging == 30.5
+    monkeypatch.setenv("KLINGMON_PRIORITY_AGING", "0")
+    with pytest.raises(ConfigError, match=r"^KLINGMON_PRIORITY_AGING: priority_aging"):
+        load_settings({}, config=path)
+    monkeypatch.setenv("KLINGMON_PRIORITY_AGING", "soon")
+    with pytest.raises(ConfigError, match="valid number"):
+        load_settings({}, config=path)
