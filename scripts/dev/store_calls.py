@@ -54,6 +54,7 @@ MAPPING: dict[str, tuple[str, str]] = {
     "requeue": ("tasks", "requeue"),
     "reject": ("tasks", "reject"),
     "cancel_tasks": ("tasks", "cancel_tasks"),
+    "set_priority": ("tasks", "set_priority"),
     "lock_tasks": ("tasks", "lock_tasks"),
     # -- the watch repository: tasks at Kling
     "claim_due": ("watch", "claim_due"),

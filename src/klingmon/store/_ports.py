@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from klingmon.policy import AGING_MS
+
 if TYPE_CHECKING:
     import contextlib
     from collections.abc import Callable, Collection, Mapping, Sequence
@@ -63,7 +65,7 @@ class TaskQueuePort(Protocol):
         now_ms: int,
         *,
         defaults: Mapping[str, Any] | None = None,
-        priority: int = ...,
+        priority: int = 0,
     ) -> BatchRow: ...
 
     def batches(self) -> list[BatchRow]: ...
@@ -106,11 +108,11 @@ class TaskQueuePort(Protocol):
         *,
         slots: int,
         batch_id: int | None = None,
-        aging_ms: int = ...,
+        aging_ms: int = AGING_MS,
     ) -> list[TaskRow]: ...
 
     def set_priority(
-        self, batch_id: int, priority: int, now_ms: int, *, by: str = ...
+        self, batch_id: int, priority: int, now_ms: int, *, by: str = "library"
     ) -> tuple[int, int]: ...
 
     def mark_submitting(self, task_id: int, now_ms: int) -> TaskRow: ...
