@@ -43,6 +43,7 @@ def test_submit_watch_then_read_every_view(server, tmp_path):
     assert summary.pop("elapsed_s") > 0
     assert summary == {
         "batch": "views",
+        "priority": 0,
         "total": 12,
         "counts": {"succeed": 12},
         "done": True,

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import pytest
 from engine_support import loopback_monitor
 
 from klingmon._clock import to_ms
 from klingmon.api import Text2VideoRequest
 from klingmon.domain import TaskStatus
+from klingmon.engine import Monitor
+from klingmon.errors import NotFoundError, UsageError
 from klingmon.sim import Faults, SimConfig
+from klingmon.store import Store
 from klingmon.testing import SimServer
 
 if TYPE_CHECKING:
-    from klingmon.engine import Monitor
     from klingmon.store import BatchRow
 
 SLOTS = 5
@@ -96,3 +99,23 @@ async def test_an_urgent_batch_takes_the_next_freed_slots(tmp_path):
     assert len(landing) <= SLOTS
     # The urgent batch was stored in the middle of the run: most of it still waits.
     assert len(big_started) < 100
+
+
+def test_the_library_sets_and_changes_a_priority(tmp_path):
+    """Monitor.submit(priority=) and Monitor.set_priority, limits checked."""
+    monitor = Monitor(store=Store.open(str(tmp_path / "k.db")))
+    with monitor.store:
+        row = monitor.submit(_prompts(2, "x"), batch="x", priority=4)
+        assert row.priority == 4
+        changed = monitor.set_priority("x", -1)
+        assert (changed.id, changed.priority) == (row.id, -1)
+        events = monitor.store.outbox.events(batch_id=row.id)
+        assert [e.payload["by"] for e in events if e.kind == "priority"] == [
+            "library"
+        ] * 2
+        with pytest.raises(UsageError, match=r"within -1000000\.\.1000000, not 10"):
+            monitor.set_priority("x", 10**7)
+        with pytest.raises(UsageError, match="priority must be within"):
+            monitor.submit(_prompts(1, "y"), priority=-(10**7))
+        with pytest.raises(NotFoundError, match="no batch 'nope'"):
+            monitor.set_priority("nope", 1)

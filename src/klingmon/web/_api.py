@@ -28,6 +28,7 @@ def _batch_json(store: Store, batch: BatchRow) -> dict[str, Any]:
         "id": batch.id,
         "name": batch.name,
         "created_ms": batch.created_ms,
+        "priority": batch.priority,
         "total": sum(counts.values()),
         "counts": {status.value: n for status, n in counts.items() if n},
     }

@@ -27,6 +27,7 @@ async def test_batches_tasks_and_events_are_listed(store, clock):
         by_kling = (await http.get("/api/tasks/kt-0")).json()
         events = (await http.get("/api/tasks/km-0/events")).json()
     assert batches[0]["counts"] == {"processing": 1, "submitted": 1}
+    assert batches[0]["priority"] == 0
     assert batch["learned_via"]["callback"] == 1
     assert [t["external_task_id"] for t in tasks] == ["km-1"]
     assert by_kling["status"] == "processing"
