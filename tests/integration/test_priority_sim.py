@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from engine_support import loopback_monitor
@@ -41,21 +41,43 @@ def _all_sent(monitor: Monitor, batch: BatchRow) -> bool:
     return not monitor.store.tasks.has_tasks(waiting, batch.id)
 
 
-def _send_started_ms(monitor: Monitor, batch: BatchRow) -> dict[str, int]:
-    """Each task's first move to ``submitting`` (its claim), by external id."""
-    started: dict[str, int] = {}
-    by_id = {t.id: t.external_task_id for t in monitor.store.tasks.tasks(batch.id)}
-    for event in monitor.store.outbox.events(batch_id=batch.id):
-        if event.new_status is TaskStatus.SUBMITTING:
-            started.setdefault(by_id[event.task_id], event.at_ms)
-    return started
+def _being_sent(monitor: Monitor, batch: BatchRow) -> set[str]:
+    """The batch's tasks a claim holds a slot for that Kling may not have yet
+    (leased, or ``submitting``): claimed before now, they may still land later."""
+    now_ms = to_ms(monitor.clock.now())
+    return {
+        t.external_task_id
+        for t in monitor.store.tasks.tasks(batch.id)
+        if t.status is TaskStatus.SUBMITTING
+        or (t.status is TaskStatus.QUEUED and (t.lease_until_ms or 0) > now_ms)
+    }
+
+
+def _fresh_creates(
+    counters: dict[str, Any], claimed_before: set[str], since_ms: int
+) -> list[str]:
+    """The sim's own record: every create from ``since_ms`` on, in order, but for
+    the tasks claimed before then (they held their slots already)."""
+    creates = sorted(
+        (t["transitions"][0][1], t["external_task_id"])
+        for t in counters["tasks"].values()
+    )
+    return [e for at, e in creates if at >= since_ms and e not in claimed_before]
+
+
+def _assert_urgent_first(after: list[str], urgent_ids: set[str]) -> None:
+    """Each of the urgent tasks created since (a few may have been before) came
+    before any other create: each slot freed went to them until none waited."""
+    sent = urgent_ids & set(after)
+    assert len(sent) >= 15, len(sent)  # nearly all of them came after the cut
+    assert set(after[: len(sent)]) == sent, after[: len(sent) + 5]
 
 
 async def test_an_urgent_batch_takes_the_next_freed_slots(tmp_path):
     """20 urgent tasks stored during a 1,000-task run on 5 slots are all sent
     within the next 20 slot releases: in the sim's own record of creates, the 20
-    that follow the urgent batch's arrival are its tasks (besides big tasks whose
-    send had already begun, which held their slots then)."""
+    that follow the urgent batch's arrival are its tasks (besides big tasks claimed
+    before it came, which held their slots then: at most the five)."""
     config = SimConfig(
         admin=True, seed=19, time_scale=2000.0, slots=SLOTS, faults=Faults(fail_rate=0)
     )
@@ -65,8 +87,10 @@ async def test_an_urgent_batch_takes_the_next_freed_slots(tmp_path):
         runner = asyncio.create_task(monitor.run(forever=True))
         sim = server.sim
         await _until(lambda: len(sim.counters()["creates_per_external_id"]) >= 30)
-        stored_ms = to_ms(monitor.clock.now())
         urgent = monitor.submit(_prompts(20, "urgent"), batch="urgent", priority=10)
+        # Every claim committed from here on sees the urgent batch.
+        claimed = _being_sent(monitor, big)
+        since_ms = to_ms(monitor.clock.now())
         # Until it is all sent, or plainly is not (FIFO would need ~1,000 creates).
         await _until(
             lambda: (
@@ -79,26 +103,58 @@ async def test_an_urgent_batch_takes_the_next_freed_slots(tmp_path):
         await monitor.aclose()
         counters = sim.counters()
     assert counters["max_in_flight"] <= SLOTS
+    assert len(claimed) <= SLOTS
     urgent_ids = {t.external_task_id for t in monitor.store.tasks.tasks(urgent.id)}
-    big_started = _send_started_ms(monitor, big)
-    creates = sorted(
-        (t["transitions"][0][1], t["external_task_id"])
-        for t in counters["tasks"].values()
-    )
-    # Big tasks already being sent when the urgent batch was stored may still land;
-    # every create after them, up to the last urgent one, is urgent.
-    after = [
-        ext
-        for at, ext in creates
-        if at >= stored_ms and not big_started.get(ext, stored_ms) < stored_ms
-    ]
-    assert set(after[:20]) == urgent_ids, after[:25]
+    after = _fresh_creates(counters, claimed, since_ms)
+    _assert_urgent_first(after, urgent_ids)
     assert set(counters["creates_per_external_id"].values()) == {1}
-    # The big tasks whose send had begun held their slots already: at most all five.
-    landing = [ext for at, ext in creates if at >= stored_ms and ext not in after]
-    assert len(landing) <= SLOTS
     # The urgent batch was stored in the middle of the run: most of it still waits.
-    assert len(big_started) < 100
+    assert len(counters["tasks"]) < 100
+
+
+def _urgent_run_is_up(monitor: Monitor, batch: BatchRow) -> bool:
+    workers = monitor.store.fleet.workers(to_ms(monitor.clock.now()))
+    return any(w.alive and w.info.get("scope") == batch.id for w in workers)
+
+
+async def test_two_runs_of_one_batch_each_follow_the_priorities(tmp_path):
+    """`watch big` and, later, `submit rush --priority 10 --watch` in another process
+    (here two monitors on one store): once the rush run is up, every freed slot goes
+    to it until its 20 tasks are sent."""
+    config = SimConfig(
+        admin=True, seed=23, time_scale=2000.0, slots=SLOTS, faults=Faults(fail_rate=0)
+    )
+    db = tmp_path / "k.db"
+    with SimServer(config) as server:
+        first = loopback_monitor(server.url, server.sim, db)
+        big = first.submit(_prompts(1000, "a long run"), batch="big")
+        runner = asyncio.create_task(first.run(batch=big.id))
+        sim = server.sim
+        await _until(lambda: len(sim.counters()["creates_per_external_id"]) >= 30)
+        second = loopback_monitor(server.url, server.sim, db)
+        urgent = second.submit(_prompts(20, "urgent"), batch="urgent", priority=10)
+        other = asyncio.create_task(second.run(batch=urgent.id))
+        # Until its heartbeat says a run sends the urgent batch, big's run may not
+        # hold slots back for it: claims from then on must.
+        await _until(lambda: _urgent_run_is_up(second, urgent))
+        claimed = _being_sent(second, big)
+        since_ms = to_ms(second.clock.now())
+        await asyncio.wait_for(other, timeout=30)
+        first.stop()
+        await asyncio.wait_for(runner, timeout=10)
+        for monitor in (first, second):
+            await monitor.aclose()
+        counters = sim.counters()
+    assert counters["max_in_flight"] <= SLOTS
+    urgent_ids = {t.external_task_id for t in first.store.tasks.tasks(urgent.id)}
+    after = _fresh_creates(counters, claimed, since_ms)
+    last = max(i for i, ext in enumerate(after) if ext in urgent_ids)
+    # Two processes: each claim leaves the urgent run the slots its waiting tasks
+    # need, but only beyond them may the big run take one, and its create may
+    # land before the urgent run's: that happens only as the last urgent tasks go.
+    overtaken = [ext for ext in after[:last] if ext not in urgent_ids]
+    assert len(overtaken) < SLOTS, after[: last + 1]
+    assert len(urgent_ids & set(after)) >= 15
 
 
 def test_the_library_sets_and_changes_a_priority(tmp_path):

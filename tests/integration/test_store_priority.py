@@ -159,3 +159,31 @@ def test_workers_claiming_at_once_keep_the_order_and_the_slots(
     claimed = [r for rows in got.values() for r in rows]
     assert len(got) == workers
     assert sorted(r.id for r in claimed) == store.tasks.task_ids_of_batch(urgent.id)
+
+
+def test_a_run_of_one_batch_leaves_the_slots_a_sent_higher_batch_earns(store: Store):
+    """Two runs of one batch each (two `watch`es): the lower one's claim takes only
+    what is left after the higher batch's waiting tasks, while a live worker sends
+    that batch; a batch nobody sends holds nothing back."""
+    big = store.tasks.create_batch("big", new(10), T0)
+    urgent = store.tasks.create_batch("urgent", new(2), T0 + 1, priority=5)
+
+    def scoped(batch: BatchRow, now: int) -> list[int]:
+        rows = store.tasks.claim_submissions(
+            "w", now, 1, slots=3, batch_id=batch.id, aging_ms=AGING
+        )
+        return ids(rows)
+
+    # Nobody sends the urgent batch: the big batch's run takes every free slot.
+    assert scoped(big, T0 + 2) == ids_of(store, big)[:3]
+    store.fleet.heartbeat("h:1:u", T0 + 10, {"slots": 3, "scope": urgent.id})
+    store.fleet.heartbeat("h:2:b", T0 + 10, {"slots": 3, "scope": big.id})
+    # Its leases ran out (lease 1 ms); now the urgent batch is sent: one slot is left.
+    assert scoped(big, T0 + 20) == ids_of(store, big)[:1]
+    assert scoped(urgent, T0 + 20) == ids_of(store, urgent)
+    # A worker that sends every batch counts as sending the urgent batch too.
+    store.fleet.worker_stopped("h:1:u", T0 + 30)
+    store.fleet.heartbeat("h:3:all", T0 + 30, {"slots": 3})
+    assert len(scoped(big, T0 + 40)) == 1  # its earlier lease expired: one again
+    # The worker died (no heartbeat for 30 s): nothing is held back any more.
+    assert len(scoped(big, T0 + 40 + 30_001)) == 3

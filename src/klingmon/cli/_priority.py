@@ -29,9 +29,9 @@ PriorityOption = typer.Option(
     context_settings={"ignore_unknown_options": True},  # a negative N is no option
     help="Change a batch's priority while it runs: higher is sent first.\n\n"
     f"{AGING_RULE} Each task still queued gets a 'priority' event; tasks "
-    "already sent are not affected. Priorities order what one run sends: "
-    "`klingmon worker` sends every batch and takes the new order at its next "
-    "claim; `watch BATCH` and `submit --watch` send their own batch only.",
+    "already sent are not affected. Running workers and watches take the new "
+    "order at their next claim; a watch of another batch leaves a higher batch "
+    "that a live run sends the slots it earns.",
 )
 def priority(
     ctx: typer.Context,

@@ -275,9 +275,10 @@ class Engine:
         self._next_heartbeat = now + _HEARTBEAT
         now_ms = to_ms(now)
         store = self.store
-        await self._off(
-            store.fleet.heartbeat, self.owner, now_ms, {"slots": self.settings.slots}
-        )
+        # ``scope``: the batch this run sends (None: every batch), so that a run of
+        # another batch leaves it the slots its priority earns.
+        info = {"slots": self.settings.slots, "scope": self.submitter.scope}
+        await self._off(store.fleet.heartbeat, self.owner, now_ms, info)
         alive = sum(w.alive for w in await self._off(store.fleet.workers, now_ms))
         self.governor.share(max(1, alive))
         await self._reclaim_dead_leases()

@@ -272,7 +272,9 @@ class TaskQueue:
         noted as served, in the same transaction. So five workers sharing a
         five-slot account never have more than five tasks in flight between them,
         and the order holds across them. Given ``batch_id``, only that batch's
-        tasks are leased; every batch's tasks still count against the slots.
+        tasks are leased, and only its share of the free slots when the batches
+        live workers send are ahead of it; every batch's tasks still count against
+        the slots.
         """
         lease_free = sa.or_(
             tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms
@@ -303,8 +305,10 @@ class TaskQueue:
             ids = list(conn.execute(stale.limit(max(1, slots))).scalars())
             room = max(0, slots - held)
             if room:
-                ready = [not_before, lease_free, *scope]
-                ids += _priority.pick_queued(conn, room, now_ms, aging_ms, ready)
+                ready = [not_before, lease_free]
+                ids += _priority.pick_queued(
+                    conn, room, now_ms, aging_ms, ready, batch_id
+                )
             if not ids:
                 return []
             claim = (
