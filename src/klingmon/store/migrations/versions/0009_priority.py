@@ -7,7 +7,6 @@ start of its priority's wait, see ``klingmon.policy._priority``). The index on
 without walking the rest of the backlog.
 
 Revision ID: 0009
-Revises: 0007
 Create Date: 2026-12-02
 """
 
@@ -19,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0007"  # re-chained onto 0008 when that lands: only this line
 branch_labels = None
 depends_on = None
 
