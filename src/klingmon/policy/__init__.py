@@ -28,9 +28,11 @@ from klingmon.policy._schedule import (
     Schedule,
     SchedulePolicy,
     finish_hazard,
+    finish_rate,
     intervals_ordered,
     next_poll_delay,
     polls_per_hour,
+    round_lag,
 )
 from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
 
@@ -56,6 +58,7 @@ __all__ = [
     "classify_create_error",
     "consequences",
     "finish_hazard",
+    "finish_rate",
     "intervals_ordered",
     "is_moderation_failure",
     "is_stuck",
@@ -63,6 +66,7 @@ __all__ = [
     "next_poll_delay",
     "polls_per_hour",
     "rank",
+    "round_lag",
     "storage_key",
     "stuck_after",
     "timed_out",
