@@ -174,7 +174,9 @@ class PollPlanner:
             lag=self._lags.get(group or poll_group(row.endpoint))
             if waiting
             else schedule.done_lag,
-            tail=waiting,
+            # The batch waits on its last tasks, past the p99 too; not on one that
+            # has been reported stuck (it backs off, as while work waits).
+            tail=waiting or bool(row.stuck),
         )
         if row.watch_timeout:
             delay = max(delay, schedule.max_interval)
