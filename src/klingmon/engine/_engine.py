@@ -105,6 +105,7 @@ class Engine:
             requests=requests,
             counts=self._counts,
             planner=planner,
+            demand=demand,
             finishes=self._finishes,
             offload=self._off,
         )

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from klingmon.engine._governor import Governor
     from klingmon.engine._offload import Offload
     from klingmon.engine._settings import EngineSettings
-    from klingmon.engine._shared import Finishes, PollPlanner, RequestCounts
+    from klingmon.engine._shared import Demand, Finishes, PollPlanner, RequestCounts
     from klingmon.store import Store, TaskRef, TaskRow
 
 __all__ = ["Poller"]
@@ -59,6 +59,7 @@ class Poller:
         requests: asyncio.Semaphore,
         counts: RequestCounts,
         planner: PollPlanner,
+        demand: Demand,
         finishes: Finishes,
         offload: Offload,
     ) -> None:
@@ -71,6 +72,7 @@ class Poller:
         self._requests = requests
         self._counts = counts
         self._planner = planner
+        self._demand = demand
         self._finishes = finishes
         self._off = offload
         #: Per endpoint: when its last poll round was (clock s), for ``sweep_gap``.
@@ -89,6 +91,12 @@ class Poller:
 
     async def round(self, now: float) -> bool:
         """Poll what is due; True when anything was."""
+        if self._demand.drained():
+            # The last queued task has gone out: what is left is the batch's last
+            # tasks, whose finishes decide its "done". Polls planned further off
+            # (a long tail backing off while work waited) come to ``done_lag``.
+            lag = self._settings.schedule.done_lag
+            await self._off(self._store.watch.pull_in, to_ms(now + lag), to_ms(now))
         due = await self._claim(now)
         if not due:
             return False

@@ -113,6 +113,18 @@ class Demand:
 
     def __init__(self) -> None:
         self.waiting = True
+        self._drained = False
+
+    def see(self, waiting: bool) -> None:
+        """The submitter's finding; the end of waiting is kept for :meth:`drained`."""
+        if self.waiting and not waiting:
+            self._drained = True
+        self.waiting = waiting
+
+    def drained(self) -> bool:
+        """Whether the queue has emptied since the last call (once per emptying)."""
+        drained, self._drained = self._drained, False
+        return drained
 
 
 class PollPlanner:
@@ -169,14 +181,16 @@ class PollPlanner:
             schedule,
             self._book.get(row.key, phase),
             elapsed,
-            callbacks=self._flow.active(row.endpoint),
+            # A batch's last tasks are polled even while callbacks flow: one
+            # dropped callback would otherwise hold its "done" until the p99.
+            callbacks=waiting and self._flow.active(row.endpoint),
             rng=self._rng,
             lag=self._lags.get(group or poll_group(row.endpoint))
             if waiting
             else schedule.done_lag,
-            # The batch waits on its last tasks, past the p99 too; not on one that
-            # has been reported stuck (it backs off, as while work waits).
-            tail=waiting or bool(row.stuck),
+            # The batch waits on its last tasks, past the p99 too, even one
+            # reported stuck (an unusually long task still finishes, mostly).
+            tail=waiting,
         )
         if row.watch_timeout:
             delay = max(delay, schedule.max_interval)

@@ -112,7 +112,7 @@ class Submitter:
         queued = await self._off(
             self._store.tasks.has_tasks, (TaskStatus.QUEUED,), self.scope
         )
-        self._demand.waiting = queued
+        self._demand.see(queued)
         if not counts.get(TaskStatus.SUBMITTING) and (
             not self.slots_free or not queued
         ):

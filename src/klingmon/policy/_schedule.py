@@ -90,7 +90,7 @@ class SchedulePolicy:
     sweep_gap: float = 0.5
     #: What one query request is worth, in slot-seconds: the price a round must
     #: save while work waits for a slot (lower: tighter polls, more requests).
-    request_cost: float = 0.7
+    request_cost: float = 1.0
     #: When nothing waits for a slot: the lag bound for the batch's remaining
     #: tasks, past the p99 too (their last finish is the batch's "done"); kept
     #: within ``[min_interval, max_interval]``.
@@ -165,6 +165,10 @@ def _base_delay(
         return _tail_delay(policy, elapsed) if tail else lag
     if finish_hazard(dist, elapsed, lag) >= policy.likely:
         return lag
+    if not tail and elapsed >= dist.quantile(0.5):
+        # Past the median the batch's last tasks keep to the lag: a sleep through
+        # a thin stretch of the tail would hold the batch's "done" as long.
+        return lag
     # Sleep until a share ``likely`` of the remaining mass has had its chance to finish.
     until = dist.quantile(1.0 - alive * (1.0 - policy.likely))
     return _clamp(until - elapsed, lag, policy.max_interval)
@@ -183,8 +187,9 @@ def next_poll_delay(
     """Seconds until the next poll of a task that has spent ``elapsed`` s in its phase.
 
     ``lag`` is the lag bound (``target_lag`` unless given, as :func:`round_lag`
-    gives it); ``tail`` false keeps a task past the p99 to it too (the batch's last
-    tasks). The result is always within ``[min_interval, max_interval]``, or within
+    gives it); ``tail`` false keeps a task past its median to it too, the p99
+    included (the batch's last tasks). The result is always within
+    ``[min_interval, max_interval]``, or within
     ``[min_interval, safety_interval]`` when ``callbacks`` is true; it is at most
     ``lag`` whenever a finish in the next ``lag`` seconds is likely and ``elapsed``
     is within the p99.
