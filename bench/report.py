@@ -9,6 +9,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from klingmon.policy import SchedulePolicy
+
 __all__ = ["machine", "markdown", "new_generation_targets", "targets", "write"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -449,6 +451,53 @@ def _virtual_table(virtual: list[dict[str, Any]], mode: str) -> list[str]:
     return lines
 
 
+def _curve_lines(data: dict[str, Any]) -> list[str]:
+    """Utilisation vs queries per task, per workload: klingmon's points at each
+    request budget (``request_cost``) and (b)'s, legacy polling."""
+    curve = data.get("curve")
+    if not curve:
+        return []
+    runs = _by(data.get("virtual") or [])
+    points: dict[str, list[tuple[float, str]]] = {}
+    for r in curve:
+        f = r["figures"]
+        points.setdefault(r["workload"], []).append((r["request_cost"], _point(f)))
+    lines = [
+        "",
+        "### Utilisation versus query requests (legacy polling, virtual time)",
+        "",
+        "Each cell: slot utilisation at query requests/task. `request_cost` is the",
+        "schedule's price of a query in slot-seconds (lower: tighter polls, more",
+        f"requests); {SchedulePolicy().request_cost:g} is the default.",
+        "",
+        "| workload | "
+        + " | ".join(f"request_cost {c:g}" for c in _costs(curve))
+        + " | (b) |",
+        "|" + " --- |" * (len(_costs(curve)) + 2),
+    ]
+    for workload, found in points.items():
+        default = _complete(runs.get((workload, "klingmon", "polling", "legacy")))
+        fix = _complete(runs.get((workload, "seed-fixed", "polling", "legacy")))
+        cells = dict(found)
+        if default:
+            cells[SchedulePolicy().request_cost] = _point(default)
+        row = [cells.get(c, "—") for c in _costs(curve)]
+        lines.append(
+            f"| {workload} | " + " | ".join(row) + f" | {_point(fix) if fix else '—'} |"
+        )
+    return lines
+
+
+def _costs(curve: list[dict[str, Any]]) -> list[float]:
+    return sorted({r["request_cost"] for r in curve} | {SchedulePolicy().request_cost})
+
+
+def _point(f: dict[str, Any] | None) -> str:
+    if not f or f.get("utilisation") is None:
+        return "—"
+    return f"{_pct(f['utilisation'])} at {f['queries_per_task']:.2f}"
+
+
 def markdown(data: dict[str, Any]) -> str:
     m = data["machine"]
     lines = [
@@ -482,6 +531,7 @@ def markdown(data: dict[str, Any]) -> str:
             )
             + ".",
         ]
+    lines += _curve_lines(data)
     lines += ["", "### Real time on loopback", ""]
     store = data.get("store")
     if store:

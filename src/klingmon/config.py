@@ -89,6 +89,12 @@ class Settings:
     min_interval: float = _default(SchedulePolicy, "min_interval")
     #: Most seconds between two polls of a running task (``KLINGMON_MAX_INTERVAL``).
     max_interval: float = _default(SchedulePolicy, "max_interval")
+    #: Slot-seconds one query request is worth while work waits for a slot
+    #: (``KLINGMON_REQUEST_COST``): lower polls tighter, at more requests.
+    request_cost: float = _default(SchedulePolicy, "request_cost")
+    #: Seconds between a batch's last finish and its "done", at most, once
+    #: nothing waits for a slot (``KLINGMON_DONE_LAG``).
+    done_lag: float = _default(SchedulePolicy, "done_lag")
     #: Public base URL of ``klingmon serve`` (``KLINGMON_PUBLIC_URL``); when set,
     #: every submission carries ``<public_url>/callbacks/kling/<token>``.
     public_url: str | None = None
@@ -120,11 +126,13 @@ class Settings:
 
     @property
     def schedule(self) -> SchedulePolicy:
-        """The poll schedule: the three intervals given, the policy's other knobs."""
+        """The poll schedule: the intervals and prices given, the other knobs."""
         return SchedulePolicy(
             target_lag=self.target_lag,
             min_interval=self.min_interval,
             max_interval=self.max_interval,
+            request_cost=self.request_cost,
+            done_lag=self.done_lag,
         )
 
     @property
@@ -185,6 +193,8 @@ _WHERE = {
     "target_lag": "--target-lag, KLINGMON_TARGET_LAG",
     "min_interval": "--min-interval, KLINGMON_MIN_INTERVAL",
     "max_interval": "--max-interval, KLINGMON_MAX_INTERVAL",
+    "request_cost": "--request-cost, KLINGMON_REQUEST_COST",
+    "done_lag": "--done-lag, KLINGMON_DONE_LAG",
     "download": "--download/--no-download, KLINGMON_DOWNLOAD",
     "download_dir": "--download-dir, KLINGMON_DOWNLOAD_DIR",
     "download_origins": "--download-origin, KLINGMON_DOWNLOAD_ORIGINS",
@@ -287,15 +297,18 @@ def _range_problems(v: dict[str, Any]) -> list[_Problem]:
     """The limits of each value, once its type is right."""
     problems: list[_Problem] = [
         ((key,), "must be a finite number")
-        for key in ("rate", *_INTERVALS)
+        for key in ("rate", *_INTERVALS, "request_cost", "done_lag")
         if not math.isfinite(v[key])
     ]
     if problems:
         return problems  # nan and inf compare in ways no limit below expects
     if v["slots"] < 1:
         problems.append((("slots",), "must be at least 1"))
-    if v["rate"] <= 0:
-        problems.append((("rate",), "must be positive"))
+    problems.extend(
+        ((key,), "must be positive")
+        for key in ("rate", "request_cost", "done_lag")
+        if v[key] <= 0
+    )
     if not intervals_ordered(*(v[k] for k in _INTERVALS)):
         now = ", ".join(f"{v[k]:g}" for k in _INTERVALS)
         problems.append((_INTERVALS, f"{INTERVAL_RULE}, not {now}"))
