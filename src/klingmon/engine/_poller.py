@@ -91,7 +91,7 @@ class Poller:
 
     async def round(self, now: float) -> bool:
         """Poll what is due; True when anything was."""
-        if self._demand.drained():
+        if self._demand.drained() and self._planner.tightens_drain():
             # The last queued task has gone out: what is left is the batch's last
             # tasks, whose finishes decide its "done". Polls planned further off
             # (a long tail backing off while work waited) come to ``done_lag``.

@@ -147,6 +147,15 @@ class PollPlanner:
         #: Per poll group: the lag bound its last round set.
         self._lags: dict[str, float] = {}
 
+    def tightens_drain(self) -> bool:
+        """Whether a batch's last tasks keep to ``done_lag`` once nothing waits: when
+        tasks carry no callback URL. With one, their callbacks tell the finishes,
+        and polls fall back to the schedule for waiting work only if they stop."""
+        return self._settings.callback_url is None
+
+    def _draining(self) -> bool:
+        return not self._demand.waiting and self.tightens_drain()
+
     def price(self, group: str, rows: Iterable[TaskRow], now_ms: int) -> float:
         """Set ``group``'s lag bound from the finish rate of ``rows`` (the tasks one
         round answers for) and whether work waits; returns it."""
@@ -159,7 +168,7 @@ class PollPlanner:
                     self._elapsed(row, now_ms),
                     schedule.target_lag,
                 )
-        lag = round_lag(schedule, rate, waiting=self._demand.waiting)
+        lag = round_lag(schedule, rate, waiting=not self._draining())
         self._lags[group] = lag
         return lag
 
@@ -176,21 +185,19 @@ class PollPlanner:
         if elapsed is None:
             elapsed = self._elapsed(row, now_ms)
         schedule = self._settings.schedule
-        waiting = self._demand.waiting
+        draining = self._draining()
         delay = next_poll_delay(
             schedule,
             self._book.get(row.key, phase),
             elapsed,
-            # A batch's last tasks are polled even while callbacks flow: one
-            # dropped callback would otherwise hold its "done" until the p99.
-            callbacks=waiting and self._flow.active(row.endpoint),
+            callbacks=self._flow.active(row.endpoint),
             rng=self._rng,
-            lag=self._lags.get(group or poll_group(row.endpoint))
-            if waiting
-            else schedule.done_lag,
+            lag=schedule.done_lag
+            if draining
+            else self._lags.get(group or poll_group(row.endpoint)),
             # The batch waits on its last tasks, past the p99 too, even one
             # reported stuck (an unusually long task still finishes, mostly).
-            tail=waiting,
+            tail=not draining,
         )
         if row.watch_timeout:
             delay = max(delay, schedule.max_interval)
