@@ -147,12 +147,18 @@ def detect_stuck(tracker: BatchTracker, threshold_sec: int = 600) -> list[Any]:
     return stuck
 
 
-async def _submit(ctx: SeedContext, tracker: BatchTracker, prompt: str) -> None:
+async def _submit(
+    ctx: SeedContext,
+    tracker: BatchTracker,
+    prompt: str,
+    body: dict[str, Any] | None = None,
+) -> None:
+    """The seed's create; ``body`` (a workload's own mix) replaces its fixed fields."""
     r = (
         await ctx.http.post(
             f"{BASE}/videos/text2video",
             headers=get_headers(ctx),
-            json={"model_name": _MODEL, "prompt": prompt, "duration": "5"},
+            json=body or {"model_name": _MODEL, "prompt": prompt, "duration": "5"},
         )
     ).json()
     tracker.add(r["data"]["task_id"], "/videos/text2video", prompt)
@@ -177,12 +183,34 @@ async def seed_as_written(ctx: SeedContext, prompts: list[str]) -> BatchTracker:
     return tracker
 
 
-async def seed_fixed(ctx: SeedContext, prompts: list[str], slots: int) -> BatchTracker:
-    """(b) The same, submitting only into free slots, again after every round."""
+async def seed_fixed(
+    ctx: SeedContext,
+    prompts: list[str],
+    slots: int,
+    *,
+    bodies: list[dict[str, Any]] | None = None,
+    ready_at: list[float] | None = None,
+) -> BatchTracker:
+    """(b) The same, submitting only into free slots, again after every round.
+
+    ``bodies``: a workload's own create bodies; ``ready_at``: per prompt, when (clock
+    s) it arrives (batches that come over time); both default to the seed's.
+    """
     tracker = BatchTracker(ctx)
-    queue = list(prompts)
-    while queue and _active(tracker) < slots:
-        await _submit(ctx, tracker, queue.pop(0))
+    start = ctx.clock.now()
+    queue = list(range(len(prompts)))
+
+    def ready() -> bool:
+        if not queue or _active(tracker) >= slots:
+            return False
+        return ready_at is None or ctx.clock.now() - start >= ready_at[queue[0]]
+
+    async def fill() -> None:
+        while ready():
+            i = queue.pop(0)
+            await _submit(ctx, tracker, prompts[i], bodies[i] if bodies else None)
+
+    await fill()
     while queue or any(
         t.status in ("submitted", "processing") for t in tracker.tasks.values()
     ):
@@ -190,6 +218,5 @@ async def seed_fixed(ctx: SeedContext, prompts: list[str], slots: int) -> BatchT
         await tracker.update_all()
         tracker.print_report()
         detect_stuck(tracker)
-        while queue and _active(tracker) < slots:
-            await _submit(ctx, tracker, queue.pop(0))
+        await fill()
     return tracker

@@ -38,6 +38,8 @@ from klingmon.web import _app as web_app
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from klingmon.engine import Monitor
+
 T = TypeVar("T")
 RECEIVER_URL = "http://receiver.test"
 _SECRET = b"klingmon-bench-callback-secret-0123456789"
@@ -104,25 +106,33 @@ async def _klingmon(
             )
         start = clock.now()
         requests = [
-            GenericRequest(task_path=workload.endpoint, payload=workload.body(p))
-            for p in workload.prompts()
+            GenericRequest(task_path=workload.endpoint, payload=body)
+            for body in workload.bodies()
         ]
-        batch = monitor.submit(requests, batch="bench")
+        batch_ids: list[int] = []
         wall = time.perf_counter()
-        finished, why = await _guarded(monitor.run(batch=batch.id), wall_budget)
+        finished, why = await _guarded(
+            _arrive_and_run(monitor, clock, workload, requests, batch_ids),
+            wall_budget,
+        )
         wall = time.perf_counter() - wall
         counters = sim.counters()
         detected: dict[str, int] = {}
-        rows = store.tasks.tasks(batch.id)
+        rows = [row for b in batch_ids for row in store.tasks.tasks(b)]
         kling_ids = {row.id: row.task_id for row in rows}
+        batches = [
+            {row.task_id for row in store.tasks.tasks(b) if row.task_id}
+            for b in batch_ids
+        ]
         shortfall = _shortfall(rows, len(counters["tasks"])) if finished else None
         if shortfall:
             finished, why = False, shortfall
-        for event in store.outbox.events(batch_id=batch.id):
-            if event.new_status in TERMINAL and event.new_status is not None:
-                kid = kling_ids.get(event.task_id)
-                if kid:
-                    detected.setdefault(kid, event.at_ms)
+        for b in batch_ids:
+            for event in store.outbox.events(batch_id=b):
+                if event.new_status in TERMINAL and event.new_status is not None:
+                    kid = kling_ids.get(event.task_id)
+                    if kid:
+                        detected.setdefault(kid, event.at_ms)
         await monitor.aclose()
     out = summary(
         workload=workload,
@@ -130,11 +140,46 @@ async def _klingmon(
         start=start,
         detected_ms=detected,
         done=finished,
+        batches=batches,
     )
     out.update(wall_s=wall, virtual_s=clock.now() - start, why_not=why)
     if shortfall:
         out["not_run"] = True
     return out
+
+
+async def _arrive_and_run(
+    monitor: Monitor,
+    clock: LoopClock,
+    workload: Workload,
+    requests: list[GenericRequest],
+    batch_ids: list[int],
+) -> None:
+    """Submit the workload's batches as they arrive and run until all are done.
+
+    One batch: ``run(batch=...)`` as a user would. Several: the engine runs
+    throughout while each batch is stored at its arrival time (virtual seconds).
+    """
+    chunks = [[requests[i] for i in b] for b in workload.batches()]
+    if len(chunks) == 1:
+        batch = monitor.submit(chunks[0], batch="bench")
+        batch_ids.append(batch.id)
+        await monitor.run(batch=batch.id)
+        return
+    start = clock.now()
+
+    async def arrive() -> None:
+        for k, chunk in enumerate(chunks):
+            await asyncio.sleep(
+                max(0.0, start + k * workload.arrival_gap_s - clock.now())
+            )
+            batch_ids.append(monitor.submit(chunk, batch=f"bench-{k}").id)
+        # Once a virtual second: the resolution the done lag is measured at.
+        while not all(monitor.done(b) for b in batch_ids):  # noqa: ASYNC110
+            await asyncio.sleep(1.0)
+        monitor.stop()
+
+    await asyncio.gather(arrive(), monitor.run(forever=True))
 
 
 def _shortfall(rows: list[Any], created: int) -> str | None:
@@ -225,7 +270,13 @@ async def _seed(workload: Workload, which: str, wall_budget: float) -> dict[str,
         if which == "seed":
             run = baselines.seed_as_written(ctx, prompts)
         else:
-            run = baselines.seed_fixed(ctx, prompts, workload.slots)
+            run = baselines.seed_fixed(
+                ctx,
+                prompts,
+                workload.slots,
+                bodies=workload.bodies() if workload.mix else None,
+                ready_at=workload.ready_at() if workload.arrivals > 1 else None,
+            )
         finished, why = await _guarded(run, wall_budget)
         wall = time.perf_counter() - wall
         counters = sim.counters()

@@ -35,8 +35,12 @@ from bench.workloads import (
     Workload,
     not_run,
 )
+from klingmon.policy import SchedulePolicy
 
-SECTIONS = ("virtual", "store", "carry", "ingest", "serve", "fleet")
+SECTIONS = ("virtual", "curve", "store", "carry", "ingest", "serve", "fleet")
+#: The request budgets of the utilisation-versus-queries curve: the schedule's
+#: ``request_cost`` (slot-seconds a query is worth), the default in the middle.
+CURVE_COSTS = (0.3, 1.0, 3.0)
 #: (contender, mode, generation): the baselines only poll, on the legacy generation;
 #: klingmon runs both ways on both generations.
 CONTENDERS = (
@@ -55,9 +59,15 @@ def _quiet() -> None:
 
 
 def _job(
-    workload: Workload, contender: str, mode: str, budget: float
+    workload: Workload,
+    contender: str,
+    mode: str,
+    budget: float,
+    request_cost: float | None = None,
 ) -> dict[str, Any]:
     _quiet()
+    if request_cost is not None:
+        ENGINE_SETTINGS["schedule"] = SchedulePolicy(request_cost=request_cost)
     t = time.perf_counter()
     try:
         figures = run_contender(workload, contender, mode, wall_budget=budget)
@@ -71,8 +81,34 @@ def _job(
         "contender": contender,
         "mode": mode,
         "generation": workload.generation,
+        "request_cost": request_cost,
         "figures": figures,
     }
+
+
+def run_curve(
+    workloads: tuple[Workload, ...], jobs: int, budget: float
+) -> list[dict[str, Any]]:
+    """klingmon polling (legacy) at each of :data:`CURVE_COSTS` but the default
+    (the virtual section has that point, and (b)'s)."""
+    default = SchedulePolicy().request_cost
+    todo = [(w, c) for w in workloads for c in CURVE_COSTS if c != default]
+    todo.sort(key=lambda p: -p[0].tasks)
+    results: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [
+            pool.submit(_job, w, "klingmon", "polling", budget, c) for w, c in todo
+        ]
+        for future in as_completed(futures):
+            result = future.result()
+            f = result["figures"]
+            print(
+                f"  {result['workload']:<34} request_cost {result['request_cost']:<4}"
+                f" wall {f['job_wall_s']:6.1f} s  {f['why_not'] or 'done'}",
+                flush=True,
+            )
+            results.append(result)
+    return results
 
 
 def plan(
@@ -157,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         workloads = QUICK if args.quick else WORKLOADS
         budget = min(args.budget, 60.0) if args.quick else args.budget
         data["virtual"] = run_virtual(workloads, args.jobs, budget, generations)
+    if "curve" in only:
+        print("curve: utilisation vs queries, legacy polling", flush=True)
+        small = QUICK if args.quick else tuple(w for w in WORKLOADS if w.tasks <= 2_000)
+        budget = min(args.budget, 60.0) if args.quick else args.budget
+        data["curve"] = run_curve(small, args.jobs, budget)
     if "store" in only:
         finished = 20_000 if args.quick else 1_000_000
         print(f"store: {finished:,} finished tasks", flush=True)

@@ -54,6 +54,20 @@ ENDPOINTS: dict[Generation, str] = {LEGACY: ENDPOINT, NEW: NEW_ENDPOINT}
 WEBHOOK_SECRET = "whsec_" + "a2xpbmdtb24tYmVuY2gtd2ViaG9vay1zZWNyZXQtMDAx"
 
 
+#: The Kling 3.0-like mix, by task index: pro and std, 5, 10 and 15 s clips (the
+#: simulator's medians 90-396 s: longer and wider than the seed's single kind).
+KLING3_MIX: tuple[tuple[str, int], ...] = (
+    ("std", 5),
+    ("pro", 5),
+    ("std", 10),
+    ("pro", 10),
+    ("std", 15),
+    ("pro", 15),
+)
+#: The legacy model that takes 3-15 s clips (the 3.0 family on the legacy paths).
+MIX_MODEL = "kling-v3"
+
+
 @dataclass(frozen=True, slots=True)
 class Workload:
     name: str
@@ -61,6 +75,11 @@ class Workload:
     tasks: int
     seed: int = 7
     generation: Generation = LEGACY
+    #: The Kling 3.0-like mix of kinds (:data:`KLING3_MIX`) instead of the seed's body.
+    mix: bool = False
+    #: The tasks come as this many equal batches, ``arrival_gap_s`` apart.
+    arrivals: int = 1
+    arrival_gap_s: float = 0.0
 
     def prompts(self) -> list[str]:
         """The same prompts on both generations (the name, not the generation)."""
@@ -83,27 +102,66 @@ class Workload:
         """The simulator pool this workload's tasks hold slots in."""
         return NEW_POOL if self.generation == NEW else "legacy"
 
-    def body(self, prompt: str) -> dict[str, Any]:
+    def body(self, prompt: str, index: int = 0) -> dict[str, Any]:
         """The create body: the seed's, or the same task in the new generation's shape.
 
         ``settings.duration`` 5 (an integer there) and no ``resolution`` give the
         simulator the seed's ``duration`` "5" standard-mode draw, so the i-th task
-        lives exactly as long on both generations.
+        lives exactly as long on both generations (``1080p`` draws as ``pro``).
         """
+        if self.mix:
+            mode, seconds = KLING3_MIX[index % len(KLING3_MIX)]
+            if self.generation == LEGACY:
+                return {
+                    "model_name": MIX_MODEL,
+                    "prompt": prompt,
+                    "mode": mode,
+                    "duration": str(seconds),
+                }
+            resolution = "1080p" if mode == "pro" else "720p"
+            return {
+                "prompt": prompt,
+                "settings": {"duration": seconds, "resolution": resolution},
+            }
         if self.generation == LEGACY:
             return body(prompt)
         return {"prompt": prompt, "settings": {"duration": 5}}
 
+    def bodies(self) -> list[dict[str, Any]]:
+        return [self.body(p, i) for i, p in enumerate(self.prompts())]
 
-WORKLOADS = (
-    Workload("5 slots / 200 tasks", 5, 200),
-    Workload("50 slots / 2,000 tasks", 50, 2_000),
-    Workload("500 slots / 20,000 tasks", 500, 20_000),
-)
+    def batches(self) -> list[range]:
+        """The task indexes of each arriving batch, in arrival order."""
+        size = -(-self.tasks // self.arrivals)
+        return [range(i, min(i + size, self.tasks)) for i in range(0, self.tasks, size)]
+
+    def ready_at(self) -> list[float]:
+        """Per task: seconds after the start when its batch arrives."""
+        ready = [0.0] * self.tasks
+        for k, indexes in enumerate(self.batches()):
+            for i in indexes:
+                ready[i] = k * self.arrival_gap_s
+        return ready
+
+
 #: ``--quick``: the same shapes, small enough for a smoke run.
 QUICK = (
     Workload("5 slots / 40 tasks", 5, 40),
     Workload("20 slots / 200 tasks", 20, 200),
+    Workload("10 slots / 60 tasks, Kling 3.0 mix", 10, 60, mix=True),
+    Workload(
+        "10 slots / 60 tasks in 3 batches", 10, 60, arrivals=3, arrival_gap_s=300.0
+    ),
+)
+WORKLOADS = (
+    Workload("5 slots / 200 tasks", 5, 200),
+    *QUICK[:2],
+    Workload("50 slots / 2,000 tasks", 50, 2_000),
+    Workload("500 slots / 20,000 tasks", 500, 20_000),
+    Workload("20 slots / 400 tasks, Kling 3.0 mix", 20, 400, mix=True),
+    Workload(
+        "20 slots / 400 tasks in 8 batches", 20, 400, arrivals=8, arrival_gap_s=600.0
+    ),
 )
 
 
@@ -155,19 +213,24 @@ def true_runs(counters: dict[str, Any]) -> list[TrueRun]:
     return runs
 
 
-def ideal_makespan(durations: list[float], slots: int) -> tuple[float, float]:
+def ideal_makespan(
+    durations: list[float], slots: int, ready: list[float] | None = None
+) -> tuple[float, float]:
     """(greedy, bound) for these slot-occupancy durations on ``slots`` slots.
 
-    ``greedy``: every task starts the instant a slot frees, in submission order
-    (a submitter with zero detection lag and zero overhead). ``bound``: the
-    classic lower bound max(longest task, total work / slots).
+    ``greedy``: every task starts the instant a slot frees (and its batch has
+    arrived: ``ready``, seconds), in submission order (a submitter with zero
+    detection lag and zero overhead). ``bound``: the classic lower bound
+    max(longest task, total work / slots).
     """
     if not durations:
         return 0.0, 0.0
     free = [0.0] * min(slots, len(durations))
     end = 0.0
-    for d in durations:
+    for i, d in enumerate(durations):
         start = heapq.heappop(free)
+        if ready is not None and i < len(ready):
+            start = max(start, ready[i])
         heapq.heappush(free, start + d)
         end = max(end, start + d)
     bound = max(*durations, sum(durations) / slots)
@@ -190,9 +253,19 @@ def summary(
     start: float,
     detected_ms: dict[str, int],
     done: bool,
+    batches: list[set[str]] | None = None,
 ) -> dict[str, Any]:
-    """The figures of one run, from the simulator's record and the detection times."""
+    """The figures of one run, from the simulator's record and the detection times.
+
+    ``batches``: the Kling ids of each batch (default: one batch of the workload's
+    batches by creation order), for each batch's "done" lag: its last true finish
+    to the last finish detected.
+    """
     runs = true_runs(counters)
+    if batches is None:
+        ids = [r.task_id for r in runs]
+        batches = [{ids[i] for i in b if i < len(ids)} for b in workload.batches()]
+    done_lags = _done_lags(runs, detected_ms, batches) if done else []
     routes = counters["requests_by_route"]
     n = workload.tasks
     lags = [
@@ -204,7 +277,13 @@ def summary(
     occupied = [
         (r.finished_ms - r.created_ms) / 1000 for r in runs if r.finished_ms is not None
     ]
-    greedy, bound = ideal_makespan(occupied, workload.slots)
+    ready_at = workload.ready_at()
+    ready = [
+        ready_at[min(i, n - 1)] for i, r in enumerate(runs) if r.finished_ms is not None
+    ]
+    greedy, bound = ideal_makespan(
+        occupied, workload.slots, ready if workload.arrivals > 1 else None
+    )
     makespan = (
         (max(detected_ms.values()) / 1000 - start) if detected_ms and done else None
     )
@@ -240,12 +319,28 @@ def summary(
         "lag_p99_s": percentile(lags, 99),
         "lag_max_s": max(lags) if lags else None,
         "lag_mean_s": statistics.fmean(lags) if lags else None,
+        "done_lag_max_s": max(done_lags) if done_lags else None,
+        "done_lag_p99_s": percentile(done_lags, 99),
         "answers_1303": counters["answers_1303"],
         "answers_1302": counters["answers_1302"],
         "max_in_flight": max_in_flight,
         "callbacks": counters.get("callbacks", {}),
     }
     return out
+
+
+def _done_lags(
+    runs: list[TrueRun], detected_ms: dict[str, int], batches: list[set[str]]
+) -> list[float]:
+    """Per batch: seconds from its last true finish to its last detected one."""
+    finished = {r.task_id: r.finished_ms for r in runs if r.finished_ms is not None}
+    lags = []
+    for ids in batches:
+        true = [finished[i] for i in ids if i in finished]
+        seen = [detected_ms[i] for i in ids if i in detected_ms]
+        if true and seen:
+            lags.append((max(seen) - max(true)) / 1000)
+    return lags
 
 
 def not_run(workload: Workload, reason: str) -> dict[str, Any]:
@@ -273,6 +368,8 @@ def not_run(workload: Workload, reason: str) -> dict[str, Any]:
         "lag_p99_s": None,
         "lag_max_s": None,
         "lag_mean_s": None,
+        "done_lag_max_s": None,
+        "done_lag_p99_s": None,
         "answers_1303": 0,
         "answers_1302": 0,
         "max_in_flight": 0,

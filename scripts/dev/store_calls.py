@@ -64,6 +64,7 @@ MAPPING: dict[str, tuple[str, str]] = {
     "next_due_ms": ("watch", "next_due_ms"),
     "apply": ("watch", "apply"),
     "schedule": ("watch", "schedule"),
+    "pull_in": ("watch", "pull_in"),
     "flag": ("watch", "flag"),
     "note": ("watch", "note"),
     # -- the outbox repository: events and their delivery

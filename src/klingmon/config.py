@@ -92,6 +92,12 @@ class Settings:
     #: Seconds a priority waits without a slot to count one higher
     #: (``KLINGMON_PRIORITY_AGING``; see ``klingmon.policy.AGING_RULE``).
     priority_aging: float = _default(EngineSettings, "priority_aging")
+    #: Slot-seconds one query request is worth while work waits for a slot
+    #: (``KLINGMON_REQUEST_COST``): lower polls tighter, at more requests.
+    request_cost: float = _default(SchedulePolicy, "request_cost")
+    #: Seconds between a batch's last finish and its "done", at most, once
+    #: nothing waits for a slot (``KLINGMON_DONE_LAG``).
+    done_lag: float = _default(SchedulePolicy, "done_lag")
     #: Public base URL of ``klingmon serve`` (``KLINGMON_PUBLIC_URL``); when set,
     #: every submission carries ``<public_url>/callbacks/kling/<token>``.
     public_url: str | None = None
@@ -123,11 +129,13 @@ class Settings:
 
     @property
     def schedule(self) -> SchedulePolicy:
-        """The poll schedule: the three intervals given, the policy's other knobs."""
+        """The poll schedule: the intervals and prices given, the other knobs."""
         return SchedulePolicy(
             target_lag=self.target_lag,
             min_interval=self.min_interval,
             max_interval=self.max_interval,
+            request_cost=self.request_cost,
+            done_lag=self.done_lag,
         )
 
     @property
@@ -191,6 +199,8 @@ _WHERE = {
     "min_interval": "--min-interval, KLINGMON_MIN_INTERVAL",
     "max_interval": "--max-interval, KLINGMON_MAX_INTERVAL",
     "priority_aging": "KLINGMON_PRIORITY_AGING",
+    "request_cost": "--request-cost, KLINGMON_REQUEST_COST",
+    "done_lag": "--done-lag, KLINGMON_DONE_LAG",
     "download": "--download/--no-download, KLINGMON_DOWNLOAD",
     "download_dir": "--download-dir, KLINGMON_DOWNLOAD_DIR",
     "download_origins": "--download-origin, KLINGMON_DOWNLOAD_ORIGINS",
@@ -304,7 +314,7 @@ def _range_problems(v: dict[str, Any]) -> list[_Problem]:
     """The limits of each value, once its type is right."""
     problems: list[_Problem] = [
         ((key,), "must be a finite number")
-        for key in ("rate", "priority_aging", *_INTERVALS)
+        for key in ("rate", "priority_aging", *_INTERVALS, "request_cost", "done_lag")
         if not math.isfinite(v[key])
     ]
     if problems:
@@ -313,7 +323,7 @@ def _range_problems(v: dict[str, Any]) -> list[_Problem]:
         problems.append((("slots",), "must be at least 1"))
     problems.extend(
         ((key,), "must be positive")
-        for key in ("rate", "priority_aging")
+        for key in ("rate", "priority_aging", "request_cost", "done_lag")
         if v[key] <= 0
     )
     if not intervals_ordered(*(v[k] for k in _INTERVALS)):

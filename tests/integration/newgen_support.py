@@ -19,6 +19,8 @@ from klingmon.store import Store
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import httpx
+
     from klingmon.sim import Simulator
 
 T2V3 = "/text-to-video/kling-3.0"
@@ -58,10 +60,12 @@ def newgen_monitor(
     *,
     slots: int = 20,
     tasks_batch_size: int = 50,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Monitor:
     """A monitor with both credentials, downloading into ``out``."""
     client = AsyncKlingClient(
         base_url=url,
+        transport=transport,
         access_key=sim.config.access_key,
         secret_key=sim.config.secret_key,
         api_key=sim.config.api_key,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from newgen_support import IMAGE_COUNT, IMAGES, OMNI, T2V3, mixed_batch, newgen_monitor
 
@@ -137,7 +140,7 @@ async def test_new_generation_needs_an_api_key(tmp_path: Path) -> None:
 
 
 async def test_sweeps_answer_for_more_tasks_than_a_batch(tmp_path: Path) -> None:
-    """More active tasks than a batch holds: sweeps of finished tasks carry them."""
+    """More active tasks than a batch holds: sweeps of unfinished tasks carry them."""
     config = SimConfig(
         admin=True,
         seed=8,
@@ -197,3 +200,54 @@ async def test_an_id_kling_does_not_show_is_polled_again_not_failed(
     assert row.next_poll_ms is not None
     assert row.next_poll_ms > now_ms
     assert counters["requests_by_route"] == {"tasks_get": 1}
+
+
+class _SweepLog(httpx.AsyncHTTPTransport):
+    """Records each ``POST /tasks`` body and answer (over real loopback HTTP)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sweeps: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if request.method == "POST" and request.url.path.endswith("/tasks"):
+            await response.aread()
+            self.sweeps.append((json.loads(request.content), response.json()))
+        return response
+
+
+async def test_a_sweep_lists_what_is_unfinished_in_one_page(tmp_path: Path) -> None:
+    """However many tasks have finished, a sweep asks only for the unfinished ones:
+    at most the account's slots, one page; the finished are then asked by id."""
+    config = SimConfig(admin=True, seed=3, time_scale=1000.0, video_slots=6)
+    log = _SweepLog()
+    with SimServer(config) as server:
+        monitor = newgen_monitor(
+            server.url,
+            server.sim,
+            tmp_path / "k.db",
+            tmp_path / "out",
+            slots=6,
+            tasks_batch_size=3,
+            transport=log,
+        )
+        batch = monitor.submit(
+            [
+                GenericRequest(task_path=T2V3, payload={"prompt": f"p{i}"})
+                for i in range(30)
+            ],
+            batch="unfinished",
+        )
+        await asyncio.wait_for(monitor.run(batch=batch.id), timeout=30)
+        tasks = monitor.store.tasks.tasks(batch.id)
+        await monitor.aclose()
+        counters = server.sim.counters()
+    assert {t.status for t in tasks} <= {TaskStatus.SUCCEED, TaskStatus.FAILED}
+    assert log.sweeps
+    for body, answer in log.sweeps:
+        [status] = [f["values"] for f in body["filters"] if f["key"] == "status"]
+        assert sorted(status) == ["processing", "submitted"]
+        assert not answer["data"].get("has_more")
+        assert len(answer["data"].get("result") or []) <= 6
+    assert set(counters["creates_per_external_id"].values()) == {1}

@@ -49,7 +49,7 @@ async def test_stuck_and_timed_out_tasks_raise_events_and_stay_tracked(tmp_path)
 
     monitor.on_stuck(both_seen)
     monitor.on_timeout(both_seen)
-    await asyncio.wait_for(monitor.run(forever=True), timeout=20)
+    await asyncio.wait_for(monitor.run(forever=True), timeout=60)
 
     store = monitor.store
     [stuck] = store.tasks.tasks(stuck_batch.id)

@@ -564,6 +564,23 @@ def test_schedule_and_next_due(store: Store):
     assert store.watch.next_due_ms(include_queued=False) == T0 + 2000
 
 
+def test_pull_in_brings_far_polls_forward(store: Store):
+    """pull_in() moves every later poll of an active task to the bound; nearer
+    polls, a finished task and one past its watch deadline keep theirs."""
+    a, b, c, d = submitted(store, 4)
+    store.watch.schedule(
+        [(a, T0 + 90_000), (b, T0 + 2_000), (c, T0 + 90_000), (d, T0 + 90_000)]
+    )
+    store.watch.flag(c, "watch_timeout", T0, {})
+    store.watch.apply(
+        [Observation(d, wire(f"k{d}", "succeed", T0 + 5_000), "poll", T0 + 5_000)],
+        T0 + 5_000,
+    )
+    assert store.watch.pull_in(T0 + 8_000, T0 + 3_000) == 1
+    due = {r.id: r.next_poll_ms for r in store.watch.active()}
+    assert due == {a: T0 + 8_000, b: T0 + 2_000, c: T0 + 90_000}
+
+
 def test_events_filters(store: Store):
     """Events can be read by task, by batch, after an id and up to a limit."""
     (a,), (b,) = submitted(store), submitted(store)

@@ -162,6 +162,18 @@ def root(
         envvar="KLINGMON_TARGET_LAG",
         help="Seconds between a finish and its detection, at most, while likely.",
     ),
+    request_cost: float | None = typer.Option(
+        None,
+        "--request-cost",
+        envvar="KLINGMON_REQUEST_COST",
+        help="Slot-seconds a query is worth while work waits: lower polls tighter.",
+    ),
+    done_lag: float | None = typer.Option(
+        None,
+        "--done-lag",
+        envvar="KLINGMON_DONE_LAG",
+        help="Seconds from a batch's last finish to its done, at most.",
+    ),
     min_interval: float | None = typer.Option(
         None,
         "--min-interval",
@@ -221,6 +233,8 @@ def root(
             "slots": slots,
             "rate": rate,
             "target_lag": target_lag,
+            "request_cost": request_cost,
+            "done_lag": done_lag,
             "min_interval": min_interval,
             "max_interval": max_interval,
             "download": download,

@@ -4,11 +4,13 @@
 /tasks`` pages the whole account, both across every new-generation endpoint; so the
 new generation is polled as one group. When one batch can hold every active task,
 the due ones are asked together with the soonest of the others (a batch costs one
-request however full it is). Otherwise a sweep asks only for what finished since
-the oldest active task was created (a status filter and a time window, cursor by
-cursor); a due task in ``processing`` that the complete sweep did not show is known
-unfinished, and only the rest are asked by id. An id Kling does not know is simply
-missing from an answer: the task is polled again later, never failed for it.
+request however full it is). Otherwise a sweep lists what is still unfinished (a
+status filter and a time window from the oldest active task): one page of at most
+500 however long the batch has run, where a listing of what finished would grow
+with every task done since the oldest began. An active task the complete listing
+does not show has most likely finished, and only those are asked by id (with the
+due ones, if a page failed). An id Kling does not know is simply missing from an
+answer: the task is polled again later (when due), never failed for it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from klingmon.api import TaskQuery, snapshot
-from klingmon.domain import TERMINAL, TaskStatus
+from klingmon.domain import TERMINAL
 from klingmon.errors import ConfigError, KlingmonError
 
 if TYPE_CHECKING:
@@ -38,8 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: What one round saw: per task, the row it was asked as, the answer and the source.
 Seen = dict[int, tuple["TaskRow", "Snapshot", str]]
-#: The statuses a sweep asks for (Kling's words): only what ends a task is news.
-_FINISHED = ("succeeded", "failed")
+#: The statuses a sweep asks for (Kling's words): what has not finished yet.
+_UNFINISHED = ("submitted", "processing")
 #: How far before the oldest creation a sweep's window opens when Kling's own
 #: creation time is unknown (our clock dated it instead).
 _SLACK_MS = 300_000
@@ -66,6 +68,9 @@ class BatchPoller:
         self._requests = requests
         self._counts = counts
         self._off = offload
+        #: Tasks a by-id answer left out (Kling does not know them, yet or at all):
+        #: asked again only when due, not on every sweep that does not list them.
+        self._missing: set[int] = set()
 
     async def poll(
         self, due: Sequence[TaskRow], near_ms: int
@@ -73,27 +78,41 @@ class BatchPoller:
         """What Kling answered for ``due``; and the rows seen unchanged though not
         due whose next poll is before ``near_ms`` (they move as if polled)."""
         active = await self._active(due)
+        self._missing.intersection_update(active)
         size = self._settings.tasks_batch_size
+        wanted = {row.id for row in due}
         seen: Seen = {}
+        covered: list[TaskRow] = []
+
+        def sort(row: TaskRow, task: Snapshot, source: str) -> None:
+            if row.id in wanted or _news(row, task):
+                seen[row.id] = (row, task, source)
+            elif row.next_poll_ms is None or row.next_poll_ms < near_ms:
+                covered.append(row)
+
         if len(active) <= size or len(active) < self._settings.sweep_min:
             ask = _with_riders(due, active, size)
         else:
-            finished, complete = await self._sweep(active, due[0].batch_id)
-            seen.update((row.id, (row, task, "sweep")) for row, task in finished)
-            ask = [
-                row
-                for row in due
-                if row.id not in seen
-                and not (complete and row.status is TaskStatus.PROCESSING)
-            ]
-        wanted = {row.id for row in due}
-        covered: list[TaskRow] = []
-        for row, task in await self._fetch(ask):
-            if row.id in wanted or _news(row, task):
-                seen[row.id] = (row, task, "poll")
-            elif row.next_poll_ms is None or row.next_poll_ms < near_ms:
-                covered.append(row)
+            listed, complete = await self._sweep(active, due[0].batch_id)
+            for row, task in listed.values():
+                sort(row, task, "sweep")
+            ask = (
+                [row for row in active.values() if row.id not in listed]
+                if complete
+                else [row for row in due if row.id not in seen]
+            )
+        asked = [row for row in ask if row.id in wanted or not self._unknown(row)]
+        found = await self._fetch(asked)
+        answered = {row.id for row, _ in found}
+        self._missing.update(row.id for row in asked if row.id not in answered)
+        self._missing.difference_update(answered)
+        for row, task in found:
+            sort(row, task, "poll")
         return seen, covered
+
+    def _unknown(self, row: TaskRow) -> bool:
+        """Whether a by-id answer left ``row`` out before: it is asked when due."""
+        return row.id in self._missing
 
     async def _active(self, due: Sequence[TaskRow]) -> dict[int, TaskRow]:
         """Every active task of the due rows' endpoints, the claimed rows first."""
@@ -106,16 +125,16 @@ class BatchPoller:
 
     async def _sweep(
         self, active: dict[int, TaskRow], batch_id: int
-    ) -> tuple[list[tuple[TaskRow, Snapshot]], bool]:
-        """The active tasks Kling reports finished; and whether every page came."""
+    ) -> tuple[dict[int, tuple[TaskRow, Snapshot]], bool]:
+        """The active tasks Kling lists unfinished; and whether every page came."""
         by_id = {row.task_id: row for row in active.values() if row.task_id}
         by_ext = {row.external_task_id: row for row in active.values()}
         since = min(_created_ms(row) for row in active.values())
-        found: list[tuple[TaskRow, Snapshot]] = []
+        listed: dict[int, tuple[TaskRow, Snapshot]] = {}
         cursor: str | None = None
         for _ in range(self._settings.max_pages):
             query = TaskQuery(
-                statuses=_FINISHED,
+                statuses=_UNFINISHED,
                 since_ms=since,
                 cursor=cursor,
                 limit=self._settings.page_size,
@@ -128,15 +147,15 @@ class BatchPoller:
                 raise
             except KlingmonError as exc:
                 logger.warning("sweep.failed", extra={"error": exc.message})
-                return found, False
+                return listed, False
             for task in page.result:
                 row = by_id.get(task.id) or by_ext.get(task.external_id or "")
                 if row is not None and row.status not in TERMINAL:
-                    found.append((row, snapshot(task)))
+                    listed[row.id] = (row, snapshot(task))
             if not page.has_more or not page.next_cursor:
-                return found, True
+                return listed, True
             cursor = page.next_cursor
-        return found, False
+        return listed, False
 
     async def _fetch(self, rows: Sequence[TaskRow]) -> list[tuple[TaskRow, Snapshot]]:
         """``rows`` as Kling holds them, one request per batch; unknown ids missing."""

@@ -31,7 +31,13 @@ from klingmon.engine._governor import Governor
 from klingmon.engine._offload import Offload
 from klingmon.engine._poller import Poller
 from klingmon.engine._settings import EngineSettings
-from klingmon.engine._shared import CallbackFlow, Finishes, PollPlanner, RequestCounts
+from klingmon.engine._shared import (
+    CallbackFlow,
+    Demand,
+    Finishes,
+    PollPlanner,
+    RequestCounts,
+)
 from klingmon.engine._submitter import Submitter
 from klingmon.engine._watchdog import Watchdog
 from klingmon.hooks import Hooks
@@ -86,7 +92,8 @@ class Engine:
         self._counts = RequestCounts()
         self._flow = CallbackFlow(store, self.clock, s)
         self._finishes = Finishes(self.governor, self.book)
-        planner = PollPlanner(s, self.book, self._flow, rng)
+        demand = Demand()
+        planner = PollPlanner(s, self.book, self._flow, rng, demand)
         requests = asyncio.Semaphore(s.parallel_requests)
         self.poller = Poller(
             store,
@@ -98,6 +105,7 @@ class Engine:
             requests=requests,
             counts=self._counts,
             planner=planner,
+            demand=demand,
             finishes=self._finishes,
             offload=self._off,
         )
@@ -111,6 +119,7 @@ class Engine:
             requests=requests,
             counts=self._counts,
             planner=planner,
+            demand=demand,
             finishes=self._finishes,
             rng=rng,
             offload=self._off,

@@ -11,17 +11,17 @@ Every observation goes through the store's lifecycle rules; what the changes imp
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from klingmon._clock import to_ms
-from klingmon.api import TASKS_PATH, Generation, generation_of, parse_status, snapshot
+from klingmon.api import TASKS_PATH, parse_status, snapshot
 from klingmon.domain import TERMINAL
 from klingmon.engine._batch_poller import BatchPoller, Seen
-from klingmon.errors import KlingmonError, RequestValidationError
+from klingmon.engine._shared import poll_group
+from klingmon.errors import KlingmonError
 from klingmon.store import Observation
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from klingmon.engine._governor import Governor
     from klingmon.engine._offload import Offload
     from klingmon.engine._settings import EngineSettings
-    from klingmon.engine._shared import Finishes, PollPlanner, RequestCounts
+    from klingmon.engine._shared import Demand, Finishes, PollPlanner, RequestCounts
     from klingmon.store import Store, TaskRef, TaskRow
 
 __all__ = ["Poller"]
@@ -59,6 +59,7 @@ class Poller:
         requests: asyncio.Semaphore,
         counts: RequestCounts,
         planner: PollPlanner,
+        demand: Demand,
         finishes: Finishes,
         offload: Offload,
     ) -> None:
@@ -71,6 +72,7 @@ class Poller:
         self._requests = requests
         self._counts = counts
         self._planner = planner
+        self._demand = demand
         self._finishes = finishes
         self._off = offload
         #: Per endpoint: when its last poll round was (clock s), for ``sweep_gap``.
@@ -89,12 +91,18 @@ class Poller:
 
     async def round(self, now: float) -> bool:
         """Poll what is due; True when anything was."""
+        if self._demand.drained() and self._planner.tightens_drain():
+            # The last queued task has gone out: what is left is the batch's last
+            # tasks, whose finishes decide its "done". Polls planned further off
+            # (a long tail backing off while work waited) come to ``done_lag``.
+            lag = self._settings.schedule.done_lag
+            await self._off(self._store.watch.pull_in, to_ms(now + lag), to_ms(now))
         due = await self._claim(now)
         if not due:
             return False
         by_endpoint: dict[str, list[TaskRow]] = defaultdict(list)
         for row in due:
-            by_endpoint[_group(row.endpoint)].append(row)
+            by_endpoint[poll_group(row.endpoint)].append(row)
         self._note_gaps(by_endpoint, now)
         grouped = by_endpoint.pop(TASKS_PATH, [])
         seen, covered = await self._sweeps(by_endpoint)
@@ -123,12 +131,12 @@ class Poller:
         gap = self._settings.schedule.endpoint_gap
         lease_ms = to_ms(self._settings.lease_seconds)
         for endpoint in await self._off(self._store.watch.due_endpoints, now_ms):
-            if now < self._polled_at.get(_group(endpoint), -math.inf) + gap:
+            if now < self._polled_at.get(poll_group(endpoint), -math.inf) + gap:
                 continue  # what fell due since waits a moment to share one sweep
             # One worker at a time polls an endpoint: its list pages answer for all
             # tasks, whoever submitted them. A dead poller's lock lease runs out.
             # (The new generation's queries answer for every endpoint of it.)
-            lock = f"poll:{_group(endpoint)}"
+            lock = f"poll:{poll_group(endpoint)}"
             if await self._off(
                 self._store.fleet.acquire_lock, lock, self._owner, now_ms, _LOCK_MS
             ):
@@ -192,14 +200,18 @@ class Poller:
         )
         self._finishes.applied(changes, before)
         after = {c.task.id: c.task for c in changes}
-        plan: list[tuple[int, int]] = []
         unseen = [r for r in due if r.id not in before]
+        groups: dict[str, list[TaskRow]] = defaultdict(list)
         for row in [*before.values(), *covered, *unseen]:
             current = after.get(row.id, row)
-            if current.status in TERMINAL:
-                continue
-            delay = self._planner.delay(current, now_ms)
-            plan.append((row.id, now_ms + to_ms(delay)))
+            if current.status not in TERMINAL:
+                groups[poll_group(current.endpoint)].append(current)
+        plan: list[tuple[int, int]] = []
+        for group, rows in groups.items():
+            self._planner.price(group, rows, now_ms)
+            for row in rows:
+                delay = self._planner.delay(row, now_ms, group=group)
+                plan.append((row.id, now_ms + to_ms(delay)))
         await self._off(self._store.watch.schedule, plan)
 
     async def _full_rows(
@@ -300,18 +312,8 @@ class Poller:
             return None
 
 
-@functools.lru_cache(maxsize=256)
-def _group(endpoint: str) -> str:
-    """What an endpoint is polled with: itself, or the new generation's ``/tasks``."""
-    try:
-        new = generation_of(endpoint) is Generation.V2026
-    except RequestValidationError:
-        new = False
-    return TASKS_PATH if new else endpoint
-
-
 def _is_new(row: TaskRow) -> bool:
-    return _group(row.endpoint) == TASKS_PATH
+    return poll_group(row.endpoint) == TASKS_PATH
 
 
 def _news(row: TaskRef | TaskRow, status: str, updated_at: object) -> bool:

@@ -3,7 +3,10 @@
 - :class:`RequestCounts`: API requests per batch and kind, written once a round.
 - :class:`CallbackFlow`: whether callbacks flow for an endpoint (polls then fall back
   to a safety net), from this process's notices and the store's ``callback_flow``.
-- :class:`PollPlanner`: when a task is next polled, by the learned durations.
+- :class:`Demand`: whether work waits for a slot (the submitter knows; the
+  planner prices detection by it).
+- :class:`PollPlanner`: when a task is next polled, by the learned durations and
+  what a finish found sooner is worth.
 - :class:`Finishes`: what every applied status change implies for this engine (a
   freed slot for the governor, a sample for the duration book), exactly once each,
   whoever applied it: this engine, a receiver, another worker.
@@ -11,12 +14,22 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
+from klingmon.api import TASKS_PATH, Generation, generation_of
 from klingmon.domain import TERMINAL, TaskStatus
-from klingmon.policy import Phase, Transition, consequences, next_poll_delay
+from klingmon.errors import RequestValidationError
+from klingmon.policy import (
+    Phase,
+    Transition,
+    consequences,
+    finish_rate,
+    next_poll_delay,
+    round_lag,
+)
 
 if TYPE_CHECKING:
     import random
@@ -30,11 +43,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallbackFlow",
+    "Demand",
     "Finishes",
     "PollPlanner",
     "RequestCounts",
     "phase_of",
     "phase_start",
+    "poll_group",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,8 +108,28 @@ class CallbackFlow:
         return last is not None and now - last < horizon
 
 
+class Demand:
+    """Whether queued work waits for a slot, as the submitter's last round saw it."""
+
+    def __init__(self) -> None:
+        self.waiting = True
+        self._drained = False
+
+    def see(self, waiting: bool) -> None:
+        """The submitter's finding; the end of waiting is kept for :meth:`drained`."""
+        if self.waiting and not waiting:
+            self._drained = True
+        self.waiting = waiting
+
+    def drained(self) -> bool:
+        """Whether the queue has emptied since the last call (once per emptying)."""
+        drained, self._drained = self._drained, False
+        return drained
+
+
 class PollPlanner:
-    """Seconds until a task's next poll: the schedule policy over learned durations."""
+    """Seconds until a task's next poll: the schedule policy over learned durations,
+    with the lag bound of the task's poll group (:func:`~klingmon.policy.round_lag`)."""
 
     def __init__(
         self,
@@ -102,35 +137,76 @@ class PollPlanner:
         book: DurationBook,
         flow: CallbackFlow,
         rng: random.Random,
+        demand: Demand,
     ) -> None:
         self._settings = settings
         self._book = book
         self._flow = flow
         self._rng = rng
+        self._demand = demand
+        #: Per poll group: the lag bound its last round set.
+        self._lags: dict[str, float] = {}
+
+    def tightens_drain(self) -> bool:
+        """Whether a batch's last tasks keep to ``done_lag`` once nothing waits: when
+        tasks carry no callback URL. With one, their callbacks tell the finishes,
+        and polls fall back to the schedule for waiting work only if they stop."""
+        return self._settings.callback_url is None
+
+    def _draining(self) -> bool:
+        return not self._demand.waiting and self.tightens_drain()
+
+    def price(self, group: str, rows: Iterable[TaskRow], now_ms: int) -> float:
+        """Set ``group``'s lag bound from the finish rate of ``rows`` (the tasks one
+        round answers for) and whether work waits; returns it."""
+        schedule = self._settings.schedule
+        rate = 0.0
+        for row in rows:
+            if row.status is TaskStatus.PROCESSING:
+                rate += finish_rate(
+                    self._book.get(row.key, Phase.PROCESSING),
+                    self._elapsed(row, now_ms),
+                    schedule.target_lag,
+                )
+        lag = round_lag(schedule, rate, waiting=not self._draining())
+        self._lags[group] = lag
+        return lag
 
     def delay(
         self,
         row: TaskRow,
         now_ms: int,
         *,
+        group: str | None = None,
         status: TaskStatus | None = None,
         elapsed: float | None = None,
     ) -> float:
         phase = phase_of(status or row.status)
         if elapsed is None:
-            start = phase_start(row)
-            elapsed = max(0.0, (now_ms - start) / 1000) if start else 0.0
+            elapsed = self._elapsed(row, now_ms)
         schedule = self._settings.schedule
+        draining = self._draining()
         delay = next_poll_delay(
             schedule,
             self._book.get(row.key, phase),
             elapsed,
             callbacks=self._flow.active(row.endpoint),
             rng=self._rng,
+            lag=schedule.done_lag
+            if draining
+            else self._lags.get(group or poll_group(row.endpoint)),
+            # The batch waits on its last tasks, past the p99 too, even one
+            # reported stuck (an unusually long task still finishes, mostly).
+            tail=not draining,
         )
         if row.watch_timeout:
             delay = max(delay, schedule.max_interval)
         return delay
+
+    @staticmethod
+    def _elapsed(row: TaskRow, now_ms: int) -> float:
+        start = phase_start(row)
+        return max(0.0, (now_ms - start) / 1000) if start else 0.0
 
 
 class Finishes:
@@ -249,6 +325,16 @@ def _recorded(change: RecordedChange, started_ms: int | None) -> Transition:
         created_ms=task.kling_created_ms,
         phase_started_ms=started_ms,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def poll_group(endpoint: str) -> str:
+    """What an endpoint is polled with: itself, or the new generation's ``/tasks``."""
+    try:
+        new = generation_of(endpoint) is Generation.V2026
+    except RequestValidationError:
+        new = False
+    return TASKS_PATH if new else endpoint
 
 
 def phase_of(status: TaskStatus) -> Phase:

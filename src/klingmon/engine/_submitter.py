@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from klingmon.engine._governor import Governor
     from klingmon.engine._offload import Offload
     from klingmon.engine._settings import EngineSettings
-    from klingmon.engine._shared import Finishes, PollPlanner, RequestCounts
+    from klingmon.engine._shared import Demand, Finishes, PollPlanner, RequestCounts
     from klingmon.store import Store, TaskRow
 
 __all__ = ["Submitter"]
@@ -77,6 +77,7 @@ class Submitter:
         requests: asyncio.Semaphore,
         counts: RequestCounts,
         planner: PollPlanner,
+        demand: Demand,
         finishes: Finishes,
         rng: random.Random,
         offload: Offload,
@@ -92,6 +93,7 @@ class Submitter:
         self._requests = requests
         self._counts = counts
         self._planner = planner
+        self._demand = demand
         self._finishes = finishes
         self._rng = rng
         self._off = offload
@@ -107,11 +109,12 @@ class Submitter:
         counts = await self._off(self._store.tasks.count_by_status, statuses=IN_FLIGHT)
         in_flight = sum(counts.values())
         self.slots_free = self._governor.available_slots(in_flight) > 0
+        queued = await self._off(
+            self._store.tasks.has_tasks, (TaskStatus.QUEUED,), self.scope
+        )
+        self._demand.see(queued)
         if not counts.get(TaskStatus.SUBMITTING) and (
-            not self.slots_free
-            or not await self._off(
-                self._store.tasks.has_tasks, (TaskStatus.QUEUED,), self.scope
-            )
+            not self.slots_free or not queued
         ):
             return False
         rows = await self._off(

@@ -37,9 +37,11 @@ from klingmon.policy._schedule import (
     Schedule,
     SchedulePolicy,
     finish_hazard,
+    finish_rate,
     intervals_ordered,
     next_poll_delay,
     polls_per_hour,
+    round_lag,
 )
 from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
 
@@ -70,6 +72,7 @@ __all__ = [
     "consequences",
     "effective_priority",
     "finish_hazard",
+    "finish_rate",
     "intervals_ordered",
     "is_moderation_failure",
     "is_stuck",
@@ -79,6 +82,7 @@ __all__ = [
     "polls_per_hour",
     "priority_problem",
     "rank",
+    "round_lag",
     "storage_key",
     "stuck_after",
     "timed_out",

@@ -14,12 +14,22 @@ current phase:
 - while callbacks flow, sleep ``safety_interval`` but wake when the callback becomes
   overdue (the p99), then poll soon and back off again.
 
+The lag bound itself follows what a finish found sooner is worth (:func:`round_lag`).
+While work waits for a slot, every second a finish goes unseen is a paid slot standing
+idle; one request answers for a whole group of tasks (a list page, a ``GET /tasks``
+batch), so a round is worth its price once the idle time it is expected to end
+reaches ``request_cost`` slot-seconds: for a group finishing ``W`` tasks a second,
+every ``sqrt(2 * request_cost / W)`` seconds (the square-root rule of inspection
+scheduling). When nothing waits, a finish only delays the batch's "done": the lag is
+``done_lag``, and the batch's last tasks are polled that often even past the p99.
+
 Every delay is at least ``min_interval`` so one task can never cost more than
 ``3600 / min_interval`` polls an hour, whatever the distribution says.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -37,9 +47,11 @@ __all__ = [
     "Schedule",
     "SchedulePolicy",
     "finish_hazard",
+    "finish_rate",
     "intervals_ordered",
     "next_poll_delay",
     "polls_per_hour",
+    "round_lag",
 ]
 
 _TAIL_DIVISOR = 4.0
@@ -76,6 +88,13 @@ class SchedulePolicy:
     #: ``min_interval`` allows): callback hints that arrive together are confirmed
     #: by one sweep instead of one each.
     sweep_gap: float = 0.5
+    #: What one query request is worth, in slot-seconds: the price a round must
+    #: save while work waits for a slot (lower: tighter polls, more requests).
+    request_cost: float = 1.0
+    #: When nothing waits for a slot: the lag bound for the batch's remaining
+    #: tasks, past the p99 too (their last finish is the batch's "done"); kept
+    #: within ``[min_interval, max_interval]``.
+    done_lag: float = 8.0
 
     def __post_init__(self) -> None:
         if not intervals_ordered(self.min_interval, self.target_lag, self.max_interval):
@@ -88,6 +107,10 @@ class SchedulePolicy:
             raise ValueError("likely must be in (0, 1)")
         if self.sweep_gap < 0:
             raise ValueError("sweep_gap must not be negative")
+        if self.request_cost <= 0:
+            raise ValueError("request_cost must be positive")
+        if self.done_lag <= 0:
+            raise ValueError("done_lag must be positive")
 
     @property
     def endpoint_gap(self) -> float:
@@ -103,6 +126,26 @@ def finish_hazard(dist: Distribution, elapsed: float, window: float) -> float:
     return max(0.0, min(1.0, (alive - dist.survival(elapsed + window)) / alive))
 
 
+def finish_rate(dist: Distribution, elapsed: float, window: float) -> float:
+    """Expected finishes per second of one task now: its hazard over ``window``."""
+    return finish_hazard(dist, elapsed, window) / window
+
+
+def round_lag(policy: SchedulePolicy, rate: float, *, waiting: bool) -> float:
+    """The lag bound of a group of tasks one request answers for.
+
+    ``rate``: the group's expected finishes per second (the sum of
+    :func:`finish_rate`); ``waiting``: whether work waits for a slot. Within
+    ``[min_interval, target_lag]`` while work waits, ``done_lag`` otherwise.
+    """
+    if not waiting:
+        return _clamp(policy.done_lag, policy.min_interval, policy.max_interval)
+    if rate <= _EPSILON:
+        return policy.target_lag
+    lag = math.sqrt(2 * policy.request_cost / rate)
+    return _clamp(lag, policy.min_interval, policy.target_lag)
+
+
 def _clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
 
@@ -111,18 +154,24 @@ def _tail_delay(policy: SchedulePolicy, since: float) -> float:
     return _clamp(since / _TAIL_DIVISOR, policy.min_interval, policy.max_interval)
 
 
-def _base_delay(policy: SchedulePolicy, dist: Distribution, elapsed: float) -> float:
-    """The unjittered delay; at most ``target_lag`` whenever a finish is likely."""
-    if elapsed > dist.quantile(_P_TAIL):
-        return _tail_delay(policy, elapsed)
+def _base_delay(
+    policy: SchedulePolicy, dist: Distribution, elapsed: float, lag: float, tail: bool
+) -> float:
+    """The unjittered delay; at most ``lag`` whenever a finish is likely."""
     alive = dist.survival(elapsed)
-    if alive <= _EPSILON:  # only reachable through rounding at the very top
-        return _tail_delay(policy, elapsed)
-    if finish_hazard(dist, elapsed, policy.target_lag) >= policy.likely:
-        return policy.target_lag
+    # Past the p99 (or at the very top, through rounding): back off, unless the
+    # batch waits on this task (``tail`` false), then keep to the lag.
+    if elapsed > dist.quantile(_P_TAIL) or alive <= _EPSILON:
+        return _tail_delay(policy, elapsed) if tail else lag
+    if finish_hazard(dist, elapsed, lag) >= policy.likely:
+        return lag
+    if not tail and elapsed >= dist.quantile(0.5):
+        # Past the median the batch's last tasks keep to the lag: a sleep through
+        # a thin stretch of the tail would hold the batch's "done" as long.
+        return lag
     # Sleep until a share ``likely`` of the remaining mass has had its chance to finish.
     until = dist.quantile(1.0 - alive * (1.0 - policy.likely))
-    return _clamp(until - elapsed, policy.target_lag, policy.max_interval)
+    return _clamp(until - elapsed, lag, policy.max_interval)
 
 
 def next_poll_delay(
@@ -132,14 +181,24 @@ def next_poll_delay(
     *,
     callbacks: bool = False,
     rng: random.Random,
+    lag: float | None = None,
+    tail: bool = True,
 ) -> float:
     """Seconds until the next poll of a task that has spent ``elapsed`` s in its phase.
 
-    The result is always within ``[min_interval, max_interval]``, or within
+    ``lag`` is the lag bound (``target_lag`` unless given, as :func:`round_lag`
+    gives it); ``tail`` false keeps a task past its median to it too, the p99
+    included (the batch's last tasks). The result is always within
+    ``[min_interval, max_interval]``, or within
     ``[min_interval, safety_interval]`` when ``callbacks`` is true; it is at most
-    ``target_lag`` whenever a finish in the next ``target_lag`` seconds is likely and
-    ``elapsed`` is within the p99.
+    ``lag`` whenever a finish in the next ``lag`` seconds is likely and ``elapsed``
+    is within the p99.
     """
+    lag = (
+        policy.target_lag
+        if lag is None
+        else _clamp(lag, policy.min_interval, policy.max_interval)
+    )
     elapsed = max(0.0, elapsed)
     spread = policy.jitter * (2 * rng.random() - 1)
     if callbacks:
@@ -153,13 +212,10 @@ def next_poll_delay(
         delay = _tail_delay(policy, elapsed - p99) * (1 + spread)
         high = min(policy.max_interval, policy.safety_interval)
         return _clamp(delay, policy.min_interval, high)
-    base = _base_delay(policy, dist, elapsed)
-    if base <= policy.target_lag:
-        # Inside the lag bound jitter only shortens, so the bound holds exactly.
-        delay = base * (1 - abs(spread))
-    else:
-        delay = base * (1 + spread)
-    return _clamp(delay, policy.min_interval, policy.max_interval)
+    base = _base_delay(policy, dist, elapsed, lag, tail)
+    # Inside the lag bound jitter only shortens, so the bound holds exactly.
+    factor = 1 - abs(spread) if base <= lag else 1 + spread
+    return _clamp(base * factor, policy.min_interval, policy.max_interval)
 
 
 def polls_per_hour(

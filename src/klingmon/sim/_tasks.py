@@ -272,6 +272,18 @@ class SimTask:
         return self._shown
 
 
+def _length_factor(duration: object) -> float:
+    """How much longer a clip of ``duration`` seconds takes than a 5 s one: 1.6 for
+    10 s (as before), in proportion between 3 and 15 s (the 3.0 family's range)."""
+    try:
+        seconds = float(str(duration))
+    except ValueError:
+        return 1.0
+    if not 3 <= seconds <= 15:
+        return 1.0
+    return 1.0 + 0.12 * (seconds - 5)
+
+
 def _lognormal(rng: random.Random, median: float, sigma: float) -> float:
     return median * math.exp(sigma * rng.gauss(0.0, 1.0))
 
@@ -293,8 +305,7 @@ def draw_plan(
     """
     submitted = rng.uniform(0.5, 30.0)
     median = 180.0 if body.get("mode") == "pro" else 90.0
-    if body.get("duration") == "10":
-        median *= 1.6
+    median *= _length_factor(body.get("duration"))
     processing = max(10.0, _lognormal(rng, median, 0.45))
     if rng.random() < 0.03:  # the long tail: a few tasks take many times longer
         processing *= rng.uniform(3.0, 12.0)

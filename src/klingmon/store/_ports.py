@@ -166,6 +166,8 @@ class WatchListPort(Protocol):
 
     def schedule(self, items: Sequence[tuple[int, int]]) -> None: ...
 
+    def pull_in(self, due_ms: int, now_ms: int) -> int: ...
+
     def flag(
         self,
         task_id: int,

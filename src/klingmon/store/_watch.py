@@ -224,6 +224,19 @@ class WatchList:
             with self._unit.write() as conn:
                 conn.execute(stmt, params[start : start + _CHUNK])
 
+    def pull_in(self, due_ms: int, now_ms: int) -> int:
+        """Bring every active task's next poll forward to ``due_ms`` at the latest
+        (one not leased by anyone): the schedule has tightened for all of them, as
+        when the last queued task has gone out. Returns how many moved."""
+        stmt = tasks.update().where(
+            tasks.c.status.in_(ACTIVE_STATES),
+            sa.or_(tasks.c.next_poll_ms.is_(None), tasks.c.next_poll_ms > due_ms),
+            sa.or_(tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms),
+            tasks.c.watch_timeout.is_(sa.false()),
+        )
+        with self._unit.write() as conn:
+            return conn.execute(stmt.values(next_poll_ms=due_ms)).rowcount or 0
+
     def flag(
         self,
         task_id: int,

@@ -91,3 +91,19 @@ def test_credentials_come_from_flags_then_the_environment_then_the_file(
     assert "from-env" not in repr(settings)
     given = load_settings({"api_key": "given"}, config=path)
     assert given.credentials()["api_key"] == "given"
+
+
+def test_the_price_of_a_query_reaches_the_schedule(tmp_path):
+    """request_cost and done_lag from a file, a flag, or flat settings."""
+    assert Settings(request_cost=3.0, done_lag=5.0).engine.schedule == SchedulePolicy(
+        request_cost=3.0, done_lag=5.0
+    )
+    (tmp_path / "klingmon.toml").write_text("request_cost = 0.5\n")
+    settings = load_settings({"done_lag": 4.0}, config=tmp_path / "klingmon.toml")
+    assert (settings.schedule.request_cost, settings.schedule.done_lag) == (0.5, 4.0)
+
+
+def test_a_query_price_must_be_positive(tmp_path):
+    (tmp_path / "klingmon.toml").write_text("request_cost = 0\n")
+    with pytest.raises(ConfigError, match="request_cost: must be positive"):
+        load_settings(config=tmp_path / "klingmon.toml")

@@ -37,4 +37,6 @@ def schedule_policies(draw: st.DrawFn) -> SchedulePolicy:
         jitter=draw(st.floats(min_value=0.0, max_value=0.5)),
         safety_interval=draw(st.floats(min_value=min_interval, max_value=3600.0)),
         likely=draw(st.floats(min_value=0.001, max_value=0.5)),
+        request_cost=draw(st.floats(min_value=0.01, max_value=100.0)),
+        done_lag=draw(st.floats(min_value=0.1, max_value=600.0)),
     )
