@@ -21,6 +21,7 @@ __all__ = [
     "RESULT_KINDS",
     "TERMINAL",
     "WAITING",
+    "BatchState",
     "Cost",
     "DownloadState",
     "EventKind",
@@ -89,6 +90,8 @@ class EventKind(StrEnum):
     REJECTED = "rejected"
     #: What Kling holds differs from what was sent (a create answered twice).
     DRIFT = "drift"
+    #: The next send would go over a spending cap: the batch is ``paused: budget``.
+    BUDGET = "budget"
 
 
 #: Event kinds that hooks and forwarded webhooks must hear about.
@@ -99,6 +102,7 @@ OUTBOX_KINDS = frozenset(
         EventKind.WATCH_TIMEOUT,
         EventKind.REJECTED,
         EventKind.DRIFT,
+        EventKind.BUDGET,
     }
 )
 
@@ -120,6 +124,23 @@ class Source(StrEnum):
 
 #: The sources that ask Kling; their answers are trusted as they come.
 POLL_SOURCES = frozenset({Source.POLL, Source.SWEEP})
+
+
+class BatchState(StrEnum):
+    """Why nothing of a batch is sent (a batch that runs has no state)."""
+
+    #: Stored with its quote, waiting for ``klingmon approve``.
+    AWAITING_APPROVAL = "awaiting_approval"
+    #: Its next send would go over a cap; ``klingmon resume`` goes on.
+    PAUSED_BUDGET = "paused_budget"
+
+    @property
+    def label(self) -> str:
+        """How ``status`` and ``watch`` say it."""
+        return {
+            "awaiting_approval": "awaiting approval",
+            "paused_budget": "paused: budget",
+        }[self.value]
 
 
 class DownloadState(StrEnum):

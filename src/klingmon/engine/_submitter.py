@@ -36,6 +36,7 @@ from klingmon.errors import (
     TaskNotFoundError,
 )
 from klingmon.policy import CreateAction, backoff, classify_create_error
+from klingmon.store import SpendCaps
 
 if TYPE_CHECKING:
     import random
@@ -121,6 +122,7 @@ class Submitter:
             to_ms(self._settings.lease_seconds),
             slots=self._governor.slots.limit,
             batch_id=self.scope,
+            caps=SpendCaps(self._settings.daily_units, self._settings.monthly_units),
         )
         if not rows:
             return False

@@ -1,4 +1,5 @@
-"""Pure decisions: lifecycle, schedule, stuck, timeouts, errors, budgets, moderation.
+"""Pure decisions: lifecycle, schedule, stuck, timeouts, errors, budgets, moderation,
+prices and quotes.
 
 Nothing here does I/O or reads a clock; the engine, the clients and the benchmark
 pass in data and time and act on the answers.
@@ -23,6 +24,18 @@ from klingmon.policy._errors import CreateAction, classify_create_error
 from klingmon.policy._governor import Aimd, SlotLimit, backoff
 from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
 from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
+from klingmon.policy._prices import (
+    SHIPPED,
+    Learned,
+    PriceBook,
+    Priced,
+    PriceKey,
+    PriceSource,
+    parse_price_key,
+    price_key,
+    shipped_units,
+)
+from klingmon.policy._quote import Quote, QuoteLine, build_quote, with_remaining
 from klingmon.policy._schedule import (
     INTERVAL_RULE,
     Schedule,
@@ -32,38 +45,56 @@ from klingmon.policy._schedule import (
     next_poll_delay,
     polls_per_hour,
 )
+from klingmon.policy._spend import Budget, Spend, fits, settle
 from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
 
 __all__ = [
     "INTERVAL_RULE",
     "MODERATION_CODES",
     "RANK",
+    "SHIPPED",
     "Aimd",
+    "Budget",
     "Consequences",
     "CreateAction",
     "Distribution",
     "DurationBook",
     "DurationKey",
+    "Learned",
     "Phase",
+    "PriceBook",
+    "PriceKey",
+    "PriceSource",
+    "Priced",
+    "Quote",
+    "QuoteLine",
     "Sample",
     "Schedule",
     "SchedulePolicy",
     "SlotLimit",
+    "Spend",
     "StuckPolicy",
     "Transition",
     "Verdict",
     "backoff",
+    "build_quote",
     "classify_create_error",
     "consequences",
     "finish_hazard",
+    "fits",
     "intervals_ordered",
     "is_moderation_failure",
     "is_stuck",
     "judge",
     "next_poll_delay",
+    "parse_price_key",
     "polls_per_hour",
+    "price_key",
     "rank",
+    "settle",
+    "shipped_units",
     "storage_key",
     "stuck_after",
     "timed_out",
+    "with_remaining",
 ]

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
     import sqlalchemy as sa
 
-    from klingmon.domain import Snapshot, TaskStatus
+    from klingmon.domain import BatchState, Snapshot, TaskStatus
+    from klingmon.policy import Learned, PriceKey
     from klingmon.store._cancel import Cancellation
     from klingmon.store._downloads import DownloadRow
     from klingmon.store._fleet import WorkerRow
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         TaskRef,
         TaskRow,
     )
+    from klingmon.store._spend import SpendCaps, SpendSummary
 
 __all__ = [
     "DownloadQueuePort",
@@ -41,6 +43,7 @@ __all__ = [
     "MetaPort",
     "OutboxPort",
     "ReportsPort",
+    "SpendingPort",
     "TaskQueuePort",
     "Transactional",
     "WatchListPort",
@@ -63,6 +66,9 @@ class TaskQueuePort(Protocol):
         now_ms: int,
         *,
         defaults: Mapping[str, Any] | None = None,
+        state: str | None = None,
+        max_units: float | None = None,
+        quote: Mapping[str, Any] | None = None,
     ) -> BatchRow: ...
 
     def batches(self) -> list[BatchRow]: ...
@@ -86,7 +92,11 @@ class TaskQueuePort(Protocol):
     ) -> dict[TaskStatus, int]: ...
 
     def has_tasks(
-        self, statuses: Collection[TaskStatus], batch_id: int | None = None
+        self,
+        statuses: Collection[TaskStatus],
+        batch_id: int | None = None,
+        *,
+        skip_held: bool = False,
     ) -> bool: ...
 
     def match_tasks(
@@ -105,6 +115,7 @@ class TaskQueuePort(Protocol):
         *,
         slots: int,
         batch_id: int | None = None,
+        caps: SpendCaps | None = None,
     ) -> list[TaskRow]: ...
 
     def mark_submitting(self, task_id: int, now_ms: int) -> TaskRow: ...
@@ -331,6 +342,24 @@ class MetaPort(Protocol):
     def save_stats(self, blobs: Mapping[str, str]) -> None: ...
 
     def revisions(self) -> tuple[str | None, str | None]: ...
+
+
+class SpendingPort(Protocol):
+    """What spending offers: batch holds and caps, the ledger, learned prices."""
+
+    def release(
+        self,
+        batch_id: int,
+        *,
+        state: BatchState | None = None,
+        max_units: float | None = None,
+    ) -> bool: ...
+
+    def set_cap(self, batch_id: int, max_units: float | None) -> None: ...
+
+    def summary(self, batch_id: int | None = None) -> SpendSummary: ...
+
+    def learned_prices(self) -> dict[PriceKey, Learned]: ...
 
 
 class CallbackFlowPort(Protocol):

@@ -39,6 +39,8 @@ class NewTask:
     retry_of: int | None = None
     external_task_id: str | None = None
     task: Snapshot | None = None
+    #: The units its quote expects (reserved when it is sent); None: unknown.
+    quoted_units: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,12 @@ class BatchRow:
     name: str
     created_ms: int
     defaults: dict[str, Any]
+    #: ``awaiting_approval`` or ``paused_budget`` (nothing is sent); None: it runs.
+    state: str | None = None
+    #: The batch's cap in units (reserved plus charged); None: no cap.
+    max_units: float | None = None
+    #: The quote it was stored with (``Quote.to_json()``), when it was quoted.
+    quote: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,10 @@ class TaskRow:
     learned_via: str | None
     #: Everything Kling charged (``units`` is its first part); None until it said.
     cost: Cost | None = None
+    #: The spend ledger: the quote's units, the state, what counts against caps.
+    quoted_units: float | None = None
+    spend: str | None = None
+    spend_units: float | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:

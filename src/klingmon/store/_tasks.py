@@ -28,6 +28,7 @@ from klingmon.store._lease import claim_tasks
 from klingmon.store._refs import MATCH, task_ref
 from klingmon.store._rows import BatchRow, Change, TaskRef, TaskRow
 from klingmon.store._schema import batches, tasks
+from klingmon.store._spend import HELD_BATCHES, SpendCaps, admit
 from klingmon.store._writes import (
     QUEUED_STATES,
     Pending,
@@ -75,8 +76,15 @@ class TaskQueue:
         now_ms: int,
         *,
         defaults: Mapping[str, Any] | None = None,
+        state: str | None = None,
+        max_units: float | None = None,
+        quote: Mapping[str, Any] | None = None,
     ) -> BatchRow:
         """Store a batch and all its tasks in one transaction: all or nothing.
+
+        ``state`` ``awaiting_approval`` holds it (nothing is sent before
+        :meth:`Spending.release`); ``max_units`` caps what it may spend; ``quote``
+        is kept beside it for ``status`` and the report.
 
         An adopted task (``NewTask.task`` set: ``track``, ``import``) starts where
         Kling says it is, and that status is recorded like any other: an event for
@@ -93,6 +101,9 @@ class TaskQueue:
                     "name": name,
                     "created_ms": now_ms,
                     "defaults": dict(defaults or {}),
+                    "state": state,
+                    "max_units": max_units,
+                    "quote": None if quote is None else dict(quote),
                 },
             ).scalar_one()
             rows = [
@@ -105,7 +116,15 @@ class TaskQueue:
             if adopted:
                 _record_adopted(conn, batch_id, adopted, now_ms)
         self._notify()  # workers on other machines start on it at once
-        return BatchRow(batch_id, name, now_ms, dict(defaults or {}))
+        return BatchRow(
+            batch_id,
+            name,
+            now_ms,
+            dict(defaults or {}),
+            state=state,
+            max_units=max_units,
+            quote=None if quote is None else dict(quote),
+        )
 
     def batches(self) -> list[BatchRow]:
         with self._unit.read() as conn:
@@ -188,12 +207,27 @@ class TaskQueue:
             return {TaskStatus(s): n for s, n in conn.execute(query)}
 
     def has_tasks(
-        self, statuses: Collection[TaskStatus], batch_id: int | None = None
+        self,
+        statuses: Collection[TaskStatus],
+        batch_id: int | None = None,
+        *,
+        skip_held: bool = False,
     ) -> bool:
-        """Whether any task is in one of ``statuses``: one index probe, not a count."""
+        """Whether any task is in one of ``statuses``: one index probe, not a count.
+
+        ``skip_held``: queued tasks of a held batch (awaiting approval, paused) do
+        not count; nothing will send them until someone lets the batch go on.
+        """
         query = sa.select(tasks.c.id).where(
             tasks.c.status.in_([s.value for s in statuses])
         )
+        if skip_held:
+            query = query.where(
+                sa.or_(
+                    tasks.c.status != TaskStatus.QUEUED.value,
+                    tasks.c.batch_id.not_in(HELD_BATCHES),
+                )
+            )
         if batch_id is not None:
             query = query.where(tasks.c.batch_id == batch_id)
         with self._unit.read() as conn:
@@ -253,8 +287,10 @@ class TaskQueue:
         *,
         slots: int,
         batch_id: int | None = None,
+        caps: SpendCaps | None = None,
     ) -> list[TaskRow]:
-        """Lease work for the submitter without ever exceeding ``slots`` in flight.
+        """Lease work for the submitter without ever exceeding ``slots`` in flight,
+        nor a spending cap.
 
         One transaction, serialised across workers (``BEGIN IMMEDIATE`` on SQLite, an
         advisory transaction lock on PostgreSQL), counts what holds a slot: tasks Kling
@@ -264,7 +300,10 @@ class TaskQueue:
         free slots' worth of queued tasks, oldest first. So five workers sharing a
         five-slot account never have more than five tasks in flight between them.
         Given ``batch_id``, only that batch's tasks are leased; every batch's tasks
-        still count against the slots.
+        still count against the slots. Queued tasks of a held batch (awaiting
+        approval, paused) are not leased; the others are reserved in this same
+        transaction (:func:`klingmon.store._spend.admit`), against ``caps`` and the
+        batch's own cap.
         """
         lease_free = sa.or_(
             tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms
@@ -301,12 +340,14 @@ class TaskQueue:
                         tasks.c.status == TaskStatus.QUEUED.value,
                         not_before,
                         lease_free,
+                        tasks.c.batch_id.not_in(HELD_BATCHES),
                         *scope,
                     )
                     .order_by(tasks.c.id)
                     .limit(room)
                 )
-                ids += list(conn.execute(queued).scalars())
+                found = list(conn.execute(queued).scalars())
+                ids += admit(conn, found, now_ms, caps or SpendCaps())
             if not ids:
                 return []
             claim = (

@@ -18,9 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.domain import ACTIVE, OUTBOX_KINDS, POLL_SOURCES, WAITING, TaskStatus
+from klingmon.domain import (
+    ACTIVE,
+    OUTBOX_KINDS,
+    POLL_SOURCES,
+    TERMINAL,
+    WAITING,
+    TaskStatus,
+)
 from klingmon.errors import StoreError
-from klingmon.policy import Transition, Verdict, consequences, judge
+from klingmon.policy import Transition, Verdict, consequences, judge, settle
 from klingmon.store._convert import (
     COST_COLUMNS,
     kling_ms,
@@ -29,6 +36,7 @@ from klingmon.store._convert import (
     wire,
 )
 from klingmon.store._downloads import queue_files
+from klingmon.store._prices import PriceSamples
 from klingmon.store._rows import BatchRow
 from klingmon.store._schema import batches, events, outbox, tasks
 
@@ -59,7 +67,16 @@ ACTIVE_STATES = tuple(sorted(ACTIVE))
 
 
 def batch_row(m: Mapping[Any, Any]) -> BatchRow:
-    return BatchRow(m["id"], m["name"], m["created_ms"], dict(m["defaults"] or {}))
+    quote = m.get("quote")
+    return BatchRow(
+        m["id"],
+        m["name"],
+        m["created_ms"],
+        dict(m["defaults"] or {}),
+        state=m.get("state"),
+        max_units=m.get("max_units"),
+        quote=None if quote is None else dict(quote),
+    )
 
 
 def free_name(conn: sa.Connection, now_ms: int) -> str:
@@ -108,6 +125,10 @@ def new_task_values(
         "deadline_ms": new.deadline_ms,
         "retry_of": new.retry_of,
         "learned_via": None,
+        "quoted_units": new.quoted_units,
+        "spend": None,
+        "spend_units": None,
+        "reserved_ms": None,
     }
     task = new.task
     if task is None:
@@ -247,7 +268,7 @@ class Pending:
     whole sweep or group of callbacks instead of three or four per observation.
     """
 
-    __slots__ = ("events", "heard", "owed", "updates")
+    __slots__ = ("events", "heard", "owed", "prices", "updates")
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -256,6 +277,8 @@ class Pending:
         self.updates: dict[int, dict[str, Any]] = {}
         #: Succeeded tasks (the row as the change leaves it) whose files are owed.
         self.owed: dict[int, tuple[dict[str, Any], int]] = {}
+        #: Charges of the successes, for the learned prices.
+        self.prices = PriceSamples()
 
     def change(
         self,
@@ -279,6 +302,8 @@ class Pending:
         callback nobody vouched for: its URLs must never be fetched).
         """
         merged = dict(values or {}) | status_values(row, new, source, now_ms)
+        if new in TERMINAL:
+            merged |= self._settled(row, merged, new, trusted=trusted)
         changed = {k: v for k, v in merged.items() if k not in row or row[k] != v}
         if changed:
             self.update(row["id"], changed)
@@ -291,6 +316,24 @@ class Pending:
         if implied.owes_files:
             self.owe(dict(row) | changed, now_ms)
         return index
+
+    def _settled(
+        self,
+        row: Mapping[str, Any],
+        merged: Mapping[str, Any],
+        new: TaskStatus,
+        *,
+        trusted: bool,
+    ) -> dict[str, Any]:
+        """The spend ledger's columns for a task that ends; learn its price."""
+        after = dict(row) | dict(merged)
+        reserved = after.get("spend_units") if after.get("spend") else None
+        spend, counted = settle(
+            new, reserved, after.get("units"), after.get("cash"), trusted=trusted
+        )
+        if new is TaskStatus.SUCCEED and trusted and "endpoint" in row:
+            self.prices.add(row, after)
+        return {"spend": spend.value, "spend_units": counted}
 
     def owe(self, row: Mapping[str, Any], now_ms: int) -> None:
         """Owe the result files of ``row``, a succeeded task (idempotent)."""
@@ -344,6 +387,7 @@ class Pending:
         if self.owed:
             pg = conn.dialect.name == "postgresql"
             queue_files(conn, list(self.owed.values()), pg=pg)
+        self.prices.flush(conn)
         return ids
 
 

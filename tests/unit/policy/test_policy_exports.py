@@ -10,7 +10,10 @@ from klingmon.policy import (
     _governor,
     _lifecycle,
     _moderation,
+    _prices,
+    _quote,
     _schedule,
+    _spend,
     _stuck,
 )
 
@@ -26,7 +29,10 @@ def test_all_is_sorted_and_complete():
         _governor,
         _lifecycle,
         _moderation,
+        _prices,
+        _quote,
         _schedule,
+        _spend,
         _stuck,
     )
     public = {name for m in modules for name in m.__all__}
