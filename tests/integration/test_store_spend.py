@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from test_store_contract import EP, T0, backend, store, wire  # noqa: F401 -- fixtures
+from test_store_contract import EP, T0, backend, store, wire
 
 from klingmon.domain import BatchState, TaskStatus
 from klingmon.store import NewTask, Observation, SpendCaps
 
 if TYPE_CHECKING:
     from klingmon.store import Store
+
+#: The contract suite's fixtures: SQLite and PostgreSQL.
+__all__ = ["backend", "store"]
 
 KEY = (EP, "kling-v1", "std", "5", "")
 
