@@ -115,6 +115,8 @@ def status(
                     "total": sum(c.values()),
                     "counts": {s.value: n for s, n in c.items() if n},
                     "done": all(s in TERMINAL for s, n in c.items() if n),
+                    # Only for a held batch: awaiting_approval, paused_budget.
+                    **({"state": b.state} if b.state else {}),
                 }
                 for b, c in rows
             ]

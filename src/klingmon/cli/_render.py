@@ -12,7 +12,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from klingmon.domain import RESULT_KINDS, TERMINAL, TaskStatus
+from klingmon.domain import RESULT_KINDS, TERMINAL, BatchState, TaskStatus
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -86,12 +86,15 @@ def batches_table(rows: list[tuple[BatchRow, dict[TaskStatus, int]]]) -> Table:
     for batch, counts in rows:
         total = sum(counts.values())
         done = sum(n for s, n in counts.items() if s in TERMINAL)
+        text = counts_text(counts)
+        if batch.state:  # awaiting approval, paused: budget
+            text.append(f"  {BatchState(batch.state).label}", style="bold yellow")
         table.add_row(
             batch.name,
             fmt_ms(batch.created_ms),
             str(total),
             f"{done}/{total}",
-            counts_text(counts),
+            text,
         )
     return table
 
@@ -116,6 +119,8 @@ class WatchFacts:
     log: str | None = None
     #: This batch has tasks waiting to be sent.
     queued: int = 0
+    #: ``awaiting approval`` or ``paused: budget`` ("" while it runs).
+    state: str = ""
 
 
 def batch_progress(
@@ -175,6 +180,8 @@ def _fact_lines(facts: WatchFacts) -> list[RenderableType]:
                 "yellow",
             )
         )
+    if facts.state:
+        lines.append(Text(f"{facts.state}: nothing more of it is sent", "yellow"))
     if facts.trouble:
         note = f"! {facts.trouble} — retrying"
         if facts.give_up_in is not None:

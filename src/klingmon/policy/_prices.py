@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from klingmon.api import model_path, resolve_endpoint
+from klingmon.api import ModelPath, model_path, resolve_endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -79,8 +80,7 @@ def _count(body: Mapping[str, Any]) -> int:
 
 def price_key(endpoint: str, body: Mapping[str, Any]) -> tuple[PriceKey, int]:
     """The key a create's price is kept under, and how many items it makes."""
-    path = resolve_endpoint(endpoint)
-    parts = model_path(path)
+    path, parts = _path(endpoint)
     settings = _settings(body)
     if parts is not None:
         quality = str(settings.get("resolution") or body.get("mode") or "720p")
@@ -93,7 +93,20 @@ def price_key(endpoint: str, body: Mapping[str, Any]) -> tuple[PriceKey, int]:
         duration = str(body.get("duration") or "5")
         audio = body.get("sound") == "on"
         key = (path, model, mode, duration, "audio" if audio else "")
+    if _is_image(path, parts.family if parts is not None else ""):
+        key = (path, key[1], "", "", "")  # an image has no mode, length or sound
     return key, _count(body)
+
+
+@lru_cache(maxsize=1024)
+def _path(endpoint: str) -> tuple[str, ModelPath | None]:
+    """The path and model of an endpoint (a batch names a handful, row after row)."""
+    path = resolve_endpoint(endpoint)
+    return path, model_path(path)
+
+
+def _is_image(path: str, family: str) -> bool:
+    return path.startswith("/v1/images/") or family in _NEW_IMAGE_FAMILIES
 
 
 def shipped_units(key: PriceKey) -> float | None:

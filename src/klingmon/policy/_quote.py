@@ -103,15 +103,21 @@ def build_quote(
     prices: PriceBook,
     *,
     slots: int,
-    seconds: Callable[[PriceKey], float] | None = None,
+    seconds: Callable[[str, Mapping[str, Any]], float] | None = None,
 ) -> Quote:
-    """Price ``(endpoint, body)`` pairs, grouped by key in first-seen order."""
+    """Price ``(endpoint, body)`` pairs, grouped by key in first-seen order.
+
+    ``seconds`` tells how long a task like the first of each group takes (from
+    the learned durations).
+    """
     tasks: Counter[PriceKey] = Counter()
     items: Counter[PriceKey] = Counter()
+    first: dict[PriceKey, tuple[str, Mapping[str, Any]]] = {}
     for endpoint, body in requests:
         key, count = price_key(endpoint, body)
         tasks[key] += 1
         items[key] += count
+        first.setdefault(key, (endpoint, body))
     lines = []
     for key, n in tasks.items():
         priced = prices.price(key)
@@ -124,7 +130,7 @@ def build_quote(
                 priced.source,
                 priced.cash,
                 priced.currency,
-                seconds(key) if seconds is not None else 0.0,
+                seconds(*first[key]) if seconds is not None else 0.0,
             )
         )
     return _totals(tuple(lines), max(1, slots))

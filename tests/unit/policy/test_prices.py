@@ -76,7 +76,7 @@ def test_a_bad_override_key_is_refused():
 def test_a_quote_groups_rows_and_adds_them_up():
     """Lines per key in first-seen order; unknown prices counted apart."""
     rows = [(T2V, {}), (T2V, {}), (T2V, {"model_name": "kling-v9"}), (T2V, {})]
-    quote = build_quote(rows, PriceBook(), slots=2, seconds=lambda _key: 60.0)
+    quote = build_quote(rows, PriceBook(), slots=2, seconds=lambda _e, _b: 60.0)
     assert [(line.tasks, line.units) for line in quote.lines] == [(3, 3.0), (1, None)]
     assert (quote.units, quote.unknown_tasks, quote.seconds) == (3.0, 1, 120.0)
     assert quote.covered is None
