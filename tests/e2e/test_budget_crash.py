@@ -108,6 +108,10 @@ def test_a_budget_holds_through_sigkills_and_resume_finishes(tmp_path):
         assert (summary["outcome"], summary["state"]) == ("held", "paused_budget")
         with Store.open(str(db)) as store:
             _check_end(server, store, "capped")
+        report = json.loads(klingmon("report", "capped", "--json", env=env).stdout)
+        assert report["spend"]["state"] == "paused_budget"
+        assert report["spend"]["charged"] <= CAP
+        assert report["spend"]["quoted"] == TASKS
         resumed = klingmon("resume", "capped", "--max-units", "1000", env=env)
         assert resumed.returncode == 0, resumed.stderr
         final = klingmon(*flags, "watch", "capped", "--json", env=env, timeout=120)

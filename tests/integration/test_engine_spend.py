@@ -106,4 +106,5 @@ async def test_a_budget_pauses_the_batch_and_resume_finishes_it(tmp_path):
     assert sim.counters()["units_committed"] == 12
     assert monitor.done(batch.id)
     assert monitor.store.spend.summary(batch.id).charged == 12
+    assert monitor.store.spend.by_batch()[batch.id] == (12.0, 12.0, 12.0)
     await monitor.aclose()

@@ -17,7 +17,14 @@ from klingmon.domain import RESULT_KINDS, TERMINAL, BatchState, TaskStatus
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from klingmon.store import BatchRow, EventRow, Report, TaskRow, WorkerRow
+    from klingmon.store import (
+        BatchRow,
+        EventRow,
+        Report,
+        SpendSummary,
+        TaskRow,
+        WorkerRow,
+    )
 
 __all__ = [
     "EXPIRY_WARNING_S",
@@ -335,7 +342,34 @@ def _urls(result: dict[str, Any] | None) -> list[str]:
     return [str(i.get("url")) for i in items if isinstance(i, dict) and i.get("url")]
 
 
-def report_view(name: str, report: Report) -> RenderableType:
+def _spend_rows(table: Table, spent: SpendSummary, batch: BatchRow | None) -> None:
+    """Quoted against charged, the ledger's states, a cap and a hold."""
+    table.add_row(
+        "quoted / charged",
+        f"{spent.quoted:g} / {spent.charged:g} units"
+        + (f" ({spent.undetermined:g} undetermined)" if spent.undetermined else ""),
+    )
+    if spent.tasks:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(spent.tasks.items()))
+        table.add_row("spend ledger", states)
+    if spent.failed_charged:
+        table.add_row(
+            "charged although failed",
+            Text(f"{spent.failed_charged} tasks", style="bold red"),
+        )
+    if batch is not None and batch.max_units is not None:
+        table.add_row("cap", f"{batch.max_units:g} units ({spent.counted:g} counted)")
+    if batch is not None and batch.state:
+        table.add_row("state", Text(BatchState(batch.state).label, "bold yellow"))
+
+
+def report_view(
+    name: str,
+    report: Report,
+    *,
+    spent: SpendSummary | None = None,
+    batch: BatchRow | None = None,
+) -> RenderableType:
     table = Table(title=f"Report: {name}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -352,6 +386,8 @@ def report_view(name: str, report: Report) -> RenderableType:
         ),
     )
     table.add_row("units spent", f"{report.units:g}")
+    if spent is not None:
+        _spend_rows(table, spent, batch)
     if report.cash:
         cash = ", ".join(f"{v:g} {k}".rstrip() for k, v in sorted(report.cash.items()))
         table.add_row("cash spent", cash)

@@ -300,6 +300,22 @@ class Spending:
             failed_charged=int(failed_charged or 0),
         )
 
+    def by_batch(self) -> dict[int, tuple[float, float, float]]:
+        """Per batch: (quoted, counted against caps, charged) units, in one query."""
+        c = tasks.c
+        charged = sa.case((c.spend == Spend.CHARGED.value, c.spend_units), else_=0.0)
+        query = sa.select(
+            c.batch_id,
+            sa.func.coalesce(sa.func.sum(c.quoted_units), 0.0),
+            _COUNTED,
+            sa.func.coalesce(sa.func.sum(charged), 0.0),
+        ).group_by(c.batch_id)
+        with self._unit.read() as conn:
+            return {
+                int(b): (float(q), float(n), float(ch))
+                for b, q, n, ch in conn.execute(query).all()
+            }
+
     def learned_prices(self) -> dict[PriceKey, Learned]:
         with self._unit.read() as conn:
             return load_prices(conn)
