@@ -51,7 +51,7 @@ async def test_a_second_quote_is_within_one_percent_of_the_charges(tmp_path):
 
     warm = monitor.quote(_mixed(40))
     assert {line.source for line in warm.lines} == {PriceSource.LEARNED}
-    second = monitor.submit(_mixed(40), batch="second")
+    second = monitor.submit(_mixed(40), batch="second", allow_repeats=True)
     await asyncio.wait_for(monitor.run(batch=second.id), timeout=30)
     tasks = monitor.store.tasks.tasks(second.id)
     succeeded = {t.external_task_id for t in tasks if t.status == "succeed"}
@@ -107,4 +107,30 @@ async def test_a_budget_pauses_the_batch_and_resume_finishes_it(tmp_path):
     assert monitor.done(batch.id)
     assert monitor.store.spend.summary(batch.id).charged == 12
     assert monitor.store.spend.by_batch()[batch.id] == (12.0, 12.0, 12.0)
+    await monitor.aclose()
+
+
+async def test_a_repeat_of_a_success_is_linked_and_not_paid_again(tmp_path):
+    """Same endpoint and body as a success: stored cancelled, linked, never sent."""
+    clock = VirtualClock()
+    sim = Simulator(SimConfig(seed=8, faults=Faults(fail_rate=0.0)), clock=clock)
+    monitor = virtual_monitor(sim, tmp_path / "k.db", clock)
+    first = monitor.submit(
+        [Text2VideoRequest(prompt="a fox"), Text2VideoRequest(prompt="a cat")]
+    )
+    await asyncio.wait_for(monitor.run(batch=first.id), timeout=30)
+    earlier = {t.prompt: t.id for t in monitor.store.tasks.tasks(first.id)}
+    again = monitor.submit(
+        [Text2VideoRequest(prompt="a fox"), Text2VideoRequest(prompt="a dog")]
+    )
+    await asyncio.wait_for(monitor.run(batch=again.id), timeout=30)
+    fox, dog = monitor.store.tasks.tasks(again.id)
+    assert (fox.status, fox.repeat_of) == ("cancelled", earlier["a fox"])
+    assert (dog.status, dog.repeat_of) == ("succeed", None)
+    assert sim.counters()["requests_by_route"]["create"] == 3
+    assert again.quote is not None
+    assert again.quote["tasks"] == 1
+    forced = monitor.submit([Text2VideoRequest(prompt="a fox")], allow_repeats=True)
+    await asyncio.wait_for(monitor.run(batch=forced.id), timeout=30)
+    assert sim.counters()["requests_by_route"]["create"] == 4
     await monitor.aclose()

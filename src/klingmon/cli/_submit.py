@@ -91,6 +91,12 @@ def submit(
         help="Cap on the units the batch may spend (reserved plus charged); past "
         "it the batch pauses until `klingmon resume BATCH --max-units N`.",
     ),
+    allow_repeats: bool = typer.Option(
+        False,
+        "--allow-repeats",
+        help="Send rows identical to tasks that already succeeded (by default they "
+        "are stored as repeats, linked to the earlier result, and not paid again).",
+    ),
     force: bool = typer.Option(
         False,
         "--force",
@@ -162,6 +168,7 @@ def submit(
         timeout=timeout,
         hold=True if hold else None,
         max_units=max_units,
+        allow_repeats=allow_repeats,
     )
     if not watch:
         _say_stored(context, stored, len(rows), as_json=as_json)
@@ -283,6 +290,17 @@ def _say_stored(
         highlight=False,
         soft_wrap=True,
     )
+    repeats = [t for t in context.store().tasks.tasks(stored.id) if t.repeat_of]
+    if repeats:
+        shown = ", ".join(f"#{t.seq} = task {t.repeat_of}" for t in repeats[:5])
+        more = f" and {len(repeats) - 5} more" if len(repeats) > 5 else ""
+        context.err.print(
+            f"Skipped {len(repeats)} rows identical to tasks that already succeeded "
+            f"({shown}{more}); they are linked, not sent (--allow-repeats sends "
+            "them).",
+            highlight=False,
+            soft_wrap=True,
+        )
     if stored.state == BatchState.AWAITING_APPROVAL:
         units = (stored.quote or {}).get("units")
         context.err.print(

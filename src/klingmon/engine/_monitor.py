@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Self
 
@@ -27,6 +28,7 @@ from klingmon.errors import (
     UsageError,
 )
 from klingmon.hooks import Hook, HookName, Hooks
+from klingmon.policy import request_hash
 from klingmon.store import NewTask, Store, retry_batch
 
 if TYPE_CHECKING:
@@ -152,6 +154,7 @@ class Monitor:
         timeout: float | None = None,
         hold: bool | None = None,
         max_units: float | None = None,
+        allow_repeats: bool = False,
     ) -> BatchRow:
         """Store a batch of requests (all or nothing) with its quote; ``run`` sends
         them.
@@ -159,7 +162,10 @@ class Monitor:
         ``hold`` (default: ``require_approval``) stores it ``awaiting approval``:
         nothing is sent before :meth:`approve`. ``max_units`` caps what it may
         spend (reserved plus charged); past it the batch pauses (``paused: budget``)
-        until :meth:`resume`.
+        until :meth:`resume`. A request identical to one that already succeeded
+        (same endpoint, same body but for klingmon's ids) is stored ``cancelled``
+        with ``repeat_of`` naming that task, and never sent, unless
+        ``allow_repeats``.
         """
         now = self.clock.now()
         deadline = to_ms(now + timeout) if timeout is not None else None
@@ -168,7 +174,8 @@ class Monitor:
             raise UsageError("a batch needs at least one task")
         if max_units is not None and not max_units >= 0:
             raise UsageError("max_units must be a number of units >= 0")
-        quote = self._quoter.quote(tasks)
+        tasks = self._repeats(tasks, allow=allow_repeats)
+        quote = self._quoter.quote([t for t in tasks if t.repeat_of is None])
         tasks = self._quoter.priced(tasks, self._quoter.book())
         held = self.require_approval if hold is None else hold
         row = self.store.tasks.create_batch(
@@ -182,6 +189,21 @@ class Monitor:
         if self._engine is not None:
             self._engine.wake()
         return row
+
+    def _repeats(self, tasks: list[NewTask], *, allow: bool) -> list[NewTask]:
+        hashed = [
+            dataclasses.replace(t, request_hash=request_hash(t.endpoint, t.body))
+            for t in tasks
+        ]
+        if allow:
+            return hashed
+        found = self.store.tasks.succeeded_with([t.request_hash or "" for t in hashed])
+        return [
+            dataclasses.replace(t, repeat_of=found[t.request_hash])
+            if t.request_hash in found
+            else t
+            for t in hashed
+        ]
 
     def approve(self, batch: str | int) -> BatchRow:
         """Let a batch stored ``awaiting approval`` be sent."""

@@ -71,6 +71,9 @@ class Quoter:
         """``tasks`` with the units each is expected to cost (None: unknown)."""
         out = []
         for task in tasks:
+            if task.repeat_of is not None:  # never sent: nothing to reserve
+                out.append(task)
+                continue
             key, items = price_key(task.endpoint, task.body)
             units = book.price(key).units
             quoted = None if units is None else round(units * items, 6)

@@ -36,6 +36,7 @@ from klingmon.policy._prices import (
     shipped_units,
 )
 from klingmon.policy._quote import Quote, QuoteLine, build_quote, with_remaining
+from klingmon.policy._repeats import request_hash
 from klingmon.policy._schedule import (
     INTERVAL_RULE,
     Schedule,
@@ -91,6 +92,7 @@ __all__ = [
     "polls_per_hour",
     "price_key",
     "rank",
+    "request_hash",
     "settle",
     "shipped_units",
     "storage_key",

@@ -72,6 +72,8 @@ def task_row(m: Mapping[Any, Any]) -> TaskRow:
         quoted_units=m.get("quoted_units"),
         spend=m.get("spend"),
         spend_units=m.get("spend_units"),
+        request_hash=m.get("request_hash"),
+        repeat_of=m.get("repeat_of"),
     )
 
 

@@ -91,6 +91,8 @@ class TaskQueuePort(Protocol):
         statuses: Collection[TaskStatus] | None = None,
     ) -> dict[TaskStatus, int]: ...
 
+    def succeeded_with(self, hashes: Collection[str]) -> dict[str, int]: ...
+
     def has_tasks(
         self,
         statuses: Collection[TaskStatus],

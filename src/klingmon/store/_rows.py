@@ -41,6 +41,10 @@ class NewTask:
     task: Snapshot | None = None
     #: The units its quote expects (reserved when it is sent); None: unknown.
     quoted_units: float | None = None
+    #: Its endpoint and canonical body, hashed (see ``request_hash``).
+    request_hash: str | None = None
+    #: A repeat of this succeeded task: stored ``cancelled``, linked, never sent.
+    repeat_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,9 @@ class TaskRow:
     quoted_units: float | None = None
     spend: str | None = None
     spend_units: float | None = None
+    request_hash: str | None = None
+    #: The succeeded task this one repeats (it was not sent).
+    repeat_of: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:

@@ -110,7 +110,12 @@ tasks = sa.Table(
     sa.Column("spend", sa.String(16)),
     sa.Column("spend_units", sa.Float),
     sa.Column("reserved_ms", _Ms),
+    # The request's endpoint and canonical body, hashed: a repeat of a success is
+    # found before it is paid again (``repeat_of``: the success it repeats).
+    sa.Column("request_hash", sa.String(64)),
+    sa.Column("repeat_of", _Id),
     sa.Index("ix_tasks_reserved_ms", "reserved_ms"),
+    sa.Index("ix_tasks_request_hash", "request_hash"),
     sa.Index("ix_tasks_batch_spend", "batch_id", "spend"),
     sa.Index("ix_tasks_status_next_poll", "status", "next_poll_ms"),
     # The submitter's pick (oldest queued first) and slot count (queued tasks leased

@@ -206,6 +206,23 @@ class TaskQueue:
         with self._unit.read() as conn:
             return {TaskStatus(s): n for s, n in conn.execute(query)}
 
+    def succeeded_with(self, hashes: Collection[str]) -> dict[str, int]:
+        """Per request hash, a succeeded task with it (the first), if any."""
+        wanted = sorted(set(hashes))
+        found: dict[str, int] = {}
+        with self._unit.read() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    sa.select(tasks.c.request_hash, sa.func.min(tasks.c.id))
+                    .where(
+                        tasks.c.request_hash.in_(wanted[start : start + 500]),
+                        tasks.c.status == TaskStatus.SUCCEED.value,
+                    )
+                    .group_by(tasks.c.request_hash)
+                )
+                found.update({str(h): int(i) for h, i in rows.all()})
+        return found
+
     def has_tasks(
         self,
         statuses: Collection[TaskStatus],

@@ -129,7 +129,18 @@ def new_task_values(
         "spend": None,
         "spend_units": None,
         "reserved_ms": None,
+        "request_hash": new.request_hash,
+        "repeat_of": new.repeat_of,
     }
+    if new.repeat_of is not None:
+        # A repeat of a success: kept, linked, ended; never sent nor paid again.
+        values |= {
+            "status": TaskStatus.CANCELLED.value,
+            "status_msg": f"a repeat of task {new.repeat_of}, which succeeded",
+            "finished_ms": now_ms,
+            "spend": "released",
+            "spend_units": 0.0,
+        }
     task = new.task
     if task is None:
         return values

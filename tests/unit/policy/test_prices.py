@@ -111,3 +111,16 @@ def test_fits_never_lets_a_send_over_a_cap(spent, cap, need):
         assert all(b.spent + need <= b.cap + 1e-9 for b in budgets)
     if not budgets:
         assert fits(need, budgets)
+
+
+def test_a_request_hash_ignores_klingmon_s_ids_and_key_order():
+    """Same endpoint and body: same hash, whatever the ids; another body differs."""
+    from klingmon.policy import request_hash  # noqa: PLC0415 -- beside its test
+
+    a = request_hash("text2video", {"prompt": "x", "mode": "std"})
+    b = request_hash(T2V, {"mode": "std", "prompt": "x", "external_task_id": "e"})
+    new = {"prompt": "x", "options": {"external_task_id": "e", "callback_url": "u"}}
+    assert a == b
+    assert request_hash(NEW, new) == request_hash(NEW, {"prompt": "x"})
+    assert request_hash(T2V, {"prompt": "y"}) != a
+    assert request_hash(NEW, {"prompt": "x"}) != request_hash(T2V, {"prompt": "x"})

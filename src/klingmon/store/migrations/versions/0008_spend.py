@@ -1,5 +1,5 @@
 """Spend control: each task's quote and spend ledger, each batch's state and cap,
-learned prices.
+learned prices, and each request's hash (a repeat of a success is not paid again).
 
 Revision ID: 0008
 Revises: 0007
@@ -25,6 +25,8 @@ _TASK_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("spend", sa.String(length=16)),
     ("spend_units", sa.Float()),
     ("reserved_ms", sa.BigInteger()),
+    ("request_hash", sa.String(length=64)),
+    ("repeat_of", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
 )
 _BATCH_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("state", sa.String(length=24)),
@@ -40,6 +42,7 @@ def upgrade() -> None:
         op.add_column("batches", sa.Column(name, type_, nullable=True))
     op.create_index("ix_tasks_reserved_ms", "tasks", ["reserved_ms"])
     op.create_index("ix_tasks_batch_spend", "tasks", ["batch_id", "spend"])
+    op.create_index("ix_tasks_request_hash", "tasks", ["request_hash"])
     op.create_table(
         "price_stats",
         sa.Column("key", sa.String(length=400), nullable=False),
@@ -56,6 +59,7 @@ def downgrade() -> None:
     # Plain DROP COLUMN, as 0007: batch mode would copy ``tasks`` and lose its
     # expression indexes.
     op.drop_table("price_stats")
+    op.drop_index("ix_tasks_request_hash", table_name="tasks")
     op.drop_index("ix_tasks_batch_spend", table_name="tasks")
     op.drop_index("ix_tasks_reserved_ms", table_name="tasks")
     for name, _ in reversed(_BATCH_COLUMNS):
