@@ -21,6 +21,7 @@ generation) stops the engine with a ConfigError before anything is stored or sen
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from enum import Enum
 from typing import TYPE_CHECKING, Final
@@ -111,7 +112,9 @@ class Submitter:
         if not counts.get(TaskStatus.SUBMITTING) and (
             not self.slots_free
             or not await self._off(
-                self._store.tasks.has_tasks, (TaskStatus.QUEUED,), self.scope
+                functools.partial(self._store.tasks.has_tasks, skip_held=True),
+                (TaskStatus.QUEUED,),
+                self.scope,
             )
         ):
             return False
