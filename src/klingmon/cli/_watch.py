@@ -146,19 +146,23 @@ def _quiet_log() -> Iterator[_ViewLog | None]:
 
 def batch_summary(monitor: Monitor, batch: BatchRow) -> dict[str, object]:
     counts = monitor.store.tasks.count_by_status(batch.id)
-    now = monitor.store.tasks.batch(batch.id)
-    spent = monitor.store.spend.summary(batch.id)
-    return {
+    summary: dict[str, object] = {
         "batch": batch.name,
         "total": sum(counts.values()),
         "counts": {s.value: n for s, n in counts.items() if n},
         "done": all(s in TERMINAL for s, n in counts.items() if n),
         "failed": sum(counts.get(s, 0) for s in _FAILED),
-        # ``awaiting_approval`` or ``paused_budget``: nothing more is sent.
-        "state": now.state if now is not None else None,
-        "quoted_units": round(spent.quoted, 4),
-        "charged_units": round(spent.charged, 4),
     }
+    now = monitor.store.tasks.batch(batch.id)
+    if now is not None and now.state:
+        # ``awaiting_approval`` or ``paused_budget``: nothing more of it is sent.
+        spent = monitor.store.spend.summary(batch.id)
+        summary |= {
+            "state": now.state,
+            "quoted_units": round(spent.quoted, 4),
+            "charged_units": round(spent.charged, 4),
+        }
+    return summary
 
 
 def _eta(monitor: Monitor, rows: list[TaskRow]) -> float | None:
@@ -275,7 +279,7 @@ async def watch_batch(
             runner.result()  # the engine's own error (a refusal, the store) wins
     summary = batch_summary(monitor, batch)
     if session.outcome == "running":
-        held = not summary["done"] and summary["state"] is not None
+        held = not summary["done"] and summary.get("state") is not None
         session.outcome = "done" if summary["done"] else "held" if held else "stopped"
     summary["outcome"] = session.outcome
     summary["elapsed_s"] = round(session.elapsed(), 1)
