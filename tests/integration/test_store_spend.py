@@ -116,3 +116,27 @@ def test_charges_teach_the_learned_prices(store: Store):
     _finish(store, c, "failed", final_unit_deduction="0")
     learned = store.spend.learned_prices()[KEY]
     assert (learned.count, learned.units_each) == (2.0, 3.0)
+
+
+def test_successes_are_found_by_request_hash_and_batches_add_up(store: Store):
+    """succeeded_with finds the first success of a hash; by_batch sums the ledger."""
+    tasks = [
+        NewTask(EP, {"prompt": "p"}, quoted_units=1.0, request_hash=h)
+        for h in ("h1", "h1", "h2")
+    ]
+    batch = store.tasks.create_batch(None, tasks, T0).id
+    a, b, c = _claim(store)
+    _finish(store, a, "succeed", final_unit_deduction="1")
+    _finish(store, b, "succeed", final_unit_deduction="1")
+    _finish(store, c, "failed", final_unit_deduction="0")
+    assert store.tasks.succeeded_with(["h1", "h2", "h3"]) == {"h1": a}
+    assert store.spend.by_batch() == {batch: (3.0, 2.0, 2.0)}
+    repeat = NewTask(EP, {"prompt": "p"}, request_hash="h1", repeat_of=a)
+    again = store.tasks.create_batch(None, [repeat], T0).id
+    [row] = store.tasks.tasks(again)
+    assert (row.status, row.repeat_of, row.spend) == (
+        TaskStatus.CANCELLED,
+        a,
+        "released",
+    )
+    assert _claim(store) == []
