@@ -7,6 +7,7 @@ Secrets are wrapped so that no repr, log line or export can show them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import ipaddress
@@ -25,7 +26,12 @@ from klingmon.api import DEFAULT_BASE_URL
 from klingmon.downloads import DownloadSettings
 from klingmon.engine import EngineSettings
 from klingmon.errors import ConfigError
-from klingmon.policy import INTERVAL_RULE, SchedulePolicy, intervals_ordered
+from klingmon.policy import (
+    INTERVAL_RULE,
+    SchedulePolicy,
+    intervals_ordered,
+    parse_price_key,
+)
 
 __all__ = ["CREDENTIAL_VARIABLES", "Secret", "Settings", "load_settings"]
 
@@ -118,6 +124,16 @@ class Settings:
     #: Host names ``klingmon serve`` answers to besides loopback and the public
     #: URL's host (``KLINGMON_ALLOWED_HOSTS``, separated by spaces); others get 400.
     allowed_hosts: tuple[str, ...] = ()
+    #: Store every batch ``awaiting approval`` with its quote; nothing is sent
+    #: before ``klingmon approve`` (``KLINGMON_REQUIRE_APPROVAL``).
+    require_approval: bool = False
+    #: Caps on the units reserved and charged per UTC day and month, over every
+    #: batch (``KLINGMON_DAILY_UNITS``, ``KLINGMON_MONTHLY_UNITS``).
+    daily_units: float | None = None
+    monthly_units: float | None = None
+    #: ``[prices]``: units per item by ``endpoint|model|mode|duration|audio`` (any
+    #: tail left off), over the shipped table.
+    prices: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -155,7 +171,14 @@ class Settings:
             priority_aging=self.priority_aging,
             schedule=self.schedule,
             downloads=self.downloads if self.download else None,
+            daily_units=self.daily_units,
+            monthly_units=self.monthly_units,
         )
+
+    @property
+    def price_overrides(self) -> dict[tuple[str, ...], float]:
+        """``[prices]`` by parsed key (checked when the settings were made)."""
+        return {parse_price_key(k): v for k, v in self.prices}
 
     def credentials(self) -> dict[str, str | None]:
         """Keyword arguments for the Kling client: the one credentials path.
@@ -185,6 +208,9 @@ _ENV_ONLY = {
     "webhook_secret": "KLINGMON_WEBHOOK_SECRET",
     "callback_secret": "KLINGMON_CALLBACK_SECRET",
     "priority_aging": "KLINGMON_PRIORITY_AGING",
+    "require_approval": "KLINGMON_REQUIRE_APPROVAL",
+    "daily_units": "KLINGMON_DAILY_UNITS",
+    "monthly_units": "KLINGMON_MONTHLY_UNITS",
 }
 #: Where a value given to :func:`load_settings` came from, for error messages.
 _WHERE = {
@@ -208,6 +234,10 @@ _WHERE = {
     "public_url": "serve --public-url, KLINGMON_PUBLIC_URL",
     "webhook_secret": "serve --webhook-secret, KLINGMON_WEBHOOK_SECRET",
     "callback_secret": "KLINGMON_CALLBACK_SECRET",
+    "require_approval": "KLINGMON_REQUIRE_APPROVAL",
+    "daily_units": "KLINGMON_DAILY_UNITS",
+    "monthly_units": "KLINGMON_MONTHLY_UNITS",
+    "prices": "[prices] in klingmon.toml",
 }
 _HINTS = get_type_hints(Settings, {"Secret": Secret})
 _TYPES = {
@@ -283,6 +313,7 @@ def _normalise(merged: dict[str, Any]) -> dict[str, Any]:
     for key in ("db", "download_dir"):
         if isinstance(out.get(key), os.PathLike):
             out[key] = os.fspath(out[key])
+    out |= _spend_shapes(out)
     for key in _SECRET & out.keys():
         if isinstance(out[key], str):
             out[key] = Secret(out[key]) if out[key] else None
@@ -295,6 +326,22 @@ def _number(text: str) -> float | str:
         return float(text)
     except ValueError:
         return text
+
+
+def _spend_shapes(merged: dict[str, Any]) -> dict[str, Any]:
+    """``[prices]`` as pairs; the variables' strings as a flag and numbers."""
+    out: dict[str, Any] = {}
+    if isinstance(merged.get("prices"), dict):
+        out["prices"] = tuple(sorted(merged["prices"].items()))
+    flag = merged.get("require_approval")
+    if isinstance(flag, str):
+        out["require_approval"] = flag.strip().lower() in {"1", "true", "yes", "on"}
+    for key in ("daily_units", "monthly_units"):
+        found = merged.get(key)
+        if isinstance(found, str):
+            with contextlib.suppress(ValueError):  # left a string: the check names it
+                out[key] = float(found)
+    return out
 
 
 _Problem = tuple[tuple[str, ...], str]
@@ -344,10 +391,28 @@ def _range_problems(v: dict[str, Any]) -> list[_Problem]:
         if not parts or not all(part.startswith("whsec_") for part in parts):
             problems.append((("webhook_secret",), "must start with whsec_"))
     problems.extend(
+        ((key,), "must be a positive number of units")
+        for key in ("daily_units", "monthly_units")
+        if v[key] is not None and not (math.isfinite(v[key]) and v[key] > 0)
+    )
+    problems.extend(_price_problems(v["prices"]))
+    problems.extend(
         ((key,), "must not be empty")
         for key in ("db", "download_dir")
         if v[key] is not None and not v[key].strip()
     )
+    return problems
+
+
+def _price_problems(prices: tuple[tuple[str, float], ...]) -> list[_Problem]:
+    problems: list[_Problem] = []
+    for key, units in prices:
+        try:
+            parse_price_key(key)
+        except ValueError as exc:
+            problems.append((("prices",), str(exc)))
+        if not (math.isfinite(units) and units >= 0):
+            problems.append((("prices",), f"{key!r}: units must be >= 0"))
     return problems
 
 

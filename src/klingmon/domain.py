@@ -21,6 +21,7 @@ __all__ = [
     "RESULT_KINDS",
     "TERMINAL",
     "WAITING",
+    "BatchState",
     "Cost",
     "DownloadState",
     "EventKind",
@@ -91,6 +92,8 @@ class EventKind(StrEnum):
     DRIFT = "drift"
     #: The batch's priority changed while the task waited to be sent.
     PRIORITY = "priority"
+    #: The next send would go over a spending cap: the batch is ``paused: budget``.
+    BUDGET = "budget"
 
 
 #: Event kinds that hooks and forwarded webhooks must hear about.
@@ -101,6 +104,7 @@ OUTBOX_KINDS = frozenset(
         EventKind.WATCH_TIMEOUT,
         EventKind.REJECTED,
         EventKind.DRIFT,
+        EventKind.BUDGET,
     }
 )
 
@@ -122,6 +126,23 @@ class Source(StrEnum):
 
 #: The sources that ask Kling; their answers are trusted as they come.
 POLL_SOURCES = frozenset({Source.POLL, Source.SWEEP})
+
+
+class BatchState(StrEnum):
+    """Why nothing of a batch is sent (a batch that runs has no state)."""
+
+    #: Stored with its quote, waiting for ``klingmon approve``.
+    AWAITING_APPROVAL = "awaiting_approval"
+    #: Its next send would go over a cap; ``klingmon resume`` goes on.
+    PAUSED_BUDGET = "paused_budget"
+
+    @property
+    def label(self) -> str:
+        """How ``status`` and ``watch`` say it."""
+        return {
+            "awaiting_approval": "awaiting approval",
+            "paused_budget": "paused: budget",
+        }[self.value]
 
 
 class DownloadState(StrEnum):

@@ -99,6 +99,8 @@ class Runtime:
             client=client,
             settings=self.engine_settings(),
             clock=self.clock,
+            prices=self.settings.price_overrides,
+            require_approval=self.settings.require_approval,
         )
 
     def web_app(self, **options: Any) -> FastAPI:

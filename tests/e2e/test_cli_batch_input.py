@@ -85,9 +85,10 @@ def test_dry_run_says_the_batch_name_is_free(server, tmp_path):
     good.write_text("#1 bestseller shot\n\na boat\n", encoding="utf-8")
     free = klingmon("submit", str(good), "-b", "launch", "--dry-run", env=env)
     assert free.returncode == 0, free.stderr
-    assert free.stderr.strip() == (
+    assert free.stderr.strip().splitlines()[-1] == (
         f"{good}: 2 tasks, all valid; batch name 'launch' is free (nothing stored)"
     )
+    assert "Total: 2 tasks, 2 units" in free.stderr  # the quote, before that line
     missing = klingmon("submit", str(tmp_path / "gone.csv"), "--dry-run", env=env)
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"Error: {tmp_path / 'gone.csv'}: No such file"

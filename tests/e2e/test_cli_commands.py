@@ -92,15 +92,15 @@ def test_a_bad_row_stores_nothing_and_exits_2(server, tmp_path):
 
 
 def test_dry_run_validates_without_storing(server, tmp_path):
-    """--dry-run says how many tasks are valid and stores none."""
+    """--dry-run says how many tasks are valid, quotes them and stores none."""
     env = cli_env(server, tmp_path / "k.db")
     path = tmp_path / "p.txt"
     path.write_text("one\ntwo\n")
-    assert _json(klingmon("submit", str(path), "--dry-run", "--json", env=env)) == {
-        "valid": True,
-        "tasks": 2,
-        "file": str(path),
-    }
+    answer = _json(klingmon("submit", str(path), "--dry-run", "--json", env=env))
+    quote = answer.pop("quote")
+    assert answer == {"valid": True, "tasks": 2, "file": str(path)}
+    assert (quote["units"], quote["lines"][0]["price"]) == (2.0, "shipped")
+    assert quote["covered"] is True
     assert _json(klingmon("status", "--json", env=env)) == []
 
 

@@ -233,6 +233,43 @@ async def test_priority_action_changes_it_with_the_token(finished: Finished) -> 
     assert [e.payload for e in events] == [{"old": 0, "new": -3, "by": "dashboard"}] * 2
 
 
+async def test_approve_and_resume_actions_let_held_batches_go_on(
+    finished: Finished,
+) -> None:
+    """A held batch shows its badge; approve and resume (a new cap) need the token."""
+    with Store.open(str(finished.db)) as store:
+        requests = [Text2VideoRequest(prompt=f"held {i}") for i in range(2)]
+        held = Monitor(store=store).submit(requests, batch="held", hold=True)
+        capped = Monitor(store=store).submit(requests, batch="capped", max_units=0)
+        store.tasks.claim_submissions("w", to_ms(time.time()), 1000, slots=50)
+        async with client(app_for(store, Dashboard(token=TOKEN))) as http:
+            anonymous = await http.post("/actions/approve/held")
+            overview = await http.get("/", headers=_bearer())
+            page = await http.get("/batches/capped", headers=_bearer())
+            approved = await http.post("/actions/approve/held", headers=_bearer())
+            again = await http.post("/actions/approve/held", headers=_bearer())
+            resumed = await http.post(
+                "/actions/resume/capped", headers=_bearer(), data={"max_units": "9"}
+            )
+            bad = await http.post(
+                "/actions/resume/capped", headers=_bearer(), data={"max_units": "x"}
+            )
+        after_held = store.tasks.batch(held.id)
+        after_capped = store.tasks.batch(capped.id)
+    assert anonymous.status_code == 401
+    assert "awaiting approval</span>" in overview.text
+    assert "paused: budget</span>" in page.text
+    assert "Resume</button>" in page.text
+    assert approved.headers["location"] == "/batches/held?done=approved"
+    assert again.headers["location"] == "/batches/held?done=not_held"
+    assert resumed.headers["location"] == "/batches/capped?done=resumed"
+    assert bad.status_code == 422
+    assert after_held is not None
+    assert after_held.state is None
+    assert after_capped is not None
+    assert (after_capped.state, after_capped.max_units) == (None, 9.0)
+
+
 async def test_cross_site_posts_are_refused(finished: Finished) -> None:
     """A form posted from another origin is refused even with the cookie."""
     with Store.open(str(finished.db)) as store:

@@ -150,15 +150,16 @@ async def test_polls_falling_due_together_share_one_sweep(tmp_path):
 async def test_a_sweep_moves_only_the_unchanged_polls_that_are_near(tmp_path):
     """A task the page showed unchanged moves only when its own poll would likely
     come before the next sweep: one further off would land about where it was, at a
-    write per task per sweep."""
-    clock, _, monitor, (due, near, far) = await _swept_once(tmp_path)
+    write per task per sweep. (Work waits for a slot: once nothing does, a batch's
+    last polls are all brought within ``done_lag``.)"""
+    clock, _, monitor, (due, near, far) = await _swept_once(tmp_path, waiting=2)
     engine, store = monitor.engine(), monitor.store
     clock.advance(1.0)  # the next comes a second later: sweeps are frequent
     now = to_ms(clock.now())
     lag = to_ms(engine.settings.schedule.target_lag)
     store.watch.schedule([(due, now), (near, now + lag // 2), (far, now + 3 * lag)])
     await engine.step()  # one page shows all three, none changed
-    after = {t.id: t for t in store.tasks.tasks()}
+    after = {t.id: t for t in store.tasks.tasks() if t.id in (due, near, far)}
     assert {t.status for t in after.values()} == {TaskStatus.SUBMITTED}
     assert after[due].polls == 2
     assert after[near].next_poll_ms != now + lag // 2  # moved as if polled
@@ -196,16 +197,19 @@ async def test_on_a_slow_endpoint_a_poll_left_from_an_ended_phase_moves(tmp_path
 
 
 async def _swept_once(
-    tmp_path: Path,
+    tmp_path: Path, *, waiting: int = 0
 ) -> tuple[VirtualClock, Simulator, Monitor, list[int]]:
-    """Three tasks submitted on a 5-slot account, the first polled by one sweep."""
+    """Three tasks submitted on a 3-slot account, the first polled by one sweep;
+    ``waiting`` more queued behind them."""
     clock = VirtualClock()
     sim = Simulator(SimConfig(seed=3, faults=Faults(fail_rate=0.0)), clock=clock)
-    monitor = virtual_monitor(sim, tmp_path / "k.db", clock, slots=5)
-    batch = monitor.submit([Text2VideoRequest(prompt=f"p{i}") for i in range(3)])
+    monitor = virtual_monitor(sim, tmp_path / "k.db", clock, slots=3)
+    batch = monitor.submit(
+        [Text2VideoRequest(prompt=f"p{i}") for i in range(3 + waiting)]
+    )
     engine = monitor.engine()
     await engine.step()  # the three creates
-    ids = [t.id for t in monitor.store.tasks.tasks(batch.id)]
+    ids = [t.id for t in monitor.store.tasks.tasks(batch.id)][:3]
     monitor.store.watch.schedule([(ids[0], to_ms(clock.now()))])
     await engine.step()  # a first sweep: how often this endpoint is swept is unknown
     return clock, sim, monitor, ids

@@ -200,8 +200,12 @@ def generation_of_request(path: str) -> Generation:
     """The generation of a request already built: ``/v1/`` anywhere is legacy.
 
     (A base URL may carry a path prefix, so the segment is looked for anywhere.)
+    ``/account/costs`` predates API keys and takes both credentials: it is signed
+    as a legacy request (a JWT, or the API key when that is all there is).
     """
-    return Generation.LEGACY if "/v1/" in path + "/" else Generation.V2026
+    if "/v1/" in path + "/" or path.rstrip("/").endswith("/account/costs"):
+        return Generation.LEGACY
+    return Generation.V2026
 
 
 class GenerationAuth(httpx.Auth):

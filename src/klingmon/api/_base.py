@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from klingmon.api._requests import TaskRequest
     from klingmon.api._tasks import AnyTask
-    from klingmon.api._wire2026 import Task2026, TaskPage
+    from klingmon.api._wire2026 import AccountCosts, Task2026, TaskPage
     from klingmon.domain import Snapshot
 
 __all__ = ["DEFAULT_BASE_URL", "TaskQuery"]
@@ -314,6 +314,12 @@ class _BaseClient:
             until_ms=query.until_ms,
             limit=query.limit,
             max_pages=max_pages,
+        )
+
+    def _costs_op(self) -> Generator[Action, Outcome, AccountCosts]:
+        until_ms = int(self._ops.tasks2026.clock.now() * 1000)
+        return self._ops.tasks2026.account_costs(
+            since_ms=until_ms - 365 * 86_400_000, until_ms=until_ms
         )
 
     def _get_tasks_op(

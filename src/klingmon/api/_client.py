@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from klingmon._clock import Clock
     from klingmon.api._models import Task
     from klingmon.api._requests import TaskRequest
-    from klingmon.api._wire2026 import Task2026, TaskPage
+    from klingmon.api._wire2026 import AccountCosts, Task2026, TaskPage
     from klingmon.domain import Snapshot
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncKlingClient", "KlingClient", "TaskQuery"]
@@ -236,6 +236,11 @@ class KlingClient(_BaseClient):
     ) -> builtins.list[Task2026]:
         """Every task ``POST /tasks`` pages out for the query, by cursor."""
         return self._run(self._query_all_op(query, max_pages))
+
+    def account_costs(self) -> AccountCosts:
+        """``GET /account/costs``: each resource pack's remaining units (they may
+        lag by hours; Kling allows one call a second)."""
+        return self._run(self._costs_op())
 
     def close(self) -> None:
         self._http.close()
@@ -454,6 +459,11 @@ class AsyncKlingClient(_BaseClient):
     ) -> builtins.list[Task2026]:
         """Every task ``POST /tasks`` pages out for the query, by cursor."""
         return await self._run(self._query_all_op(query, max_pages))
+
+    async def account_costs(self) -> AccountCosts:
+        """``GET /account/costs``: each resource pack's remaining units (they may
+        lag by hours; Kling allows one call a second)."""
+        return await self._run(self._costs_op())
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from klingmon._clock import Clock
     from klingmon.api._actions import Action, Outcome, Querier
-    from klingmon.api._wire2026 import Task2026, TaskPage
+    from klingmon.api._wire2026 import AccountCosts, Task2026, TaskPage
 
 __all__ = ["TASKS_BATCH_SIZE", "TaskQueries"]
 
@@ -140,6 +140,20 @@ class TaskQueries:
         def parse(response: httpx.Response) -> TaskPage:
             envelope = proto.read_envelope(response, self.clock.now())
             return proto26.page_from(envelope, response.status_code)
+
+        return (yield from self._querier.run(request, parse))
+
+    def account_costs(
+        self, *, since_ms: int, until_ms: int
+    ) -> Generator[Action, Outcome, AccountCosts]:
+        """``GET /account/costs``: remaining units per resource pack."""
+        request = proto26.build_account_costs(
+            self.base_url, since_ms=since_ms, until_ms=until_ms, timeout=self.timeout
+        )
+
+        def parse(response: httpx.Response) -> AccountCosts:
+            envelope = proto.read_envelope(response, self.clock.now())
+            return proto26.costs_from(envelope, response.status_code)
 
         return (yield from self._querier.run(request, parse))
 

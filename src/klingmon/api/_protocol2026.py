@@ -12,7 +12,7 @@ import httpx
 from pydantic import ValidationError
 
 from klingmon.api._protocol import HEADERS, request_extensions
-from klingmon.api._wire2026 import Task2026, TaskPage
+from klingmon.api._wire2026 import AccountCosts, Task2026, TaskPage
 from klingmon.errors import RequestValidationError, UnexpectedResponseError
 
 if TYPE_CHECKING:
@@ -21,16 +21,21 @@ if TYPE_CHECKING:
     from klingmon.api._models import Envelope
 
 __all__ = [
+    "COSTS_PATH",
     "QUERY_LIMIT_RANGE",
     "TASKS_PATH",
+    "build_account_costs",
     "build_get_tasks",
     "build_query_tasks",
+    "costs_from",
     "page_from",
     "task2026_from",
     "tasks2026_from",
 ]
 
 TASKS_PATH = "/tasks"
+#: The account's resource packs; it takes both credentials (it predates API keys).
+COSTS_PATH = "/account/costs"
 #: ``limit`` of ``POST /tasks`` (reference: default 100, max 500).
 QUERY_LIMIT_RANGE = (1, 500)
 #: ``filters[].key`` values Kling documents.
@@ -103,6 +108,32 @@ def _unusable(envelope: Envelope, status: int, what: str) -> UnexpectedResponseE
         code=envelope.code,
         request_id=envelope.request_id,
     )
+
+
+def build_account_costs(
+    base_url: str, *, since_ms: int, until_ms: int, timeout: float
+) -> httpx.Request:
+    """``GET /account/costs``: the resource packs (QPS <= 1; counts may lag)."""
+    return httpx.Request(
+        "GET",
+        base_url.rstrip("/") + COSTS_PATH,
+        params={"start_time": str(since_ms), "end_time": str(until_ms)},
+        headers=HEADERS,
+        extensions=request_extensions(timeout),
+    )
+
+
+def costs_from(envelope: Envelope, status: int) -> AccountCosts:
+    """The packs of a ``GET /account/costs`` answer (none: an empty list)."""
+    data = envelope.data
+    if data is None:
+        return AccountCosts()
+    if not isinstance(data, dict):
+        raise _unusable(envelope, status, "no account object in data")
+    try:
+        return AccountCosts.model_validate(data)
+    except ValidationError:
+        raise _unusable(envelope, status, "an unreadable resource pack") from None
 
 
 def task2026_from(envelope: Envelope, status: int) -> Task2026:

@@ -8,6 +8,7 @@ from klingmon.cli import (
     _read,
     _serve,
     _sim,
+    _spend,
     _submit,
     _watch,
 )
@@ -15,4 +16,4 @@ from klingmon.cli._app import app, main
 
 __all__ = ["app", "main"]
 
-del _cancel, _db, _download, _priority, _read, _serve, _sim, _submit, _watch
+del _cancel, _db, _download, _priority, _read, _serve, _sim, _spend, _submit, _watch

@@ -53,6 +53,9 @@ _EXPORT_FIELDS = (
     "package_type",
     "list_price",
     "cash_type",
+    "quoted_units",
+    "spend",
+    "spend_units",
     "created_ms",
     "submitted_ms",
     "finished_ms",
@@ -117,6 +120,8 @@ def status(
                     "total": sum(c.values()),
                     "counts": {s.value: n for s, n in c.items() if n},
                     "done": all(s in TERMINAL for s, n in c.items() if n),
+                    # Only for a held batch: awaiting_approval, paused_budget.
+                    **({"state": b.state} if b.state else {}),
                 }
                 for b, c in rows
             ]
@@ -182,14 +187,19 @@ def report(
     monitor = context.monitor()
     row = _pick_batch(monitor, batch)
     data = monitor.store.reports.report(row.id)
+    spent = monitor.store.spend.summary(row.id)
     if as_json:
         record = dataclasses.asdict(data)
         record["by_status"] = {s.value: n for s, n in data.by_status.items() if n}
         record["batch"] = row.name
         record["priority"] = row.priority
+        record["spend"] = dataclasses.asdict(spent) | {
+            "state": row.state,
+            "max_units": row.max_units,
+        }
         emit_json(record)
         return
-    context.console.print(report_view(row.name, data, row.priority))
+    context.console.print(report_view(row.name, data, spent=spent, batch=row))
 
 
 @app.command()

@@ -12,12 +12,19 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from klingmon.domain import RESULT_KINDS, TERMINAL, TaskStatus
+from klingmon.domain import RESULT_KINDS, TERMINAL, BatchState, TaskStatus
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from klingmon.store import BatchRow, EventRow, Report, TaskRow, WorkerRow
+    from klingmon.store import (
+        BatchRow,
+        EventRow,
+        Report,
+        SpendSummary,
+        TaskRow,
+        WorkerRow,
+    )
 
 __all__ = [
     "EXPIRY_WARNING_S",
@@ -87,13 +94,16 @@ def batches_table(rows: list[tuple[BatchRow, dict[TaskStatus, int]]]) -> Table:
     for batch, counts in rows:
         total = sum(counts.values())
         done = sum(n for s, n in counts.items() if s in TERMINAL)
+        text = counts_text(counts)
+        if batch.state:  # awaiting approval, paused: budget
+            text.append(f"  {BatchState(batch.state).label}", style="bold yellow")
         table.add_row(
             batch.name,
             fmt_ms(batch.created_ms),
             str(batch.priority),
             str(total),
             f"{done}/{total}",
-            counts_text(counts),
+            text,
         )
     return table
 
@@ -118,6 +128,8 @@ class WatchFacts:
     log: str | None = None
     #: This batch has tasks waiting to be sent.
     queued: int = 0
+    #: ``awaiting approval`` or ``paused: budget`` ("" while it runs).
+    state: str = ""
 
 
 def batch_progress(
@@ -177,6 +189,8 @@ def _fact_lines(facts: WatchFacts) -> list[RenderableType]:
                 "yellow",
             )
         )
+    if facts.state:
+        lines.append(Text(f"{facts.state}: nothing more of it is sent", "yellow"))
     if facts.trouble:
         note = f"! {facts.trouble} — retrying"
         if facts.give_up_in is not None:
@@ -332,11 +346,39 @@ def _urls(result: dict[str, Any] | None) -> list[str]:
     return [str(i.get("url")) for i in items if isinstance(i, dict) and i.get("url")]
 
 
-def report_view(name: str, report: Report, priority: int = 0) -> RenderableType:
+def _spend_rows(table: Table, spent: SpendSummary, batch: BatchRow | None) -> None:
+    """Quoted against charged, the ledger's states, a cap and a hold."""
+    table.add_row(
+        "quoted / charged",
+        f"{spent.quoted:g} / {spent.charged:g} units"
+        + (f" ({spent.undetermined:g} undetermined)" if spent.undetermined else ""),
+    )
+    if spent.tasks:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(spent.tasks.items()))
+        table.add_row("spend ledger", states)
+    if spent.failed_charged:
+        table.add_row(
+            "charged although failed",
+            Text(f"{spent.failed_charged} tasks", style="bold red"),
+        )
+    if batch is not None and batch.max_units is not None:
+        table.add_row("cap", f"{batch.max_units:g} units ({spent.counted:g} counted)")
+    if batch is not None and batch.state:
+        table.add_row("state", Text(BatchState(batch.state).label, "bold yellow"))
+
+
+def report_view(
+    name: str,
+    report: Report,
+    *,
+    spent: SpendSummary | None = None,
+    batch: BatchRow | None = None,
+) -> RenderableType:
     table = Table(title=f"Report: {name}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("priority", str(priority))
+    if batch is not None:
+        table.add_row("priority", str(batch.priority))
     table.add_row("tasks", str(report.total))
     table.add_row("by status", counts_text(report.by_status))
     table.add_row(
@@ -350,6 +392,8 @@ def report_view(name: str, report: Report, priority: int = 0) -> RenderableType:
         ),
     )
     table.add_row("units spent", f"{report.units:g}")
+    if spent is not None:
+        _spend_rows(table, spent, batch)
     if report.cash:
         cash = ", ".join(f"{v:g} {k}".rstrip() for k, v in sorted(report.cash.items()))
         table.add_row("cash spent", cash)

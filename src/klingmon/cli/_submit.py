@@ -21,9 +21,10 @@ from klingmon.cli._preflight import (
     taken_batch,
 )
 from klingmon.cli._priority import PriorityOption
+from klingmon.cli._spend import quote_of, say_quote
 from klingmon.cli._unsent import unsent_line, unsent_lines
 from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
-from klingmon.domain import TaskStatus
+from klingmon.domain import BatchState, TaskStatus
 from klingmon.errors import (
     ConfigError,
     ExitCode,
@@ -36,6 +37,7 @@ from klingmon.policy import is_moderation_failure
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from klingmon.api import TaskRequest
     from klingmon.store import BatchRow
 
 __all__: list[str] = []
@@ -72,7 +74,34 @@ def submit(
         "the watch ends then too (exit 6, tasks stay tracked).",
     ),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Validate the file and the name only."
+        False,
+        "--dry-run",
+        help="Validate the file and the name, and quote it (see `klingmon quote`); "
+        "nothing is stored.",
+    ),
+    hold: bool = typer.Option(
+        False,
+        "--hold",
+        help="Store it awaiting approval with its quote; `klingmon approve` sends "
+        "it (KLINGMON_REQUIRE_APPROVAL does this for every batch).",
+    ),
+    max_units: float | None = typer.Option(
+        None,
+        "--max-units",
+        min=0,
+        help="Cap on the units the batch may spend (reserved plus charged); past "
+        "it the batch pauses until `klingmon resume BATCH --max-units N`.",
+    ),
+    allow_repeats: bool = typer.Option(
+        False,
+        "--allow-repeats",
+        help="Send rows identical to tasks that already succeeded (by default they "
+        "are stored as repeats, linked to the earlier result, and not paid again).",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Store it even when its quote exceeds the packs' remaining units.",
     ),
     watch: bool = typer.Option(False, "--watch", "-w", help="Watch until done."),
     preflight: bool = typer.Option(
@@ -110,6 +139,11 @@ def submit(
     store = context.store()
     if dry_run:
         unreachable = _say_if_unreachable(context, endpoints)
+        quote, why = quote_of(
+            context, [r.request for r in rows], account=unreachable is None
+        )
+        if not as_json:
+            say_quote(context, quote, why=why)
         _say_dry_run(
             context,
             file,
@@ -118,6 +152,7 @@ def submit(
             taken=taken,
             as_json=as_json,
             unreachable=unreachable,
+            quote=quote.to_json(),
         )
         return
     if batch is not None:
@@ -126,9 +161,17 @@ def submit(
         context.settings, endpoints, stored_later=not (watch or preflight)
     )
     _check_before_storing(context, watch=watch, preflight=preflight)
+    if preflight and not force:
+        _refuse_if_uncovered(context, [r.request for r in rows])
     others = unsent_lines(store)
     stored = context.monitor().submit(
-        (r.request for r in rows), batch=batch, timeout=timeout, priority=priority
+        (r.request for r in rows),
+        batch=batch,
+        timeout=timeout,
+        priority=priority,
+        hold=True if hold else None,
+        max_units=max_units,
+        allow_repeats=allow_repeats,
     )
     if not watch:
         _say_stored(context, stored, len(rows), as_json=as_json)
@@ -141,6 +184,16 @@ def submit(
     except KlingmonError:
         _say_unsent(context, stored.id)
         raise
+
+
+def _refuse_if_uncovered(context: Context, requests: list[TaskRequest]) -> None:
+    """The packs' remaining units must cover the quote (when Kling says them)."""
+    quote, _ = quote_of(context, requests, account=True)
+    if quote.covered is False:
+        raise UsageError(
+            f"the batch is quoted at {quote.units:g} units but the packs have "
+            f"{quote.remaining:g} left; nothing was stored (--force stores it anyway)"
+        )
 
 
 def _warned(lines: Iterable[str]) -> Iterable[str]:
@@ -179,6 +232,7 @@ def _say_dry_run(
     taken: bool,
     as_json: bool,
     unreachable: str | None = None,
+    quote: dict[str, Any] | None = None,
 ) -> None:
     """What a dry run found; exit 2 when the name is taken or the credentials
     cannot reach the rows' endpoints (nothing is stored either way)."""
@@ -189,6 +243,8 @@ def _say_dry_run(
             "tasks": tasks,
             "file": str(file),
         }
+        if quote is not None:
+            answer["quote"] = quote
         if batch is not None:
             answer.update(batch=batch, batch_free=not taken)
         if unreachable is not None:
@@ -228,6 +284,8 @@ def _say_stored(
                 "id": stored.id,
                 "tasks": tasks,
                 "priority": stored.priority,
+                "state": stored.state,
+                "quote": stored.quote,
             }
         )
         return
@@ -237,6 +295,25 @@ def _say_stored(
         highlight=False,
         soft_wrap=True,
     )
+    repeats = [t for t in context.store().tasks.tasks(stored.id) if t.repeat_of]
+    if repeats:
+        shown = ", ".join(f"#{t.seq} = task {t.repeat_of}" for t in repeats[:5])
+        more = f" and {len(repeats) - 5} more" if len(repeats) > 5 else ""
+        context.err.print(
+            f"Skipped {len(repeats)} rows identical to tasks that already succeeded "
+            f"({shown}{more}); they are linked, not sent (--allow-repeats sends "
+            "them).",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if stored.state == BatchState.AWAITING_APPROVAL:
+        units = (stored.quote or {}).get("units")
+        context.err.print(
+            f"It is awaiting approval (quoted at {units} units): nothing is sent "
+            f"before `klingmon approve {escape(stored.name)}`.",
+            highlight=False,
+            soft_wrap=True,
+        )
     _say_lines(context, unsent_lines(context.store()))
 
 

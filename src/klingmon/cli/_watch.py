@@ -42,7 +42,7 @@ from klingmon.cli._render import (
     closing_lines,
     expiring_line,
 )
-from klingmon.domain import FAILURES, TERMINAL, TaskStatus
+from klingmon.domain import FAILURES, TERMINAL, BatchState, TaskStatus
 from klingmon.engine import (
     DEFAULT_GIVE_UP_AFTER,
     Health,
@@ -147,7 +147,7 @@ def _quiet_log() -> Iterator[_ViewLog | None]:
 def batch_summary(monitor: Monitor, batch: BatchRow) -> dict[str, object]:
     counts = monitor.store.tasks.count_by_status(batch.id)
     current = monitor.store.tasks.batch(batch.id) or batch
-    return {
+    summary: dict[str, object] = {
         "batch": batch.name,
         "priority": current.priority,
         "total": sum(counts.values()),
@@ -155,6 +155,15 @@ def batch_summary(monitor: Monitor, batch: BatchRow) -> dict[str, object]:
         "done": all(s in TERMINAL for s, n in counts.items() if n),
         "failed": sum(counts.get(s, 0) for s in _FAILED),
     }
+    if current.state:
+        # ``awaiting_approval`` or ``paused_budget``: nothing more of it is sent.
+        spent = monitor.store.spend.summary(batch.id)
+        summary |= {
+            "state": current.state,
+            "quoted_units": round(spent.quoted, 4),
+            "charged_units": round(spent.charged, 4),
+        }
+    return summary
 
 
 def _eta(monitor: Monitor, rows: list[TaskRow]) -> float | None:
@@ -205,7 +214,13 @@ def _facts(session: _Session, rows: list[TaskRow]) -> WatchFacts:
         give_up_in=left,
         log=None if session.log is None else session.log.line(),
         queued=sum(1 for r in rows if r.status == TaskStatus.QUEUED),
+        state=_state_of(monitor, batch.id),
     )
+
+
+def _state_of(monitor: Monitor, batch_id: int) -> str:
+    row = monitor.store.tasks.batch(batch_id)
+    return BatchState(row.state).label if row is not None and row.state else ""
 
 
 def _view(
@@ -268,7 +283,8 @@ async def watch_batch(
             runner.result()  # the engine's own error (a refusal, the store) wins
     summary = batch_summary(monitor, batch)
     if session.outcome == "running":
-        session.outcome = "done" if summary["done"] else "stopped"
+        held = not summary["done"] and summary.get("state") is not None
+        session.outcome = "done" if summary["done"] else "held" if held else "stopped"
     summary["outcome"] = session.outcome
     summary["elapsed_s"] = round(session.elapsed(), 1)
     if monitor.settings.downloads is not None:
@@ -367,6 +383,15 @@ def run_watch(
         emit_json(summary)  # a stopped watch's summary too: scripts read it
     if summary["outcome"] == "stopped":
         raise InterruptedRunError(name, program=invocation())
+    if summary["outcome"] == "held":
+        if not as_json:
+            context.err.print(
+                held_line(name, str(summary["state"]), summary),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(ExitCode.OK)
     if not as_json:
         out = None
         if monitor.settings.downloads is not None:
@@ -374,6 +399,20 @@ def run_watch(
         for line in closing_lines(summary, out=out, timeout=plan.timeout):
             context.err.print(line, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(_exit_code(summary))
+
+
+def held_line(name: str, state: str, summary: dict[str, object]) -> str:
+    """What a watch that ends on a held batch says: why, and how it goes on."""
+    counts = summary.get("counts")
+    queued = counts.get("queued", 0) if isinstance(counts, dict) else 0
+    if state == BatchState.AWAITING_APPROVAL:
+        how = f"`klingmon approve {name}` sends it"
+    else:
+        how = f"`klingmon resume {name} --max-units N` goes on"
+    return (
+        f"Batch {name} is {BatchState(state).label}: {queued} tasks still queued, "
+        f"{summary.get('charged_units', 0)} units charged; {how}."
+    )
 
 
 def _exit_code(summary: dict[str, object]) -> int:

@@ -16,6 +16,7 @@ that callbacks served on the same loop never wait on a round.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from typing import TYPE_CHECKING
@@ -314,8 +315,12 @@ class Engine:
 
     async def _done(self, batch_id: int | None) -> bool:
         store = self.store
+        # Queued tasks of a held batch (awaiting approval, paused: budget) wait for
+        # a person: the run is done without them.
         if await self._off(
-            store.tasks.has_tasks, (TaskStatus.QUEUED, *IN_FLIGHT), batch_id
+            functools.partial(store.tasks.has_tasks, skip_held=True),
+            (TaskStatus.QUEUED, *IN_FLIGHT),
+            batch_id,
         ):
             return False
         if self.downloads is not None and (

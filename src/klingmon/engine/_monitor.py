@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Self
 
@@ -16,8 +17,9 @@ from klingmon.api import (
     resolve_endpoint,
     snapshot,
 )
-from klingmon.domain import TERMINAL
+from klingmon.domain import TERMINAL, BatchState
 from klingmon.engine._engine import Engine
+from klingmon.engine._quoting import Quoter
 from klingmon.engine._settings import EngineSettings
 from klingmon.errors import (
     NotFoundError,
@@ -26,15 +28,16 @@ from klingmon.errors import (
     UsageError,
 )
 from klingmon.hooks import Hook, HookName, Hooks
-from klingmon.policy import priority_problem
+from klingmon.policy import priority_problem, request_hash
 from klingmon.store import NewTask, Store, retry_batch
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
-    from klingmon.api import TaskRequest
+    from klingmon.api import AccountCosts, TaskRequest
     from klingmon.domain import Snapshot
+    from klingmon.policy import Quote
     from klingmon.store import BatchRow
 
 __all__ = ["Monitor", "new_task"]
@@ -83,6 +86,8 @@ class Monitor:
         client: AsyncKlingClient | None = None,
         settings: EngineSettings | None = None,
         clock: Clock | None = None,
+        prices: Mapping[tuple[str, ...], float] | None = None,
+        require_approval: bool = False,
     ) -> None:
         self.store = store if store is not None else Store.open(db)
         self._client = client
@@ -90,6 +95,10 @@ class Monitor:
         self.clock = clock or SystemClock()
         self.hooks = Hooks()
         self._engine: Engine | None = None
+        #: Every batch is stored ``awaiting approval`` unless ``submit(hold=False)``.
+        self.require_approval = require_approval
+        self._quoter = Quoter(self.store, overrides=prices, slots=self.settings.slots)
+        self._costs: tuple[float, AccountCosts] | None = None
 
     @property
     def client(self) -> AsyncKlingClient:
@@ -122,7 +131,26 @@ class Monitor:
     def on_timeout(self, fn: Hook) -> Hook:
         return self.hooks.add("on_timeout", fn)
 
+    def on_budget(self, fn: Hook) -> Hook:
+        """A batch paused (``paused: budget``): its next send would pass a cap."""
+        return self.hooks.add("on_budget", fn)
+
     # -- work ------------------------------------------------------------------
+
+    def quote(self, requests: Iterable[TaskRequest]) -> Quote:
+        """What ``requests`` are expected to cost and take, sending nothing.
+
+        Each line says whether its price is learned (from this store's finished
+        tasks), shipped (the table, or ``prices``) or unknown.
+        """
+        return self._quoter.quote([new_task(r) for r in requests])
+
+    async def account_costs(self) -> AccountCosts:
+        """``GET /account/costs``, asked at most once a second (cached)."""
+        now = self.clock.now()
+        if self._costs is None or now - self._costs[0] >= 1.0:
+            self._costs = (now, await self.client.account_costs())
+        return self._costs[1]
 
     def submit(
         self,
@@ -131,11 +159,22 @@ class Monitor:
         batch: str | None = None,
         timeout: float | None = None,
         priority: int = 0,
+        hold: bool | None = None,
+        max_units: float | None = None,
+        allow_repeats: bool = False,
     ) -> BatchRow:
-        """Store a batch of requests (all or nothing); ``run`` sends them.
+        """Store a batch of requests (all or nothing) with its quote; ``run`` sends
+        them.
 
         ``priority``: freed slots go to the highest waiting priority first, FIFO
         within one; a priority that gets no slot ages (:data:`AGING_RULE`).
+        ``hold`` (default: ``require_approval``) stores it ``awaiting approval``:
+        nothing is sent before :meth:`approve`. ``max_units`` caps what it may
+        spend (reserved plus charged); past it the batch pauses (``paused: budget``)
+        until :meth:`resume`. A request identical to one that already succeeded
+        (same endpoint, same body but for klingmon's ids) is stored ``cancelled``
+        with ``repeat_of`` naming that task, and never sent, unless
+        ``allow_repeats``.
         """
         _check_priority(priority)
         now = self.clock.now()
@@ -143,7 +182,21 @@ class Monitor:
         tasks = [new_task(r, deadline_ms=deadline) for r in requests]
         if not tasks:
             raise UsageError("a batch needs at least one task")
-        row = self.store.tasks.create_batch(batch, tasks, to_ms(now), priority=priority)
+        if max_units is not None and not max_units >= 0:
+            raise UsageError("max_units must be a number of units >= 0")
+        tasks = self._repeats(tasks, allow=allow_repeats)
+        quote = self._quoter.quote([t for t in tasks if t.repeat_of is None])
+        tasks = self._quoter.priced(tasks, self._quoter.book())
+        held = self.require_approval if hold is None else hold
+        row = self.store.tasks.create_batch(
+            batch,
+            tasks,
+            to_ms(now),
+            priority=priority,
+            state=BatchState.AWAITING_APPROVAL.value if held else None,
+            max_units=max_units,
+            quote=quote.to_json(),
+        )
         if self._engine is not None:
             self._engine.wake()
         return row
@@ -154,17 +207,60 @@ class Monitor:
         The next claim orders by it: a raised batch takes the next freed slots.
         """
         _check_priority(priority)
-        row = self.store.tasks.batch(batch)
-        if row is None:
-            raise NotFoundError(f"no batch {batch!r}")
+        row = self._batch(batch)
         self.store.tasks.set_priority(
             row.id, priority, to_ms(self.clock.now()), by="library"
         )
+        return self._woken(row.id)
+
+    def _repeats(self, tasks: list[NewTask], *, allow: bool) -> list[NewTask]:
+        hashed = [
+            dataclasses.replace(t, request_hash=request_hash(t.endpoint, t.body))
+            for t in tasks
+        ]
+        if allow:
+            return hashed
+        found = self.store.tasks.succeeded_with([t.request_hash or "" for t in hashed])
+        return [
+            dataclasses.replace(t, repeat_of=found[t.request_hash])
+            if t.request_hash in found
+            else t
+            for t in hashed
+        ]
+
+    def approve(self, batch: str | int) -> BatchRow:
+        """Let a batch stored ``awaiting approval`` be sent."""
+        row = self._batch(batch)
+        if row.state != BatchState.AWAITING_APPROVAL:
+            raise UsageError(f"batch {row.name} is not awaiting approval")
+        self.store.spend.release(row.id, state=BatchState.AWAITING_APPROVAL)
+        return self._woken(row.id)
+
+    def resume(self, batch: str | int, *, max_units: float | None = None) -> BatchRow:
+        """Let a batch paused by its budget go on, with a new cap if given."""
+        row = self._batch(batch)
+        if max_units is not None and not max_units >= 0:
+            raise UsageError("max_units must be a number of units >= 0")
+        if row.state == BatchState.AWAITING_APPROVAL:
+            raise UsageError(
+                f"batch {row.name} is awaiting approval: `klingmon approve` it"
+            )
+        if max_units is not None:
+            self.store.spend.set_cap(row.id, max_units)
+        self.store.spend.release(row.id, state=BatchState.PAUSED_BUDGET)
+        return self._woken(row.id)
+
+    def _batch(self, batch: str | int) -> BatchRow:
+        row = self.store.tasks.batch(batch)
+        if row is None:
+            raise NotFoundError(f"no batch {batch!r}")
+        return row
+
+    def _woken(self, batch_id: int) -> BatchRow:
+        self.store.fleet.notify()
         if self._engine is not None:
             self._engine.wake()
-        found = self.store.tasks.batch(row.id)
-        assert found is not None  # noqa: S101 - batches are never deleted
-        return found
+        return self._batch(batch_id)
 
     async def track(
         self, endpoint: str, task_ids: Sequence[str], *, batch: str | None = None

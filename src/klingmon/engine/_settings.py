@@ -39,6 +39,9 @@ class EngineSettings:
     tasks_batch_size: int = 50
     #: Tasks claimed per round.
     claim_limit: int = 1000
+    #: The account's spending caps in units per UTC day and month (None: none).
+    daily_units: float | None = None
+    monthly_units: float | None = None
     #: Seconds between stuck / timeout checks.
     watchdog_interval: float = 5.0
     #: Longest sleep of the loop when nothing is due (a safety net, not a schedule).

@@ -21,6 +21,7 @@ generation) stops the engine with a ConfigError before anything is stored or sen
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from enum import Enum
 from typing import TYPE_CHECKING, Final
@@ -36,6 +37,7 @@ from klingmon.errors import (
     TaskNotFoundError,
 )
 from klingmon.policy import CreateAction, backoff, classify_create_error
+from klingmon.store import SpendCaps
 
 if TYPE_CHECKING:
     import random
@@ -109,8 +111,11 @@ class Submitter:
         counts = await self._off(self._store.tasks.count_by_status, statuses=IN_FLIGHT)
         in_flight = sum(counts.values())
         self.slots_free = self._governor.available_slots(in_flight) > 0
+        # Queued work a held or paused batch keeps back does not wait for a slot.
         queued = await self._off(
-            self._store.tasks.has_tasks, (TaskStatus.QUEUED,), self.scope
+            functools.partial(self._store.tasks.has_tasks, skip_held=True),
+            (TaskStatus.QUEUED,),
+            self.scope,
         )
         self._demand.see(queued)
         if not counts.get(TaskStatus.SUBMITTING) and (
@@ -125,6 +130,7 @@ class Submitter:
             slots=self._governor.slots.limit,
             batch_id=self.scope,
             aging_ms=to_ms(self._settings.priority_aging),
+            caps=SpendCaps(self._settings.daily_units, self._settings.monthly_units),
         )
         if not rows:
             return False

@@ -22,7 +22,9 @@ __all__ = ["HookEvent", "HookName", "Hooks"]
 
 logger = logging.getLogger(__name__)
 
-HookName = Literal["on_status", "on_succeed", "on_failed", "on_stuck", "on_timeout"]
+HookName = Literal[
+    "on_status", "on_succeed", "on_failed", "on_stuck", "on_timeout", "on_budget"
+]
 Hook = Callable[["HookEvent"], Awaitable[None] | None]
 
 
@@ -58,6 +60,8 @@ class Hooks:
             return ["on_stuck"]
         if event.kind == "watch_timeout":
             return ["on_timeout"]
+        if event.kind == "budget":  # the batch paused: its next send would pass a cap
+            return ["on_budget"]
         if event.kind not in {"status", "rejected"}:
             return []
         names = ["on_status"]

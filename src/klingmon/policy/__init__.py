@@ -1,4 +1,5 @@
-"""Pure decisions: lifecycle, schedule, stuck, timeouts, errors, budgets, moderation.
+"""Pure decisions: lifecycle, schedule, stuck, timeouts, errors, budgets, moderation,
+prices and quotes.
 
 Nothing here does I/O or reads a clock; the engine, the clients and the benchmark
 pass in data and time and act on the answers.
@@ -23,6 +24,17 @@ from klingmon.policy._errors import CreateAction, classify_create_error
 from klingmon.policy._governor import Aimd, SlotLimit, backoff
 from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
 from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
+from klingmon.policy._prices import (
+    SHIPPED,
+    Learned,
+    PriceBook,
+    Priced,
+    PriceKey,
+    PriceSource,
+    parse_price_key,
+    price_key,
+    shipped_units,
+)
 from klingmon.policy._priority import (
     AGING_MS,
     AGING_RULE,
@@ -32,6 +44,8 @@ from klingmon.policy._priority import (
     level_order,
     priority_problem,
 )
+from klingmon.policy._quote import Quote, QuoteLine, build_quote, with_remaining
+from klingmon.policy._repeats import request_hash
 from klingmon.policy._schedule import (
     INTERVAL_RULE,
     Schedule,
@@ -43,6 +57,7 @@ from klingmon.policy._schedule import (
     polls_per_hour,
     round_lag,
 )
+from klingmon.policy._spend import Budget, Spend, fits, settle
 from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
 
 __all__ = [
@@ -52,38 +67,56 @@ __all__ = [
     "MODERATION_CODES",
     "PRIORITY_LIMIT",
     "RANK",
+    "SHIPPED",
     "Aimd",
+    "Budget",
     "Consequences",
     "CreateAction",
     "Distribution",
     "DurationBook",
     "DurationKey",
+    "Learned",
     "Phase",
+    "PriceBook",
+    "PriceKey",
+    "PriceSource",
+    "Priced",
+    "Quote",
+    "QuoteLine",
     "Sample",
     "Schedule",
     "SchedulePolicy",
     "SlotLimit",
+    "Spend",
     "StuckPolicy",
     "Transition",
     "Verdict",
     "Waiting",
     "backoff",
+    "build_quote",
     "classify_create_error",
     "consequences",
     "effective_priority",
     "finish_hazard",
     "finish_rate",
+    "fits",
     "intervals_ordered",
     "is_moderation_failure",
     "is_stuck",
     "judge",
     "level_order",
     "next_poll_delay",
+    "parse_price_key",
     "polls_per_hour",
+    "price_key",
     "priority_problem",
     "rank",
+    "request_hash",
     "round_lag",
+    "settle",
+    "shipped_units",
     "storage_key",
     "stuck_after",
     "timed_out",
+    "with_remaining",
 ]

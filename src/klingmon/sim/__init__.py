@@ -17,6 +17,7 @@ from klingmon.sim._config import (
     DEFAULT_NEW_MODELS,
     DEFAULT_RETIRED,
     Faults,
+    PriceTable,
     ResourcePack,
     SimConfig,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_NEW_MODELS",
     "DEFAULT_RETIRED",
     "Faults",
+    "PriceTable",
     "ResourcePack",
     "SimConfig",
     "Simulator",

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from klingmon.sim._prices import PriceTable
+
 __all__ = [
     "DEFAULT_NEW_MODELS",
     "DEFAULT_PACKS",
     "DEFAULT_RETIRED",
     "Faults",
+    "PriceTable",
     "ResourcePack",
     "SimConfig",
 ]
@@ -154,6 +157,8 @@ class SimConfig:
     packs: tuple[ResourcePack, ...] = DEFAULT_PACKS
     #: Rotation: a second secret; callbacks then carry two ``v1,`` signatures.
     webhook_secret_previous: str | None = field(default=None, repr=False)
+    #: What a task that succeeds is charged: overrides of the built-in table.
+    prices: PriceTable = field(default_factory=PriceTable)
 
     def __post_init__(self) -> None:
         if min(self.media_size, self.media_chunk_delay, self.media_cut) < 0:

@@ -77,6 +77,14 @@ class Ledger:
         self._charges.append(charge)
         return charge
 
+    def charged(self, now: float) -> float:
+        """Units charged as of ``now``, packs and cash balance alike."""
+        return round(sum(c.amount for c in self._charges if c.at <= now), 4)
+
+    def committed(self) -> float:
+        """Units every task created so far is charged once it succeeds."""
+        return round(sum(c.amount for c in self._charges), 4)
+
     def remaining(self, now: float) -> list[float]:
         """Units left in each pack as of ``now``."""
         left = [p.total for p in self._packs]

@@ -12,6 +12,7 @@ import hmac
 from typing import TYPE_CHECKING, Any
 
 from klingmon._clock import to_ms
+from klingmon.sim._prices import PriceTable, has_audio, scaled
 
 if TYPE_CHECKING:
     from klingmon.sim._ledger import Charge
@@ -61,6 +62,7 @@ _VIDEO_UNITS = {
     "kling-o1": 3.0,
 }
 _OTHER_UNITS = {"image": 0.25, "audio": 0.5, "voice": 1.0, "element": 0.0}
+_BUILT_IN = PriceTable()
 #: A result URL's ``Expires``: 30 days after creation, as Kling's CDN signs them.
 URL_LIFETIME = 30 * 86400
 _CONTENT_TYPES = {
@@ -118,17 +120,27 @@ def plan_body(body: dict[str, Any]) -> dict[str, Any]:
     return {"mode": "pro" if hd else "std", "duration": str(_duration(body))}
 
 
-def units(family: str, model: str, body: dict[str, Any]) -> float:
-    """What a task that succeeds costs, in units (a simple, UNCONFIRMED table)."""
+def units(
+    family: str, model: str, body: dict[str, Any], table: PriceTable = _BUILT_IN
+) -> float:
+    """What a task that succeeds costs, in units: the table's override for its path
+    or model, else a simple, UNCONFIRMED built-in table."""
     kind = output_kind(family)
+    audio = has_audio(body)
+    base = table.override(f"/{family}/{model}", model)
+    if base is not None:
+        count = image_count(body) if kind == "image" else 1
+        seconds = _duration(body) if kind == "video" else 5
+        hd = _settings(body).get("resolution") == "1080p"
+        return scaled(table, base, seconds, pro=hd, audio=audio, count=count)
     if kind == "image":
         return _OTHER_UNITS["image"] * image_count(body)
     if kind != "video":
         return _OTHER_UNITS[kind]
-    base = _VIDEO_UNITS.get(model, 2.0) * _duration(body) / 5
+    built_in = _VIDEO_UNITS.get(model, 2.0) * _duration(body) / 5
     if _settings(body).get("resolution") == "1080p":
-        base *= 5 / 3
-    return round(base, 2)
+        built_in *= 5 / 3
+    return round(built_in * (table.audio_factor if audio else 1.0), 2)
 
 
 def _check_text(body: dict[str, Any], family: str) -> str | None:

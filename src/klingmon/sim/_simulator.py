@@ -229,6 +229,11 @@ class Simulator:
                 "max_in_flight_per_pool": dict(self._pools.max),
                 "answers_1303_per_pool": dict(self._pools.refused),
                 "packs_remaining": self._ledger.remaining_by_name(now),
+                # The charge ledger: units charged so far (tasks that succeeded),
+                # and what the tasks created so far are charged once they succeed.
+                "units_charged": self._ledger.charged(now),
+                "units_committed": self._ledger.committed(),
+                "charges_per_external_id": self._charges_by_external(now),
                 "answers_1303": sum(
                     n for k, n in self._requests.items() if k.endswith("-1303")
                 ),
@@ -315,7 +320,8 @@ class Simulator:
             package = (
                 "image" if task.is_image else "audio" if task.is_audio else "video"
             )
-            self._charge(task, package, float(price(endpoint, body, task.parent_model)))
+            task.units = price(endpoint, body, task.parent_model, self.config.prices)
+            self._charge(task, package, float(task.units))
             self._plan_callbacks(task)
         return ok(task.created_view())
 
@@ -485,7 +491,9 @@ class Simulator:
             self._new_ids.append(task.task_id)
             self._new_created.append(to_ms(task.created))
             if kind in _PACKAGE:
-                self._charge(task, _PACKAGE[kind], units(family, model, body))
+                amount = units(family, model, body, self.config.prices)
+                task.units = f"{amount:g}"
+                self._charge(task, _PACKAGE[kind], amount)
             self._plan_callbacks(task)
         return ok(created_view(task))
 
@@ -494,6 +502,14 @@ class Simulator:
             self._charges[task.task_id] = self._ledger.charge(
                 package, amount, task.ends_at
             )
+
+    def _charges_by_external(self, now: float) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for task_id, charge in self._charges.items():
+            ext = self._tasks[task_id].external_task_id
+            if ext is not None and charge.at <= now:
+                out[ext] = charge.amount
+        return out
 
     def _matches(self, task: SimTask, query: Sweep, now: float) -> bool:
         if query.statuses and NEW_STATUS[task.status(now)] not in query.statuses:

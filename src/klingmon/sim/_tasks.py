@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from klingmon._clock import to_ms
 from klingmon.sim._json import dumps
+from klingmon.sim._prices import PriceTable, has_audio, scaled
 
 if TYPE_CHECKING:
     import random
@@ -67,23 +68,52 @@ _DEFAULT_UNITS = (1.5, 3, 2.5, 5)  # newer models: UNCONFIRMED, a plausible midd
 _IMAGE_UNIT = 0.25  # per image: UNCONFIRMED
 
 
+_BUILT_IN = PriceTable()
+
+
 def _fmt(units: float) -> str:
     return f"{units:g}"
 
 
-def price(endpoint: str, body: dict[str, Any], parent_model: str | None) -> str:
-    """``final_unit_deduction`` of a task that succeeded, per reference §8.4."""
-    if endpoint.startswith("/v1/images/"):
-        return _fmt(_IMAGE_UNIT * _count(body))
-    if endpoint.endswith("/lip-sync") or endpoint.startswith("/v1/audio/"):
-        return "0.5"
+def price(
+    endpoint: str,
+    body: dict[str, Any],
+    parent_model: str | None,
+    table: PriceTable = _BUILT_IN,
+) -> str:
+    """``final_unit_deduction`` of a task that succeeded: the table's override for
+    its path or model, else reference §8.4."""
     model = str(body.get("model_name") or parent_model or "kling-v1")
+    audio = has_audio(body)
+    base = table.override(endpoint, model)
+    if base is not None:
+        seconds = _seconds(body.get("duration"))
+        count = _count(body) if endpoint.startswith("/v1/images/") else 1
+        pro = body.get("mode") == "pro"
+        return _fmt(scaled(table, base, seconds, pro=pro, audio=audio, count=count))
+    units = _built_in(endpoint, body, model)
+    return _fmt(round(units * (table.audio_factor if audio else 1.0), 4))
+
+
+def _seconds(value: object) -> float:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return 5.0
+    return seconds if 0 < seconds < 3600 else 5.0
+
+
+def _built_in(endpoint: str, body: dict[str, Any], model: str) -> float:
+    if endpoint.startswith("/v1/images/"):
+        return _IMAGE_UNIT * _count(body)
+    if endpoint.endswith("/lip-sync") or endpoint.startswith("/v1/audio/"):
+        return 0.5
     std5, std10, pro5, pro10 = _UNITS.get(model, _DEFAULT_UNITS)
     if endpoint.endswith("/video-extend"):
-        return _fmt(1 if model == "kling-v1" else std5 if std5 <= 2 else 3.5)
+        return 1 if model == "kling-v1" else std5 if std5 <= 2 else 3.5
     pro = body.get("mode") == "pro"
     ten = body.get("duration") == "10"
-    return _fmt((pro10 if ten else pro5) if pro else (std10 if ten else std5))
+    return (pro10 if ten else pro5) if pro else (std10 if ten else std5)
 
 
 def _count(body: dict[str, Any]) -> int:
@@ -120,6 +150,9 @@ class SimTask:
     kind: str = "video"
     files: tuple[str, ...] = ()
     pool: str = "legacy"
+    #: What it is charged once it succeeds (``final_unit_deduction``), by the
+    #: account's price table; set when it is created.
+    units: str = "0"
     #: The view of the state it was last built in (and its JSON text, once asked
     #: for): it changes only at the task's few transitions, and list pages and
     #: polls repeat it by the hundred.
@@ -263,9 +296,7 @@ class SimTask:
                     {"id": vid, "url": url, "duration": self.duration()}
                     for vid, url in zip(self.video_ids, self.urls(), strict=True)
                 ]
-            data["final_unit_deduction"] = price(
-                self.endpoint, self.body, self.parent_model
-            )
+            data["final_unit_deduction"] = self.units
         elif status == "failed":
             data["final_unit_deduction"] = "0"
         self._shown = (state, data, None)

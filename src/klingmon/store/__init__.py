@@ -2,8 +2,8 @@
 
 :class:`Store` holds one repository per aggregate (``store.tasks``, ``store.watch``,
 ``store.outbox``, ``store.downloads``, ``store.fleet``, ``store.reports``,
-``store.meta``, ``store.flow``); type a consumer against the ``*Port`` protocol
-of what it uses.
+``store.meta``, ``store.flow``, ``store.spend``); type a consumer against the
+``*Port`` protocol of what it uses.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from klingmon.store._ports import (
     MetaPort,
     OutboxPort,
     ReportsPort,
+    SpendingPort,
     TaskQueuePort,
     Transactional,
     WatchListPort,
@@ -45,6 +46,7 @@ from klingmon.store._rows import (
     TaskRef,
     TaskRow,
 )
+from klingmon.store._spend import SpendCaps, Spending, SpendSummary
 from klingmon.store._store import OUTBOX_KINDS, Store
 from klingmon.store._tasks import TaskQueue
 from klingmon.store._watch import WatchList
@@ -80,6 +82,10 @@ __all__ = [
     "Report",
     "Reports",
     "ReportsPort",
+    "SpendCaps",
+    "SpendSummary",
+    "Spending",
+    "SpendingPort",
     "Store",
     "TaskQueue",
     "TaskQueuePort",

@@ -69,6 +69,11 @@ def task_row(m: Mapping[Any, Any]) -> TaskRow:
         retry_of=m["retry_of"],
         last_error=m["last_error"],
         learned_via=m["learned_via"],
+        quoted_units=m.get("quoted_units"),
+        spend=m.get("spend"),
+        spend_units=m.get("spend_units"),
+        request_hash=m.get("request_hash"),
+        repeat_of=m.get("repeat_of"),
     )
 
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     import sqlalchemy as sa
 
-    from klingmon.domain import Snapshot, TaskStatus
+    from klingmon.domain import BatchState, Snapshot, TaskStatus
+    from klingmon.policy import Learned, PriceKey
     from klingmon.store._cancel import Cancellation
     from klingmon.store._downloads import DownloadRow
     from klingmon.store._fleet import WorkerRow
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         TaskRef,
         TaskRow,
     )
+    from klingmon.store._spend import SpendCaps, SpendSummary
 
 __all__ = [
     "DownloadQueuePort",
@@ -43,6 +45,7 @@ __all__ = [
     "MetaPort",
     "OutboxPort",
     "ReportsPort",
+    "SpendingPort",
     "TaskQueuePort",
     "Transactional",
     "WatchListPort",
@@ -66,6 +69,9 @@ class TaskQueuePort(Protocol):
         *,
         defaults: Mapping[str, Any] | None = None,
         priority: int = 0,
+        state: str | None = None,
+        max_units: float | None = None,
+        quote: Mapping[str, Any] | None = None,
     ) -> BatchRow: ...
 
     def batches(self) -> list[BatchRow]: ...
@@ -88,8 +94,14 @@ class TaskQueuePort(Protocol):
         statuses: Collection[TaskStatus] | None = None,
     ) -> dict[TaskStatus, int]: ...
 
+    def succeeded_with(self, hashes: Collection[str]) -> dict[str, int]: ...
+
     def has_tasks(
-        self, statuses: Collection[TaskStatus], batch_id: int | None = None
+        self,
+        statuses: Collection[TaskStatus],
+        batch_id: int | None = None,
+        *,
+        skip_held: bool = False,
     ) -> bool: ...
 
     def match_tasks(
@@ -109,6 +121,7 @@ class TaskQueuePort(Protocol):
         slots: int,
         batch_id: int | None = None,
         aging_ms: int = AGING_MS,
+        caps: SpendCaps | None = None,
     ) -> list[TaskRow]: ...
 
     def set_priority(
@@ -341,6 +354,26 @@ class MetaPort(Protocol):
     def save_stats(self, blobs: Mapping[str, str]) -> None: ...
 
     def revisions(self) -> tuple[str | None, str | None]: ...
+
+
+class SpendingPort(Protocol):
+    """What spending offers: batch holds and caps, the ledger, learned prices."""
+
+    def release(
+        self,
+        batch_id: int,
+        *,
+        state: BatchState | None = None,
+        max_units: float | None = None,
+    ) -> bool: ...
+
+    def set_cap(self, batch_id: int, max_units: float | None) -> None: ...
+
+    def summary(self, batch_id: int | None = None) -> SpendSummary: ...
+
+    def by_batch(self) -> dict[int, tuple[float, float, float]]: ...
+
+    def learned_prices(self) -> dict[PriceKey, Learned]: ...
 
 
 class CallbackFlowPort(Protocol):

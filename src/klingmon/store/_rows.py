@@ -39,6 +39,12 @@ class NewTask:
     retry_of: int | None = None
     external_task_id: str | None = None
     task: Snapshot | None = None
+    #: The units its quote expects (reserved when it is sent); None: unknown.
+    quoted_units: float | None = None
+    #: Its endpoint and canonical body, hashed (see ``request_hash``).
+    request_hash: str | None = None
+    #: A repeat of this succeeded task: stored ``cancelled``, linked, never sent.
+    repeat_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,12 @@ class BatchRow:
     priority: int = 0
     #: When a task of the batch was last claimed for sending (None: never).
     served_ms: int | None = None
+    #: ``awaiting_approval`` or ``paused_budget`` (nothing is sent); None: it runs.
+    state: str | None = None
+    #: The batch's cap in units (reserved plus charged); None: no cap.
+    max_units: float | None = None
+    #: The quote it was stored with (``Quote.to_json()``), when it was quoted.
+    quote: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,13 @@ class TaskRow:
     learned_via: str | None
     #: Everything Kling charged (``units`` is its first part); None until it said.
     cost: Cost | None = None
+    #: The spend ledger: the quote's units, the state, what counts against caps.
+    quoted_units: float | None = None
+    spend: str | None = None
+    spend_units: float | None = None
+    request_hash: str | None = None
+    #: The succeeded task this one repeats (it was not sent).
+    repeat_of: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:

@@ -26,6 +26,7 @@ __all__ = [
     "meta",
     "metadata",
     "outbox",
+    "price_stats",
     "tasks",
     "webhook_deliveries",
     "workers",
@@ -57,6 +58,11 @@ batches = sa.Table(
     # last claimed for sending, the start of its priority's wait (policy._priority).
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     sa.Column("served_ms", _Ms),
+    # Spend control (migration 0008): ``awaiting_approval`` or ``paused_budget``
+    # while nothing of it may be sent (None: it runs), its cap in units, its quote.
+    sa.Column("state", sa.String(24)),
+    sa.Column("max_units", sa.Float),
+    sa.Column("quote", sa.JSON),
 )
 
 tasks = sa.Table(
@@ -101,6 +107,20 @@ tasks = sa.Table(
     sa.Column("retry_of", _Id),
     sa.Column("last_error", sa.Text),
     sa.Column("learned_via", sa.String(16)),
+    # The spend ledger (migration 0008): the quote's units, the state (reserved,
+    # charged, released, undetermined), the units counting against the caps, and
+    # when it was reserved (the daily and monthly caps count from it).
+    sa.Column("quoted_units", sa.Float),
+    sa.Column("spend", sa.String(16)),
+    sa.Column("spend_units", sa.Float),
+    sa.Column("reserved_ms", _Ms),
+    # The request's endpoint and canonical body, hashed: a repeat of a success is
+    # found before it is paid again (``repeat_of``: the success it repeats).
+    sa.Column("request_hash", sa.String(64)),
+    sa.Column("repeat_of", _Id),
+    sa.Index("ix_tasks_reserved_ms", "reserved_ms"),
+    sa.Index("ix_tasks_request_hash", "request_hash"),
+    sa.Index("ix_tasks_batch_spend", "batch_id", "spend"),
     sa.Index("ix_tasks_status_next_poll", "status", "next_poll_ms"),
     # The submitter's pick (oldest queued first) and slot count (queued tasks leased
     # to a sender) without walking the queued backlog.
@@ -184,6 +204,19 @@ duration_stats = sa.Table(
     metadata,
     sa.Column("key", sa.String(400), primary_key=True),
     sa.Column("blob", sa.Text, nullable=False),
+)
+
+#: Learned prices per price key (a JSON list): sums, added to in the transaction
+#: that records a task's charge, so every writer teaches the same figures.
+price_stats = sa.Table(
+    "price_stats",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("count", sa.Float, nullable=False, server_default="0"),
+    sa.Column("units", sa.Float, nullable=False, server_default="0"),
+    sa.Column("cash_count", sa.Float, nullable=False, server_default="0"),
+    sa.Column("cash", sa.Float, nullable=False, server_default="0"),
+    sa.Column("currency", sa.String(8)),
 )
 
 counters = sa.Table(

@@ -23,6 +23,7 @@ from klingmon.store._flow import CallbackFlow
 from klingmon.store._meta import Meta
 from klingmon.store._outbox import Outbox
 from klingmon.store._reports import Reports
+from klingmon.store._spend import Spending
 from klingmon.store._tasks import TaskQueue
 from klingmon.store._watch import WatchList
 from klingmon.store._writes import OUTBOX_KINDS
@@ -42,8 +43,9 @@ class Store:
     The repositories: :attr:`tasks` (batches and the task queue), :attr:`watch`
     (tasks at Kling), :attr:`outbox` (events and their delivery), :attr:`downloads`
     (owed files), :attr:`fleet` (workers, locks, leases), :attr:`reports` (figures,
-    counters), :attr:`meta` (key/value facts, statistics, revisions) and
-    :attr:`flow` (wake-ups in this process, callbacks flowing, changes since a mark).
+    counters), :attr:`meta` (key/value facts, statistics, revisions),
+    :attr:`flow` (wake-ups in this process, callbacks flowing, changes since a mark)
+    and :attr:`spend` (batch holds and caps, the spend ledger, learned prices).
     """
 
     def __init__(self, engine: sa.Engine) -> None:
@@ -57,6 +59,7 @@ class Store:
         self.reports = Reports(unit)
         self.meta = Meta(unit)
         self.flow = CallbackFlow(unit)
+        self.spend = Spending(unit)
 
     @classmethod
     def open(cls, url: str | None = None) -> Store:

@@ -28,6 +28,7 @@ from klingmon.store._lease import claim_tasks
 from klingmon.store._refs import MATCH, task_ref
 from klingmon.store._rows import BatchRow, Change, TaskRef, TaskRow
 from klingmon.store._schema import batches, tasks
+from klingmon.store._spend import HELD_BATCHES, SpendCaps, admit
 from klingmon.store._writes import (
     QUEUED_STATES,
     Pending,
@@ -76,10 +77,16 @@ class TaskQueue:
         *,
         defaults: Mapping[str, Any] | None = None,
         priority: int = 0,
+        state: str | None = None,
+        max_units: float | None = None,
+        quote: Mapping[str, Any] | None = None,
     ) -> BatchRow:
         """Store a batch and all its tasks in one transaction: all or nothing.
 
         ``priority``: higher is sent first (see :meth:`claim_submissions`).
+        ``state`` ``awaiting_approval`` holds it (nothing is sent before
+        :meth:`Spending.release`); ``max_units`` caps what it may spend; ``quote``
+        is kept beside it for ``status`` and the report.
 
         An adopted task (``NewTask.task`` set: ``track``, ``import``) starts where
         Kling says it is, and that status is recorded like any other: an event for
@@ -97,6 +104,9 @@ class TaskQueue:
                     "created_ms": now_ms,
                     "defaults": dict(defaults or {}),
                     "priority": priority,
+                    "state": state,
+                    "max_units": max_units,
+                    "quote": None if quote is None else dict(quote),
                 },
             ).scalar_one()
             rows = [
@@ -109,7 +119,16 @@ class TaskQueue:
             if adopted:
                 _record_adopted(conn, batch_id, adopted, now_ms)
         self._notify()  # workers on other machines start on it at once
-        return BatchRow(batch_id, name, now_ms, dict(defaults or {}), priority)
+        return BatchRow(
+            batch_id,
+            name,
+            now_ms,
+            dict(defaults or {}),
+            priority,
+            state=state,
+            max_units=max_units,
+            quote=None if quote is None else dict(quote),
+        )
 
     def batches(self) -> list[BatchRow]:
         with self._unit.read() as conn:
@@ -191,13 +210,45 @@ class TaskQueue:
         with self._unit.read() as conn:
             return {TaskStatus(s): n for s, n in conn.execute(query)}
 
+    def succeeded_with(self, hashes: Collection[str]) -> dict[str, int]:
+        """Per request hash, a succeeded task with it (the first), if any."""
+        wanted = sorted(set(hashes))
+        found: dict[str, int] = {}
+        with self._unit.read() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    sa.select(tasks.c.request_hash, sa.func.min(tasks.c.id))
+                    .where(
+                        tasks.c.request_hash.in_(wanted[start : start + 500]),
+                        tasks.c.status == TaskStatus.SUCCEED.value,
+                    )
+                    .group_by(tasks.c.request_hash)
+                )
+                found.update({str(h): int(i) for h, i in rows.all()})
+        return found
+
     def has_tasks(
-        self, statuses: Collection[TaskStatus], batch_id: int | None = None
+        self,
+        statuses: Collection[TaskStatus],
+        batch_id: int | None = None,
+        *,
+        skip_held: bool = False,
     ) -> bool:
-        """Whether any task is in one of ``statuses``: one index probe, not a count."""
+        """Whether any task is in one of ``statuses``: one index probe, not a count.
+
+        ``skip_held``: queued tasks of a held batch (awaiting approval, paused) do
+        not count; nothing will send them until someone lets the batch go on.
+        """
         query = sa.select(tasks.c.id).where(
             tasks.c.status.in_([s.value for s in statuses])
         )
+        if skip_held:
+            query = query.where(
+                sa.or_(
+                    tasks.c.status != TaskStatus.QUEUED.value,
+                    tasks.c.batch_id.not_in(HELD_BATCHES),
+                )
+            )
         if batch_id is not None:
             query = query.where(tasks.c.batch_id == batch_id)
         with self._unit.read() as conn:
@@ -258,8 +309,10 @@ class TaskQueue:
         slots: int,
         batch_id: int | None = None,
         aging_ms: int = AGING_MS,
+        caps: SpendCaps | None = None,
     ) -> list[TaskRow]:
-        """Lease work for the submitter without ever exceeding ``slots`` in flight.
+        """Lease work for the submitter without ever exceeding ``slots`` in flight,
+        nor a spending cap.
 
         One transaction, serialised across workers (``BEGIN IMMEDIATE`` on SQLite, an
         advisory transaction lock on PostgreSQL), counts what holds a slot: tasks Kling
@@ -274,7 +327,10 @@ class TaskQueue:
         and the order holds across them. Given ``batch_id``, only that batch's
         tasks are leased, and only its share of the free slots when the batches
         live workers send are ahead of it; every batch's tasks still count against
-        the slots.
+        the slots. Queued tasks of a held batch (awaiting approval, paused) are not
+        leased; the others are reserved in this same transaction
+        (:func:`klingmon.store._spend.admit`), against ``caps`` and the batch's own
+        cap.
         """
         lease_free = sa.or_(
             tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms
@@ -305,10 +361,15 @@ class TaskQueue:
             ids = list(conn.execute(stale.limit(max(1, slots))).scalars())
             room = max(0, slots - held)
             if room:
-                ready = [not_before, lease_free]
-                ids += _priority.pick_queued(
+                ready = [
+                    not_before,
+                    lease_free,
+                    tasks.c.batch_id.not_in(HELD_BATCHES),
+                ]
+                found = _priority.pick_queued(
                     conn, room, now_ms, aging_ms, ready, batch_id
                 )
+                ids += admit(conn, found, now_ms, caps or SpendCaps())
             if not ids:
                 return []
             claim = (

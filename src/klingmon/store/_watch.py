@@ -19,9 +19,9 @@ from klingmon.store._lease import claim_tasks
 from klingmon.store._refs import WATCHED, task_ref
 from klingmon.store._rows import Change, EventRow, TaskRef, TaskRow
 from klingmon.store._schema import events, tasks
+from klingmon.store._spend import HELD_BATCHES
 from klingmon.store._writes import (
     ACTIVE_STATES,
-    QUEUED_STATES,
     Pending,
     add_polls,
     apply_one,
@@ -139,7 +139,14 @@ class WatchList:
         active = sa.select(sa.func.min(tasks.c.next_poll_ms)).where(
             tasks.c.status.in_(ACTIVE_STATES)
         )
-        waiting: sa.ColumnElement[bool] = tasks.c.status.in_(QUEUED_STATES)
+        # Queued tasks of a held batch (awaiting approval, paused) are due never.
+        waiting: sa.ColumnElement[bool] = sa.or_(
+            tasks.c.status == TaskStatus.SUBMITTING.value,
+            sa.and_(
+                tasks.c.status == TaskStatus.QUEUED.value,
+                tasks.c.batch_id.not_in(HELD_BATCHES),
+            ),
+        )
         if queued_batch_id is not None:
             waiting = sa.and_(waiting, tasks.c.batch_id == queued_batch_id)
         # Two index probes, not a walk of the whole queue: one task without a

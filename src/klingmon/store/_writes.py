@@ -18,9 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.domain import ACTIVE, OUTBOX_KINDS, POLL_SOURCES, WAITING, TaskStatus
+from klingmon.domain import (
+    ACTIVE,
+    OUTBOX_KINDS,
+    POLL_SOURCES,
+    TERMINAL,
+    WAITING,
+    TaskStatus,
+)
 from klingmon.errors import StoreError
-from klingmon.policy import Transition, Verdict, consequences, judge
+from klingmon.policy import Transition, Verdict, consequences, judge, settle
 from klingmon.store._convert import (
     COST_COLUMNS,
     kling_ms,
@@ -29,6 +36,7 @@ from klingmon.store._convert import (
     wire,
 )
 from klingmon.store._downloads import queue_files
+from klingmon.store._prices import PriceSamples
 from klingmon.store._rows import BatchRow
 from klingmon.store._schema import batches, events, outbox, tasks
 
@@ -59,6 +67,7 @@ ACTIVE_STATES = tuple(sorted(ACTIVE))
 
 
 def batch_row(m: Mapping[Any, Any]) -> BatchRow:
+    quote = m.get("quote")
     return BatchRow(
         m["id"],
         m["name"],
@@ -66,6 +75,9 @@ def batch_row(m: Mapping[Any, Any]) -> BatchRow:
         dict(m["defaults"] or {}),
         int(m["priority"]),
         m["served_ms"],
+        state=m.get("state"),
+        max_units=m.get("max_units"),
+        quote=None if quote is None else dict(quote),
     )
 
 
@@ -115,7 +127,22 @@ def new_task_values(
         "deadline_ms": new.deadline_ms,
         "retry_of": new.retry_of,
         "learned_via": None,
+        "quoted_units": new.quoted_units,
+        "spend": None,
+        "spend_units": None,
+        "reserved_ms": None,
+        "request_hash": new.request_hash,
+        "repeat_of": new.repeat_of,
     }
+    if new.repeat_of is not None:
+        # A repeat of a success: kept, linked, ended; never sent nor paid again.
+        values |= {
+            "status": TaskStatus.CANCELLED.value,
+            "status_msg": f"a repeat of task {new.repeat_of}, which succeeded",
+            "finished_ms": now_ms,
+            "spend": "released",
+            "spend_units": 0.0,
+        }
     task = new.task
     if task is None:
         return values
@@ -254,7 +281,7 @@ class Pending:
     whole sweep or group of callbacks instead of three or four per observation.
     """
 
-    __slots__ = ("events", "heard", "owed", "updates")
+    __slots__ = ("events", "heard", "owed", "prices", "updates")
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -263,6 +290,8 @@ class Pending:
         self.updates: dict[int, dict[str, Any]] = {}
         #: Succeeded tasks (the row as the change leaves it) whose files are owed.
         self.owed: dict[int, tuple[dict[str, Any], int]] = {}
+        #: Charges of the successes, for the learned prices.
+        self.prices = PriceSamples()
 
     def change(
         self,
@@ -286,6 +315,8 @@ class Pending:
         callback nobody vouched for: its URLs must never be fetched).
         """
         merged = dict(values or {}) | status_values(row, new, source, now_ms)
+        if new in TERMINAL:
+            merged |= self._settled(row, merged, new, trusted=trusted)
         changed = {k: v for k, v in merged.items() if k not in row or row[k] != v}
         if changed:
             self.update(row["id"], changed)
@@ -298,6 +329,24 @@ class Pending:
         if implied.owes_files:
             self.owe(dict(row) | changed, now_ms)
         return index
+
+    def _settled(
+        self,
+        row: Mapping[str, Any],
+        merged: Mapping[str, Any],
+        new: TaskStatus,
+        *,
+        trusted: bool,
+    ) -> dict[str, Any]:
+        """The spend ledger's columns for a task that ends; learn its price."""
+        after = dict(row) | dict(merged)
+        reserved = after.get("spend_units") if after.get("spend") else None
+        spend, counted = settle(
+            new, reserved, after.get("units"), after.get("cash"), trusted=trusted
+        )
+        if new is TaskStatus.SUCCEED and trusted and "endpoint" in row:
+            self.prices.add(row, after)
+        return {"spend": spend.value, "spend_units": counted}
 
     def owe(self, row: Mapping[str, Any], now_ms: int) -> None:
         """Owe the result files of ``row``, a succeeded task (idempotent)."""
@@ -351,6 +400,7 @@ class Pending:
         if self.owed:
             pg = conn.dialect.name == "postgresql"
             queue_files(conn, list(self.owed.values()), pg=pg)
+        self.prices.flush(conn)
         return ids
 
 

@@ -15,6 +15,7 @@ actions (retry failed tasks, cancel unsent ones, download now) become available.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import stat
@@ -35,7 +36,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from klingmon._clock import to_ms
-from klingmon.domain import TERMINAL
+from klingmon.domain import TERMINAL, BatchState
 from klingmon.downloads import Downloader
 from klingmon.errors import KlingmonError
 from klingmon.policy import priority_problem
@@ -75,6 +76,9 @@ _NOTES = {
         "Priority set to {new}: the next freed slots go by it (tasks already sent "
         "are not affected)."
     ),
+    "approved": "Approved: the batch's tasks are sent now.",
+    "resumed": "Resumed: the batch's tasks are sent again, within its cap.",
+    "not_held": "The batch was not held for that reason.",
     "cancel": (
         "Cancelled {new} tasks that were never sent. Tasks already at Kling (it "
         "has no cancel) or being sent run on and stay tracked."
@@ -235,6 +239,8 @@ class _Pages:
             "previews": previews,
             "note": _NOTES.get(done, "").format(new=new) if done else "",
             "can_download": self.view.dashboard.downloads is not None,
+            "spend": store.spend.summary(batch.id),
+            "state": BatchState(batch.state).label if batch.state else "",
         }
         name = "_batch.html" if fragment else "batch.html"
         return self.view.html(name, request, ctx)
@@ -343,7 +349,50 @@ class _Actions:
         router.add_api_route(
             "/actions/priority/{ref:path}", self.set_priority, methods=["POST"]
         )
+        router.add_api_route(
+            "/actions/approve/{ref:path}", self.approve, methods=["POST"]
+        )
+        router.add_api_route(
+            "/actions/resume/{ref:path}", self.resume, methods=["POST"]
+        )
         return router
+
+    def approve(self, request: Request, ref: str) -> Response:
+        """Let a batch awaiting approval be sent (as ``klingmon approve``)."""
+        self.may_act(request)
+        batch = _batch(self.store, ref)
+        done = self.store.spend.release(batch.id, state=BatchState.AWAITING_APPROVAL)
+        logger.info("dashboard.approve", extra={"batch": batch.id, "done": done})
+        self._wake()
+        return _back(batch, "approved" if done else "not_held")
+
+    async def resume(self, request: Request, ref: str) -> Response:
+        """Let a batch paused by its budget go on, with the cap the form gives."""
+        self.may_act(request)
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        raw = (form.get("max_units") or [""])[0].strip()
+        try:
+            cap = float(raw) if raw else None
+        except ValueError:
+            raise HTTPException(422, detail="max_units must be a number") from None
+        if cap is not None and not cap >= 0:
+            raise HTTPException(422, detail="max_units must be >= 0")
+        batch = await run_in_threadpool(_batch, self.store, ref)
+        if cap is not None:
+            await run_in_threadpool(self.store.spend.set_cap, batch.id, cap)
+        done = await run_in_threadpool(
+            functools.partial(
+                self.store.spend.release, batch.id, state=BatchState.PAUSED_BUDGET
+            )
+        )
+        logger.info("dashboard.resume", extra={"batch": batch.id, "done": done})
+        self._wake()
+        return _back(batch, "resumed" if done else "not_held")
+
+    def _wake(self) -> None:
+        self.store.fleet.notify()
+        if self.dashboard.wake is not None:
+            self.dashboard.wake()
 
     def may_act(self, request: Request) -> None:
         _same_origin(request)
@@ -434,6 +483,7 @@ def _batch_card(b: BatchRow, s: BatchSummary | None, now: int) -> dict[str, Any]
         "stuck": s.stuck if s else 0,
         "units": s.units if s else 0.0,
         "cash": s.cash if s else {},
+        "state": BatchState(b.state).label if b.state else "",
         "eta": data.batch_eta(s, now) if s else None,
         "bar": data.bar(counts),
         "files": s.files if s else {},

@@ -95,6 +95,24 @@ class _StoreCollector:
                 cash.add_metric([str(batch_id), currency], amount)
         yield units
         yield cash
+        yield from self._spend()
+
+    def _spend(self) -> Iterator[Metric]:
+        """The spend ledger per batch: quoted, reserved plus charged, charged."""
+        families = {
+            name: GaugeMetricFamily(
+                f"klingmon_batch_{name}_units", text, labels=["batch"]
+            )
+            for name, text in (
+                ("quoted", "Units a batch's quote expects."),
+                ("counted", "Units reserved and charged: what counts against caps."),
+                ("charged", "Units Kling charged, by the spend ledger."),
+            )
+        }
+        for batch_id, figures in sorted(self._store.spend.by_batch().items()):
+            for family, value in zip(families.values(), figures, strict=True):
+                family.add_metric([str(batch_id)], value)
+        yield from families.values()
 
 
 class Metrics:

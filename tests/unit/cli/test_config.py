@@ -196,3 +196,29 @@ def test_priority_aging_comes_from_the_file_or_the_variable(tmp_path, monkeypatc
     monkeypatch.setenv("KLINGMON_PRIORITY_AGING", "soon")
     with pytest.raises(ConfigError, match="valid number"):
         load_settings({}, config=path)
+
+
+def test_spend_settings_from_the_file_and_the_environment(tmp_path, monkeypatch):
+    """[prices], approval and the account's caps load; variables beat the file."""
+    path = tmp_path / "klingmon.toml"
+    path.write_text(
+        "[klingmon]\nrequire_approval = true\ndaily_units = 100\n"
+        '[klingmon.prices]\n"text2video|kling-v2-6" = 1.5\n'
+    )
+    monkeypatch.setenv("KLINGMON_MONTHLY_UNITS", "900")
+    settings = load_settings(config=path)
+    assert settings.require_approval is True
+    assert (settings.daily_units, settings.monthly_units) == (100.0, 900.0)
+    assert settings.price_overrides == {("/v1/videos/text2video", "kling-v2-6"): 1.5}
+    assert settings.engine.daily_units == 100.0
+
+
+def test_a_bad_price_key_or_cap_names_the_file(tmp_path):
+    """A malformed [prices] key and a negative cap are both reported."""
+    path = tmp_path / "klingmon.toml"
+    path.write_text('[klingmon]\ndaily_units = -1\n[klingmon.prices]\n"|x" = 1\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config=path)
+    message = str(caught.value)
+    assert "daily_units: must be a positive number of units" in message
+    assert f"{path}: prices: price key '|x'" in message

@@ -10,8 +10,12 @@ from klingmon.policy import (
     _governor,
     _lifecycle,
     _moderation,
+    _prices,
     _priority,
+    _quote,
+    _repeats,
     _schedule,
+    _spend,
     _stuck,
 )
 
@@ -28,7 +32,11 @@ def test_all_is_sorted_and_complete():
         _lifecycle,
         _moderation,
         _priority,
+        _prices,
+        _quote,
+        _repeats,
         _schedule,
+        _spend,
         _stuck,
     )
     public = {name for m in modules for name in m.__all__}

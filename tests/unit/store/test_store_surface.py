@@ -21,6 +21,8 @@ from klingmon.store import (
     OutboxPort,
     Reports,
     ReportsPort,
+    Spending,
+    SpendingPort,
     Store,
     TaskQueue,
     TaskQueuePort,
@@ -37,6 +39,7 @@ REPOSITORIES = {
     "reports": (Reports, ReportsPort),
     "meta": (Meta, MetaPort),
     "flow": (CallbackFlow, CallbackFlowPort),
+    "spend": (Spending, SpendingPort),
 }
 _SCRIPTS = Path(__file__).parents[3] / "scripts" / "dev"
 
@@ -95,7 +98,11 @@ def _rewrite():  # the caller-rewriting script lives outside the package
 def test_the_call_rewriter_maps_every_old_method_to_a_repository_method():
     """Each old Store method in the mapping lands on a method its repository has."""
     mapping = _rewrite().MAPPING
-    assert len(mapping) == sum(len(_public(c)) for c, _ in REPOSITORIES.values())
+    # ``spend`` and ``tasks.succeeded_with`` came after the split: no old Store
+    # method maps to them.
+    before = {k: v for k, v in REPOSITORIES.items() if k != "spend"}
+    later = {"succeeded_with"}
+    assert len(mapping) == sum(len(_public(c) - later) for c, _ in before.values())
     for repo, new in mapping.values():
         assert new in _public(REPOSITORIES[repo][0]), (repo, new)
 

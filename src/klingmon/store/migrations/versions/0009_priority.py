@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"  # re-chained onto 0008 when that lands: only this line
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
