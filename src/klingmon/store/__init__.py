@@ -9,6 +9,7 @@ of what it uses.
 from __future__ import annotations
 
 from klingmon.store._cancel import Cancellation
+from klingmon.store._dialect import WriterGate
 from klingmon.store._downloads import (
     DOWNLOAD_STATES,
     RETENTION_MS,
@@ -45,7 +46,7 @@ from klingmon.store._rows import (
     TaskRef,
     TaskRow,
 )
-from klingmon.store._store import OUTBOX_KINDS, Store
+from klingmon.store._store import OUTBOX_KINDS, Store, writer_gate
 from klingmon.store._tasks import TaskQueue
 from klingmon.store._watch import WatchList
 
@@ -89,5 +90,7 @@ __all__ = [
     "WatchList",
     "WatchListPort",
     "WorkerRow",
+    "WriterGate",
     "retry_batch",
+    "writer_gate",
 ]

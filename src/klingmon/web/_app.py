@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from klingmon._clock import Clock, SystemClock
 from klingmon.errors import KlingmonError
+from klingmon.store import writer_gate
 from klingmon.web._api import router
 from klingmon.web._dashboard import Dashboard, install_dashboard
 from klingmon.web._hosts import HostCheck, HostPolicy
@@ -113,6 +114,8 @@ def create_app(
         offload=None if store.dialect == "sqlite" else _off_loop,
     )
     metrics = metrics or Metrics(store)
+    #: An engine of this process (``serve``) holds back while a callback is answered.
+    gate = writer_gate(store)
 
     def authorize(request: Request) -> None:
         if api_token is None:
@@ -146,15 +149,16 @@ def create_app(
         tags=["callbacks"],
     )
     async def callback(token: str, request: Request) -> JSONResponse:
-        body = await _read_capped(request, receiver.settings.max_body)
-        if body is None:
-            outcome = Outcome(
-                413, {"error": "too_large", "detail": "body too large"}, "too_large"
-            )
-        else:
-            outcome = await receiver.handle_async(token, body, request.headers)
-        metrics.callback(outcome.status_code, outcome.reason)
-        return JSONResponse(outcome.body, status_code=outcome.status_code)
+        with gate.answering():  # an engine in this process holds back meanwhile
+            body = await _read_capped(request, receiver.settings.max_body)
+            if body is None:
+                outcome = Outcome(
+                    413, {"error": "too_large", "detail": "body too large"}, "too_large"
+                )
+            else:
+                outcome = await receiver.handle_async(token, body, request.headers)
+            metrics.callback(outcome.status_code, outcome.reason)
+            return JSONResponse(outcome.body, status_code=outcome.status_code)
 
     # After the callback route: the busiest route is matched first.
     app.include_router(router, dependencies=[Depends(authorize)])
