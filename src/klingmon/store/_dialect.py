@@ -64,6 +64,8 @@ class WriterGate:
         self._behind = 0
         #: Answers being given, by thread (see :meth:`answering`).
         self._answering: Counter[int] = Counter()
+        #: Called as each answer starts (see :meth:`on_answer`).
+        self._on_answer: list[Callable[[], None]] = []
 
     @property
     def backlog(self) -> int:
@@ -90,6 +92,9 @@ class WriterGate:
         me = threading.get_ident()
         with self._cond:
             self._answering[me] += 1
+            told = list(self._on_answer)
+        for fn in told:
+            fn()
         try:
             yield
         finally:
@@ -98,6 +103,19 @@ class WriterGate:
                 if not self._answering[me]:
                     del self._answering[me]
                 self._cond.notify_all()
+
+    def on_answer(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn`` (on the answering thread) as each answer starts: an engine's
+        loop asks to run :meth:`yield_to_answers` next. Returns a stopper."""
+        with self._cond:
+            self._on_answer.append(fn)
+
+        def stop() -> None:
+            with self._cond:
+                if fn in self._on_answer:
+                    self._on_answer.remove(fn)
+
+        return stop
 
     def yield_to_answers(self) -> None:
         """Wait (up to :attr:`yield_s`) until no other thread is giving an answer."""

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from klingmon._clock import Clock, SystemClock
 from klingmon.errors import KlingmonError
 from klingmon.store import writer_gate
+from klingmon.web._answering import Answering
 from klingmon.web._api import router
 from klingmon.web._dashboard import Dashboard, install_dashboard
 from klingmon.web._hosts import HostCheck, HostPolicy
@@ -114,8 +115,6 @@ def create_app(
         offload=None if store.dialect == "sqlite" else _off_loop,
     )
     metrics = metrics or Metrics(store)
-    #: An engine of this process (``serve``) holds back while a callback is answered.
-    gate = writer_gate(store)
 
     def authorize(request: Request) -> None:
         if api_token is None:
@@ -133,6 +132,9 @@ def create_app(
     app.state.store = store
     app.state.receiver = receiver
     app.state.metrics = metrics
+    # Innermost: an engine of this process (serve) holds back while a callback's
+    # answer is read, made and sent.
+    app.add_middleware(Answering, gate=writer_gate(store))
     app.add_middleware(BodyLimits, limits=limits or Limits())
     # Added last, so it runs first: a foreign Host costs not even a body read.
     app.add_middleware(HostCheck, policy=HostPolicy.of(allowed_hosts))
@@ -149,16 +151,15 @@ def create_app(
         tags=["callbacks"],
     )
     async def callback(token: str, request: Request) -> JSONResponse:
-        with gate.answering():  # an engine in this process holds back meanwhile
-            body = await _read_capped(request, receiver.settings.max_body)
-            if body is None:
-                outcome = Outcome(
-                    413, {"error": "too_large", "detail": "body too large"}, "too_large"
-                )
-            else:
-                outcome = await receiver.handle_async(token, body, request.headers)
-            metrics.callback(outcome.status_code, outcome.reason)
-            return JSONResponse(outcome.body, status_code=outcome.status_code)
+        body = await _read_capped(request, receiver.settings.max_body)
+        if body is None:
+            outcome = Outcome(
+                413, {"error": "too_large", "detail": "body too large"}, "too_large"
+            )
+        else:
+            outcome = await receiver.handle_async(token, body, request.headers)
+        metrics.callback(outcome.status_code, outcome.reason)
+        return JSONResponse(outcome.body, status_code=outcome.status_code)
 
     # After the callback route: the busiest route is matched first.
     app.include_router(router, dependencies=[Depends(authorize)])
