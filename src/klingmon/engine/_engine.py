@@ -43,6 +43,7 @@ from klingmon.engine._submitter import Submitter
 from klingmon.engine._watchdog import Watchdog
 from klingmon.hooks import Hooks
 from klingmon.policy import DurationBook
+from klingmon.store import writer_gate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,7 +89,13 @@ class Engine:
         self._next_heartbeat = 0.0
         self._next_done_check = 0.0
         # An in-memory SQLite store has one connection: two threads must not share it.
-        self._off = Offload(inline=store.flow.in_memory)
+        # Its writes go after a waiting callback's commit (serve shares the process).
+        gate = writer_gate(store)
+        self._off = Offload(
+            inline=store.flow.in_memory,
+            around=gate.background,
+            pause=gate.yield_to_answers,
+        )
         rng = random.Random(s.seed)
         self._counts = RequestCounts()
         self._flow = CallbackFlow(store, self.clock, s)

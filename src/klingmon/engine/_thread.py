@@ -3,16 +3,24 @@
 In ``klingmon serve`` the receiver answers Kling on uvicorn's loop. On that same loop
 every stretch of the engine's own CPU work (a 500-task list page parsed, a round
 planned) would hold each callback behind it, however short its store calls. On a loop
-of its own in a thread, the interpreter switches between the two every few
-milliseconds, so a busy engine adds little to a callback's answer time. The engine
-and the receiver meet only in the store (and its in-process wake-up channel).
+of its own in a thread, the interpreter switches between the two, so a busy engine
+adds little to a callback's answer time: while it runs, a thread waiting for the
+interpreter lock gets it within :data:`SWITCH_S` (Python's default is 5 ms, and an
+answer waits for the lock again after each SQLite statement and socket write). The
+engine and the receiver meet only in the store (its write gate, which puts a
+callback's commit and answer before the engine's work, and its in-process wake-up
+channel).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import threading
 from typing import TYPE_CHECKING
+
+from klingmon.store import writer_gate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,7 +28,10 @@ if TYPE_CHECKING:
     from klingmon.api import AsyncKlingClient
     from klingmon.engine._monitor import Monitor
 
-__all__ = ["EngineThread"]
+__all__ = ["SWITCH_S", "EngineThread"]
+
+#: The interpreter's switch interval (seconds) while an engine thread runs.
+SWITCH_S = 0.001
 
 
 class EngineThread:
@@ -41,10 +52,14 @@ class EngineThread:
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error: BaseException | None = None
+        #: The switch interval before :meth:`start`, restored when the engine ends.
+        self._switch = sys.getswitchinterval()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     def start(self) -> None:
         """Start the engine; returns once its loop runs."""
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch, SWITCH_S))
         self._thread.start()
         self._ready.wait()
 
@@ -71,17 +86,28 @@ class EngineThread:
         try:
             asyncio.run(self._run())
         finally:
+            sys.setswitchinterval(self._switch)
             self._ready.set()  # never leave start() waiting on a loop that failed
             if self._on_exit is not None:
                 self._on_exit()
 
     async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        gate = writer_gate(self._monitor.store)
+
+        # As a callback's answer starts, this loop stands still (a few ms at most)
+        # once the step it runs ends: its work would take turns with the answer's.
+        def stand_still() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(gate.yield_to_answers)
+
+        unhook = gate.on_answer(stand_still)
         self._ready.set()
         try:
             await self._monitor.run(forever=True)
         except BaseException as exc:  # noqa: BLE001 - handed to join()
             self._error = exc
         finally:
+            unhook()
             if self._client is not None:
                 await self._client.aclose()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from klingmon.store._cancel import Cancellation
+from klingmon.store._dialect import WriterGate
 from klingmon.store._downloads import (
     DOWNLOAD_STATES,
     RETENTION_MS,
@@ -47,7 +48,7 @@ from klingmon.store._rows import (
     TaskRow,
 )
 from klingmon.store._spend import SpendCaps, Spending, SpendSummary
-from klingmon.store._store import OUTBOX_KINDS, Store
+from klingmon.store._store import OUTBOX_KINDS, Store, writer_gate
 from klingmon.store._tasks import TaskQueue
 from klingmon.store._watch import WatchList
 
@@ -95,5 +96,7 @@ __all__ = [
     "WatchList",
     "WatchListPort",
     "WorkerRow",
+    "WriterGate",
     "retry_batch",
+    "writer_gate",
 ]

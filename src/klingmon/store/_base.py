@@ -40,7 +40,7 @@ class UnitOfWork:
         #: What this database does its own way (upserts, locks, wake-ups).
         self.dialect = dialect_of(engine)
         #: Held around each write transaction of this process (see the dialect).
-        self._writers = self.dialect.writer_gate()
+        self.gate = self.dialect.writer_gate()
         #: ``conn``: the transaction this thread's calls join (see :meth:`transaction`);
         #: ``after``: the notices to tell once it committed.
         self._joined = threading.local()
@@ -112,7 +112,7 @@ class UnitOfWork:
                 return
             writing = {_database.WRITE: True}
             with (
-                self._writers,
+                self.gate.hold(),
                 self.engine.connect().execution_options(**writing) as c,
                 c.begin(),
             ):

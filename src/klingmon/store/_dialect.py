@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -21,14 +23,156 @@ from sqlalchemy.dialects import postgresql, sqlite
 from klingmon.store import _report
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["CHANNEL", "Dialect", "dialect_named", "dialect_of"]
+__all__ = ["CHANNEL", "Dialect", "WriterGate", "dialect_named", "dialect_of"]
 
 log = logging.getLogger(__name__)
 
 #: The NOTIFY channel: new work was stored or a callback arrived.
 CHANNEL = "klingmon"
+
+
+class WriterGate:
+    """One writer of this process at a time; background writers let others first.
+
+    SQLite has one write slot. Under ``klingmon serve`` the engine's stream of short
+    transactions (a submit's two, a poll round's applies, flags) would otherwise take
+    turns with the receiver's commits in no order, so that a callback could wait
+    behind several of them, and the engine's threads would hold the interpreter lock
+    the receiver needs between its statements. An answer is waited for, the engine's
+    work is not. So a background writer (inside :meth:`background`) enters
+    only when no other writer waits, and, for up to :attr:`yield_s`, only when no
+    answer is being given by another thread (:meth:`answering`); any other writer
+    waits for at most the one transaction that holds the gate. An answer given on the
+    caller's own thread (an engine on the receiver's loop) holds nothing back: it
+    could not go on while its thread waits.
+    """
+
+    def __init__(self, *, yield_s: float = 0.01) -> None:
+        #: How long a background caller waits, at most, for answers to be given:
+        #: a callback's answer takes a few milliseconds; a flood of them only slows
+        #: the engine down, never stops it.
+        self.yield_s = yield_s
+        self._cond = threading.Condition(threading.Lock())
+        #: ``on``: this thread's calls are background ones (see :meth:`background`).
+        self._local = threading.local()
+        self._held = False
+        #: Writers (not background ones) waiting for the gate.
+        self._waiting = 0
+        #: Background writers waiting for it.
+        self._behind = 0
+        #: Answers being given, by thread (see :meth:`answering`).
+        self._answering: Counter[int] = Counter()
+        #: Called as each answer starts (see :meth:`on_answer`).
+        self._on_answer: list[Callable[[], None]] = []
+
+    @property
+    def backlog(self) -> int:
+        """How many callers wait for the gate or for answers, background ones too."""
+        return self._waiting + self._behind
+
+    @contextlib.contextmanager
+    def background(self) -> Iterator[None]:
+        """Calls nobody waits for (the engine's, beside a receiver that is waited
+        for): the block starts once no other thread gives an answer (a short wait at
+        most), and its writes enter the gate behind every other waiting writer.
+        They are the same calls otherwise."""
+        self.yield_to_answers()
+        before = getattr(self._local, "on", False)
+        self._local.on = True
+        try:
+            yield
+        finally:
+            self._local.on = before
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Someone waits for what the block does (a callback's answer)."""
+        me = threading.get_ident()
+        with self._cond:
+            self._answering[me] += 1
+            told = list(self._on_answer)
+        for fn in told:
+            fn()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._answering[me] -= 1
+                if not self._answering[me]:
+                    del self._answering[me]
+                self._cond.notify_all()
+
+    def on_answer(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn`` (on the answering thread) as each answer starts: an engine's
+        loop asks to run :meth:`yield_to_answers` next. Returns a stopper."""
+        with self._cond:
+            self._on_answer.append(fn)
+
+        def stop() -> None:
+            with self._cond:
+                if fn in self._on_answer:
+                    self._on_answer.remove(fn)
+
+        return stop
+
+    def yield_to_answers(self) -> None:
+        """Wait (up to :attr:`yield_s`) until no other thread is giving an answer."""
+        with self._cond:
+            self._behind += 1
+            try:
+                self._cond.wait_for(self._quiet, timeout=self.yield_s)
+            finally:
+                self._behind -= 1
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the gate for the block; a background writer enters last."""
+        background = getattr(self._local, "on", False)
+        with self._cond:
+            if background:
+                self._behind += 1
+                try:
+                    self._enter_behind()
+                finally:
+                    self._behind -= 1
+            else:
+                self._waiting += 1
+                try:
+                    self._cond.wait_for(lambda: not self._held)
+                finally:
+                    self._waiting -= 1
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+    def _enter_behind(self) -> None:
+        """Wait (holding ``_cond``) for a free gate nobody else waits for, and for
+        the answers being given (up to :attr:`yield_s`)."""
+        until = time.monotonic() + self.yield_s
+        while True:
+            quiet = self._quiet() or time.monotonic() >= until
+            if not self._held and not self._waiting and quiet:
+                return
+            self._cond.wait(None if quiet else max(until - time.monotonic(), 0.0))
+
+    def _quiet(self) -> bool:
+        """No thread but the caller's is giving an answer (holding ``_cond``)."""
+        answering = self._answering
+        return not answering or set(answering) == {threading.get_ident()}
+
+
+class _Open(WriterGate):
+    """No gate at all: every writer goes in at once (answers still come first)."""
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        yield
 
 
 class Dialect:
@@ -47,15 +191,16 @@ class Dialect:
         """
         del conn, key
 
-    def writer_gate(self) -> contextlib.AbstractContextManager[Any]:
+    def writer_gate(self) -> WriterGate:
         """What a writer of this process holds around its write transaction.
 
         SQLite lets one writer in at a time and makes the others sleep and retry
         (its busy handler backs off up to 100 ms a try): under ``klingmon serve``
-        the receiver's commits would sleep behind the engine's. A lock shared by the
-        process's writers hands the file over as soon as it is free instead.
+        the receiver's commits would sleep behind the engine's. A gate shared by the
+        process's writers hands the file over as soon as it is free instead, to a
+        waiting foreground writer first (see :class:`WriterGate`).
         """
-        return threading.Lock()
+        return WriterGate()
 
     def lock(
         self,
@@ -111,9 +256,9 @@ class _PostgreSQL(Dialect):
     def serialise(self, conn: sa.Connection, key: int) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
-    def writer_gate(self) -> contextlib.AbstractContextManager[Any]:
+    def writer_gate(self) -> WriterGate:
         """None: PostgreSQL's writers run side by side, locking rows as they go."""
-        return contextlib.nullcontext()
+        return _Open()
 
     def lock(
         self,

@@ -69,8 +69,11 @@ class Outbox:
         )
         with self._unit.write() as conn:
             claimed = sorted(conn.execute(claim).all(), key=lambda r: (r[3], r[0]))
-            if not claimed:
-                return []
+        if not claimed:
+            return []
+        # Events never change once written: read after the commit, so that the
+        # write slot is held for the claim alone.
+        with self._unit.read() as conn:
             found = conn.execute(
                 sa.select(events).where(events.c.id.in_([r[1] for r in claimed]))
             ).mappings()

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     import contextlib
     from types import TracebackType
 
-__all__ = ["OUTBOX_KINDS", "Store"]
+    from klingmon.store._dialect import WriterGate
+
+__all__ = ["OUTBOX_KINDS", "Store", "writer_gate"]
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +123,10 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store(url={self.url!r})"
+
+
+def writer_gate(store: Store) -> WriterGate:
+    """The gate ``store``'s writers of this process share: ``klingmon serve`` marks
+    the engine's calls ``background()`` and each callback's answer ``answering()``,
+    so that the engine's writes and work make room for the answers."""
+    return store._unit.gate  # noqa: SLF001 - the store package's own unit of work

@@ -21,6 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from klingmon._clock import Clock, SystemClock
 from klingmon.errors import KlingmonError
+from klingmon.store import writer_gate
+from klingmon.web._answering import Answering
 from klingmon.web._api import router
 from klingmon.web._dashboard import Dashboard, install_dashboard
 from klingmon.web._hosts import HostCheck, HostPolicy
@@ -130,6 +132,9 @@ def create_app(
     app.state.store = store
     app.state.receiver = receiver
     app.state.metrics = metrics
+    # Innermost: an engine of this process (serve) holds back while a callback's
+    # answer is read, made and sent.
+    app.add_middleware(Answering, gate=writer_gate(store))
     app.add_middleware(BodyLimits, limits=limits or Limits())
     # Added last, so it runs first: a foreign Host costs not even a body read.
     app.add_middleware(HostCheck, policy=HostPolicy.of(allowed_hosts))
