@@ -192,7 +192,7 @@ def test_a_new_generation_run_either_runs_or_says_why_not() -> None:
     run" with the reason; once it can, every task is created once in its pool."""
     workload = Workload("smoke new", 3, 12, seed=5).on(NEW)
     for mode in ("polling", "callback"):
-        f = run_contender(workload, "klingmon", mode, wall_budget=20)
+        f = run_contender(workload, "klingmon", mode, wall_budget=60)
         if f["finished"]:
             assert f["detected"] == 12
             assert f["creates_per_task"] == 1.0

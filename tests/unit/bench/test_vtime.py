@@ -82,13 +82,13 @@ def test_ideal_makespan_is_the_greedy_schedule_and_a_lower_bound() -> None:
 def test_smoke_run_of_every_contender_on_twenty_tasks() -> None:
     """Seed (a) crashes on the first 1303; (b) and klingmon finish and are measured."""
     workload = Workload("smoke", 3, 20, seed=5)
-    seed = run_contender(workload, "seed", "polling", wall_budget=20)
+    seed = run_contender(workload, "seed", "polling", wall_budget=60)
     assert not seed["finished"]
     assert seed["answers_1303"] == 1
     assert seed["created_in_kling"] == 3
-    fixed = run_contender(workload, "seed-fixed", "polling", wall_budget=20)
-    polling = run_contender(workload, "klingmon", "polling", wall_budget=20)
-    callback = run_contender(workload, "klingmon", "callback", wall_budget=20)
+    fixed = run_contender(workload, "seed-fixed", "polling", wall_budget=60)
+    polling = run_contender(workload, "klingmon", "polling", wall_budget=60)
+    callback = run_contender(workload, "klingmon", "callback", wall_budget=60)
     for run in (fixed, polling, callback):
         assert run["finished"], run["why_not"]
         assert run["detected"] == 20
