@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pytest
 from engine_support import virtual_monitor
 
 from klingmon.api import AsyncKlingClient, Text2VideoRequest
 from klingmon.engine import ACCOUNT_REFRESH, Account, Monitor, stored_figures
+from klingmon.errors import KlingmonError
 from klingmon.sim import Faults, ResourcePack, SimConfig, Simulator
 from klingmon.store import Store
 from klingmon.testing import SimServer, VirtualClock
@@ -128,3 +130,22 @@ async def test_a_failing_refresh_is_logged_once_and_never_fatal(tmp_path, caplog
     assert _costs_asked(sim) > 2
     assert stored_figures(monitor.store) is None
     await monitor.aclose()
+
+
+async def test_after_a_failure_the_next_request_waits_out_the_second(tmp_path):
+    """A refused request leaves no answer to share: the next caller waits until a
+    second has passed since it was sent, then asks."""
+    clock = VirtualClock()
+    with SimServer(SimConfig(admin=True), clock) as server:
+        server.sim.script("costs", status=400, code=1201)
+        client = _loopback_client(server, clock)
+        account = Account(clock=clock)
+        sent = clock.now()
+        with pytest.raises(KlingmonError):
+            await account.costs(client)
+        assert account.latest() is None
+        await account.costs(client)
+        assert clock.now() >= sent + 1.0
+        assert _costs_asked(server.sim) == 2
+        assert account.latest() is not None
+        await client.aclose()
