@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 from klingmon._clock import Clock, SystemClock
 from klingmon.api import AsyncKlingClient
 from klingmon.callback_tokens import callback_url_builder, server_secret
-from klingmon.engine import EngineSettings, Monitor
+from klingmon.engine import Account, EngineSettings, Monitor
 from klingmon.store import Store
 
 if TYPE_CHECKING:
@@ -52,12 +52,21 @@ class Runtime:
         self._transport = transport
         self._engine_overrides = dict(engine or {})
         self._store: Store | None = None
+        self._account: Account | None = None
 
     @property
     def store(self) -> Store:
         if self._store is None:
             self._store = Store.open(self.settings.db)
         return self._store
+
+    @property
+    def account(self) -> Account:
+        """The account's packs, one for the process: the monitors, the engine and
+        the web app share its cache and its last answer."""
+        if self._account is None:
+            self._account = Account(clock=self.clock, store=self.store)
+        return self._account
 
     def client(
         self, *, transport: httpx.AsyncBaseTransport | None = None
@@ -101,6 +110,7 @@ class Runtime:
             clock=self.clock,
             prices=self.settings.price_overrides,
             require_approval=self.settings.require_approval,
+            account=self.account,
         )
 
     def web_app(self, **options: Any) -> FastAPI:
@@ -109,7 +119,11 @@ class Runtime:
         from klingmon.web import create_app  # noqa: PLC0415 - FastAPI only for serve
 
         return create_app(
-            self.store, secret=self.server_secret(), clock=self.clock, **options
+            self.store,
+            secret=self.server_secret(),
+            clock=self.clock,
+            account=self.account,
+            **options,
         )
 
     def close(self) -> None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from klingmon._clock import to_ms
+from klingmon.cli._account import packs_json
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context
 from klingmon.cli._render import (
@@ -21,6 +23,7 @@ from klingmon.cli._render import (
     tasks_table,
     workers_table,
 )
+from klingmon.cli._spend import ask_account, say_packs
 from klingmon.cli._unsent import unsent_lines
 from klingmon.cli._watch import _pick_batch
 from klingmon.domain import RESULT_KINDS, TERMINAL
@@ -101,12 +104,22 @@ def status(
     show_workers: bool = typer.Option(
         False, "--workers", help="Workers, their heartbeats and leases instead."
     ),
+    show_account: bool = typer.Option(
+        False,
+        "--account",
+        help="The resource packs instead, asked of Kling now (GET /account/costs) "
+        "when the credentials allow, else as last seen.",
+    ),
 ) -> None:
-    """Every batch with its tasks counted by status (or, --workers, the fleet)."""
+    """Every batch with its tasks counted by status, then the resource packs as
+    last seen (or, --workers, the fleet; --account, the packs)."""
     context = get_context(ctx)
     store = context.store()
     if show_workers:
         _workers(context, store, as_json=as_json)
+        return
+    if show_account:
+        _account(context, as_json=as_json)
         return
     rows = [(b, store.tasks.count_by_status(b.id)) for b in store.tasks.batches()]
     if as_json:
@@ -129,10 +142,34 @@ def status(
         return
     if not rows:
         context.err.print("No batches yet. Submit one with `klingmon submit FILE`.")
+    else:
+        context.console.print(batches_table(rows))
+        for line in unsent_lines(store):
+            context.err.print(line, markup=False, highlight=False, soft_wrap=True)
+    figures = context.runtime().account.latest()
+    if figures is not None:
+        say_packs(context, figures)
+
+
+def _account(context: Context, *, as_json: bool) -> None:
+    """The packs, fresh when Kling answers, else as last seen (and why)."""
+    figures, why = ask_account(context)
+    if figures is None:
+        figures = context.runtime().account.latest()
+    if as_json:
+        found = packs_json(figures, to_ms(context.runtime().clock.now()))
+        emit_json(found | ({"error": why} if why else {}))
         return
-    context.console.print(batches_table(rows))
-    for line in unsent_lines(store):
-        context.err.print(line, markup=False, highlight=False, soft_wrap=True)
+    if why is not None:
+        context.err.print(
+            f"Kling not asked: {why}", markup=False, highlight=False, soft_wrap=True
+        )
+    if figures is None:
+        context.err.print(
+            "No resource packs known yet: no GET /account/costs has answered."
+        )
+        return
+    say_packs(context, figures)
 
 
 def _workers(context: Context, store: Store, *, as_json: bool) -> None:

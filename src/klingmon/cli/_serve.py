@@ -239,7 +239,7 @@ async def serve_app(
     runtime = context.runtime()
     settings = runtime.settings
     store = runtime.store
-    metrics = Metrics(store)
+    metrics = Metrics(store, account=runtime.account)
     engine: EngineThread | None = None
     if options.engine:
         client = runtime.client(

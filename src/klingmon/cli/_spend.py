@@ -10,7 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from klingmon._clock import to_ms
 from klingmon.batchfile import read_batch_file
+from klingmon.cli._account import expiry_lines, packs_table
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
 from klingmon.domain import BatchState
@@ -19,37 +21,63 @@ from klingmon.policy import with_remaining
 
 if TYPE_CHECKING:
     from klingmon.api import TaskRequest
-    from klingmon.policy import Quote
+    from klingmon.policy import AccountFigures, Quote
 
-__all__ = ["quote_of", "remaining_units", "say_quote", "state_label"]
+__all__ = [
+    "ask_account",
+    "quote_of",
+    "remaining_units",
+    "say_expiring",
+    "say_packs",
+    "say_quote",
+    "state_label",
+]
 
 logger = logging.getLogger(__name__)
 
 
-def remaining_units(context: Context) -> tuple[float | None, str | None]:
-    """Units left in the account's online packs, or None and why not."""
+def ask_account(context: Context) -> tuple[AccountFigures | None, str | None]:
+    """The packs as Kling says them now (kept for ``status``), or None and why not."""
     try:
         client = context.client()
     except KlingmonError as exc:
         return None, exc.message
     monitor = context.monitor(client)
 
-    async def ask() -> float:
+    async def ask() -> None:
         try:
-            costs = await monitor.account_costs()
+            await monitor.account_costs()
         finally:
             await client.aclose()
-        return sum(
-            p.remaining_quantity or 0.0
-            for p in costs.resource_pack_subscribe_infos
-            if p.status in (None, "online")
-        )
 
     try:
-        return run_async(ask()), None
+        run_async(ask())
     except KlingmonError as exc:
         logger.info("quote.no_costs", extra={"error": type(exc).__name__})
         return None, exc.message
+    return monitor.account.latest(), None
+
+
+def remaining_units(context: Context) -> tuple[float | None, str | None]:
+    """Units left in the account's online packs, or None and why not."""
+    figures, why = ask_account(context)
+    return (None, why) if figures is None else (figures.remaining, None)
+
+
+def say_packs(context: Context, figures: AccountFigures) -> None:
+    """The packs' table on stdout, a warning per pack about to expire on stderr."""
+    now_ms = to_ms(context.runtime().clock.now())
+    context.console.print(packs_table(figures, now_ms))
+    say_expiring(context, figures)
+
+
+def say_expiring(context: Context, figures: AccountFigures | None = None) -> None:
+    """A warning per pack that expires soon with units left (last seen figures)."""
+    found = figures if figures is not None else context.runtime().account.latest()
+    if found is None:
+        return
+    for line in expiry_lines(found, to_ms(context.runtime().clock.now())):
+        context.err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def quote_of(
@@ -146,6 +174,8 @@ def quote(
         emit_json(found.to_json() | ({"remaining_error": why} if why else {}))
         return
     say_quote(context, found, why=why)
+    if account:
+        say_expiring(context)
 
 
 @app.command()

@@ -21,7 +21,7 @@ from klingmon.cli._preflight import (
     taken_batch,
 )
 from klingmon.cli._priority import PriorityOption
-from klingmon.cli._spend import quote_of, say_quote
+from klingmon.cli._spend import quote_of, say_expiring, say_quote
 from klingmon.cli._unsent import unsent_line, unsent_lines
 from klingmon.cli._watch import GiveUpOption, WatchPlan, _pick_batch, run_watch
 from klingmon.domain import BatchState, TaskStatus
@@ -144,6 +144,7 @@ def submit(
         )
         if not as_json:
             say_quote(context, quote, why=why)
+            say_expiring(context)
         _say_dry_run(
             context,
             file,
@@ -161,8 +162,8 @@ def submit(
         context.settings, endpoints, stored_later=not (watch or preflight)
     )
     _check_before_storing(context, watch=watch, preflight=preflight)
-    if preflight and not force:
-        _refuse_if_uncovered(context, [r.request for r in rows])
+    if preflight:
+        _account_preflight(context, [r.request for r in rows], force=force)
     others = unsent_lines(store)
     stored = context.monitor().submit(
         (r.request for r in rows),
@@ -186,9 +187,16 @@ def submit(
         raise
 
 
-def _refuse_if_uncovered(context: Context, requests: list[TaskRequest]) -> None:
-    """The packs' remaining units must cover the quote (when Kling says them)."""
+def _account_preflight(
+    context: Context, requests: list[TaskRequest], *, force: bool
+) -> None:
+    """The packs' remaining units must cover the quote (when Kling says them;
+    ``force``: not asked); a pack about to expire with units left is pointed out."""
+    if force:
+        say_expiring(context)
+        return
     quote, _ = quote_of(context, requests, account=True)
+    say_expiring(context)
     if quote.covered is False:
         raise UsageError(
             f"the batch is quoted at {quote.units:g} units but the packs have "

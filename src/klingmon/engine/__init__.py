@@ -1,5 +1,12 @@
 """The engine: submission within the slots, monitoring, hooks; and the Monitor front."""
 
+from klingmon.engine._account import (
+    ACCOUNT_KEY,
+    ACCOUNT_REFRESH,
+    Account,
+    AccountRefresh,
+    stored_figures,
+)
 from klingmon.engine._engine import Engine
 from klingmon.engine._health import (
     DEFAULT_GIVE_UP_AFTER,
@@ -12,7 +19,11 @@ from klingmon.engine._settings import EngineSettings
 from klingmon.engine._thread import EngineThread
 
 __all__ = [
+    "ACCOUNT_KEY",
+    "ACCOUNT_REFRESH",
     "DEFAULT_GIVE_UP_AFTER",
+    "Account",
+    "AccountRefresh",
     "Engine",
     "EngineSettings",
     "EngineThread",
@@ -21,4 +32,5 @@ __all__ = [
     "Monitor",
     "env_transport",
     "new_task",
+    "stored_figures",
 ]

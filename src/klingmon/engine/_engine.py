@@ -26,6 +26,7 @@ from klingmon._owners import dead_local_owner as _dead_local_owner
 from klingmon._owners import default_owner as _default_owner
 from klingmon.domain import IN_FLIGHT, TaskStatus
 from klingmon.downloads import Downloader
+from klingmon.engine._account import Account, AccountRefresh
 from klingmon.engine._deliverer import Deliverer
 from klingmon.engine._download_loop import DownloadLoop
 from klingmon.engine._governor import Governor
@@ -73,6 +74,7 @@ class Engine:
         hooks: Hooks | None = None,
         clock: Clock | None = None,
         owner: str | None = None,
+        account: Account | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -143,6 +145,12 @@ class Engine:
             owner=self.owner,
             rng=rng,
             offload=self._off,
+        )
+        #: Refreshes the account's packs while work runs (given an ``account``).
+        self.account: AccountRefresh | None = (
+            AccountRefresh(store, client, account, offload=self._off)
+            if account is not None
+            else None
         )
         wanted = s.downloads
         self.downloads: DownloadLoop | None = (
@@ -245,6 +253,8 @@ class Engine:
         finally:
             stop_hearing()
             stop_listening()
+            if self.account is not None:
+                await self.account.close()
             if self.downloads is not None:
                 await self.downloads.close()
             await self._flush()
@@ -260,6 +270,8 @@ class Engine:
         self._wake.clear()
         await self._heartbeat()
         await self._catch_up()
+        if self.account is not None:
+            await self.account.round(self.clock.now())
         # Polls first: a finish they find frees a slot that this same round fills.
         did = await self.poller.round(self.clock.now())
         did = await self.submitter.round(self.clock.now()) or did

@@ -18,6 +18,7 @@ from klingmon.api import (
     snapshot,
 )
 from klingmon.domain import TERMINAL, BatchState
+from klingmon.engine._account import Account
 from klingmon.engine._engine import Engine
 from klingmon.engine._quoting import Quoter
 from klingmon.engine._settings import EngineSettings
@@ -88,6 +89,7 @@ class Monitor:
         clock: Clock | None = None,
         prices: Mapping[tuple[str, ...], float] | None = None,
         require_approval: bool = False,
+        account: Account | None = None,
     ) -> None:
         self.store = store if store is not None else Store.open(db)
         self._client = client
@@ -98,7 +100,13 @@ class Monitor:
         #: Every batch is stored ``awaiting approval`` unless ``submit(hold=False)``.
         self.require_approval = require_approval
         self._quoter = Quoter(self.store, overrides=prices, slots=self.settings.slots)
-        self._costs: tuple[float, AccountCosts] | None = None
+        #: The account's packs: asked at most once a second, refreshed by ``run``
+        #: while work runs; share one among the monitors and apps of a process.
+        self.account = (
+            account
+            if account is not None
+            else Account(clock=self.clock, store=self.store)
+        )
 
     @property
     def client(self) -> AsyncKlingClient:
@@ -146,11 +154,9 @@ class Monitor:
         return self._quoter.quote([new_task(r) for r in requests])
 
     async def account_costs(self) -> AccountCosts:
-        """``GET /account/costs``, asked at most once a second (cached)."""
-        now = self.clock.now()
-        if self._costs is None or now - self._costs[0] >= 1.0:
-            self._costs = (now, await self.client.account_costs())
-        return self._costs[1]
+        """``GET /account/costs``, asked at most once a second (an answer under a
+        second old is shared); kept in :attr:`account` and the store."""
+        return await self.account.costs(self.client)
 
     def submit(
         self,
@@ -376,6 +382,7 @@ class Monitor:
                 settings=self.settings,
                 hooks=self.hooks,
                 clock=self.clock,
+                account=self.account,
             )
         return self._engine
 

@@ -7,6 +7,13 @@ pass in data and time and act on the answers.
 
 from __future__ import annotations
 
+from klingmon.policy._account import (
+    EXPIRY_WARNING_DAYS,
+    AccountFigures,
+    PackFigure,
+    expiring_packs,
+    figures_of,
+)
 from klingmon.policy._consequences import (
     Consequences,
     Sample,
@@ -63,11 +70,13 @@ from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
 __all__ = [
     "AGING_MS",
     "AGING_RULE",
+    "EXPIRY_WARNING_DAYS",
     "INTERVAL_RULE",
     "MODERATION_CODES",
     "PRIORITY_LIMIT",
     "RANK",
     "SHIPPED",
+    "AccountFigures",
     "Aimd",
     "Budget",
     "Consequences",
@@ -76,6 +85,7 @@ __all__ = [
     "DurationBook",
     "DurationKey",
     "Learned",
+    "PackFigure",
     "Phase",
     "PriceBook",
     "PriceKey",
@@ -97,6 +107,8 @@ __all__ = [
     "classify_create_error",
     "consequences",
     "effective_priority",
+    "expiring_packs",
+    "figures_of",
     "finish_hazard",
     "finish_rate",
     "fits",

@@ -58,6 +58,9 @@ class ResourcePack:
     total: float = 1000.0
     pack_id: str = ""
     pack_type: Literal["decreasing_total", "constant_period"] = "decreasing_total"
+    #: Seconds from the simulator's start until the pack expires (``invalid_time``;
+    #: then ``expired``, and it pays for nothing); None: a year after its purchase.
+    expires_in: float | None = None
 
     def __post_init__(self) -> None:
         if self.total < 0:

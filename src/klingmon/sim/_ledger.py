@@ -67,8 +67,10 @@ class Ledger:
         """Reserve ``amount`` units for a task that succeeds at ``at``."""
         pack = None
         for i, info in enumerate(self._packs):
-            if info.package_type == package_type and (
-                info.total - self._reserved[i] >= amount
+            if (
+                info.package_type == package_type
+                and info.total - self._reserved[i] >= amount
+                and at < self._expires_ms(info) / 1000
             ):
                 pack = i
                 self._reserved[i] += amount
@@ -106,8 +108,8 @@ class Ledger:
                 "remaining_quantity": round(max(0.0, left), 4),
                 "purchase_time": opened,
                 "effective_time": opened,
-                "invalid_time": opened + _YEAR * 1000,
-                "status": "online" if left > 0 else "runOut",
+                "invalid_time": self._expires_ms(pack),
+                "status": _status(left, now < self._expires_ms(pack) / 1000),
             }
             for i, (pack, left) in enumerate(
                 zip(self._packs, self.remaining(now), strict=True)
@@ -118,8 +120,19 @@ class Ledger:
             data["resource_pack_subscribe_infos"] = infos
         return data
 
+    def _expires_ms(self, pack: ResourcePack) -> int:
+        if pack.expires_in is None:
+            return to_ms(self._opened - 86400) + _YEAR * 1000
+        return to_ms(self._opened + pack.expires_in)
+
     def remaining_by_name(self, now: float) -> dict[str, float]:
         return {
             p.name: round(left, 4)
             for p, left in zip(self._packs, self.remaining(now), strict=True)
         }
+
+
+def _status(left: float, valid: bool) -> str:
+    if not valid:
+        return "expired"
+    return "online" if left > 0 else "runOut"

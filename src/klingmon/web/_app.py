@@ -33,6 +33,7 @@ from klingmon.web._receiver import Outcome, Receiver, ReceiverSettings
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
+    from klingmon.engine import Account
     from klingmon.store import Store
 
 __all__ = ["create_app"]
@@ -89,6 +90,7 @@ def create_app(
     dashboard: Dashboard | None = None,
     limits: Limits | None = None,
     allowed_hosts: Sequence[str] = (),
+    account: Account | None = None,
 ) -> FastAPI:
     """The web app over ``store``; ``secret`` keys the callback-URL tokens.
 
@@ -103,6 +105,10 @@ def create_app(
     Only requests whose ``Host`` is a loopback name or one of ``allowed_hosts``
     (the public URL's host, names the server is reached by) get past a 400: a
     DNS-rebinding page never reaches a route.
+
+    ``account``: the process's resource packs (the engine's, in ``serve``), shown
+    on the dashboard and in ``/metrics``; default: the last figures saved in the
+    store.
     """
     clock = clock or SystemClock()
     receiver = Receiver(
@@ -114,7 +120,7 @@ def create_app(
         # the GIL ping-pong between two busy threads. PostgreSQL waits on the network.
         offload=None if store.dialect == "sqlite" else _off_loop,
     )
-    metrics = metrics or Metrics(store)
+    metrics = metrics or Metrics(store, account=account)
 
     def authorize(request: Request) -> None:
         if api_token is None:
@@ -191,7 +197,9 @@ def create_app(
     def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    install_dashboard(app, store, dashboard or Dashboard(token=api_token), clock)
+    install_dashboard(
+        app, store, dashboard or Dashboard(token=api_token), clock, account
+    )
     return app
 
 

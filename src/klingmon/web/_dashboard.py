@@ -38,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from klingmon._clock import to_ms
 from klingmon.domain import TERMINAL, BatchState
 from klingmon.downloads import Downloader
+from klingmon.engine import Account
 from klingmon.errors import KlingmonError
 from klingmon.policy import priority_problem
 from klingmon.store import retry_batch
@@ -111,10 +112,15 @@ def segment(name: str) -> str:
 
 
 def install_dashboard(
-    app: FastAPI, store: Store, dashboard: Dashboard, clock: Clock
+    app: FastAPI,
+    store: Store,
+    dashboard: Dashboard,
+    clock: Clock,
+    account: Account | None = None,
 ) -> None:
-    """Add the dashboard's routes and static files to ``app``."""
-    view = _View(_environment(), store, dashboard, clock)
+    """Add the dashboard's routes and static files to ``app``; ``account``: the
+    process's packs (default: the last figures any process saved in the store)."""
+    view = _View(_environment(), store, dashboard, clock, account)
     dashboard.window.figures(clock.now(), store.reports.counter_totals())
     app.state.dashboard = dashboard
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
@@ -127,12 +133,18 @@ class _View:
     """What every route renders with: the templates, the store, the clock."""
 
     def __init__(
-        self, env: jinja2.Environment, store: Store, dashboard: Dashboard, clock: Clock
+        self,
+        env: jinja2.Environment,
+        store: Store,
+        dashboard: Dashboard,
+        clock: Clock,
+        account: Account | None,
     ) -> None:
         self.env = env
         self.store = store
         self.dashboard = dashboard
         self.clock = clock
+        self.account = account or Account(clock=clock, store=store)
 
     def html(
         self, name: str, request: Request, ctx: dict[str, Any], status: int = 200
@@ -194,6 +206,7 @@ class _Pages:
                 self.view.clock.now(), store.reports.counter_totals()
             ),
             "workers": _workers(store, now),
+            "account": data.packs_view(self.view.account.latest(), now),
         }
         name = "_overview.html" if fragment else "overview.html"
         return self.view.html(name, request, ctx)

@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from klingmon.domain import FAILURES, TERMINAL, TaskStatus
+from klingmon.policy import expiring_packs
 from klingmon.store import RETENTION_MS
 
 if TYPE_CHECKING:
+    from klingmon.policy import AccountFigures
     from klingmon.store import BatchSummary, DownloadRow, EventRow, TaskRow
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "fmt_ms",
     "fmt_s",
     "histogram",
+    "packs_view",
     "redact",
     "task_view",
     "timeline",
@@ -56,6 +59,33 @@ def fmt_ms(ms: int | None) -> str:
     if ms is None:
         return ""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def packs_view(figures: AccountFigures | None, now_ms: int) -> dict[str, Any] | None:
+    """The account's packs for the overview (None: never asked): units left, when
+    each expires, and which expire soon with units left."""
+    if figures is None:
+        return None
+    soon = {id(p) for p in expiring_packs(figures, now_ms)}
+    packs = [
+        {
+            "label": p.label,
+            "remaining": p.remaining,
+            "total": p.total,
+            "status": p.status or "",
+            "expires_ms": p.expires_ms,
+            "expiring": id(p) in soon,
+            "days_left": None
+            if p.expires_ms is None
+            else max(0.0, (p.expires_ms - now_ms) / 86_400_000),
+        }
+        for p in figures.packs
+    ]
+    return {
+        "fetched_ms": figures.fetched_ms,
+        "remaining": figures.remaining,
+        "packs": packs,
+    }
 
 
 def fmt_s(seconds: float | None) -> str:

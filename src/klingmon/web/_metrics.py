@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from klingmon.api import request_kind
 from klingmon.domain import TERMINAL, TaskStatus
+from klingmon.engine import Account
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,8 +42,9 @@ _TAIL_MAX_CHUNKS = 20
 class _StoreCollector:
     """Reads the store's current figures at each scrape."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, account: Account) -> None:
         self._store = store
+        self._account = account
 
     def collect(self) -> Iterator[Metric]:
         tasks = GaugeMetricFamily(
@@ -75,6 +77,36 @@ class _StoreCollector:
             limited.add_metric([code], totals.get(code, 0))
         yield limited
         yield from self._costs()
+        yield from self._packs()
+
+    def _packs(self) -> Iterator[Metric]:
+        """The account's packs as ``GET /account/costs`` last said (none: never)."""
+        figures = self._account.latest()
+        if figures is None:
+            return
+        remaining, total, expires = (
+            GaugeMetricFamily(f"klingmon_pack_{name}", text, labels=["pack"])
+            for name, text in (
+                ("remaining_units", "Units left in a resource pack."),
+                ("total_units", "Units a resource pack started with."),
+                ("expires_timestamp_seconds", "When a resource pack expires."),
+            )
+        )
+        for pack in figures.packs:
+            if pack.remaining is not None:
+                remaining.add_metric([pack.label], pack.remaining)
+            if pack.total is not None:
+                total.add_metric([pack.label], pack.total)
+            if pack.expires_ms is not None:
+                expires.add_metric([pack.label], pack.expires_ms / 1000)
+        yield remaining
+        yield total
+        yield expires
+        yield GaugeMetricFamily(
+            "klingmon_account_costs_timestamp_seconds",
+            "When GET /account/costs last answered (the packs' figures).",
+            value=figures.fetched_ms / 1000,
+        )
 
     def _costs(self) -> Iterator[Metric]:
         """What Kling charged per batch: pack units, and balance by currency."""
@@ -118,7 +150,7 @@ class _StoreCollector:
 class Metrics:
     """Every metric of one app; :meth:`render` is the ``/metrics`` body."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, account: Account | None = None) -> None:
         self.store = store
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -165,7 +197,7 @@ class Metrics:
             buckets=_PHASE_BUCKETS,
             registry=r,
         )
-        r.register(_StoreCollector(store))
+        r.register(_StoreCollector(store, account or Account(store=store)))
         self._last_event = 0
         self._started: dict[int, int] = {}
         self._tail_lock = threading.Lock()

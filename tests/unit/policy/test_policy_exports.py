@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import klingmon.policy
 from klingmon.policy import (
+    _account,
     _consequences,
     _durations,
     _errors,
@@ -25,6 +26,7 @@ def test_all_is_sorted_and_complete():
     exported = klingmon.policy.__all__
     assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
     modules = (
+        _account,
         _consequences,
         _durations,
         _errors,
