@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from klingmon._clock import Clock, SystemClock, to_ms
-from klingmon.domain import IN_FLIGHT, TaskStatus
+from klingmon.domain import ACTIVE
 from klingmon.policy import AccountFigures, figures_of
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def stored_figures(store: Store) -> AccountFigures | None:
 
 class AccountRefresh:
     """The engine's duty: refresh the account's figures every ``interval`` seconds
-    while tasks are queued or in flight, in a background task; never when idle.
+    while Kling holds tasks of ours, in a background task; never when idle.
 
     A failure is logged once (until a refresh succeeds again) and tried again
     after ``retry`` seconds; it never stops the engine.
@@ -197,12 +197,9 @@ class AccountRefresh:
         """Start a refresh when one is due and there is work; never waits for it."""
         if now < self._next_at or self.busy:
             return
-        working = await self._off(
-            self.store.tasks.has_tasks,
-            (TaskStatus.QUEUED, *IN_FLIGHT),
-            None,
-            skip_held=True,
-        )
+        # Work Kling holds: a run whose creates are refused (bad credentials) asks
+        # nothing more of the account than its creates did.
+        working = await self._off(self.store.tasks.has_tasks, tuple(ACTIVE), None)
         if not working:
             self._next_at = now + min(self.interval, _IDLE_LOOK)
             return
