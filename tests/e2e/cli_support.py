@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from klingmon.testing import SimServer
@@ -65,6 +67,20 @@ def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def stop_all(procs: Iterable[subprocess.Popen[Any]], within: float = 20) -> None:
+    """SIGTERM every process still running, then wait; kill what outlives ``within``."""
+    running = list(procs)
+    for proc in running:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in running:
+        try:
+            proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_listening(port: int, proc: subprocess.Popen[str], within: float = 30) -> None:

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from cli_support import FAST_FLAGS, cli_env, klingmon, spawn
+from cli_support import FAST_FLAGS, cli_env, klingmon, spawn, stop_all
 from test_fleet_postgres import pg_url
 
 from klingmon.domain import IN_FLIGHT, TERMINAL, BatchState, TaskStatus
@@ -194,15 +194,7 @@ def test_three_workers_on_postgres_never_pass_the_cap(pg_url, tmp_path):
                 _until("every task ended", finished)
             counters = server.sim.counters()
         finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_all(procs)
     assert set(counters["creates_per_external_id"].values()) == {1}
     assert len(counters["creates_per_external_id"]) == TASKS
     assert counters["max_in_flight"] <= 20

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
-from cli_support import FAST_FLAGS, cli_env, klingmon
+from cli_support import FAST_FLAGS, cli_env, klingmon, stop_all
 
 from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.downloads import DownloadSettings
@@ -191,15 +191,7 @@ def test_three_workers_two_receivers_survive_a_kill_and_a_stop(pg_url, tmp_path)
             counters = server.sim.counters()
             shas = {r.id: server.sim.media_sha256(r.url) for r in rows}
         finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_all(procs)
     truth = {tid: t["status"] for tid, t in counters["tasks"].items()}
     assert {t.task_id: t.status.value for t in tasks} == truth
     creates = counters["creates_per_external_id"]
