@@ -398,12 +398,7 @@ class Monitor:
         Given ``batch``, only its tasks are sent unless ``others``: a stored batch
         nobody asked to run is never paid for by the run of another.
         """
-        batch_id: int | None = None
-        if batch is not None:
-            row = self.store.tasks.batch(batch)
-            if row is None:
-                raise NotFoundError(f"no batch {batch!r}")
-            batch_id = row.id
+        batch_id = None if batch is None else self._batch(batch).id
         await self.engine().run(
             until_done=batch_id,
             forever=forever,
