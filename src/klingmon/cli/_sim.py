@@ -24,7 +24,7 @@ from klingmon.errors import UsageError
 from klingmon.hooks import HookEvent
 from klingmon.policy import SchedulePolicy
 from klingmon.runtime import build_runtime
-from klingmon.sim import Faults, SimConfig
+from klingmon.sim import Faults, SimConfig, accounts_from_file
 from klingmon.sim import run as run_sim
 
 if TYPE_CHECKING:
@@ -120,6 +120,15 @@ def sim(
         50, "--max-query-ids", help="Most ids one GET /tasks takes."
     ),
     admin: bool = typer.Option(False, "--admin", help="Serve /admin/* counters."),
+    accounts: Path | None = typer.Option(
+        None,
+        "--accounts",
+        help=(
+            "A TOML file of several accounts, [accounts.NAME] tables with their keys"
+            " and slots; the other options apply to all."
+        ),
+        show_default=False,
+    ),
 ) -> None:
     """Serve a local Kling API simulator (try pipelines without spending credits).
 
@@ -158,12 +167,15 @@ def sim(
                 drop_create_rate=drop_create_rate,
             ),
         )
+        several = accounts_from_file(accounts, config) if accounts else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    names = f", accounts {', '.join(several)}" if several else ""
     typer.echo(
-        f"Kling simulator on http://{host}:{port} (time x{time_scale:g})", err=True
+        f"Kling simulator on http://{host}:{port} (time x{time_scale:g}{names})",
+        err=True,
     )
-    run_sim(config, host=host, port=port)
+    run_sim(config, host=host, port=port, accounts=several)
 
 
 _EXTENDS = 4

@@ -13,6 +13,7 @@ injection (random or scripted) with counters to check clients by.
 
 from __future__ import annotations
 
+from klingmon.sim._accounts import SimAccounts, accounts_from_file
 from klingmon.sim._config import (
     DEFAULT_NEW_MODELS,
     DEFAULT_RETIRED,
@@ -31,8 +32,10 @@ __all__ = [
     "Faults",
     "PriceTable",
     "ResourcePack",
+    "SimAccounts",
     "SimConfig",
     "Simulator",
+    "accounts_from_file",
     "run",
     "sign_webhook",
 ]

@@ -244,6 +244,16 @@ class Simulator:
                 "tasks": tasks,
             }
 
+    def holds(self, task_id: str) -> bool:
+        """Whether this account created the task ``task_id``."""
+        with self._lock:
+            return task_id in self._tasks
+
+    @property
+    def dispatching(self) -> bool:
+        """Whether the callback dispatcher runs."""
+        return self.callbacks.running
+
     async def start(self) -> None:
         """Start the callback dispatcher in the running event loop."""
         await self.callbacks.start()

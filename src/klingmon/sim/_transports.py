@@ -11,18 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
 from klingmon.sim._answers import DROP_HEADER
 
 if TYPE_CHECKING:
-    from starlette.types import Message, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from klingmon.sim._simulator import Simulator
+__all__ = ["Hosted", "InProcessTransport", "SyncInProcessTransport"]
 
-__all__ = ["InProcessTransport", "SyncInProcessTransport"]
+
+class Hosted(Protocol):
+    """What the transports serve: one simulated account or several."""
+
+    @property
+    def app(self) -> ASGIApp: ...
+
+    @property
+    def dispatching(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def _dropped(request: httpx.Request) -> httpx.RemoteProtocolError:
@@ -40,7 +52,7 @@ class InProcessTransport(httpx.AsyncBaseTransport):
     :class:`httpx.RemoteProtocolError`, as it does over a real socket.
     """
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Hosted) -> None:
         self._sim = sim
         self._inner = httpx.ASGITransport(app=self._app)
         self._started = False
@@ -60,7 +72,7 @@ class InProcessTransport(httpx.AsyncBaseTransport):
             await send({"type": "http.response.body", "body": b""})
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not self._sim.callbacks.running:
+        if not self._sim.dispatching:
             await self._sim.start()
             self._started = True
         response = await self._inner.handle_async_request(request)
@@ -82,7 +94,7 @@ class SyncInProcessTransport(httpx.BaseTransport):
     Close it (``httpx.Client`` closes its transport) to stop the thread.
     """
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Hosted) -> None:
         self._inner = InProcessTransport(sim)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
