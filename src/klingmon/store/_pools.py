@@ -1,0 +1,101 @@
+"""Concurrency pools in the store: slots held per pool, and what fits in one.
+
+Runs inside the submitter's serialised claim (:meth:`TaskQueue.claim_submissions`)
+and the reads of ``status``: a task holds ``tasks.slots`` slots of ``tasks.pool``
+while it is in flight, or queued and leased to a worker about to send it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from klingmon.domain import IN_FLIGHT, TaskStatus
+from klingmon.store._schema import tasks
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["PoolUse", "fitting", "held", "holding", "queued_pools"]
+
+_QUEUED = TaskStatus.QUEUED.value
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUse:
+    """One pool as the store sees it: slots held and whether work waits in it."""
+
+    pool: str
+    #: Slots held: tasks Kling holds, creates under way, queued tasks leased to send.
+    held: int
+    #: Tasks held (an image task of ``n`` is one task, ``n`` slots).
+    tasks: int
+    queued: bool
+
+
+def holding(now_ms: int) -> sa.ColumnElement[bool]:
+    """What holds a slot: in flight, or queued and leased by a worker to send."""
+    return sa.or_(
+        tasks.c.status.in_(IN_FLIGHT),
+        sa.and_(
+            tasks.c.status == _QUEUED,
+            tasks.c.lease_owner.is_not(None),
+            tasks.c.lease_until_ms > now_ms,
+        ),
+    )
+
+
+def held(conn: sa.Connection, now_ms: int) -> dict[str, tuple[int, int]]:
+    """Per pool: (slots held, tasks holding them)."""
+    query = (
+        sa.select(tasks.c.pool, sa.func.sum(tasks.c.slots), sa.func.count())
+        .where(holding(now_ms))
+        .group_by(tasks.c.pool)
+    )
+    return {str(p): (int(s or 0), int(n)) for p, s, n in conn.execute(query)}
+
+
+def queued_pools(conn: sa.Connection, batch_id: int | None = None) -> list[str]:
+    """The pools queued tasks wait in, in label order: one index seek per pool on
+    ``(status, pool)``, not a walk of the backlog."""
+    scope = [] if batch_id is None else [tasks.c.batch_id == batch_id]
+    found: list[str] = []
+    while True:
+        after = [tasks.c.pool > found[-1]] if found else []
+        query = sa.select(sa.func.min(tasks.c.pool)).where(
+            tasks.c.status == _QUEUED, *after, *scope
+        )
+        pool = conn.execute(query).scalar()
+        if pool is None:
+            return found
+        found.append(str(pool))
+
+
+def fitting(
+    conn: sa.Connection, ids: Sequence[int], room: int, *, empty: bool
+) -> list[int]:
+    """The first of ``ids`` (in their order) whose slots fit in ``room``.
+
+    The walk stops at the first that does not fit, so a task of many slots is not
+    passed over forever by smaller ones behind it. ``empty``: the pool holds
+    nothing, so the first task goes whatever it takes (one bigger than the pool
+    would otherwise never be sent; Kling decides).
+    """
+    if not ids:
+        return []
+    need = dict(
+        conn.execute(
+            sa.select(tasks.c.id, tasks.c.slots).where(tasks.c.id.in_(list(ids)))
+        ).all()
+    )
+    taken: list[int] = []
+    used = 0
+    for task_id in ids:
+        slots = max(1, int(need.get(task_id, 1)))
+        if used + slots > room and not (empty and not taken):
+            break
+        taken.append(task_id)
+        used += slots
+    return taken
