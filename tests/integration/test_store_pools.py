@@ -94,7 +94,7 @@ def test_a_claim_fills_every_pool_to_its_size_in_slots(store: Store):
     }
     assert claim(store, T0 + 1) == []  # every pool is full (the leases hold)
     use = {u.pool: u for u in store.tasks.pool_use(T0 + 1)}
-    assert use["kling-3.0/image"] == PoolUse("kling-3.0/image", 8, 2, queued=True)
+    assert use["kling-3.0/image"] == PoolUse("kling-3.0/image", 8, 2, need=4)
     # The images end: only their pool has room again.
     finish(store, [r for r in rows if r.pool == "kling-3.0/image"], T0 + 2)
     again = claim(store, T0 + 3)

@@ -160,14 +160,16 @@ class Submitter:
 
     async def _held(self, now: float, in_flight: int) -> dict[str, int]:
         """Slots held per pool (every pool with some held or work queued); notes
-        whether any pool with queued work has a free slot."""
+        whether a queued task of some pool fits in its free slots."""
         if not self._settings.pooled:
             self.slots_free = self._governor.slots.available(in_flight) > 0
             return {ACCOUNT_POOL: in_flight}
         use = await self._off(self._store.tasks.pool_use, to_ms(now))
         waiting = [u for u in use if u.queued]
+        # A pool whose every queued task is bigger than its free slots waits for a
+        # finish: the idle wait must not spin on it.
         self.slots_free = not waiting or any(
-            u.held < self._governor.limit(u.pool) for u in waiting
+            u.fits(self._governor.limit(u.pool)) for u in waiting
         )
         return {u.pool: u.held for u in use}
 

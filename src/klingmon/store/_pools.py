@@ -18,7 +18,7 @@ from klingmon.store._schema import tasks
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["PoolUse", "fitting", "held", "holding", "queued_pools"]
+__all__ = ["PoolUse", "fitting", "held", "holding", "least_need", "queued_pools"]
 
 _QUEUED = TaskStatus.QUEUED.value
 
@@ -32,7 +32,16 @@ class PoolUse:
     held: int
     #: Tasks held (an image task of ``n`` is one task, ``n`` slots).
     tasks: int
-    queued: bool
+    #: The fewest slots a queued task of the pool takes (0: none is queued).
+    need: int = 0
+
+    @property
+    def queued(self) -> bool:
+        return self.need > 0
+
+    def fits(self, size: int) -> bool:
+        """Whether a queued task could go now in a pool of ``size`` slots."""
+        return self.queued and (not self.held or self.held + self.need <= size)
 
 
 def holding(now_ms: int) -> sa.ColumnElement[bool]:
@@ -59,7 +68,7 @@ def held(conn: sa.Connection, now_ms: int) -> dict[str, tuple[int, int]]:
 
 def queued_pools(conn: sa.Connection, batch_id: int | None = None) -> list[str]:
     """The pools queued tasks wait in, in label order: one index seek per pool on
-    ``(status, pool)``, not a walk of the backlog."""
+    ``(status, pool, slots)``, not a walk of the backlog."""
     scope = [] if batch_id is None else [tasks.c.batch_id == batch_id]
     found: list[str] = []
     while True:
@@ -71,6 +80,17 @@ def queued_pools(conn: sa.Connection, batch_id: int | None = None) -> list[str]:
         if pool is None:
             return found
         found.append(str(pool))
+
+
+def least_need(conn: sa.Connection, pools: list[str]) -> dict[str, int]:
+    """Per pool, the fewest slots one of its queued tasks takes (an index seek)."""
+    out: dict[str, int] = {}
+    for pool in pools:
+        query = sa.select(sa.func.min(tasks.c.slots)).where(
+            tasks.c.status == _QUEUED, tasks.c.pool == pool
+        )
+        out[pool] = max(1, int(conn.execute(query).scalar() or 1))
+    return out
 
 
 def fitting(

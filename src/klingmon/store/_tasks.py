@@ -393,10 +393,10 @@ class TaskQueue:
         """Every pool with slots held or work queued: its use, in label order."""
         with self._unit.read() as conn:
             held = _pools.held(conn, now_ms)
-            queued = set(_pools.queued_pools(conn))
+            need = _pools.least_need(conn, _pools.queued_pools(conn))
         return [
-            PoolUse(pool, *held.get(pool, (0, 0)), queued=pool in queued)
-            for pool in sorted(held.keys() | queued)
+            PoolUse(pool, *held.get(pool, (0, 0)), need=need.get(pool, 0))
+            for pool in sorted(held.keys() | need.keys())
         ]
 
     def set_priority(

@@ -6,7 +6,8 @@ holds there from submit until it ends (``n`` for an image task, else 1). The
 submitter's claim counts in-flight slots per pool. Rows that have ended keep the
 ``legacy`` pool (they hold nothing); rows still queued or in flight get their real
 pool and slots here, so that an upgrade in the middle of a run counts them where
-Kling does. The index on ``tasks (status, pool)`` finds the pools with queued work.
+Kling does. The index on ``tasks (status, pool, slots)`` finds the pools with
+queued work and the least a queued task of each takes.
 
 Revision ID: 0010
 Revises: 0009
@@ -39,7 +40,7 @@ def upgrade() -> None:
     op.add_column(
         "tasks", sa.Column("slots", sa.Integer(), nullable=False, server_default="1")
     )
-    op.create_index("ix_tasks_status_pool", "tasks", ["status", "pool"])
+    op.create_index("ix_tasks_status_pool", "tasks", ["status", "pool", "slots"])
     tasks = sa.table(
         "tasks",
         sa.column("id", sa.Integer()),
