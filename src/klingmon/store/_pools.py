@@ -8,7 +8,7 @@ while it is in flight, or queued and leased to a worker about to send it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -16,9 +16,18 @@ from klingmon.domain import IN_FLIGHT, TaskStatus
 from klingmon.store._schema import tasks
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-__all__ = ["PoolUse", "fitting", "held", "holding", "least_need", "queued_pools"]
+__all__ = [
+    "PoolFigure",
+    "PoolUse",
+    "fitting",
+    "held",
+    "holding",
+    "least_need",
+    "limit_of_workers",
+    "queued_pools",
+]
 
 _QUEUED = TaskStatus.QUEUED.value
 
@@ -42,6 +51,35 @@ class PoolUse:
     def fits(self, size: int) -> bool:
         """Whether a queued task could go now in a pool of ``size`` slots."""
         return self.queued and (not self.held or self.held + self.need <= size)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFigure:
+    """One pool for ``status``, the dashboard and ``/metrics``."""
+
+    pool: str
+    #: Slots held now (an image task of ``n`` holds ``n``), and by how many tasks.
+    held: int
+    tasks: int
+    #: Tasks waiting to be sent in it.
+    queued: int
+    #: The limit the live workers hold for it (the smallest; learned from 1303s,
+    #: up to its size); None when no live worker has said.
+    limit: int | None
+
+
+def limit_of_workers(pool: str, infos: Sequence[Mapping[str, Any]]) -> int | None:
+    """The smallest limit live workers' heartbeats name for ``pool`` (a worker that
+    names none gives its ``slots``, the size of any pool not configured)."""
+    found = []
+    for info in infos:
+        named = info.get("pools")
+        limit = named.get(pool) if isinstance(named, dict) else None
+        if limit is None:
+            limit = info.get("slots")
+        if isinstance(limit, int):
+            found.append(limit)
+    return min(found) if found else None
 
 
 def holding(now_ms: int) -> sa.ColumnElement[bool]:
