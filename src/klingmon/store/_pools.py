@@ -24,9 +24,8 @@ __all__ = [
     "fitting",
     "held",
     "holding",
-    "least_need",
     "limit_of_workers",
-    "queued_pools",
+    "queued_needs",
 ]
 
 _QUEUED = TaskStatus.QUEUED.value
@@ -104,31 +103,28 @@ def held(conn: sa.Connection, now_ms: int) -> dict[str, tuple[int, int]]:
     return {str(p): (int(s or 0), int(n)) for p, s, n in conn.execute(query)}
 
 
-def queued_pools(conn: sa.Connection, batch_id: int | None = None) -> list[str]:
-    """The pools queued tasks wait in, in label order: one index seek per pool on
-    ``(status, pool, slots)``, not a walk of the backlog."""
+def queued_needs(conn: sa.Connection, batch_id: int | None = None) -> dict[str, int]:
+    """Per pool queued tasks wait in (label order), the fewest slots one takes.
+
+    Two index seeks per pool on ``(status, pool, slots)`` (the next pool past the
+    last found, then its least ``slots``), not a walk of the backlog.
+    """
     scope = [] if batch_id is None else [tasks.c.batch_id == batch_id]
-    found: list[str] = []
+    queued = [tasks.c.status == _QUEUED, *scope]
+    found: dict[str, int] = {}
+    last: str | None = None
     while True:
-        after = [tasks.c.pool > found[-1]] if found else []
-        query = sa.select(sa.func.min(tasks.c.pool)).where(
-            tasks.c.status == _QUEUED, *after, *scope
-        )
-        pool = conn.execute(query).scalar()
+        after = [] if last is None else [tasks.c.pool > last]
+        pool = conn.execute(
+            sa.select(sa.func.min(tasks.c.pool)).where(*queued, *after)
+        ).scalar()
         if pool is None:
             return found
-        found.append(str(pool))
-
-
-def least_need(conn: sa.Connection, pools: list[str]) -> dict[str, int]:
-    """Per pool, the fewest slots one of its queued tasks takes (an index seek)."""
-    out: dict[str, int] = {}
-    for pool in pools:
-        query = sa.select(sa.func.min(tasks.c.slots)).where(
-            tasks.c.status == _QUEUED, tasks.c.pool == pool
-        )
-        out[pool] = max(1, int(conn.execute(query).scalar() or 1))
-    return out
+        last = str(pool)
+        least = conn.execute(
+            sa.select(sa.func.min(tasks.c.slots)).where(*queued, tasks.c.pool == last)
+        ).scalar()
+        found[last] = max(1, int(least or 1))
 
 
 def fitting(

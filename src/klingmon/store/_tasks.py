@@ -393,7 +393,7 @@ class TaskQueue:
         """Every pool with slots held or work queued: its use, in label order."""
         with self._unit.read() as conn:
             held = _pools.held(conn, now_ms)
-            need = _pools.least_need(conn, _pools.queued_pools(conn))
+            need = _pools.queued_needs(conn)
         return [
             PoolUse(pool, *held.get(pool, (0, 0)), need=need.get(pool, 0))
             for pool in sorted(held.keys() | need.keys())
@@ -571,7 +571,7 @@ def _pick_per_pool(  # noqa: PLR0917 - the claim's own arguments
     """Per pool with queued work, the queued tasks its free slots take, in order."""
     use = _pools.held(conn, now_ms)
     found: list[int] = []
-    for pool in _pools.queued_pools(conn, batch_id):
+    for pool in _pools.queued_needs(conn, batch_id):
         held, _ = use.get(pool, (0, 0))
         room = sizes.get(pool, slots) - held
         if room <= 0 and held:
