@@ -1,6 +1,6 @@
 PY ?= .venv/bin/python
 
-.PHONY: bench bench-quick chaos test demo
+.PHONY: bench bench-quick bench-pools chaos test demo
 
 # Every benchmark (about 9 min on 2 cores before the new-generation rows run):
 # bench/results/latest.{json,md} and BENCHMARKS.md. BENCH_ARGS passes options through,
@@ -12,6 +12,10 @@ bench:
 # A smoke run of the same code on small workloads: bench/results/quick.{json,md}
 bench-quick:
 	$(PY) -m bench.run --quick
+
+# A mixed batch on three pools, per pool against one number: bench/results/pools.*
+bench-pools:
+	$(PY) -m bench.pools
 
 # ruff, ruff format --check, mypy --strict, the whole test suite
 test:

@@ -30,6 +30,7 @@ from klingmon.policy import (
     INTERVAL_RULE,
     SchedulePolicy,
     intervals_ordered,
+    parse_pool,
     parse_price_key,
 )
 
@@ -85,8 +86,11 @@ class Settings:
     access_key: str | None = None
     secret_key: Secret | None = None
     api_key: Secret | None = None
-    #: The account's parallel-task quota (``KLINGMON_SLOTS``).
+    #: The size of every concurrency pool not in ``pools`` (``KLINGMON_SLOTS``).
     slots: int = _default(EngineSettings, "slots")
+    #: ``[pools]``: slots per pool, ``"kling-3.0/video" = 5`` (``KLINGMON_POOLS``:
+    #: ``kling-3.0/video=5 kling-3.0/image=10``); any other pool has ``slots``.
+    pools: tuple[tuple[str, int], ...] = ()
     #: Requests per second to start from (``KLINGMON_RATE``).
     rate: float = _default(EngineSettings, "rate")
     #: Target seconds between a finish and its detection (``KLINGMON_TARGET_LAG``).
@@ -167,6 +171,7 @@ class Settings:
         the store's secret)."""
         return EngineSettings(
             slots=self.slots,
+            pools=self.pools,
             rate=self.rate,
             priority_aging=self.priority_aging,
             schedule=self.schedule,
@@ -208,6 +213,7 @@ _ENV_ONLY = {
     "webhook_secret": "KLINGMON_WEBHOOK_SECRET",
     "callback_secret": "KLINGMON_CALLBACK_SECRET",
     "priority_aging": "KLINGMON_PRIORITY_AGING",
+    "pools": "KLINGMON_POOLS",
     "require_approval": "KLINGMON_REQUIRE_APPROVAL",
     "daily_units": "KLINGMON_DAILY_UNITS",
     "monthly_units": "KLINGMON_MONTHLY_UNITS",
@@ -220,6 +226,7 @@ _WHERE = {
     "secret_key": "KLING_SECRET_KEY",
     "api_key": "KLING_API_KEY",
     "slots": "--slots, KLINGMON_SLOTS",
+    "pools": "[pools] in klingmon.toml, KLINGMON_POOLS",
     "rate": "--rate, KLINGMON_RATE",
     "target_lag": "--target-lag, KLINGMON_TARGET_LAG",
     "min_interval": "--min-interval, KLINGMON_MIN_INTERVAL",
@@ -314,10 +321,26 @@ def _normalise(merged: dict[str, Any]) -> dict[str, Any]:
         if isinstance(out.get(key), os.PathLike):
             out[key] = os.fspath(out[key])
     out |= _spend_shapes(out)
+    if "pools" in out:
+        out["pools"] = _pool_pairs(out["pools"])
     for key in _SECRET & out.keys():
         if isinstance(out[key], str):
             out[key] = Secret(out[key]) if out[key] else None
     return out
+
+
+def _pool_pairs(found: Any) -> Any:
+    """``[pools]`` or ``KLINGMON_POOLS`` (``label=size`` words) as sorted pairs;
+    anything else as given, for the type check to name."""
+    if isinstance(found, dict):
+        return tuple(sorted(found.items()))
+    if not isinstance(found, str):
+        return found
+    pairs: list[tuple[str, Any]] = []
+    for word in found.replace(",", " ").split():
+        label, _, size = word.partition("=")
+        pairs.append((label, int(size) if size.strip().isdigit() else size))
+    return tuple(sorted(pairs))
 
 
 def _number(text: str) -> float | str:
@@ -396,6 +419,7 @@ def _range_problems(v: dict[str, Any]) -> list[_Problem]:
         if v[key] is not None and not (math.isfinite(v[key]) and v[key] > 0)
     )
     problems.extend(_price_problems(v["prices"]))
+    problems.extend(_pool_problems(v["pools"]))
     problems.extend(
         ((key,), "must not be empty")
         for key in ("db", "download_dir")
@@ -413,6 +437,18 @@ def _price_problems(prices: tuple[tuple[str, float], ...]) -> list[_Problem]:
             problems.append((("prices",), str(exc)))
         if not (math.isfinite(units) and units >= 0):
             problems.append((("prices",), f"{key!r}: units must be >= 0"))
+    return problems
+
+
+def _pool_problems(pools: tuple[tuple[str, int], ...]) -> list[_Problem]:
+    problems: list[_Problem] = []
+    for label, size in pools:
+        try:
+            parse_pool(label)
+        except ValueError as exc:
+            problems.append((("pools",), str(exc)))
+        if size < 1:
+            problems.append((("pools",), f"{label!r}: size must be at least 1"))
     return problems
 
 

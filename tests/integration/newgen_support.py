@@ -61,6 +61,7 @@ def newgen_monitor(
     slots: int = 20,
     tasks_batch_size: int = 50,
     transport: httpx.AsyncBaseTransport | None = None,
+    pools: dict[str, int] | None = None,
 ) -> Monitor:
     """A monitor with both credentials, downloading into ``out``."""
     client = AsyncKlingClient(
@@ -76,6 +77,7 @@ def newgen_monitor(
         client=client,
         settings=EngineSettings(
             slots=slots,
+            pools=tuple((pools or {}).items()),
             rate=200.0,
             max_rate=500.0,
             schedule=FAST,

@@ -16,6 +16,7 @@ from klingmon._clock import to_ms
 from klingmon.cli._account import packs_json
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context
+from klingmon.cli._pools import show_pools as show_pools_of
 from klingmon.cli._render import (
     batches_table,
     report_view,
@@ -104,6 +105,11 @@ def status(
     show_workers: bool = typer.Option(
         False, "--workers", help="Workers, their heartbeats and leases instead."
     ),
+    show_pools: bool = typer.Option(
+        False,
+        "--pools",
+        help="The concurrency pools (model x pack) instead: slots used, limits.",
+    ),
     show_account: bool = typer.Option(
         False,
         "--account",
@@ -112,7 +118,8 @@ def status(
     ),
 ) -> None:
     """Every batch with its tasks counted by status, then the resource packs as
-    last seen (or, --workers, the fleet; --account, the packs)."""
+    last seen (or, --workers, the fleet; --account, the packs; --pools, the
+    concurrency pools)."""
     context = get_context(ctx)
     store = context.store()
     if show_workers:
@@ -120,6 +127,9 @@ def status(
         return
     if show_account:
         _account(context, as_json=as_json)
+        return
+    if show_pools:
+        show_pools_of(context, store, as_json=as_json)
         return
     rows = [(b, store.tasks.count_by_status(b.id)) for b in store.tasks.batches()]
     if as_json:

@@ -130,6 +130,8 @@ class WatchFacts:
     queued: int = 0
     #: ``awaiting approval`` or ``paused: budget`` ("" while it runs).
     state: str = ""
+    #: (pool, slots held, limit) of each pool in use, when there are several.
+    pools: tuple[tuple[str, int, int], ...] = ()
 
 
 def batch_progress(
@@ -181,6 +183,13 @@ def _fact_lines(facts: WatchFacts) -> list[RenderableType]:
         got, owed = facts.files
         line.append(f"   files {got} downloaded, {owed} owed")
     lines: list[RenderableType] = [line]
+    if facts.pools:
+        lines.append(
+            Text(
+                "pools  "
+                + " · ".join(f"{p} {held}/{limit}" for p, held, limit in facts.pools)
+            )
+        )
     if facts.queued and facts.other_slots and facts.in_use >= facts.slots:
         lines.append(
             Text(

@@ -203,9 +203,15 @@ def _facts(session: _Session, rows: list[TaskRow]) -> WatchFacts:
     health = session.health
     trouble = None if health is None else health.trouble()
     left = None if health is None else health.left()
+    engine = monitor.engine()
+    pools = tuple(
+        (u.pool, u.held, engine.governor.limit(u.pool))
+        for u in monitor.store.tasks.pool_use(to_ms(engine.clock.now()))
+    )
     return WatchFacts(
         elapsed=session.elapsed(),
         slots=monitor.settings.slots,
+        pools=pools if len(pools) > 1 else (),
         in_use=sum(holding.values()),
         other_batches=len(others),
         other_slots=sum(others.values()),

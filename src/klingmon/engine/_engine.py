@@ -83,7 +83,11 @@ class Engine:
         self.clock = clock or SystemClock()
         self.owner = owner or _default_owner()
         self.governor = Governor(
-            self.clock, slots=s.slots, rate=s.rate, max_rate=s.max_rate
+            self.clock,
+            slots=s.slots,
+            rate=s.rate,
+            max_rate=s.max_rate,
+            pools=dict(s.pools),
         )
         self.book = DurationBook.load(store.meta.load_stats())
         self._wake = asyncio.Event()
@@ -306,7 +310,11 @@ class Engine:
         store = self.store
         # ``scope``: the batch this run sends (None: every batch), so that a run of
         # another batch leaves it the slots its priority earns.
-        info = {"slots": self.settings.slots, "scope": self.submitter.scope}
+        info = {
+            "slots": self.settings.slots,
+            "scope": self.submitter.scope,
+            "pools": self.governor.pools.limits(),
+        }
         await self._off(store.fleet.heartbeat, self.owner, now_ms, info)
         alive = sum(w.alive for w in await self._off(store.fleet.workers, now_ms))
         self.governor.share(max(1, alive))

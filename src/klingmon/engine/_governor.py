@@ -1,4 +1,5 @@
-"""One budget for every call to Kling: a paced request rate and submission slots.
+"""One budget for every call to Kling: a paced request rate and submission slots,
+a learned limit per concurrency pool (account x model version x pack type).
 
 The arithmetic (AIMD, slot shrinking) is pure and lives in :mod:`klingmon.policy`;
 this wrapper only waits on the clock so that requests start no faster than allowed.
@@ -12,12 +13,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from klingmon.errors import ConcurrencyLimitError, RateLimitError
-from klingmon.policy import Aimd, SlotLimit
+from klingmon.policy import Aimd, PoolLimits
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
 
     from klingmon._clock import Clock
+    from klingmon.policy import SlotLimit
 
 __all__ = ["Governor"]
 
@@ -25,15 +27,23 @@ logger = logging.getLogger(__name__)
 
 
 class Governor:
-    """Paces requests (AIMD on 1302/429) and sizes submissions (shrinks on 1303)."""
+    """Paces requests (AIMD on 1302/429) and sizes submissions per pool (shrinks a
+    pool on its 1303)."""
 
     def __init__(
-        self, clock: Clock, *, slots: int, rate: float = 10.0, max_rate: float = 50.0
+        self,
+        clock: Clock,
+        *,
+        slots: int,
+        rate: float = 10.0,
+        max_rate: float = 50.0,
+        pools: Mapping[str, int] | None = None,
     ) -> None:
         self._clock = clock
         self.aimd = Aimd(rate=rate, ceiling=max_rate)
         self._max_rate = max_rate
-        self.slots = SlotLimit(limit=slots, ceiling=slots)
+        #: Per pool: configured sizes, ``slots`` for any other, learned from 1303.
+        self.pools = PoolLimits(default=slots, sizes=dict(pools or {}))
         self._next_start = 0.0
         self._lock = asyncio.Lock()
         self.throttled = 0
@@ -67,15 +77,23 @@ class Governor:
         self.aimd.ceiling = max(self.aimd.floor, self._max_rate / workers)
         self.aimd.rate = min(self.aimd.rate, self.aimd.ceiling)
 
-    def available_slots(self, in_flight: int) -> int:
-        return self.slots.available(in_flight)
+    @property
+    def slots(self) -> SlotLimit:
+        """The limit a pool not seen yet starts from (the account's ``slots``)."""
+        return self.pools.template
 
-    def on_concurrency_error(self, in_flight: int) -> None:
-        self.slots.on_concurrency_error(in_flight)
+    def limit(self, pool: str) -> int:
+        """Slots ``pool`` may hold now."""
+        return self.pools.limit(pool)
+
+    def on_concurrency_error(self, in_flight: int, pool: str | None = None) -> None:
+        """A 1303 for ``pool`` (None: the account as a whole, every pool)."""
+        self.pools.on_concurrency_error(pool, in_flight)
+        limit = self.slots.limit if pool is None else self.pools.limit(pool)
         logger.info(
             "governor.slots_shrunk",
-            extra={"limit": self.slots.limit, "in_flight": in_flight},
+            extra={"pool": pool, "limit": limit, "in_flight": in_flight},
         )
 
-    def on_task_finished(self) -> None:
-        self.slots.on_task_finished()
+    def on_task_finished(self, pool: str | None = None) -> None:
+        self.pools.on_task_finished(pool)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from klingmon.errors import ConfigError
-from klingmon.policy import AGING_MS, SchedulePolicy, StuckPolicy
+from klingmon.policy import AGING_MS, SchedulePolicy, StuckPolicy, parse_pool
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,8 +20,15 @@ __all__ = ["EngineSettings"]
 class EngineSettings:
     """How the engine spends the account's slots and request budget."""
 
-    #: The account's parallel-task quota (Kling's 1303 limit).
+    #: The size of every concurrency pool not in ``pools`` (Kling's 1303 limit).
     slots: int = 5
+    #: Sizes of named pools, ``(label, size)``: ``kling-3.0/video``, ``MODEL/image``
+    #: (see :func:`klingmon.policy.parse_pool`).
+    pools: tuple[tuple[str, int], ...] = ()
+    #: Count per pool (account x model version x pack type), as Kling does. False:
+    #: the single-number governor of before, every task one slot of ``slots`` for
+    #: the account (the benchmark's baseline).
+    pooled: bool = True
     #: Requests per second the governor starts from (it backs off on 1302/429).
     rate: float = 10.0
     #: The ceiling the request rate may grow back to.
@@ -70,6 +77,11 @@ class EngineSettings:
         """Each limit as (field, holds, what it says), so every broken one is named."""
         return [
             ("slots", self.slots >= 1, "must be at least 1"),
+            (
+                "pools",
+                _pools_ok(self.pools),
+                "must be MODEL/video or MODEL/image = >= 1",
+            ),
             ("rate", self.rate > 0, "must be positive"),
             ("max_rate", self.max_rate > 0, "must be positive"),
             ("parallel_requests", self.parallel_requests >= 1, "must be at least 1"),
@@ -89,3 +101,12 @@ class EngineSettings:
                 "must be at least submit_backoff_base",
             ),
         ]
+
+
+def _pools_ok(pools: tuple[tuple[str, int], ...]) -> bool:
+    try:
+        for label, _ in pools:
+            parse_pool(label)
+    except ValueError:
+        return False
+    return all(size >= 1 for _, size in pools)

@@ -257,7 +257,7 @@ class Finishes:
                     task.key, implied.sample.phase, implied.sample.seconds
                 )
             if implied.frees_slot:
-                self._governor.on_task_finished()
+                self._governor.on_task_finished(task.pool)
 
     def applied(self, changes: Iterable[Change], before: Mapping[int, TaskRow]) -> None:
         """This engine's own changes; ``before``: the rows it held (a change of a

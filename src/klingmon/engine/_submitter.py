@@ -1,4 +1,7 @@
-"""Submission: within the account's slots, written ahead, never paid twice.
+"""Submission: within each pool's slots, written ahead, never paid twice.
+
+A pool is what Kling counts concurrency in (account x model version x pack type);
+each has its own learned limit, and a 1303 shrinks only the pool it came from.
 
 The intent to create is committed (``submitting``) before the POST; a task found in
 ``submitting`` after a crash is looked up by its ``external_task_id`` before anything
@@ -36,7 +39,12 @@ from klingmon.errors import (
     StoreError,
     TaskNotFoundError,
 )
-from klingmon.policy import CreateAction, backoff, classify_create_error
+from klingmon.policy import (
+    ACCOUNT_POOL,
+    CreateAction,
+    backoff,
+    classify_create_error,
+)
 from klingmon.store import SpendCaps
 
 if TYPE_CHECKING:
@@ -109,8 +117,7 @@ class Submitter:
     async def round(self, now: float) -> bool:
         """Send what the free slots allow; True when anything was claimed."""
         counts = await self._off(self._store.tasks.count_by_status, statuses=IN_FLIGHT)
-        in_flight = sum(counts.values())
-        self.slots_free = self._governor.available_slots(in_flight) > 0
+        held = await self._held(now, sum(counts.values()))
         # Queued work a held or paused batch keeps back does not wait for a slot.
         queued = await self._off(
             functools.partial(self._store.tasks.has_tasks, skip_held=True),
@@ -122,25 +129,53 @@ class Submitter:
             not self.slots_free or not queued
         ):
             return False
+        s = self._settings
         rows = await self._off(
-            self._store.tasks.claim_submissions,
+            functools.partial(
+                self._store.tasks.claim_submissions,
+                slots=self._governor.slots.limit,
+                pools={p: self._governor.limit(p) for p in held} if s.pooled else None,
+                pooled=s.pooled,
+                batch_id=self.scope,
+                aging_ms=to_ms(s.priority_aging),
+                caps=SpendCaps(s.daily_units, s.monthly_units),
+            ),
             self._owner,
             to_ms(now),
-            to_ms(self._settings.lease_seconds),
-            slots=self._governor.slots.limit,
-            batch_id=self.scope,
-            aging_ms=to_ms(self._settings.priority_aging),
-            caps=SpendCaps(self._settings.daily_units, self._settings.monthly_units),
+            to_ms(s.lease_seconds),
         )
         if not rows:
             return False
         results = await asyncio.gather(
-            *(self._submit_one(row, in_flight) for row in rows), return_exceptions=True
+            *(
+                self._submit_one(row, held.get(self._pool(row) or ACCOUNT_POOL, 0))
+                for row in rows
+            ),
+            return_exceptions=True,
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         return True
+
+    async def _held(self, now: float, in_flight: int) -> dict[str, int]:
+        """Slots held per pool (every pool with some held or work queued); notes
+        whether a queued task of some pool fits in its free slots."""
+        if not self._settings.pooled:
+            self.slots_free = self._governor.slots.available(in_flight) > 0
+            return {ACCOUNT_POOL: in_flight}
+        use = await self._off(self._store.tasks.pool_use, to_ms(now))
+        waiting = [u for u in use if u.queued]
+        # A pool whose every queued task is bigger than its free slots waits for a
+        # finish: the idle wait must not spin on it.
+        self.slots_free = not waiting or any(
+            u.fits(self._governor.limit(u.pool)) for u in waiting
+        )
+        return {u.pool: u.held for u in use}
+
+    def _pool(self, row: TaskRow) -> str | None:
+        """The pool ``row``'s slots are counted in (None: the account's, unpooled)."""
+        return row.pool if self._settings.pooled else None
 
     async def _submit_one(self, row: TaskRow, in_flight: int) -> None:
         try:
@@ -269,7 +304,7 @@ class Submitter:
                 return
             action = CreateAction.REJECT
         if action is CreateAction.REQUEUE:
-            self._governor.on_concurrency_error(in_flight)
+            self._governor.on_concurrency_error(in_flight, self._pool(row))
             delay = backoff(1, base=1.0, cap=10.0, rng=self._rng) + 1.0
             await self._off(
                 self._store.tasks.requeue,

@@ -1,5 +1,5 @@
 """Pure decisions: lifecycle, schedule, stuck, timeouts, errors, budgets, moderation,
-prices and quotes.
+prices, quotes and concurrency pools.
 
 Nothing here does I/O or reads a clock; the engine, the clients and the benchmark
 pass in data and time and act on the answers.
@@ -31,6 +31,16 @@ from klingmon.policy._errors import CreateAction, classify_create_error
 from klingmon.policy._governor import Aimd, SlotLimit, backoff
 from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
 from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
+from klingmon.policy._pools import (
+    ACCOUNT_POOL,
+    DEFAULT_ACCOUNT,
+    LEGACY_POOL,
+    PoolKey,
+    PoolLimits,
+    parse_pool,
+    pool_of,
+    slots_of,
+)
 from klingmon.policy._prices import (
     SHIPPED,
     Learned,
@@ -68,10 +78,13 @@ from klingmon.policy._spend import Budget, Spend, fits, settle
 from klingmon.policy._stuck import StuckPolicy, is_stuck, stuck_after, timed_out
 
 __all__ = [
+    "ACCOUNT_POOL",
     "AGING_MS",
     "AGING_RULE",
+    "DEFAULT_ACCOUNT",
     "EXPIRY_WARNING_DAYS",
     "INTERVAL_RULE",
+    "LEGACY_POOL",
     "MODERATION_CODES",
     "PRIORITY_LIMIT",
     "RANK",
@@ -87,6 +100,8 @@ __all__ = [
     "Learned",
     "PackFigure",
     "Phase",
+    "PoolKey",
+    "PoolLimits",
     "PriceBook",
     "PriceKey",
     "PriceSource",
@@ -118,8 +133,10 @@ __all__ = [
     "judge",
     "level_order",
     "next_poll_delay",
+    "parse_pool",
     "parse_price_key",
     "polls_per_hour",
+    "pool_of",
     "price_key",
     "priority_problem",
     "rank",
@@ -127,6 +144,7 @@ __all__ = [
     "round_lag",
     "settle",
     "shipped_units",
+    "slots_of",
     "storage_key",
     "stuck_after",
     "timed_out",

@@ -21,6 +21,7 @@ from klingmon.store._flow import CallbackFlow, Notice, RecordedChange
 from klingmon.store._group import GroupCommit
 from klingmon.store._meta import Meta
 from klingmon.store._outbox import Outbox
+from klingmon.store._pools import PoolFigure, PoolUse
 from klingmon.store._ports import (
     CallbackFlowPort,
     DownloadQueuePort,
@@ -79,6 +80,8 @@ __all__ = [
     "Outbox",
     "OutboxItem",
     "OutboxPort",
+    "PoolFigure",
+    "PoolUse",
     "RecordedChange",
     "Report",
     "Reports",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from klingmon.domain import ACTIVE, TERMINAL, Cost, TaskStatus
+from klingmon.policy import LEGACY_POOL
 from klingmon.store._rows import EventRow, TaskRow
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ def task_row(m: Mapping[Any, Any]) -> TaskRow:
         spend_units=m.get("spend_units"),
         request_hash=m.get("request_hash"),
         repeat_of=m.get("repeat_of"),
+        pool=m.get("pool") or LEGACY_POOL,
+        slots=m.get("slots") or 1,
     )
 
 

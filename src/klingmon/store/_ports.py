@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from klingmon.store._downloads import DownloadRow
     from klingmon.store._fleet import WorkerRow
     from klingmon.store._flow import Notice, RecordedChange
+    from klingmon.store._pools import PoolFigure, PoolUse
     from klingmon.store._reports import BatchSummary
     from klingmon.store._rows import (
         BatchRow,
@@ -119,10 +120,14 @@ class TaskQueuePort(Protocol):
         lease_ms: int,
         *,
         slots: int,
+        pools: Mapping[str, int] | None = None,
+        pooled: bool = True,
         batch_id: int | None = None,
         aging_ms: int = AGING_MS,
         caps: SpendCaps | None = None,
     ) -> list[TaskRow]: ...
+
+    def pool_use(self, now_ms: int) -> list[PoolUse]: ...
 
     def set_priority(
         self, batch_id: int, priority: int, now_ms: int, *, by: str = "library"
@@ -328,6 +333,10 @@ class ReportsPort(Protocol):
     ) -> tuple[int, ...]: ...
 
     def slots_in_use(self) -> int: ...
+
+    def pool_figures(
+        self, now_ms: int, alive_infos: Sequence[Mapping[str, Any]]
+    ) -> list[PoolFigure]: ...
 
     def slots_by_batch(self) -> dict[int, int]: ...
 

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
-from klingmon.store import _report
+from klingmon.store import _pools, _report
+from klingmon.store._pools import PoolFigure
 from klingmon.store._schema import RUN_MS, counters, downloads, events, tasks
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from klingmon.store._base import UnitOfWork
     from klingmon.store._rows import Report
@@ -169,6 +170,29 @@ class Reports:
         query = sa.select(sa.func.count()).where(tasks.c.status.in_(_IN_SLOT))
         with self._unit.read() as conn:
             return int(conn.scalar(query) or 0)
+
+    def pool_figures(
+        self, now_ms: int, alive_infos: Sequence[Mapping[str, Any]]
+    ) -> list[PoolFigure]:
+        """Every pool with slots held or tasks queued: its use, and the limit the
+        live workers (their heartbeat ``info``: ``alive_infos``) hold for it."""
+        queued_count = (
+            sa.select(tasks.c.pool, sa.func.count())
+            .where(tasks.c.status == TaskStatus.QUEUED.value)
+            .group_by(tasks.c.pool)
+        )
+        with self._unit.read() as conn:
+            held = _pools.held(conn, now_ms)
+            queued = {str(p): int(n) for p, n in conn.execute(queued_count)}
+        return [
+            PoolFigure(
+                pool,
+                *held.get(pool, (0, 0)),
+                queued=queued.get(pool, 0),
+                limit=_pools.limit_of_workers(pool, alive_infos),
+            )
+            for pool in sorted(held.keys() | queued.keys())
+        ]
 
     def slots_by_batch(self) -> dict[int, int]:
         """Tasks holding one of the account's slots, per batch id."""

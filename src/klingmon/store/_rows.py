@@ -111,6 +111,10 @@ class TaskRow:
     request_hash: str | None = None
     #: The succeeded task this one repeats (it was not sent).
     repeat_of: int | None = None
+    #: Its concurrency pool (:attr:`klingmon.policy.PoolKey.label`) and the slots
+    #: it holds there from submit until it ends.
+    pool: str = "legacy"
+    slots: int = 1
 
     @property
     def key(self) -> tuple[str, str, str, str]:

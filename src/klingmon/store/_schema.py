@@ -118,6 +118,10 @@ tasks = sa.Table(
     # found before it is paid again (``repeat_of``: the success it repeats).
     sa.Column("request_hash", sa.String(64)),
     sa.Column("repeat_of", _Id),
+    # Its concurrency pool and the slots it holds there (0010).
+    sa.Column("pool", sa.String(200), nullable=False, server_default="legacy"),
+    sa.Column("slots", sa.Integer, nullable=False, server_default="1"),
+    sa.Index("ix_tasks_status_pool", "status", "pool", "slots"),
     sa.Index("ix_tasks_reserved_ms", "reserved_ms"),
     sa.Index("ix_tasks_request_hash", "request_hash"),
     sa.Index("ix_tasks_batch_spend", "batch_id", "spend"),

@@ -9,14 +9,15 @@ that count slots are serialised across workers
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from klingmon.domain import IN_FLIGHT, TERMINAL, TaskStatus
+from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.errors import NameTakenError, StoreError
 from klingmon.policy import AGING_MS, Verdict, judge
-from klingmon.store import _priority, _schema
+from klingmon.store import _pools, _priority, _schema
 from klingmon.store._cancel import Cancellation, cancel
 from klingmon.store._convert import (
     kling_ms,
@@ -25,6 +26,7 @@ from klingmon.store._convert import (
     wire,
 )
 from klingmon.store._lease import claim_tasks
+from klingmon.store._pools import PoolUse
 from klingmon.store._refs import MATCH, task_ref
 from klingmon.store._rows import BatchRow, Change, TaskRef, TaskRow
 from klingmon.store._schema import batches, tasks
@@ -307,30 +309,38 @@ class TaskQueue:
         lease_ms: int,
         *,
         slots: int,
+        pools: Mapping[str, int] | None = None,
+        pooled: bool = True,
         batch_id: int | None = None,
         aging_ms: int = AGING_MS,
         caps: SpendCaps | None = None,
     ) -> list[TaskRow]:
-        """Lease work for the submitter without ever exceeding ``slots`` in flight,
-        nor a spending cap.
+        """Lease work for the submitter without ever holding more slots in a pool
+        than its size, nor exceeding a spending cap.
+
+        A pool is an account x model version x pack type (``tasks.pool``, see
+        :func:`klingmon.policy.pool_of`); ``pools`` gives the sizes of some,
+        ``slots`` is the size of any other. A task holds ``tasks.slots`` of its pool
+        (an image task its ``n``). ``pooled`` False counts as klingmon did before
+        pools: every task one slot of ``slots`` for the whole account.
 
         One transaction, serialised across workers (``BEGIN IMMEDIATE`` on SQLite, an
-        advisory transaction lock on PostgreSQL), counts what holds a slot: tasks Kling
-        holds, tasks whose create may be under way, and queued tasks another worker has
-        leased to send. It then leases the stale ``submitting`` tasks (they hold their
-        slot already; the caller looks them up before sending again) and at most the
-        free slots' worth of queued tasks: the highest priority first, FIFO within
-        one, a priority that gets no slot aging one step per ``aging_ms`` waited
-        (:func:`klingmon.policy.level_order`); the batches whose tasks it leases are
-        noted as served, in the same transaction. So five workers sharing a
-        five-slot account never have more than five tasks in flight between them,
-        and the order holds across them. Given ``batch_id``, only that batch's
-        tasks are leased, and only its share of the free slots when the batches
-        live workers send are ahead of it; every batch's tasks still count against
-        the slots. Queued tasks of a held batch (awaiting approval, paused) are not
-        leased; the others are reserved in this same transaction
-        (:func:`klingmon.store._spend.admit`), against ``caps`` and the batch's own
-        cap.
+        advisory transaction lock on PostgreSQL), counts per pool what holds a slot:
+        tasks Kling holds, tasks whose create may be under way, and queued tasks
+        another worker has leased to send. It then leases the stale ``submitting``
+        tasks (they hold their slot already; the caller looks them up before sending
+        again) and, in each pool, at most the free slots' worth of queued tasks: the
+        highest priority first, FIFO within one, a priority that gets no slot aging
+        one step per ``aging_ms`` waited (:func:`klingmon.policy.level_order`); the
+        batches whose tasks it leases are noted as served, in the same transaction.
+        So five workers sharing a five-slot pool never have more than five of its
+        slots in flight between them, and the order holds across them. Given
+        ``batch_id``, only that batch's tasks are leased, and only its share of the
+        free slots when the batches live workers send are ahead of it; every
+        batch's tasks still count against the slots. Queued tasks of a held batch
+        (awaiting approval, paused) are not leased; the others are reserved in this
+        same transaction (:func:`klingmon.store._spend.admit`), against ``caps`` and
+        the batch's own cap.
         """
         lease_free = sa.or_(
             tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms
@@ -339,19 +349,9 @@ class TaskQueue:
             tasks.c.next_poll_ms.is_(None), tasks.c.next_poll_ms <= now_ms
         )
         scope = [] if batch_id is None else [tasks.c.batch_id == batch_id]
-        holding = sa.or_(
-            tasks.c.status.in_(IN_FLIGHT),
-            sa.and_(
-                tasks.c.status == TaskStatus.QUEUED.value,
-                tasks.c.lease_owner.is_not(None),
-                tasks.c.lease_until_ms > now_ms,
-            ),
-        )
+        ready = [not_before, lease_free, tasks.c.batch_id.not_in(HELD_BATCHES)]
         with self._unit.write() as conn:
             self._unit.dialect.serialise(conn, SLOT_LOCK)
-            held = conn.execute(
-                sa.select(sa.func.count()).select_from(tasks).where(holding)
-            ).scalar_one()
             stale = sa.select(tasks.c.id).where(
                 tasks.c.status == TaskStatus.SUBMITTING.value,
                 not_before,
@@ -359,17 +359,22 @@ class TaskQueue:
                 *scope,
             )
             ids = list(conn.execute(stale.limit(max(1, slots))).scalars())
-            room = max(0, slots - held)
-            if room:
-                ready = [
-                    not_before,
-                    lease_free,
-                    tasks.c.batch_id.not_in(HELD_BATCHES),
-                ]
-                found = _priority.pick_queued(
-                    conn, room, now_ms, aging_ms, ready, batch_id
+            pick = functools.partial(
+                _priority.pick_queued, conn, now_ms=now_ms, aging_ms=aging_ms
+            )
+            if pooled:
+                found = _pick_per_pool(
+                    conn, pick, ready, now_ms, slots, pools or {}, batch_id
                 )
-                ids += admit(conn, found, now_ms, caps or SpendCaps())
+            else:
+                in_use = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(tasks)
+                    .where(_pools.holding(now_ms))
+                ).scalar_one()
+                room = max(0, slots - in_use)
+                found = pick(room=room, ready=ready, scope=batch_id) if room else []
+            ids += admit(conn, found, now_ms, caps or SpendCaps())
             if not ids:
                 return []
             claim = (
@@ -383,6 +388,16 @@ class TaskQueue:
             _priority.served(conn, sent, now_ms)
         rows.sort(key=lambda r: r.id)
         return rows
+
+    def pool_use(self, now_ms: int) -> list[PoolUse]:
+        """Every pool with slots held or work queued: its use, in label order."""
+        with self._unit.read() as conn:
+            held = _pools.held(conn, now_ms)
+            need = _pools.queued_needs(conn)
+        return [
+            PoolUse(pool, *held.get(pool, (0, 0)), need=need.get(pool, 0))
+            for pool in sorted(held.keys() | need.keys())
+        ]
 
     def set_priority(
         self, batch_id: int, priority: int, now_ms: int, *, by: str = "library"
@@ -542,6 +557,30 @@ class TaskQueue:
             self._unit.dialect.lock_joined(
                 self._unit.write, _LOCK_IDS, {"ids": sorted(set(ids))}
             )
+
+
+def _pick_per_pool(  # noqa: PLR0917 - the claim's own arguments
+    conn: sa.Connection,
+    pick: Callable[..., list[int]],
+    ready: list[sa.ColumnElement[bool]],
+    now_ms: int,
+    slots: int,
+    sizes: Mapping[str, int],
+    batch_id: int | None,
+) -> list[int]:
+    """Per pool with queued work, the queued tasks its free slots take, in order."""
+    use = _pools.held(conn, now_ms)
+    found: list[int] = []
+    for pool in _pools.queued_needs(conn, batch_id):
+        held, _ = use.get(pool, (0, 0))
+        room = sizes.get(pool, slots) - held
+        if room <= 0 and held:
+            continue
+        picked = pick(
+            room=max(1, room), ready=[*ready, tasks.c.pool == pool], scope=batch_id
+        )
+        found += _pools.fitting(conn, picked, room, empty=not held)
+    return sorted(found)
 
 
 def _record_adopted(

@@ -27,7 +27,15 @@ from klingmon.domain import (
     TaskStatus,
 )
 from klingmon.errors import StoreError
-from klingmon.policy import Transition, Verdict, consequences, judge, settle
+from klingmon.policy import (
+    Transition,
+    Verdict,
+    consequences,
+    judge,
+    pool_of,
+    settle,
+    slots_of,
+)
 from klingmon.store._convert import (
     COST_COLUMNS,
     kling_ms,
@@ -133,6 +141,8 @@ def new_task_values(
         "reserved_ms": None,
         "request_hash": new.request_hash,
         "repeat_of": new.repeat_of,
+        "pool": pool_of(new.endpoint, new.body).label,
+        "slots": slots_of(new.endpoint, new.body),
     }
     if new.repeat_of is not None:
         # A repeat of a success: kept, linked, ended; never sent nor paid again.

@@ -206,6 +206,7 @@ class _Pages:
                 self.view.clock.now(), store.reports.counter_totals()
             ),
             "workers": _workers(store, now),
+            "pools": _pools(store, now),
             "account": data.packs_view(self.view.account.latest(), now),
         }
         name = "_overview.html" if fragment else "overview.html"
@@ -610,6 +611,21 @@ def _safe_file(store: Store, download_id: int) -> Path:
     if not stat.S_ISREG(found.st_mode) or found.st_size != row.size:
         raise HTTPException(404, detail="no such file")
     return path
+
+
+def _pools(store: Store, now_ms: int) -> list[dict[str, Any]]:
+    """Each concurrency pool in use: slots held of its limit, tasks queued."""
+    alive = [w.info for w in store.fleet.workers(now_ms) if w.alive]
+    return [
+        {
+            "pool": f.pool,
+            "used": f.held,
+            "limit": f.limit,
+            "tasks": f.tasks,
+            "queued": f.queued,
+        }
+        for f in store.reports.pool_figures(now_ms, alive)
+    ]
 
 
 def _workers(store: Store, now_ms: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -78,6 +79,29 @@ class _StoreCollector:
         yield limited
         yield from self._costs()
         yield from self._packs()
+        yield from self._pools()
+
+    def _pools(self) -> Iterator[Metric]:
+        """Per concurrency pool: slots held, tasks holding them, tasks queued, and
+        the limit the live workers hold (absent when none is alive)."""
+        now_ms = int(time.time() * 1000)
+        alive = [w.info for w in self._store.fleet.workers(now_ms) if w.alive]
+        families = {
+            name: GaugeMetricFamily(f"klingmon_pool_{name}", text, labels=["pool"])
+            for name, text in (
+                ("slots_used", "Slots a pool holds now (an image task holds n)."),
+                ("tasks_in_flight", "Tasks holding a pool's slots."),
+                ("tasks_queued", "Tasks waiting to be sent in a pool."),
+                ("size", "A pool's slot limit, as the live workers hold it."),
+            )
+        }
+        for f in self._store.reports.pool_figures(now_ms, alive):
+            families["slots_used"].add_metric([f.pool], f.held)
+            families["tasks_in_flight"].add_metric([f.pool], f.tasks)
+            families["tasks_queued"].add_metric([f.pool], f.queued)
+            if f.limit is not None:
+                families["size"].add_metric([f.pool], f.limit)
+        yield from families.values()
 
     def _packs(self) -> Iterator[Metric]:
         """The account's packs as ``GET /account/costs`` last said (none: never)."""

@@ -1,0 +1,155 @@
+"""Concurrency pools in the store: slots held per pool, and what fits in one.
+
+Runs inside the submitter's serialised claim (:meth:`TaskQueue.claim_submissions`)
+and the reads of ``status``: a task holds ``tasks.slots`` slots of ``tasks.pool``
+while it is in flight, or queued and leased to a worker about to send it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from klingmon.domain import IN_FLIGHT, TaskStatus
+from klingmon.store._schema import tasks
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "PoolFigure",
+    "PoolUse",
+    "fitting",
+    "held",
+    "holding",
+    "limit_of_workers",
+    "queued_needs",
+]
+
+_QUEUED = TaskStatus.QUEUED.value
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUse:
+    """One pool as the store sees it: slots held and whether work waits in it."""
+
+    pool: str
+    #: Slots held: tasks Kling holds, creates under way, queued tasks leased to send.
+    held: int
+    #: Tasks held (an image task of ``n`` is one task, ``n`` slots).
+    tasks: int
+    #: The fewest slots a queued task of the pool takes (0: none is queued).
+    need: int = 0
+
+    @property
+    def queued(self) -> bool:
+        return self.need > 0
+
+    def fits(self, size: int) -> bool:
+        """Whether a queued task could go now in a pool of ``size`` slots."""
+        return self.queued and (not self.held or self.held + self.need <= size)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFigure:
+    """One pool for ``status``, the dashboard and ``/metrics``."""
+
+    pool: str
+    #: Slots held now (an image task of ``n`` holds ``n``), and by how many tasks.
+    held: int
+    tasks: int
+    #: Tasks waiting to be sent in it.
+    queued: int
+    #: The limit the live workers hold for it (the smallest; learned from 1303s,
+    #: up to its size); None when no live worker has said.
+    limit: int | None
+
+
+def limit_of_workers(pool: str, infos: Sequence[Mapping[str, Any]]) -> int | None:
+    """The smallest limit live workers' heartbeats name for ``pool`` (a worker that
+    names none gives its ``slots``, the size of any pool not configured)."""
+    found = []
+    for info in infos:
+        named = info.get("pools")
+        limit = named.get(pool) if isinstance(named, dict) else None
+        if limit is None:
+            limit = info.get("slots")
+        if isinstance(limit, int):
+            found.append(limit)
+    return min(found) if found else None
+
+
+def holding(now_ms: int) -> sa.ColumnElement[bool]:
+    """What holds a slot: in flight, or queued and leased by a worker to send."""
+    return sa.or_(
+        tasks.c.status.in_(IN_FLIGHT),
+        sa.and_(
+            tasks.c.status == _QUEUED,
+            tasks.c.lease_owner.is_not(None),
+            tasks.c.lease_until_ms > now_ms,
+        ),
+    )
+
+
+def held(conn: sa.Connection, now_ms: int) -> dict[str, tuple[int, int]]:
+    """Per pool: (slots held, tasks holding them)."""
+    query = (
+        sa.select(tasks.c.pool, sa.func.sum(tasks.c.slots), sa.func.count())
+        .where(holding(now_ms))
+        .group_by(tasks.c.pool)
+    )
+    return {str(p): (int(s or 0), int(n)) for p, s, n in conn.execute(query)}
+
+
+def queued_needs(conn: sa.Connection, batch_id: int | None = None) -> dict[str, int]:
+    """Per pool queued tasks wait in (label order), the fewest slots one takes.
+
+    Two index seeks per pool on ``(status, pool, slots)`` (the next pool past the
+    last found, then its least ``slots``), not a walk of the backlog.
+    """
+    scope = [] if batch_id is None else [tasks.c.batch_id == batch_id]
+    queued = [tasks.c.status == _QUEUED, *scope]
+    found: dict[str, int] = {}
+    last: str | None = None
+    while True:
+        after = [] if last is None else [tasks.c.pool > last]
+        pool = conn.execute(
+            sa.select(sa.func.min(tasks.c.pool)).where(*queued, *after)
+        ).scalar()
+        if pool is None:
+            return found
+        last = str(pool)
+        least = conn.execute(
+            sa.select(sa.func.min(tasks.c.slots)).where(*queued, tasks.c.pool == last)
+        ).scalar()
+        found[last] = max(1, int(least or 1))
+
+
+def fitting(
+    conn: sa.Connection, ids: Sequence[int], room: int, *, empty: bool
+) -> list[int]:
+    """The first of ``ids`` (in their order) whose slots fit in ``room``.
+
+    The walk stops at the first that does not fit, so a task of many slots is not
+    passed over forever by smaller ones behind it. ``empty``: the pool holds
+    nothing, so the first task goes whatever it takes (one bigger than the pool
+    would otherwise never be sent; Kling decides).
+    """
+    if not ids:
+        return []
+    need = dict(
+        conn.execute(
+            sa.select(tasks.c.id, tasks.c.slots).where(tasks.c.id.in_(list(ids)))
+        ).all()
+    )
+    taken: list[int] = []
+    used = 0
+    for task_id in ids:
+        slots = max(1, int(need.get(task_id, 1)))
+        if used + slots > room and not (empty and not taken):
+            break
+        taken.append(task_id)
+        used += slots
+    return taken
