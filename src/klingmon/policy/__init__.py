@@ -31,6 +31,15 @@ from klingmon.policy._errors import CreateAction, classify_create_error
 from klingmon.policy._governor import Aimd, SlotLimit, backoff
 from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
 from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
+from klingmon.policy._overdue import (
+    DropRate,
+    mean_duration,
+    overdue_delay,
+    overdue_lag,
+    steady_unseen_rate,
+    unseen_finish_rate,
+    unseen_hazard,
+)
 from klingmon.policy._prices import (
     SHIPPED,
     Learned,
@@ -82,6 +91,7 @@ __all__ = [
     "Consequences",
     "CreateAction",
     "Distribution",
+    "DropRate",
     "DurationBook",
     "DurationKey",
     "Learned",
@@ -117,7 +127,10 @@ __all__ = [
     "is_stuck",
     "judge",
     "level_order",
+    "mean_duration",
     "next_poll_delay",
+    "overdue_delay",
+    "overdue_lag",
     "parse_price_key",
     "polls_per_hour",
     "price_key",
@@ -127,8 +140,11 @@ __all__ = [
     "round_lag",
     "settle",
     "shipped_units",
+    "steady_unseen_rate",
     "storage_key",
     "stuck_after",
     "timed_out",
+    "unseen_finish_rate",
+    "unseen_hazard",
     "with_remaining",
 ]
