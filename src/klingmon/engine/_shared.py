@@ -30,6 +30,7 @@ from klingmon.policy import (
     consequences,
     finish_rate,
     next_poll_delay,
+    on_rounds,
     overdue_delay,
     overdue_lag,
     round_lag,
@@ -227,7 +228,7 @@ class PollPlanner:
                 unseen * scale,
                 waiting=self._demand.waiting,
                 finishes=steady * scale,
-                confirm=0.0 if self._signed(group) else 1.0,
+                confirm=0.0 if self._signed() else 1.0,
             )
             self._lags[group] = lag
             self._rounds[group] = now_ms / 1000 + lag
@@ -277,10 +278,10 @@ class PollPlanner:
             delay = max(delay, schedule.max_interval)
         return delay
 
-    def _signed(self, group: str) -> bool:
-        """Whether the group's callbacks are signed (applied as they come, no
-        confirming request): the new generation's, with a webhook secret."""
-        return group == TASKS_PATH and self._settings.callbacks_signed
+    def _signed(self) -> bool:
+        """Whether callbacks are signed (applied as they come, no confirming
+        request): a webhook secret checks them."""
+        return self._settings.callbacks_signed
 
     @property
     def drop_rate(self) -> float:
@@ -314,12 +315,11 @@ class PollPlanner:
             lag=lag,
             tail=self._demand.waiting,
         )
-        # A task planned after its group's next round joins it: that request
-        # answers for it too (a new task, one backing off past its p99).
+        # The group's rounds: one request answers for every task due at one.
         now = now_ms / 1000
         planned = self._rounds.get(group or poll_group(row.endpoint))
-        if planned is not None and now + schedule.min_interval <= planned < now + delay:
-            delay = planned - now
+        if planned is not None and planned >= now + schedule.min_interval:
+            delay = on_rounds(now + delay, next_round=planned, step=lag) - now
         if row.watch_timeout:
             delay = max(delay, schedule.max_interval)
         return delay

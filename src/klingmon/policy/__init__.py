@@ -34,6 +34,8 @@ from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
 from klingmon.policy._overdue import (
     DropRate,
     mean_duration,
+    on_rounds,
+    overdue_at,
     overdue_delay,
     overdue_lag,
     steady_unseen_rate,
@@ -129,6 +131,8 @@ __all__ = [
     "level_order",
     "mean_duration",
     "next_poll_delay",
+    "on_rounds",
+    "overdue_at",
     "overdue_delay",
     "overdue_lag",
     "parse_price_key",

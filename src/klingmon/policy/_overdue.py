@@ -18,8 +18,10 @@ callback is expected to cost:
   (``callback_budget`` a finish, confirmations included) allows, within
   ``[min_interval, max_interval]``; ``done_lag`` once nothing waits (the
   batch's last tasks);
-- :func:`overdue_delay`: every task of a group keeps to the group's lag, so one
-  request a round answers for all; past its p99 a task polls soon, then backs off;
+- :func:`overdue_delay`: a task sleeps on its callback until it is overdue (the
+  chance it finished unseen reaches ``likely``), then keeps to the group's lag;
+  past its p99 it polls soon, then backs off; :func:`on_rounds` puts every poll
+  of a group on the group's rounds, so one request answers for all.
 - :func:`on_round`: the polls of one group are brought forward onto one grid of
   rounds, ``lag`` apart, so that one request answers for all that fall due.
 
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DropRate",
     "mean_duration",
+    "on_rounds",
+    "overdue_at",
     "overdue_delay",
     "overdue_lag",
     "steady_unseen_rate",
@@ -149,6 +153,19 @@ def overdue_lag(
     return _clamp(lag, low, high)
 
 
+def overdue_at(likely: float, drop: float) -> float:
+    """The share of the duration's mass after which a task with no callback is
+    overdue: where the chance it has finished unseen reaches ``likely``.
+
+    With ``x`` the mass passed, that chance is ``drop * x / (1 - x + drop * x)``.
+    """
+    if drop <= _EPSILON:
+        return 1.0
+    if likely >= drop:
+        return 1.0
+    return likely / (drop * (1.0 - likely) + likely)
+
+
 def overdue_delay(
     policy: SchedulePolicy,
     dist: Distribution,
@@ -160,24 +177,41 @@ def overdue_delay(
 ) -> float:
     """Seconds until a task with no final callback after ``elapsed`` s is polled.
 
-    ``lag``: the group's :func:`overdue_lag`, priced on the unseen finishes of
-    all its tasks as they are now, so every task of the group keeps to it and
-    one request a round answers for them all (no jitter: apart, each task would
-    cost a round of its own). Past its p99 a task has most likely finished
-    unseen, or is a long one: polled soon, then backing off with the time
-    overdue, never further apart than the lag; with ``tail`` false (the batch
-    waits on it) at the lag. With no drop possible: asleep until the p99, as a
-    safety net. Within ``[min_interval, safety_interval]``.
+    Until the chance that it has finished unseen reaches ``likely``
+    (:func:`overdue_at`; never past the p99) the task sleeps on its callback:
+    while callbacks come on time, nothing is polled. Overdue, it keeps to
+    ``lag``, the group's :func:`overdue_lag`, priced on the unseen finishes of
+    all its tasks, so that one request a round answers for them all (no jitter:
+    apart, each task would cost a round of its own). Past its p99 it has most
+    likely finished unseen, or is a long one: polled soon, then backing off with
+    the time overdue, never further apart than the lag. With ``tail`` false (the
+    batch waits on its last tasks) it keeps to the lag. Within
+    ``[min_interval, safety_interval]``.
     """
     low, high = policy.min_interval, policy.safety_interval
     lag = _clamp(lag, low, high)
     elapsed = max(0.0, elapsed)
     p99 = dist.quantile(_P_TAIL)
-    if drop <= _EPSILON and elapsed < p99:
-        return _clamp(p99 - elapsed, low, high)
-    if elapsed > p99 and tail:
+    if elapsed > p99:
+        if not tail:
+            return lag
         return _clamp((elapsed - p99) / _TAIL_DIVISOR, low, lag)
+    due = min(p99, dist.quantile(overdue_at(policy.likely, drop)))
+    if elapsed < due and (tail or drop <= _EPSILON):
+        return _clamp(due - elapsed, low, high)
     return lag
+
+
+def on_rounds(at: float, *, next_round: float, step: float) -> float:
+    """``at`` moved onto the group's rounds: ``next_round``, then every ``step``.
+
+    A task due before the next round waits for it (the group's lag allows that
+    much); one due later joins the first round after it. One request then
+    answers for every task of the round.
+    """
+    if at <= next_round or step <= _EPSILON:
+        return next_round
+    return next_round + math.ceil((at - next_round) / step - _EPSILON) * step
 
 
 def _clamp(value: float, low: float, high: float) -> float:

@@ -4,7 +4,6 @@ one costs (``klingmon.policy._overdue``)."""
 from __future__ import annotations
 
 import math
-import random
 
 import pytest
 from hypothesis import given, settings
@@ -20,11 +19,11 @@ from klingmon.policy import (
     overdue_delay,
     overdue_lag,
     steady_unseen_rate,
+    unseen_finish_rate,
     unseen_hazard,
 )
 
 FAST = settings(max_examples=200, deadline=None)
-seeds = st.integers(min_value=0, max_value=2**32)
 drops = st.floats(min_value=0.0, max_value=1.0)
 elapsed_s = st.floats(min_value=0.0, max_value=50_000.0)
 rates = st.floats(min_value=0.0, max_value=1000.0)
@@ -124,20 +123,29 @@ def test_overdue_lag_is_the_square_root_rule():
     drop=drops,
     lag=st.floats(min_value=0.01, max_value=5000.0),
     tail=st.booleans(),
-    seed=seeds,
 )
-def test_overdue_delay_in_bounds(*, policy, dist, elapsed, drop, lag, tail, seed):
+def test_overdue_delay_in_bounds(*, policy, dist, elapsed, drop, lag, tail):
     """Always within [min_interval, safety_interval]."""
-    delay = overdue_delay(
-        policy,
-        dist,
-        elapsed,
-        drop=drop,
-        lag=lag,
-        tail=tail,
-        rng=random.Random(seed),
-    )
+    delay = overdue_delay(policy, dist, elapsed, drop=drop, lag=lag, tail=tail)
     assert policy.min_interval <= delay <= policy.safety_interval
+
+
+@FAST
+@given(
+    policy=schedule_policies(),
+    dist=distributions(),
+    elapsed=elapsed_s,
+    drop=st.floats(min_value=0.001, max_value=1.0),
+    lag=st.floats(min_value=0.01, max_value=600.0),
+    tail=st.booleans(),
+)
+def test_overdue_delay_keeps_to_the_group_lag(
+    *, policy, dist, elapsed, drop, lag, tail
+):
+    """Whenever a drop is possible, no task waits longer than the group's lag
+    (clamped): the group's next round answers for it."""
+    delay = overdue_delay(policy, dist, elapsed, drop=drop, lag=lag, tail=tail)
+    assert delay <= max(policy.min_interval, min(policy.safety_interval, lag)) + 1e-9
 
 
 @FAST
@@ -147,64 +155,52 @@ def test_overdue_delay_in_bounds(*, policy, dist, elapsed, drop, lag, tail, seed
     q=st.floats(min_value=0.0, max_value=0.99),
     drop=st.floats(min_value=0.001, max_value=1.0),
     lag=st.floats(min_value=0.01, max_value=600.0),
-    tail=st.booleans(),
-    seed=seeds,
 )
-def test_overdue_delay_keeps_to_the_lag_where_an_unseen_finish_is_likely(
-    *, policy, dist, q, drop, lag, tail, seed
-):
-    """Within the p99, where an unseen finish within the lag is likely (or the
-    batch waits on a task past its median), the next poll is within the lag."""
+def test_tasks_within_their_p99_share_the_round(*, policy, dist, q, drop, lag):
+    """Within the p99 every task of a group is planned alike: one request."""
     elapsed = dist.quantile(q)
-    delay = overdue_delay(
-        policy,
-        dist,
-        elapsed,
-        drop=drop,
-        lag=lag,
-        tail=tail,
-        rng=random.Random(seed),
-    )
-    bound = max(policy.min_interval, min(policy.safety_interval, lag))
-    likely = unseen_hazard(dist, elapsed, bound, drop) >= policy.likely
-    last = not tail and elapsed >= dist.quantile(0.5)
-    if elapsed <= dist.quantile(0.99) and (likely or last):
-        assert delay <= bound + 1e-9
+    if elapsed >= dist.quantile(0.99):
+        return
+    one = overdue_delay(policy, dist, elapsed, drop=drop, lag=lag, tail=True)
+    other = overdue_delay(policy, dist, 0.0, drop=drop, lag=lag, tail=True)
+    assert one == other
 
 
 def test_rare_drops_sleep_to_the_p99_as_the_safety_net_did():
-    """No drop seen possible: sleep on the callback until it is overdue."""
-    policy = SchedulePolicy(jitter=0.0)
-    delay = overdue_delay(
-        policy, STD, 0.0, drop=0.0, lag=10.0, tail=True, rng=random.Random(0)
-    )
+    """No drop possible: sleep on the callback until it is overdue."""
+    policy = SchedulePolicy()
+    delay = overdue_delay(policy, STD, 0.0, drop=0.0, lag=10.0, tail=True)
     assert delay == pytest.approx(STD.quantile(0.99))
 
 
-def test_a_higher_drop_rate_polls_sooner():
-    """The more callbacks are dropped, the earlier the first check comes."""
-    policy = SchedulePolicy(jitter=0.0)
+def test_a_group_with_more_unseen_finishes_polls_sooner():
+    """The higher the drop rate, or the more tasks in their mass, the sooner the
+    group's round: the lag follows the unseen finishes a second."""
+    policy = SchedulePolicy()
 
-    def first(drop: float) -> float:
-        return overdue_delay(
-            policy, STD, 0.0, drop=drop, lag=10.0, tail=True, rng=random.Random(0)
-        )
+    def lag(drop: float, ages: list[float]) -> float:
+        rate = sum(unseen_finish_rate(STD, a, policy.target_lag, drop) for a in ages)
+        return overdue_lag(policy, rate, waiting=True)
 
-    assert first(0.5) < first(0.05) < first(0.001) <= STD.quantile(0.99)
+    median = STD.quantile(0.5)
+    assert lag(0.5, [median]) < lag(0.05, [median]) < lag(0.001, [median])
+    assert lag(0.05, [median] * 5) < lag(0.05, [median])
+    # A task long before its mass adds next to nothing.
+    assert lag(0.05, [median, 0.0]) == pytest.approx(lag(0.05, [median]), rel=0.05)
 
 
 def test_overdue_past_the_p99_polls_soon_then_backs_off():
-    policy = SchedulePolicy(jitter=0.0)
+    policy = SchedulePolicy()
     p99 = STD.quantile(0.99)
 
-    def at(elapsed: float) -> float:
-        return overdue_delay(
-            policy, STD, elapsed, drop=0.05, lag=60.0, tail=True, rng=random.Random(0)
-        )
+    def at(elapsed: float, *, tail: bool = True) -> float:
+        return overdue_delay(policy, STD, elapsed, drop=0.05, lag=60.0, tail=tail)
 
     assert at(p99 + 1) == policy.min_interval
     assert at(p99 + 100) == pytest.approx(25.0)
     assert at(p99 + 10_000) == 60.0
+    # The batch waits on it (nothing queued): at the lag (there ``done_lag``).
+    assert at(p99 + 10_000, tail=False) == 60.0
 
 
 @FAST
@@ -214,18 +210,14 @@ def test_overdue_past_the_p99_polls_soon_then_backs_off():
     start=st.floats(0, 20_000),
     drop=drops,
     lag=st.floats(min_value=0.01, max_value=600.0),
-    seed=seeds,
 )
-def test_never_exceeds_the_request_budget(*, policy, dist, start, drop, lag, seed):
+def test_never_exceeds_the_request_budget(*, policy, dist, start, drop, lag):
     """A task never costs more than 3600 / min_interval polls in any hour."""
     if 3600 / policy.min_interval > 5000:  # keep the walk short
         return
-    rng = random.Random(seed)
     elapsed, polls = start, 0
     while True:
-        elapsed += overdue_delay(
-            policy, dist, elapsed, drop=drop, lag=lag, tail=True, rng=rng
-        )
+        elapsed += overdue_delay(policy, dist, elapsed, drop=drop, lag=lag, tail=True)
         if elapsed > start + 3600:
             break
         polls += 1
