@@ -102,13 +102,10 @@ class Poller:
 
     async def round(self, now: float) -> bool:
         """Poll what is due; True when anything was."""
-        if self._demand.drained() and (
-            self._planner.tightens_drain() or self._settings.callback_url is not None
-        ):
+        if self._demand.drained() and self._planner.tightens_drain():
             # The last queued task has gone out: what is left is the batch's last
             # tasks, whose finishes decide its "done". Polls planned further off
-            # (a long tail backing off while work waited, or a task sleeping on its
-            # callback) come to ``done_lag``: one round, then the drain's schedule.
+            # (a long tail backing off while work waited) come to ``done_lag``.
             lag = self._settings.schedule.done_lag
             await self._off(self._store.watch.pull_in, to_ms(now + lag), to_ms(now))
         due = await self._claim(now)

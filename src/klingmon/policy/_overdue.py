@@ -184,8 +184,8 @@ def overdue_delay(
     all its tasks, so that one request a round answers for them all (no jitter:
     apart, each task would cost a round of its own). Past its p99 it has most
     likely finished unseen, or is a long one: polled soon, then backing off with
-    the time overdue, never further apart than the lag. With ``tail`` false (the
-    batch waits on its last tasks) it keeps to the lag. Within
+    the time overdue, never further apart than the lag; with ``tail`` false (the
+    batch waits on its last tasks, the lag is ``done_lag``) at the lag. Within
     ``[min_interval, safety_interval]``.
     """
     low, high = policy.min_interval, policy.safety_interval
@@ -197,7 +197,7 @@ def overdue_delay(
             return lag
         return _clamp((elapsed - p99) / _TAIL_DIVISOR, low, lag)
     due = min(p99, dist.quantile(overdue_at(policy.likely, drop)))
-    if elapsed < due and (tail or drop <= _EPSILON):
+    if elapsed < due:
         return _clamp(due - elapsed, low, high)
     return lag
 

@@ -16,6 +16,8 @@ from klingmon.policy import (
     Phase,
     SchedulePolicy,
     mean_duration,
+    on_rounds,
+    overdue_at,
     overdue_delay,
     overdue_lag,
     steady_unseen_rate,
@@ -130,6 +132,10 @@ def test_overdue_delay_in_bounds(*, policy, dist, elapsed, drop, lag, tail):
     assert policy.min_interval <= delay <= policy.safety_interval
 
 
+def _due(policy: SchedulePolicy, dist: Distribution, drop: float) -> float:
+    return min(dist.quantile(0.99), dist.quantile(overdue_at(policy.likely, drop)))
+
+
 @FAST
 @given(
     policy=schedule_policies(),
@@ -139,11 +145,13 @@ def test_overdue_delay_in_bounds(*, policy, dist, elapsed, drop, lag, tail):
     lag=st.floats(min_value=0.01, max_value=600.0),
     tail=st.booleans(),
 )
-def test_overdue_delay_keeps_to_the_group_lag(
+def test_an_overdue_task_keeps_to_the_group_lag(
     *, policy, dist, elapsed, drop, lag, tail
 ):
-    """Whenever a drop is possible, no task waits longer than the group's lag
-    (clamped): the group's next round answers for it."""
+    """Once overdue, no task waits longer than the group's lag (clamped): the
+    group's next round answers for it."""
+    if elapsed < _due(policy, dist, drop):
+        return
     delay = overdue_delay(policy, dist, elapsed, drop=drop, lag=lag, tail=tail)
     assert delay <= max(policy.min_interval, min(policy.safety_interval, lag)) + 1e-9
 
@@ -152,18 +160,58 @@ def test_overdue_delay_keeps_to_the_group_lag(
 @given(
     policy=schedule_policies(),
     dist=distributions(),
-    q=st.floats(min_value=0.0, max_value=0.99),
-    drop=st.floats(min_value=0.001, max_value=1.0),
+    elapsed=elapsed_s,
+    drop=drops,
     lag=st.floats(min_value=0.01, max_value=600.0),
+    tail=st.booleans(),
 )
-def test_tasks_within_their_p99_share_the_round(*, policy, dist, q, drop, lag):
-    """Within the p99 every task of a group is planned alike: one request."""
-    elapsed = dist.quantile(q)
-    if elapsed >= dist.quantile(0.99):
+def test_nothing_is_polled_while_a_callback_is_on_time(
+    *, policy, dist, elapsed, drop, lag, tail
+):
+    """Before it is overdue a task sleeps on its callback: its poll comes no
+    sooner than where it becomes overdue (``min_interval`` aside)."""
+    due = _due(policy, dist, drop)
+    if elapsed >= due:
         return
-    one = overdue_delay(policy, dist, elapsed, drop=drop, lag=lag, tail=True)
-    other = overdue_delay(policy, dist, 0.0, drop=drop, lag=lag, tail=True)
-    assert one == other
+    delay = overdue_delay(policy, dist, elapsed, drop=drop, lag=lag, tail=tail)
+    assert elapsed + delay >= min(due, elapsed + policy.min_interval) - 1e-6
+
+
+@FAST
+@given(
+    likely=st.floats(min_value=0.001, max_value=0.5),
+    drop=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_overdue_where_the_unseen_chance_reaches_likely(likely, drop):
+    """At the share returned, a finished-unseen task is ``likely`` given silence."""
+    x = overdue_at(likely, drop)
+    assert 0 < x <= 1
+    if x < 1:
+        unseen = drop * x / (1 - x + drop * x)
+        assert unseen == pytest.approx(likely, rel=1e-6)
+    assert overdue_at(likely, min(1.0, drop * 2)) <= x
+
+
+@FAST
+@given(
+    at=st.floats(0, 1e6),
+    next_round=st.floats(0, 1e6),
+    step=st.floats(0.01, 1000.0),
+)
+def test_polls_fall_on_the_group_rounds(at, next_round, step):
+    """The next round, or the first round after ``at``: never more than a step
+    off what was planned, never before the next round."""
+    moved = on_rounds(at, next_round=next_round, step=step)
+    assert moved >= next_round
+    k = (moved - next_round) / step
+    assert abs(k - round(k)) < 1e-6 * max(1.0, k)
+    if at > next_round:
+        assert at - 1e-6 <= moved < at + step + 1e-6
+
+
+def test_tasks_due_apart_share_one_round():
+    assert on_rounds(104.0, next_round=110.0, step=10.0) == 110.0
+    assert on_rounds(113.0, next_round=110.0, step=10.0) == 120.0
 
 
 def test_rare_drops_sleep_to_the_p99_as_the_safety_net_did():
