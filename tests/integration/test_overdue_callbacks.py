@@ -84,14 +84,15 @@ async def test_a_dropped_final_callback_is_found_by_a_targeted_poll(tmp_path):
 
 
 async def test_nothing_is_polled_while_callbacks_come_on_time(tmp_path):
-    """No callback dropped: signed callbacks tell every status, the tasks finish
-    long before their callbacks would be overdue, and next to nothing is polled
-    (a task sent before the first callback came is on the polling schedule)."""
+    """No callback dropped: signed callbacks tell every status, and only a task
+    whose callback is late against the learned durations is polled, with the
+    others of its round (and those sent before the first callback came, on the
+    polling schedule): about a query for every four tasks, never one each."""
     tasks, counters, report, drops, _ = await _run(tmp_path / "k.db", 0.0, 22, 30)
     truth = {tid: t["status"] for tid, t in counters["tasks"].items()}
     assert {t.task_id: t.status.value for t in tasks} == truth
     by_route = counters["requests_by_route"]
     queries = by_route.get("get", 0) + by_route.get("list", 0)
     assert report.learned_via.get("callback", 0) >= 0.9 * len(tasks)
-    assert queries <= 0.2 * len(tasks), by_route
+    assert queries <= 0.35 * len(tasks), by_route
     assert drops.came >= 0.9 * len(tasks)

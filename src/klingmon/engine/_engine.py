@@ -102,6 +102,8 @@ class Engine:
         rng = random.Random(s.seed)
         self._counts = RequestCounts()
         self._flow = CallbackFlow(store, self.clock, s)
+        #: The learned share of final callbacks that never come (``.rate``, and
+        #: ``.counts``: what it is from), which prices the polls that find them.
         self.drops = CallbackDrops()
         self._finishes = Finishes(self.governor, self.book, self.drops)
         demand = Demand()
