@@ -95,7 +95,9 @@ class Runtime:
     def engine_settings(self) -> EngineSettings:
         """The settings' engine group, its callback URL, then the front's overrides."""
         found = dataclasses.replace(
-            self.settings.engine, callback_url=self.callback_url()
+            self.settings.engine,
+            callback_url=self.callback_url(),
+            callbacks_signed=self.settings.webhook_secret is not None,
         )
         if self._engine_overrides:
             found = dataclasses.replace(found, **self._engine_overrides)

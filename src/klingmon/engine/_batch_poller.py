@@ -71,6 +71,8 @@ class BatchPoller:
         #: Tasks a by-id answer left out (Kling does not know them, yet or at all):
         #: asked again only when due, not on every sweep that does not list them.
         self._missing: set[int] = set()
+        #: How many active tasks the last poll answered for (asked or listed).
+        self.answered = 0
 
     async def poll(
         self, due: Sequence[TaskRow], near_ms: int
@@ -78,6 +80,7 @@ class BatchPoller:
         """What Kling answered for ``due``; and the rows seen unchanged though not
         due whose next poll is before ``near_ms`` (they move as if polled)."""
         active = await self._active(due)
+        self.answered = len(active)
         self._missing.intersection_update(active)
         size = self._settings.tasks_batch_size
         wanted = {row.id for row in due}

@@ -34,6 +34,7 @@ from klingmon.engine._offload import Offload
 from klingmon.engine._poller import Poller
 from klingmon.engine._settings import EngineSettings
 from klingmon.engine._shared import (
+    CallbackDrops,
     CallbackFlow,
     Demand,
     Finishes,
@@ -105,9 +106,12 @@ class Engine:
         rng = random.Random(s.seed)
         self._counts = RequestCounts()
         self._flow = CallbackFlow(store, self.clock, s)
-        self._finishes = Finishes(self.governor, self.book)
+        #: The learned share of final callbacks that never come (``.rate``, and
+        #: ``.counts``: what it is from), which prices the polls that find them.
+        self.drops = CallbackDrops()
+        self._finishes = Finishes(self.governor, self.book, self.drops)
         demand = Demand()
-        planner = PollPlanner(s, self.book, self._flow, rng, demand)
+        planner = PollPlanner(s, self.book, self._flow, rng, demand, drops=self.drops)
         requests = asyncio.Semaphore(s.parallel_requests)
         self.poller = Poller(
             store,
@@ -122,6 +126,7 @@ class Engine:
             demand=demand,
             finishes=self._finishes,
             offload=self._off,
+            drops=self.drops,
         )
         self.submitter = Submitter(
             store,

@@ -32,8 +32,14 @@ if TYPE_CHECKING:
     from klingmon.engine._governor import Governor
     from klingmon.engine._offload import Offload
     from klingmon.engine._settings import EngineSettings
-    from klingmon.engine._shared import Demand, Finishes, PollPlanner, RequestCounts
-    from klingmon.store import Store, TaskRef, TaskRow
+    from klingmon.engine._shared import (
+        CallbackDrops,
+        Demand,
+        Finishes,
+        PollPlanner,
+        RequestCounts,
+    )
+    from klingmon.store import Change, Store, TaskRef, TaskRow
 
 __all__ = ["Poller"]
 
@@ -62,6 +68,7 @@ class Poller:
         demand: Demand,
         finishes: Finishes,
         offload: Offload,
+        drops: CallbackDrops,
     ) -> None:
         self._store = store
         self._client = client
@@ -75,6 +82,10 @@ class Poller:
         self._demand = demand
         self._finishes = finishes
         self._off = offload
+        self._drops = drops
+        #: Per poll group: how many active tasks its last round's request answers
+        #: for (a list page's, a batch's with riders), for pricing.
+        self._active: dict[str, int] = {}
         #: Per endpoint: when its last poll round was (clock s), for ``sweep_gap``.
         self._polled_at: dict[str, float] = {}
         #: Per endpoint: seconds between its last two poll rounds.
@@ -108,6 +119,7 @@ class Poller:
         seen, covered = await self._sweeps(by_endpoint)
         if grouped:
             found, riders = await self._batches.poll(grouped, self._near(TASKS_PATH))
+            self._active[TASKS_PATH] = self._batches.answered
             seen.update(found)
             covered += riders
         missing = [row for row in due if row.id not in seen and not _is_new(row)]
@@ -168,6 +180,7 @@ class Poller:
             # One page answers every active task: even a single confirmation is
             # cheaper as a sweep, which also catches callbacks that never came.
             refs = await self._off(self._store.watch.watched, endpoint)
+            self._active[endpoint] = len(refs)
             if len(refs) < self._settings.sweep_min:
                 continue
             found, unchanged = await self._sweep(endpoint, rows, refs)
@@ -199,6 +212,7 @@ class Poller:
             else []
         )
         self._finishes.applied(changes, before)
+        await self._learn_drops(changes)
         after = {c.task.id: c.task for c in changes}
         unseen = [r for r in due if r.id not in before]
         groups: dict[str, list[TaskRow]] = defaultdict(list)
@@ -208,11 +222,25 @@ class Poller:
                 groups[poll_group(current.endpoint)].append(current)
         plan: list[tuple[int, int]] = []
         for group, rows in groups.items():
-            self._planner.price(group, rows, now_ms)
+            self._planner.price(group, rows, now_ms, active=self._active.get(group))
             for row in rows:
                 delay = self._planner.delay(row, now_ms, group=group)
                 plan.append((row.id, now_ms + to_ms(delay)))
         await self._off(self._store.watch.schedule, plan)
+
+    async def _learn_drops(self, changes: Sequence[Change]) -> None:
+        """A finish this round found: had its final callback come (as a hint this
+        round confirmed), or not? Only for tasks sent with a callback URL."""
+        if self._settings.callback_url is None:
+            return
+        for change in changes:
+            if change.new_status not in TERMINAL:
+                continue
+            events = await self._off(self._store.outbox.events, task_id=change.task.id)
+            if any(e.kind == "hint" and e.source == "callback" for e in events):
+                self._drops.came()
+            else:
+                self._drops.missed()
 
     async def _full_rows(
         self, due: Sequence[TaskRow], ids: Sequence[int]
@@ -293,6 +321,12 @@ class Poller:
     def _near(self, group: str) -> int:
         """Before when (epoch ms) an unchanged task's next poll moves as if polled."""
         policy = self._settings.schedule
+        few = self._active.get(group, 0) <= self._settings.tasks_batch_size
+        if few and self._settings.callback_url is not None:
+            # While callbacks flow, polls look for dropped ones: every task an
+            # answer showed moves, so that the group's next round is one request,
+            # not one per task's own plan (a few tasks: a few writes).
+            return to_ms(self._clock.now() + 2 * policy.safety_interval)
         ahead = 2 * self._poll_gaps.get(group, policy.safety_interval)
         return to_ms(self._clock.now() + max(policy.target_lag, ahead))
 

@@ -6,7 +6,8 @@
 - :class:`Demand`: whether work waits for a slot (the submitter knows; the
   planner prices detection by it).
 - :class:`PollPlanner`: when a task is next polled, by the learned durations and
-  what a finish found sooner is worth.
+  what a finish found sooner is worth; with callbacks, what a dropped one costs.
+- :class:`CallbackDrops`: the learned share of final callbacks that never come.
 - :class:`Finishes`: what every applied status change implies for this engine (a
   freed slot for the governor, a sample for the duration book), exactly once each,
   whoever applied it: this engine, a receiver, another worker.
@@ -23,17 +24,23 @@ from klingmon.api import TASKS_PATH, Generation, generation_of
 from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.errors import RequestValidationError
 from klingmon.policy import (
+    DropRate,
     Phase,
     Transition,
     consequences,
     finish_rate,
     next_poll_delay,
+    on_rounds,
+    overdue_delay,
+    overdue_lag,
     round_lag,
+    steady_unseen_rate,
+    unseen_finish_rate,
 )
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from klingmon._clock import Clock
     from klingmon.engine._governor import Governor
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
     from klingmon.store import Change, RecordedChange, Store, TaskRow
 
 __all__ = [
+    "CallbackDrops",
     "CallbackFlow",
     "Demand",
     "Finishes",
@@ -108,6 +116,29 @@ class CallbackFlow:
         return last is not None and now - last < horizon
 
 
+class CallbackDrops:
+    """The share of final callbacks that never come, learned from this engine's
+    finishes: one a callback told (``came``), one a poll found first (``missed``)."""
+
+    def __init__(self, prior: DropRate | None = None) -> None:
+        self._drops = prior or DropRate()
+
+    def came(self) -> None:
+        self._drops = self._drops.seen(came=True)
+
+    def missed(self) -> None:
+        self._drops = self._drops.seen(came=False)
+
+    @property
+    def rate(self) -> float:
+        return self._drops.rate
+
+    @property
+    def counts(self) -> DropRate:
+        """The counts and the prior the rate is from."""
+        return self._drops
+
+
 class Demand:
     """Whether queued work waits for a slot, as the submitter's last round saw it."""
 
@@ -138,14 +169,19 @@ class PollPlanner:
         flow: CallbackFlow,
         rng: random.Random,
         demand: Demand,
+        *,
+        drops: CallbackDrops,
     ) -> None:
         self._settings = settings
         self._book = book
         self._flow = flow
         self._rng = rng
         self._demand = demand
+        self._drops = drops
         #: Per poll group: the lag bound its last round set.
         self._lags: dict[str, float] = {}
+        #: Per poll group, while callbacks flow: when its next round is planned.
+        self._rounds: dict[str, float] = {}
 
     def tightens_drain(self) -> bool:
         """Whether a batch's last tasks keep to ``done_lag`` once nothing waits: when
@@ -156,10 +192,47 @@ class PollPlanner:
     def _draining(self) -> bool:
         return not self._demand.waiting and self.tightens_drain()
 
-    def price(self, group: str, rows: Iterable[TaskRow], now_ms: int) -> float:
+    def price(
+        self,
+        group: str,
+        rows: Sequence[TaskRow],
+        now_ms: int,
+        *,
+        active: int | None = None,
+    ) -> float:
         """Set ``group``'s lag bound from the finish rate of ``rows`` (the tasks one
-        round answers for) and whether work waits; returns it."""
+        round answers for) and whether work waits; returns it.
+
+        While callbacks flow, the rate is of unseen finishes (a dropped callback)
+        of the group's ``active`` tasks, which one request answers for too (a list
+        page, a batch with riders), ``rows`` standing for them (all of them, when
+        they are a batch's worth); the budget counts one finish per mean
+        duration of each.
+        """
         schedule = self._settings.schedule
+        if rows and self._flow.active(rows[0].endpoint):
+            drop = self._drops.rate
+            steady = unseen = 0.0
+            for row in rows:
+                dist = self._book.get(row.key, Phase.PROCESSING)
+                steady += steady_unseen_rate(dist, 1.0)
+                unseen += unseen_finish_rate(
+                    dist,
+                    self._callback_elapsed(row, now_ms),
+                    schedule.target_lag,
+                    drop,
+                )
+            scale = max(1.0, (active or 0) / len(rows))
+            lag = overdue_lag(
+                schedule,
+                unseen * scale,
+                waiting=self._demand.waiting,
+                finishes=steady * scale,
+                confirm=0.0 if self._signed() else 1.0,
+            )
+            self._lags[group] = lag
+            self._rounds[group] = now_ms / 1000 + lag
+            return lag
         rate = 0.0
         for row in rows:
             if row.status is TaskStatus.PROCESSING:
@@ -181,10 +254,12 @@ class PollPlanner:
         status: TaskStatus | None = None,
         elapsed: float | None = None,
     ) -> float:
+        schedule = self._settings.schedule
+        if self._flow.active(row.endpoint):
+            return self._overdue(row, now_ms, group, elapsed)
         phase = phase_of(status or row.status)
         if elapsed is None:
             elapsed = self._elapsed(row, now_ms)
-        schedule = self._settings.schedule
         draining = self._draining()
         delay = next_poll_delay(
             schedule,
@@ -203,6 +278,61 @@ class PollPlanner:
             delay = max(delay, schedule.max_interval)
         return delay
 
+    def _signed(self) -> bool:
+        """Whether callbacks are signed (applied as they come, no confirming
+        request): a webhook secret checks them."""
+        return self._settings.callbacks_signed
+
+    @property
+    def drop_rate(self) -> float:
+        """The share of final callbacks learned to be dropped (with its prior)."""
+        return self._drops.rate
+
+    def _overdue(
+        self,
+        row: TaskRow,
+        now_ms: int,
+        group: str | None,
+        elapsed: float | None,
+    ) -> float:
+        """While callbacks flow: the poll that finds a dropped final callback.
+
+        Only a finish frees a slot, so the task is timed by its processing
+        duration, counted from its creation while Kling has not said it began
+        (a little early: the wait for a slot is short beside the processing).
+        """
+        schedule = self._settings.schedule
+        if elapsed is None:
+            elapsed = self._callback_elapsed(row, now_ms)
+        lag = self._lags.get(group or poll_group(row.endpoint))
+        if lag is None:
+            lag = overdue_lag(schedule, 0.0, waiting=self._demand.waiting)
+        delay = overdue_delay(
+            schedule,
+            self._book.get(row.key, Phase.PROCESSING),
+            elapsed,
+            drop=self._drops.rate,
+            lag=lag,
+            tail=self._demand.waiting,
+        )
+        # The group's rounds: one request answers for every task due at one.
+        now = now_ms / 1000
+        planned = self._rounds.get(group or poll_group(row.endpoint))
+        if planned is not None and planned >= now + schedule.min_interval:
+            delay = on_rounds(now + delay, next_round=planned, step=lag) - now
+        if row.watch_timeout:
+            delay = max(delay, schedule.max_interval)
+        return delay
+
+    @staticmethod
+    def _callback_elapsed(row: TaskRow, now_ms: int) -> float:
+        """Seconds in processing, or since the creation while not known to be."""
+        if row.status is TaskStatus.PROCESSING:
+            start = phase_start(row)
+        else:
+            start = row.kling_created_ms or row.submitted_ms or row.phase_ms
+        return max(0.0, (now_ms - start) / 1000) if start else 0.0
+
     @staticmethod
     def _elapsed(row: TaskRow, now_ms: int) -> float:
         start = phase_start(row)
@@ -218,9 +348,12 @@ class Finishes:
     last mark and acts on those it has not seen: a callback's, another worker's.
     """
 
-    def __init__(self, governor: Governor, book: DurationBook) -> None:
+    def __init__(
+        self, governor: Governor, book: DurationBook, drops: CallbackDrops
+    ) -> None:
         self._governor = governor
         self._book = book
+        self._drops = drops
         self._mark: int | None = None
         #: Event ids acted on ahead of the mark (this engine's own changes).
         self._done: set[int] = set()
@@ -251,6 +384,8 @@ class Finishes:
                 self._started[task.id] = transition.at_ms
             elif transition.new in TERMINAL:
                 self._started.pop(task.id, None)
+                if transition.source == "callback":
+                    self._drops.came()
             implied = consequences(transition)
             if implied.sample is not None:
                 self._book.observe(

@@ -31,6 +31,17 @@ from klingmon.policy._errors import CreateAction, classify_create_error
 from klingmon.policy._governor import Aimd, SlotLimit, backoff
 from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
 from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
+from klingmon.policy._overdue import (
+    DropRate,
+    mean_duration,
+    on_rounds,
+    overdue_at,
+    overdue_delay,
+    overdue_lag,
+    steady_unseen_rate,
+    unseen_finish_rate,
+    unseen_hazard,
+)
 from klingmon.policy._pools import (
     ACCOUNT_POOL,
     DEFAULT_ACCOUNT,
@@ -95,6 +106,7 @@ __all__ = [
     "Consequences",
     "CreateAction",
     "Distribution",
+    "DropRate",
     "DurationBook",
     "DurationKey",
     "Learned",
@@ -132,7 +144,12 @@ __all__ = [
     "is_stuck",
     "judge",
     "level_order",
+    "mean_duration",
     "next_poll_delay",
+    "on_rounds",
+    "overdue_at",
+    "overdue_delay",
+    "overdue_lag",
     "parse_pool",
     "parse_price_key",
     "polls_per_hour",
@@ -145,8 +162,11 @@ __all__ = [
     "settle",
     "shipped_units",
     "slots_of",
+    "steady_unseen_rate",
     "storage_key",
     "stuck_after",
     "timed_out",
+    "unseen_finish_rate",
+    "unseen_hazard",
     "with_remaining",
 ]
