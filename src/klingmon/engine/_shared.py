@@ -228,7 +228,8 @@ class PollPlanner:
                 unseen * scale,
                 waiting=self._demand.waiting,
                 finishes=steady * scale,
-                confirm=0.0 if self._signed() else 1.0,
+                # A signed callback is applied as it comes: nothing to confirm.
+                confirm=0.0 if self._settings.callbacks_signed else 1.0,
             )
             self._lags[group] = lag
             self._rounds[group] = now_ms / 1000 + lag
@@ -277,16 +278,6 @@ class PollPlanner:
         if row.watch_timeout:
             delay = max(delay, schedule.max_interval)
         return delay
-
-    def _signed(self) -> bool:
-        """Whether callbacks are signed (applied as they come, no confirming
-        request): a webhook secret checks them."""
-        return self._settings.callbacks_signed
-
-    @property
-    def drop_rate(self) -> float:
-        """The share of final callbacks learned to be dropped (with its prior)."""
-        return self._drops.rate
 
     def _overdue(
         self,
