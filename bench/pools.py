@@ -111,6 +111,9 @@ def sim_config(*, callbacks: bool) -> SimConfig:
         video_slots=POOLS["kling-3.0/video"],
         image_slots=POOLS["kling-3.0/image"],
         webhook_secret=WEBHOOK_SECRET,
+        # Each task's life is its own, whatever order the pools interleave in, so
+        # every contender and mode runs the same 240 tasks.
+        draws="prompt",
     )
 
 

@@ -216,7 +216,8 @@ class PollPlanner:
             for row in rows:
                 dist = self._book.get(row.key, Phase.PROCESSING)
                 steady += steady_unseen_rate(dist, 1.0)
-                unseen += unseen_finish_rate(
+                # A finish is worth the slots it frees (an image task's ``n``).
+                unseen += row.slots * unseen_finish_rate(
                     dist,
                     self._callback_elapsed(row, now_ms),
                     schedule.target_lag,
@@ -237,7 +238,7 @@ class PollPlanner:
         rate = 0.0
         for row in rows:
             if row.status is TaskStatus.PROCESSING:
-                rate += finish_rate(
+                rate += row.slots * finish_rate(
                     self._book.get(row.key, Phase.PROCESSING),
                     self._elapsed(row, now_ms),
                     schedule.target_lag,

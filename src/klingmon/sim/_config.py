@@ -162,6 +162,12 @@ class SimConfig:
     webhook_secret_previous: str | None = field(default=None, repr=False)
     #: What a task that succeeds is charged: overrides of the built-in table.
     prices: PriceTable = field(default_factory=PriceTable)
+    #: Where a task's life (timings, failure) and its callbacks' faults are drawn
+    #: from. ``order``: one stream in creation order, so the i-th task lives alike
+    #: for every client sending the same bodies in the same order. ``prompt``: a
+    #: stream of the task's own, keyed by its prompt (or whole body), so a task
+    #: lives alike whatever order, and interleaving across pools, it is sent in.
+    draws: Literal["order", "prompt"] = "order"
 
     def __post_init__(self) -> None:
         if min(self.media_size, self.media_chunk_delay, self.media_cut) < 0:

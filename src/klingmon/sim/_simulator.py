@@ -575,7 +575,7 @@ class Simulator:
         faults = self.config.faults
         kind = output_kind(new[0]) if new else "video"
         plan = draw_plan(
-            self._rng,
+            self._own_draws(body, "tasks") or self._rng,
             endpoint=endpoint,
             body=plan_body(body) if new else body,
             created=now,
@@ -632,10 +632,21 @@ class Simulator:
         }
         return info, parent.body.get("model_name") or parent.parent_model
 
+    def _own_draws(self, body: dict[str, Any], stream: str) -> random.Random | None:
+        """The task's own stream of ``stream`` draws (``SimConfig.draws`` prompt),
+        or None: the account's one stream, in creation order."""
+        if self.config.draws == "order":
+            return None
+        key = body.get("prompt")
+        if not isinstance(key, str):
+            key = json.dumps(body, sort_keys=True, default=str)
+        return random.Random(f"{self.config.seed}:{stream}:{key}")
+
     def _plan_callbacks(self, task: SimTask) -> None:
         if not task.callback_url:
             return
-        faults, rng = self.config.faults, self._callback_rng
+        faults = self.config.faults
+        rng = self._own_draws(task.body, "callbacks") or self._callback_rng
         events = [task.processing_at]
         if task.ends_at is not None:
             events.append(task.ends_at)
@@ -649,7 +660,9 @@ class Simulator:
                 self.callbacks.stats["dropped"] += 1
                 continue
             copies = 2 if rng.random() < faults.callback_duplicate_rate else 1
-            msg_id = f"msg_{uuid.UUID(int=rng.getrandbits(128), version=4).hex}"
+            # Ids always from the account's stream: two tasks may share a prompt.
+            bits = self._callback_rng.getrandbits(128)
+            msg_id = f"msg_{uuid.UUID(int=bits, version=4).hex}"
             self.callbacks.schedule(
                 task.task_id, at=at, due=due, msg_id=msg_id, copies=copies
             )
