@@ -99,8 +99,10 @@ class Workload:
 
     @property
     def pool(self) -> str:
-        """The simulator pool this workload's tasks hold slots in."""
-        return NEW_POOL if self.generation == NEW else "legacy"
+        """The simulator pool this workload's tasks hold slots in (one model)."""
+        if self.generation == NEW:
+            return NEW_POOL
+        return f"{MIX_MODEL if self.mix else MODEL}/video"
 
     def body(self, prompt: str, index: int = 0) -> dict[str, Any]:
         """The create body: the seed's, or the same task in the new generation's shape.

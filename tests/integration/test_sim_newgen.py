@@ -251,14 +251,14 @@ def test_pools_per_model_and_pack_with_n_slots():
         assert (third.status_code, third.json()["code"]) == (429, 1303)
         _create(client, "/text-to-video/kling-3.0-turbo")
         legacy = client.post("/v1/videos/text2video", json={"prompt": "x"})
-        assert legacy.status_code == 200  # the legacy pool is its own
+        assert legacy.status_code == 200  # legacy kling-v1: a pool of its own
         counters = client.get("/admin/counters").json()
         assert counters["max_in_flight_per_pool"] == {
             "kling-3.0/image": 4,
             "kling-o1/image": 4,
             "kling-3.0/video": 2,
             "kling-3.0-turbo/video": 1,
-            "legacy": 1,
+            "kling-v1/video": 1,
         }
         assert counters["answers_1303_per_pool"] == {
             "kling-3.0/image": 1,

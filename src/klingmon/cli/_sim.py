@@ -50,7 +50,9 @@ def sim(
         "--time-scale",
         help="Kling seconds per real second (60: a minute a second).",
     ),
-    slots: int = typer.Option(5, "--slots", help="Parallel tasks of the account."),
+    slots: int = typer.Option(
+        5, "--slots", help="Legacy: video slots per model_name (1303 beyond)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of durations and faults."),
     fail_rate: float = typer.Option(
         0.03, "--fail-rate", help="Share of tasks that end failed."
@@ -114,7 +116,7 @@ def sim(
         5, "--video-slots", help="New generation: video slots per model version."
     ),
     image_slots: int = typer.Option(
-        10, "--image-slots", help="New generation: image slots per model version."
+        10, "--image-slots", help="Image slots per model version, both generations."
     ),
     max_query_ids: int = typer.Option(
         50, "--max-query-ids", help="Most ids one GET /tasks takes."

@@ -1,14 +1,14 @@
 """A local Kling API: the test double, the benchmark target and a free playground.
 
 It speaks both API generations over one task store and clock. Legacy (reference
-§11): ``/v1/...`` with ``model_name`` in the body, JWT or API-key auth, one
-account-wide pool. New (``kling-api-2026.md``): ``POST /<family>/<model>``, API
-keys only, ``GET /tasks?task_ids=`` and ``POST /tasks`` by cursor, typed
-``outputs[]`` and ``billing[]``, pools per model version x pack type, resource
-packs behind ``GET /account/costs``. Both have Kling's envelope and codes, a
-seeded task lifecycle on an injected clock, callbacks (optionally Standard-Webhooks
-signed, two signatures during a rotation), playable result files, and fault
-injection (random or scripted) with counters to check clients by.
+§11): ``/v1/...`` with ``model_name`` in the body, JWT or API-key auth. New
+(``kling-api-2026.md``): ``POST /<family>/<model>``, API keys only,
+``GET /tasks?task_ids=`` and ``POST /tasks`` by cursor, typed ``outputs[]`` and
+``billing[]``, resource packs behind ``GET /account/costs``. Both count concurrency
+per model version x pack type (:mod:`klingmon.sim._pools`) and have Kling's envelope
+and codes, a seeded task lifecycle on an injected clock, callbacks (optionally
+Standard-Webhooks signed, two signatures during a rotation), playable result files,
+and fault injection (random or scripted) with counters to check clients by.
 """
 
 from __future__ import annotations

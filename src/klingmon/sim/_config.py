@@ -125,7 +125,8 @@ class SimConfig:
     seed: int = 0
     #: 60 => one minute of Kling time passes per real second.
     time_scale: float = 1.0
-    #: Account concurrency; one more => 429/1303.
+    #: Legacy: the slots of each video pool (one per ``model_name``); one more =>
+    #: 429/1303. A one-model legacy workload has exactly these, as before pools.
     slots: int = 5
     access_key: str = "sim-access-key"
     secret_key: str = field(default="sim-secret-key", repr=False)
@@ -151,8 +152,10 @@ class SimConfig:
     #: Paths and legacy model names answered 400/1200 "This API is no longer
     #: available" (the code is UNCONFIRMED; the message was seen live).
     retired: frozenset[str] = DEFAULT_RETIRED
-    #: New generation: slots per pool (account x model version x pack type).
+    #: New generation: the slots of each video pool (per model version).
     video_slots: int = 5
+    #: Both generations: the slots of each image pool (per model version). A pool's
+    #: size is its pack type's (the largest active pack), whichever path draws on it.
     image_slots: int = 10
     #: Most ids one ``GET /tasks`` takes (Kling's limit is UNCONFIRMED).
     max_query_ids: int = 50

@@ -1,21 +1,40 @@
 """Concurrency pools: the slots a task holds from submit until it ends.
 
-The legacy side keeps its single account-wide pool (key ``legacy``); the new
-generation counts per model version x pack type (key ``kling-3.0/video``), an
-image task taking ``n`` slots.
+Kling counts per account x model version x pack type on both generations
+(``kling-api-2026.md``), and so does the simulator: one :class:`Pools` per account,
+keyed ``<model>/<video|image>`` as klingmon's engine keys them
+(:func:`klingmon.policy.pool_of`). New paths take the model from the path; legacy
+creates from ``model_name`` (``kling-v1`` when absent), the pack being ``image`` for
+``/v1/images/*``. An image task takes ``n`` slots, any other one.
+
+A legacy ``kling-v2-6`` and the new ``kling-2.6`` are kept apart (two names, two
+pools): whether Kling shares them is UNCONFIRMED, and the engine keeps them apart too.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from klingmon.api import model_of
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from klingmon.sim._tasks import SimTask
 
-__all__ = ["LEGACY_POOL", "Pools"]
+__all__ = ["Pools", "legacy_pool", "pool_label"]
 
-LEGACY_POOL = "legacy"
+
+def pool_label(model: str, pack: str) -> str:
+    """``kling-3.0/video``: the key of one pool of an account."""
+    return f"{model}/{pack}"
+
+
+def legacy_pool(endpoint: str, body: Mapping[str, Any]) -> tuple[str, str]:
+    """The pool of a legacy create and its pack type (``video`` or ``image``)."""
+    pack = "image" if endpoint.startswith("/v1/images/") else "video"
+    return pool_label(model_of(endpoint, body), pack), pack
 
 
 class Pools:
@@ -47,3 +66,11 @@ class Pools:
 
     def snapshot(self, tasks: dict[str, SimTask], now: float) -> dict[str, int]:
         return {pool: self.in_flight(pool, tasks, now) for pool in sorted(self._active)}
+
+    def held(self, pools: Iterable[str], tasks: dict[str, SimTask], now: float) -> int:
+        """The slots held now across ``pools``."""
+        return sum(self.in_flight(pool, tasks, now) for pool in pools)
+
+    def most(self, pools: Iterable[str]) -> int:
+        """The most slots ever held at once in any one of ``pools``."""
+        return max((self.max[pool] for pool in pools), default=0)

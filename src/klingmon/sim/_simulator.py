@@ -44,7 +44,7 @@ from klingmon.sim._newgen import (
     units,
     validate_new,
 )
-from klingmon.sim._pools import LEGACY_POOL, Pools
+from klingmon.sim._pools import Pools, legacy_pool, pool_label
 from klingmon.sim._query import Sweep, next_cursor
 from klingmon.sim._tasks import SimTask, draw_plan, new_video_ids, price
 from klingmon.sim._transports import InProcessTransport, SyncInProcessTransport
@@ -141,6 +141,8 @@ class Simulator:
         self._creates_per_external: Counter[str] = Counter()
         self._duplicates_per_external: Counter[str] = Counter()
         self._pools = Pools()
+        #: The legacy side's pools seen so far (``kling-v1/video``, ...).
+        self._legacy_pools: set[str] = set()
         self._ledger = Ledger(config.packs, self.clock.now())
         self._charges: dict[str, Charge] = {}
         #: New-generation tasks in creation order, with their create times (ms).
@@ -221,10 +223,11 @@ class Simulator:
                 "duplicate_creates_per_external_id": dict(
                     self._duplicates_per_external
                 ),
-                # The legacy account-wide pool, as before the new generation.
-                "max_in_flight": self._pools.max[LEGACY_POOL],
+                # Legacy: the most slots ever held in any one of its pools (a
+                # one-model workload: its pool), and the slots its tasks hold now.
+                "max_in_flight": self._pools.most(self._legacy_pools),
                 "in_flight": self._in_flight(now),
-                # Every pool: ``legacy`` and ``<model>/<video|image>`` (new).
+                # Every pool of both generations: ``<model>/<video|image>``.
                 "in_flight_per_pool": self._pools.snapshot(self._tasks, now),
                 "max_in_flight_per_pool": dict(self._pools.max),
                 "answers_1303_per_pool": dict(self._pools.refused),
@@ -319,14 +322,15 @@ class Simulator:
             if self._is_duplicate(ext):
                 return error(1201, "external_task_id already exists: it must be unique")
             now = self.clock.now()
-            need = _count(body) if endpoint.startswith("/v1/images/") else 1
-            held = self._pools.admit(
-                LEGACY_POOL, need, self.config.slots, self._tasks, now
-            )
+            pool, pack = legacy_pool(endpoint, body)
+            need = _count(body) if pack == "image" else 1
+            size = self.config.image_slots if pack == "image" else self.config.slots
+            self._legacy_pools.add(pool)
+            held = self._pools.admit(pool, need, size, self._tasks, now)
             if held is None:
                 return error(1303)
-            task = self._new_task(endpoint, body, base_url, now, need)
-            self._pools.add(LEGACY_POOL, task.task_id, held)
+            task = self._new_task(endpoint, body, base_url, now, need, pool=pool)
+            self._pools.add(pool, task.task_id, held)
             package = (
                 "image" if task.is_image else "audio" if task.is_audio else "video"
             )
@@ -450,7 +454,7 @@ class Simulator:
     # -- internals -------------------------------------------------------------
 
     def _in_flight(self, now: float) -> int:
-        return self._pools.in_flight(LEGACY_POOL, self._tasks, now)
+        return self._pools.held(self._legacy_pools, self._tasks, now)
 
     def _webhook_secrets(self) -> tuple[str, ...]:
         config = self.config
@@ -485,7 +489,7 @@ class Simulator:
     ) -> Answer:
         kind, pack = output_kind(family), pack_type(family)
         need = image_count(body) if kind == "image" else 1
-        pool = f"{model}/{pack}"
+        pool = pool_label(model, pack)
         size = self.config.image_slots if pack == "image" else self.config.video_slots
         with self._lock:
             if self._is_duplicate(ext):
@@ -495,7 +499,7 @@ class Simulator:
             if held is None:
                 return error(1303)
             task = self._new_task(
-                path, body, base_url, now, need, new=(family, model, pool)
+                path, body, base_url, now, need, pool=pool, new=(family, model)
             )
             self._pools.add(pool, task.task_id, held)
             self._new_ids.append(task.task_id)
@@ -563,14 +567,16 @@ class Simulator:
             if task_id not in self._tasks:
                 return task_id
 
-    def _new_task(  # noqa: PLR0917 -- a private constructor of the store
+    def _new_task(
         self,
         endpoint: str,
         body: dict[str, Any],
         base_url: str,
         now: float,
         slots: int,
-        new: tuple[str, str, str] | None = None,
+        *,
+        pool: str,
+        new: tuple[str, str] | None = None,
     ) -> SimTask:
         faults = self.config.faults
         kind = output_kind(new[0]) if new else "video"
@@ -584,15 +590,14 @@ class Simulator:
             stuck_rate=faults.stuck_rate,
             image=kind == "image" if new else None,
         )
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"pool": pool}
         if new:
-            family, model, pool = new
-            extra = {
+            family, model = new
+            extra |= {
                 "generation": "new",
                 "family": family,
                 "model": model,
                 "kind": kind,
-                "pool": pool,
                 "files": file_names(kind, slots),
             }
         task = SimTask(

@@ -143,13 +143,14 @@ class SimTask:
     extra: dict[str, Any] = field(default_factory=dict)
     #: ``legacy`` or ``new`` (model in the path, :mod:`klingmon.sim._newgen`).
     generation: str = "legacy"
-    #: New generation: the path's family and model, the output kind, the files
-    #: served once it succeeded, and its concurrency pool.
+    #: New generation: the path's family and model, the output kind and the files
+    #: served once it succeeded.
     family: str = ""
     model: str = ""
     kind: str = "video"
     files: tuple[str, ...] = ()
-    pool: str = "legacy"
+    #: Its concurrency pool, either generation: ``kling-v1/video``, ``kling-3.0/image``.
+    pool: str = ""
     #: What it is charged once it succeeds (``final_unit_deduction``), by the
     #: account's price table; set when it is created.
     units: str = "0"

@@ -49,7 +49,7 @@ def test_a_workload_on_the_new_generation_keeps_its_prompts_and_changes_its_path
         }
     )
     assert new.body("p") == {"prompt": "p", "settings": {"duration": 5}}
-    assert new.pool == "kling-3.0/video"
+    assert (W.pool, new.pool) == ("kling-v2-master/video", "kling-3.0/video")
     with pytest.raises(ValueError, match="generation"):
         W.on("v3")  # type: ignore[arg-type]
 
@@ -124,7 +124,7 @@ def test_new_generation_queries_are_batched_gets_and_sweeps() -> None:
     workload = Workload("ten", 5, 10).on(NEW)
     counters = _counters(
         {"create": 10, "tasks_get": 3, "tasks_post": 2, "get": 0},
-        {"legacy": 0, "kling-3.0/video": 5},
+        {"kling-v2-master/video": 0, "kling-3.0/video": 5},
     )
     detected = {str(i): 1_779_955_200_000 + 61_000 for i in range(10)}
     f = summary(
