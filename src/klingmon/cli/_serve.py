@@ -259,7 +259,7 @@ async def serve_app(
         )
     elif options.hook_command or options.forward_url or options.notify:
         raise ConfigError("hooks run in the engine: drop --no-engine or run a worker")
-    webhook = settings.webhook_secret
+    webhook = settings.webhook_secrets()
     dashboard = Dashboard(
         token=options.token,
         download_dir=settings.download_dir,

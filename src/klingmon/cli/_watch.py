@@ -447,7 +447,7 @@ async def _watch_and_close(
         )
     finally:
         with contextlib.suppress(Exception):
-            await monitor.client.aclose()
+            await monitor.close_clients()
 
 
 def _pick_batch(monitor: Monitor, ref: str | None) -> BatchRow:
@@ -541,6 +541,6 @@ def worker(
         try:
             await monitor.run(forever=True)
         finally:
-            await monitor.client.aclose()
+            await monitor.close_clients()
 
     run_async(run(), stop=monitor.stop)

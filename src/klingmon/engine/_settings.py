@@ -25,6 +25,9 @@ class EngineSettings:
     #: Sizes of named pools, ``(label, size)``: ``kling-3.0/video``, ``MODEL/image``
     #: (see :func:`klingmon.policy.parse_pool`).
     pools: tuple[tuple[str, int], ...] = ()
+    #: Per named account, the size of its pools not in ``pools`` (``[accounts.NAME]
+    #: slots``); an account not named here has ``slots``.
+    account_slots: tuple[tuple[str, int], ...] = ()
     #: Count per pool (account x model version x pack type), as Kling does. False:
     #: the single-number governor of before, every task one slot of ``slots`` for
     #: the account (the benchmark's baseline).
@@ -85,6 +88,11 @@ class EngineSettings:
                 "pools",
                 _pools_ok(self.pools),
                 "must be MODEL/video or MODEL/image = >= 1",
+            ),
+            (
+                "account_slots",
+                all(size >= 1 for _, size in self.account_slots),
+                "must be at least 1",
             ),
             ("rate", self.rate > 0, "must be positive"),
             ("max_rate", self.max_rate > 0, "must be positive"),

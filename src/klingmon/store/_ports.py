@@ -73,6 +73,7 @@ class TaskQueuePort(Protocol):
         state: str | None = None,
         max_units: float | None = None,
         quote: Mapping[str, Any] | None = None,
+        accounts: Sequence[str] | None = None,
     ) -> BatchRow: ...
 
     def batches(self) -> list[BatchRow]: ...

@@ -45,6 +45,8 @@ class NewTask:
     request_hash: str | None = None
     #: A repeat of this succeeded task: stored ``cancelled``, linked, never sent.
     repeat_of: int | None = None
+    #: The account an adopted task is on (None: the batch's accounts decide).
+    account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ class BatchRow:
     max_units: float | None = None
     #: The quote it was stored with (``Quote.to_json()``), when it was quoted.
     quote: dict[str, Any] | None = None
+    #: The accounts its tasks may be sent on; None: the default account alone.
+    accounts: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,9 @@ class TaskRow:
     #: it holds there from submit until it ends.
     pool: str = "legacy"
     slots: int = 1
+    #: The account it is sent on; None while a batch of several accounts has not
+    #: placed it yet (fixed when it is claimed, never changed after).
+    account: str | None = "default"
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -139,6 +146,8 @@ class TaskRef:
     status: TaskStatus
     next_poll_ms: int | None
     kling_updated_ms: int | None
+    #: The account it was sent on.
+    account: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
