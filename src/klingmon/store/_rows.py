@@ -196,6 +196,15 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountFigures:
+    """One account's share of a report."""
+
+    tasks: int
+    succeeded: int
+    units: float
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """A batch's (or the whole store's) figures; durations in seconds."""
 
@@ -226,3 +235,6 @@ class Report:
     #: Balance Kling deducted for the finished tasks, by currency (``""`` when it
     #: named none, as legacy answers do); ``units`` is what the packs gave.
     cash: dict[str, float] = field(default_factory=dict)
+    #: Per account the tasks were sent on (``unplaced``: not sent yet, of a batch
+    #: of several): tasks, succeeded ones and the units they were charged.
+    accounts: dict[str, AccountFigures] = field(default_factory=dict)
