@@ -551,4 +551,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     section = data.get("klingmon", data)
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: [klingmon] must be a table")
+    if section is not data and "accounts" in data and "accounts" not in section:
+        # ``[accounts.NAME]`` beside ``[klingmon]`` (or ``[klingmon.accounts.NAME]``)
+        section = {**section, "accounts": data["accounts"]}
     return {k.replace("-", "_"): v for k, v in section.items()}
