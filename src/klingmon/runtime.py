@@ -125,6 +125,19 @@ class Runtime:
             built={DEFAULT_ACCOUNT: default} if default is not None else None,
         )
 
+    def engine_monitor(
+        self, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> Monitor:
+        """A monitor that will run the engine: every account's client over
+        ``transport``. The default account's (or, when only named accounts have
+        keys, the first's) is built now, so that a missing key stops the command
+        before anything runs; close them with ``Monitor.close_clients``."""
+        if self.settings.accounts and not self.settings.has_credentials:
+            clients = self.account_clients(transport=transport)
+            clients.of(clients.primary)
+            return self.monitor(clients=clients)
+        return self.monitor(self.client(transport=transport), transport=transport)
+
     def server_secret(self) -> bytes:
         """The key of the callback-URL tokens: configured, else kept in the store."""
         return server_secret(self.store, self.settings.callback_secret)
@@ -151,12 +164,13 @@ class Runtime:
         client: AsyncKlingClient | None = None,
         *,
         clients: AccountClients | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> Monitor:
         """A monitor over this store; ``client`` (the default account's) when it
         will talk to Kling. Every named account's client is built when first used
-        (``clients``: :meth:`account_clients` unless given)."""
+        (``clients``: :meth:`account_clients` over ``transport`` unless given)."""
         if clients is None:
-            clients = self.account_clients(default=client)
+            clients = self.account_clients(default=client, transport=transport)
         return Monitor(
             store=self.store,
             client=client,

@@ -361,7 +361,7 @@ def run_watch(
     """``watch`` and ``submit --watch``: run, then say how it ended; exits non-zero
     unless every task succeeded and every file is on disk."""
     transport = HealthTransport(env_transport(context.settings.api_base))
-    monitor = context.monitor(context.client(transport=transport))
+    monitor = context.engine_monitor(transport=transport)
     health = Health(monitor.clock, give_up_after=plan.give_up_after)
     transport.health = health
     name = batch.name
@@ -526,7 +526,7 @@ def worker(
     that dies.
     """
     context = get_context(ctx)
-    monitor = context.monitor(context.client())
+    monitor = context.engine_monitor()
     install_hooks(
         monitor.hooks,
         store=monitor.store,
