@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from test_store_contract import T0, Backend, backend, store, wire
 
-from klingmon.store import NewTask
+from klingmon.store import NewTask, retry_batch
 
 if TYPE_CHECKING:
     from klingmon.store import Store, TaskRow
@@ -185,3 +185,17 @@ def test_concurrent_workers_never_overfill_an_account_s_pool(
         "b:kling-3.0/image": 8,
     }
     assert all(r.account is not None for r in claimed)
+
+
+def test_a_retry_may_go_on_any_of_the_batch_s_accounts(store: Store):
+    """A retried task is a new task (a new external id): its batch keeps the
+    accounts, and the retry is placed afresh."""
+    old = store.tasks.create_batch("old", tasks_of(V3, 1), T0, accounts=["a", "b"])
+    (row,) = claim(store, T0)
+    store.tasks.mark_submitting(row.id, T0)
+    store.tasks.reject(row.id, T0, "refused", 1201)
+    again = retry_batch(store, old.id, T0 + 1)
+    assert again.accounts == ("a", "b")
+    (retried,) = store.tasks.tasks(again.id)
+    assert (retried.account, retried.pool) == (None, "a+b:kling-3.0/video")
+    assert retried.external_task_id != row.external_task_id
