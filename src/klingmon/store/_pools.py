@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.domain import IN_FLIGHT, TaskStatus
+from klingmon.policy import pool_members
 from klingmon.store._schema import tasks
 
 if TYPE_CHECKING:
@@ -71,7 +72,12 @@ class PoolFigure:
 
 def limit_of_workers(pool: str, infos: Sequence[Mapping[str, Any]]) -> int | None:
     """The smallest limit live workers' heartbeats name for ``pool`` (a worker that
-    names none gives its ``slots``, the size of any pool not configured)."""
+    names none gives its ``slots``, the size of any pool not configured); for the
+    queue of a batch on several accounts, the sum of its accounts' pools."""
+    members = pool_members(pool)
+    if len(members) > 1:
+        limits = [limit_of_workers(m, infos) for m in members]
+        return None if None in limits else sum(n or 0 for n in limits)
     found = []
     for info in infos:
         named = info.get("pools")
