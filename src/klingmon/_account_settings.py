@@ -7,14 +7,14 @@ keys), never the command line nor the configuration file itself (it is often sha
 or committed); its base URL, and the size of its pools. The unnamed top-level
 account stays ``default``, as before accounts had names.
 
-Spend caps (``daily_units``, ``monthly_units``) stay one for every account: the
-store's reservation counts every batch against one ledger, and a per-account ledger
-is not built yet.
+An account's ``daily_units`` / ``monthly_units`` cap what its own tasks reserve and
+are charged per UTC day and month, beside the top-level caps over every account.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -29,7 +29,14 @@ from klingmon.policy import DEFAULT_ACCOUNT, account_problem, parse_pool
 __all__ = ["ACCOUNT_SETTINGS", "AccountSettings", "parse_accounts"]
 
 #: What an ``[accounts.NAME]`` table may set.
-ACCOUNT_SETTINGS = ("api_base", "slots", "pools", "secrets_file")
+ACCOUNT_SETTINGS = (
+    "api_base",
+    "slots",
+    "pools",
+    "secrets_file",
+    "daily_units",
+    "monthly_units",
+)
 #: What a secrets file may hold, and the variables that beat it.
 _SECRETS = ("access_key", "secret_key", "api_key", "webhook_secret")
 
@@ -55,6 +62,9 @@ class AccountSettings:
     pools: tuple[tuple[str, int], ...] = ()
     #: Its ``whsec_`` Webhook Secret, when its callbacks are signed.
     webhook_secret: Secret | None = None
+    #: Caps on the units its own tasks reserve and are charged per UTC day / month.
+    daily_units: float | None = None
+    monthly_units: float | None = None
 
     def credentials(self) -> dict[str, str | None]:
         """Keyword arguments for its Kling client; half a key pair is refused."""
@@ -113,8 +123,44 @@ def parse_accounts(found: Any, path: Path | str) -> tuple[AccountSettings, ...]:
 def _account(
     name: str, table: dict[str, Any], where: str
 ) -> tuple[AccountSettings | None, list[str]]:
-    problems: list[str] = []
     table = {k.replace("-", "_"): v for k, v in table.items()}
+    problems = _unknown(name, table, where)
+    api_base = table.get("api_base")
+    if api_base is not None and not _is_http_url(api_base):
+        problems.append(f"{where}.api_base: must be an http(s) URL with a host")
+    slots = table.get("slots")
+    if slots is not None and (
+        isinstance(slots, bool) or not isinstance(slots, int) or slots < 1
+    ):
+        problems.append(f"{where}.slots: must be a whole number, at least 1")
+    pools = _pools(table.get("pools", {}), f"{where}.pools", problems)
+    caps = {key: table.get(key) for key in ("daily_units", "monthly_units")}
+    for key, cap in caps.items():
+        if cap is not None and not _positive(cap):
+            problems.append(f"{where}.{key}: must be a positive number of units")
+    secrets = _keys(name, table.get("secrets_file"), where, problems)
+    if problems:
+        return None, problems
+    return (
+        AccountSettings(
+            name=name,
+            api_base=api_base,
+            access_key=secrets.get("access_key"),
+            secret_key=_secret(secrets.get("secret_key")),
+            api_key=_secret(secrets.get("api_key")),
+            slots=slots,
+            pools=pools,
+            webhook_secret=_secret(secrets.get("webhook_secret")),
+            daily_units=caps["daily_units"],
+            monthly_units=caps["monthly_units"],
+        ),
+        [],
+    )
+
+
+def _unknown(name: str, table: dict[str, Any], where: str) -> list[str]:
+    """A line per key no account table takes (a key: where it belongs instead)."""
+    problems: list[str] = []
     for key in sorted(set(table) - set(ACCOUNT_SETTINGS)):
         if key in _SECRETS:
             problems.append(
@@ -125,17 +171,12 @@ def _account(
         close = difflib.get_close_matches(key, ACCOUNT_SETTINGS, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         problems.append(f"{where}.{key}: unknown account setting{hint}")
-    api_base = table.get("api_base")
-    if api_base is not None and not _is_http_url(api_base):
-        problems.append(f"{where}.api_base: must be an http(s) URL with a host")
-    slots = table.get("slots")
-    if slots is not None and (
-        isinstance(slots, bool) or not isinstance(slots, int) or slots < 1
-    ):
-        problems.append(f"{where}.slots: must be a whole number, at least 1")
-    pools = _pools(table.get("pools", {}), f"{where}.pools", problems)
+    return problems
+
+
+def _keys(name: str, file: Any, where: str, problems: list[str]) -> dict[str, str]:
+    """The account's keys: its secrets file, then its variables over it."""
     secrets: dict[str, str] = {}
-    file = table.get("secrets_file")
     if file is not None:
         if not isinstance(file, str) or not file.strip():
             problems.append(f"{where}.secrets_file: must be a file path")
@@ -150,21 +191,12 @@ def _account(
         part.startswith("whsec_") for part in webhook.replace(",", " ").split()
     ):
         problems.append(f"{where}: webhook_secret: must start with whsec_")
-    if problems:
-        return None, problems
-    return (
-        AccountSettings(
-            name=name,
-            api_base=api_base,
-            access_key=secrets.get("access_key"),
-            secret_key=_secret(secrets.get("secret_key")),
-            api_key=_secret(secrets.get("api_key")),
-            slots=slots,
-            pools=pools,
-            webhook_secret=_secret(webhook),
-        ),
-        [],
-    )
+    return secrets
+
+
+def _positive(value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
 
 
 def _secret(value: str | None) -> Secret | None:

@@ -171,6 +171,11 @@ class Settings:
             downloads=self.downloads if self.download else None,
             daily_units=self.daily_units,
             monthly_units=self.monthly_units,
+            account_caps=tuple(
+                (a.name, a.daily_units, a.monthly_units)
+                for a in self.accounts
+                if a.daily_units is not None or a.monthly_units is not None
+            ),
         )
 
     @property

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from test_store_contract import T0, Backend, backend, store, wire
 
-from klingmon.store import NewTask, retry_batch
+from klingmon.store import NewTask, SpendCaps, retry_batch
 
 if TYPE_CHECKING:
     from klingmon.store import Store, TaskRow
@@ -199,3 +199,30 @@ def test_a_retry_may_go_on_any_of_the_batch_s_accounts(store: Store):
     (retried,) = store.tasks.tasks(again.id)
     assert (retried.account, retried.pool) == (None, "a+b:kling-3.0/video")
     assert retried.external_task_id != row.external_task_id
+
+
+def test_an_account_s_own_cap_pauses_only_what_goes_on_it(store: Store):
+    """Account a may spend 2 units a day: its third task pauses its batch (a budget
+    event names the cap); account b, with no cap of its own, sends all of its."""
+    priced = [NewTask(V3, {"prompt": f"p{i}"}, quoted_units=1.0) for i in range(4)]
+    on_a = store.tasks.create_batch("on a", priced, T0, accounts=["a"])
+    on_b = store.tasks.create_batch("on b", priced, T0, accounts=["b"])
+    caps = {"a": SpendCaps(daily=2.0)}
+    rows = claim(store, T0, account_caps=caps)
+    assert Counter(r.account for r in rows) == {"a": 2, "b": 4}
+    assert store.tasks.batch(on_a.id).state == "paused_budget"
+    assert store.tasks.batch(on_b.id).state is None
+    (budget,) = [e for e in store.outbox.events(batch_id=on_a.id) if e.kind == "budget"]
+    assert [c["cap"] for c in budget.payload["caps"]] == ["a daily"]
+
+
+def test_a_spread_task_counts_against_the_account_it_is_placed_on(store: Store):
+    """A batch on a and b where a may spend 1 unit: the claim places tasks on both;
+    the second one placed on a is over a's cap and pauses the batch."""
+    priced = [NewTask(V3, {"prompt": f"p{i}"}, quoted_units=1.0) for i in range(6)]
+    both = store.tasks.create_batch("both", priced, T0, accounts=["a", "b"])
+    rows = claim(store, T0, account_caps={"a": SpendCaps(daily=1.0)})
+    assert Counter(r.account for r in rows)["a"] == 1
+    assert store.tasks.batch(both.id).state == "paused_budget"
+    unsent = [r for r in store.tasks.tasks(both.id) if r.id not in {x.id for x in rows}]
+    assert all(r.account is None for r in unsent)  # not placed: nothing was sent

@@ -52,6 +52,8 @@ class EngineSettings:
     #: The account's spending caps in units per UTC day and month (None: none).
     daily_units: float | None = None
     monthly_units: float | None = None
+    #: Per named account, its own caps: ``(name, daily, monthly)``.
+    account_caps: tuple[tuple[str, float | None, float | None], ...] = ()
     #: Seconds between stuck / timeout checks.
     watchdog_interval: float = 5.0
     #: Longest sleep of the loop when nothing is due (a safety net, not a schedule).

@@ -145,6 +145,10 @@ class Submitter:
                 batch_id=self.scope,
                 aging_ms=to_ms(s.priority_aging),
                 caps=SpendCaps(s.daily_units, s.monthly_units),
+                account_caps={
+                    name: SpendCaps(daily, monthly)
+                    for name, daily, monthly in s.account_caps
+                },
             ),
             self._owner,
             to_ms(now),

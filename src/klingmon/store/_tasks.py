@@ -321,6 +321,7 @@ class TaskQueue:
         batch_id: int | None = None,
         aging_ms: int = AGING_MS,
         caps: SpendCaps | None = None,
+        account_caps: Mapping[str, SpendCaps] | None = None,
     ) -> list[TaskRow]:
         """Lease work for the submitter without ever holding more slots in a pool
         than its size, nor exceeding a spending cap.
@@ -346,8 +347,8 @@ class TaskQueue:
         free slots when the batches live workers send are ahead of it; every
         batch's tasks still count against the slots. Queued tasks of a held batch
         (awaiting approval, paused) are not leased; the others are reserved in this
-        same transaction (:func:`klingmon.store._spend.admit`), against ``caps`` and
-        the batch's own cap.
+        same transaction (:func:`klingmon.store._spend.admit`), against ``caps``,
+        the caps of the account it goes on (``account_caps``) and the batch's own.
 
         A queued task of a batch sent on several accounts waits in their spread
         pool (``a+b:MODEL/PACK``, :func:`klingmon.policy.spread_pool`); it is leased
@@ -390,7 +391,7 @@ class TaskQueue:
                 room = max(0, slots - in_use)
                 found = pick(room=room, ready=ready, scope=batch_id) if room else []
                 placed = _first_members(conn, found)
-            ids += admit(conn, found, now_ms, caps or SpendCaps())
+            ids += admit(conn, found, now_ms, caps or SpendCaps(), account_caps, placed)
             if not ids:
                 return []
             _place(conn, {i: placed[i] for i in ids if i in placed})

@@ -166,3 +166,21 @@ def test_an_account_without_keys_says_which_variables_to_set(tmp_path):
     assert "sk-hidden" not in repr(
         AccountSettings(name="x", api_key=Secret("sk-hidden"))
     )
+
+
+def test_an_account_s_own_caps_reach_the_engine(tmp_path):
+    path = _write(
+        tmp_path,
+        "daily_units = 100\n[accounts.studio]\ndaily_units = 20\n"
+        "monthly_units = 300.5\n[accounts.agency]\n",
+    )
+    settings = load_settings({}, config=path)
+    assert settings.engine.daily_units == 100
+    assert settings.engine.account_caps == (("studio", 20, 300.5),)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", '"ten"', "true", "nan"])
+def test_an_account_cap_must_be_a_positive_number(tmp_path, value):
+    path = _write(tmp_path, f"[accounts.studio]\ndaily_units = {value}\n")
+    with pytest.raises(ConfigError, match=r"accounts\.studio\.daily_units: must be a"):
+        load_settings({}, config=path)
