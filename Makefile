@@ -1,6 +1,6 @@
 PY ?= .venv/bin/python
 
-.PHONY: bench bench-quick bench-pools chaos test demo
+.PHONY: bench bench-quick bench-pools bench-accounts chaos test demo
 
 # Every benchmark (about 9 min on 2 cores before the new-generation rows run):
 # bench/results/latest.{json,md} and BENCHMARKS.md. BENCH_ARGS passes options through,
@@ -16,6 +16,10 @@ bench-quick:
 # A mixed batch on three pools, per pool against one number: bench/results/pools.*
 bench-pools:
 	$(PY) -m bench.pools
+
+# One batch on two accounts against the same on one: bench/results/accounts.*
+bench-accounts:
+	$(PY) -m bench.accounts
 
 # ruff, ruff format --check, mypy --strict, the whole test suite
 test:

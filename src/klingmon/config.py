@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from klingmon._account_settings import AccountSettings, parse_accounts
+from klingmon._secret import Secret
 from klingmon.api import DEFAULT_BASE_URL
 from klingmon.downloads import DownloadSettings
 from klingmon.engine import EngineSettings
@@ -34,7 +36,13 @@ from klingmon.policy import (
     parse_price_key,
 )
 
-__all__ = ["CREDENTIAL_VARIABLES", "Secret", "Settings", "load_settings"]
+__all__ = [
+    "CREDENTIAL_VARIABLES",
+    "AccountSettings",
+    "Secret",
+    "Settings",
+    "load_settings",
+]
 
 #: Where credentials come from: the environment (or the file), never a flag, which
 #: every local user sees in ``ps``.
@@ -45,29 +53,6 @@ CREDENTIAL_VARIABLES = {
 }
 
 logger = logging.getLogger(__name__)
-
-
-class Secret:
-    """A string that never shows itself in a repr or str."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 def _default(owner: type[Any], name: str) -> Any:
@@ -138,9 +123,14 @@ class Settings:
     #: ``[prices]``: units per item by ``endpoint|model|mode|duration|audio`` (any
     #: tail left off), over the shipped table.
     prices: tuple[tuple[str, float], ...] = ()
+    #: ``[accounts.NAME]``: named accounts besides this unnamed ``default`` one,
+    #: each with its keys (environment or secrets file), base URL and pools.
+    accounts: tuple[AccountSettings, ...] = ()
 
     def __post_init__(self) -> None:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name in _HINTS
+        }
         found = _type_problems(values) or _range_problems(values)
         if found:
             raise ConfigError("\n".join(_describe(k, m, {}) for k, m in found))
@@ -171,19 +161,43 @@ class Settings:
         the store's secret)."""
         return EngineSettings(
             slots=self.slots,
-            pools=self.pools,
+            pools=self.pools + tuple(p for a in self.accounts for p in a.pool_sizes),
+            account_slots=tuple(
+                (a.name, a.slots) for a in self.accounts if a.slots is not None
+            ),
             rate=self.rate,
             priority_aging=self.priority_aging,
             schedule=self.schedule,
             downloads=self.downloads if self.download else None,
             daily_units=self.daily_units,
             monthly_units=self.monthly_units,
+            account_caps=tuple(
+                (a.name, a.daily_units, a.monthly_units)
+                for a in self.accounts
+                if a.daily_units is not None or a.monthly_units is not None
+            ),
         )
 
     @property
     def price_overrides(self) -> dict[tuple[str, ...], float]:
         """``[prices]`` by parsed key (checked when the settings were made)."""
         return {parse_price_key(k): v for k, v in self.prices}
+
+    def account(self, name: str) -> AccountSettings | None:
+        """The named account ``name`` (None: no such account)."""
+        return next((a for a in self.accounts if a.name == name), None)
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether the unnamed (default) account has keys of its own."""
+        return bool(self.api_key or self.access_key or self.secret_key)
+
+    def webhook_secrets(self) -> Secret | None:
+        """Every account's Webhook Secret, as the receiver takes several (a
+        callback of any account's task is checked against them)."""
+        found = [self.webhook_secret, *(a.webhook_secret for a in self.accounts)]
+        parts = [s.get() for s in found if s is not None]
+        return Secret(" ".join(parts)) if parts else None
 
     def credentials(self) -> dict[str, str | None]:
         """Keyword arguments for the Kling client: the one credentials path.
@@ -246,7 +260,14 @@ _WHERE = {
     "monthly_units": "KLINGMON_MONTHLY_UNITS",
     "prices": "[prices] in klingmon.toml",
 }
-_HINTS = get_type_hints(Settings, {"Secret": Secret})
+#: Every setting but ``accounts`` (its tables are checked by ``parse_accounts``).
+_HINTS = {
+    k: v
+    for k, v in get_type_hints(
+        Settings, {"Secret": Secret, "AccountSettings": AccountSettings}
+    ).items()
+    if k != "accounts"
+}
 _TYPES = {
     name: TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
     for name, hint in _HINTS.items()
@@ -269,6 +290,11 @@ def load_settings(
     """
     path = config or _config_path()
     from_file = _read_toml(path) if path is not None else {}
+    accounts = (
+        parse_accounts(from_file.pop("accounts"), str(path))
+        if "accounts" in from_file
+        else ()
+    )
     # Where each value came from, unless a flag: the file or a variable.
     sources: dict[str, str] = dict.fromkeys(from_file, str(path))
     problems = [
@@ -300,7 +326,7 @@ def load_settings(
     ]
     if problems:
         raise ConfigError("\n".join(problems))
-    settings = Settings(**merged)
+    settings = Settings(**merged, accounts=accounts)
     _warn_if_plain_http(settings)
     return settings
 
@@ -478,16 +504,21 @@ def _is_http_url(url: str) -> bool:
 
 def _warn_if_plain_http(settings: Settings) -> None:
     """Credentials sent unencrypted off this machine get one warning line."""
-    parts = urlsplit(settings.api_base)
-    if parts.scheme != "http" or not (settings.api_key or settings.secret_key):
+    bases = [(settings.api_base, bool(settings.api_key or settings.secret_key))]
+    bases += [
+        (a.api_base or settings.api_base, bool(a.api_key or a.secret_key))
+        for a in settings.accounts
+    ]
+    for base, keyed in bases:
+        parts = urlsplit(base)
+        host = parts.hostname or ""
+        if parts.scheme != "http" or not keyed or _is_loopback(host):
+            continue  # loopback: the simulator, nothing leaves the machine
+        logger.warning(
+            "config.plain_http_api_base",
+            extra={"host": host, "hint": "credentials cross the network unencrypted"},
+        )
         return
-    host = parts.hostname or ""
-    if _is_loopback(host):
-        return  # the simulator: nothing leaves the machine
-    logger.warning(
-        "config.plain_http_api_base",
-        extra={"host": host, "hint": "credentials cross the network unencrypted"},
-    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -525,4 +556,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     section = data.get("klingmon", data)
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: [klingmon] must be a table")
+    if section is not data and "accounts" in data and "accounts" not in section:
+        # ``[accounts.NAME]`` beside ``[klingmon]`` (or ``[klingmon.accounts.NAME]``)
+        section = {**section, "accounts": data["accounts"]}
     return {k.replace("-", "_"): v for k, v in section.items()}

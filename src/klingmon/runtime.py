@@ -11,12 +11,15 @@ clock, an engine knob no flag carries).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any, Self
 
 from klingmon._clock import Clock, SystemClock
 from klingmon.api import AsyncKlingClient
 from klingmon.callback_tokens import callback_url_builder, server_secret
-from klingmon.engine import Account, EngineSettings, Monitor
+from klingmon.engine import Account, AccountClients, EngineSettings, Monitor
+from klingmon.errors import ConfigError
+from klingmon.policy import DEFAULT_ACCOUNT
 from klingmon.store import Store
 
 if TYPE_CHECKING:
@@ -82,6 +85,59 @@ class Runtime:
             clock=self.clock,
         )
 
+    def account_client(
+        self, name: str, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AsyncKlingClient:
+        """A client of account ``name`` (``default``: :meth:`client`)."""
+        if name == DEFAULT_ACCOUNT:
+            return self.client(transport=transport)
+        account = self.settings.account(name)
+        if account is None:
+            known = ", ".join(a.name for a in self.settings.accounts) or "none"
+            raise ConfigError(f"no account {name!r} is configured (known: {known})")
+        keys = account.credentials()
+        return AsyncKlingClient(
+            access_key=keys["access_key"],
+            secret_key=keys["secret_key"],
+            api_key=keys["api_key"],
+            base_url=account.api_base or self.settings.api_base,
+            transport=transport if transport is not None else self._transport,
+            clock=self.clock,
+        )
+
+    def account_clients(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        default: AsyncKlingClient | None = None,
+    ) -> AccountClients:
+        """One client per account, each built when first used: the default one
+        (``default`` when given; else when it has keys, or no account is named),
+        then every named account."""
+        names = [a.name for a in self.settings.accounts]
+        if self.settings.has_credentials or not names or default is not None:
+            names.insert(0, DEFAULT_ACCOUNT)
+        return AccountClients(
+            {
+                name: functools.partial(self.account_client, name, transport=transport)
+                for name in names
+            },
+            built={DEFAULT_ACCOUNT: default} if default is not None else None,
+        )
+
+    def engine_monitor(
+        self, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> Monitor:
+        """A monitor that will run the engine: every account's client over
+        ``transport``. The default account's (or, when only named accounts have
+        keys, the first's) is built now, so that a missing key stops the command
+        before anything runs; close them with ``Monitor.close_clients``."""
+        if self.settings.accounts and not self.settings.has_credentials:
+            clients = self.account_clients(transport=transport)
+            clients.of(clients.primary)
+            return self.monitor(clients=clients)
+        return self.monitor(self.client(transport=transport), transport=transport)
+
     def server_secret(self) -> bytes:
         """The key of the callback-URL tokens: configured, else kept in the store."""
         return server_secret(self.store, self.settings.callback_secret)
@@ -97,17 +153,28 @@ class Runtime:
         found = dataclasses.replace(
             self.settings.engine,
             callback_url=self.callback_url(),
-            callbacks_signed=self.settings.webhook_secret is not None,
+            callbacks_signed=self.settings.webhook_secrets() is not None,
         )
         if self._engine_overrides:
             found = dataclasses.replace(found, **self._engine_overrides)
         return found
 
-    def monitor(self, client: AsyncKlingClient | None = None) -> Monitor:
-        """A monitor over this store; ``client`` when it will talk to Kling."""
+    def monitor(
+        self,
+        client: AsyncKlingClient | None = None,
+        *,
+        clients: AccountClients | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Monitor:
+        """A monitor over this store; ``client`` (the default account's) when it
+        will talk to Kling. Every named account's client is built when first used
+        (``clients``: :meth:`account_clients` over ``transport`` unless given)."""
+        if clients is None:
+            clients = self.account_clients(default=client, transport=transport)
         return Monitor(
             store=self.store,
             client=client,
+            clients=clients,
             settings=self.engine_settings(),
             clock=self.clock,
             prices=self.settings.price_overrides,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from klingmon.api import GenericRequest
-from klingmon.config import Secret, Settings
+from klingmon.config import AccountSettings, Secret, Settings
 from klingmon.domain import TaskStatus
+from klingmon.errors import ConfigError, UsageError
 from klingmon.runtime import build_runtime
 from klingmon.web import CALLBACK_PATH, callback_token
 
@@ -74,3 +77,37 @@ def test_callback_urls_and_the_web_app_share_one_secret(tmp_path):
     with build_runtime(settings) as again:
         assert again.server_secret() == secret
     assert build_runtime(Settings(db=str(tmp_path / "x.db"))).callback_url() is None
+
+
+def test_account_clients_follow_each_account_s_settings(tmp_path):
+    """One client per configured account, each on its own base URL and keys; the
+    default one only when it has keys; an unknown account is named in the error."""
+    settings = Settings(
+        db=str(tmp_path / "rt.db"),
+        api_base="http://127.0.0.1:9",
+        accounts=(
+            AccountSettings(name="studio", api_key=Secret("studio-key")),
+            AccountSettings(
+                name="agency", api_base="http://127.0.0.1:8", api_key=Secret("k")
+            ),
+        ),
+    )
+    with build_runtime(settings) as runtime:
+        clients = runtime.account_clients()
+        assert clients.names == ["agency", "studio"]
+        assert clients.primary == "agency"
+        assert clients.of("agency").base_url == "http://127.0.0.1:8"
+        assert clients.of("studio").base_url == "http://127.0.0.1:9"
+        with pytest.raises(ConfigError, match="no account 'default' is configured"):
+            clients.of(None)
+        monitor = runtime.monitor()
+        request = GenericRequest(
+            task_path="/text-to-video/kling-3.0", payload={"prompt": "a fox"}
+        )
+        with pytest.raises(UsageError, match="no account 'nobody'"):
+            monitor.submit(
+                [request],
+                accounts=["studio", "nobody"],
+            )
+        assert monitor.store.tasks.batches() == []  # nothing stored
+        asyncio.run(clients.aclose())

@@ -151,6 +151,8 @@ def test_migration_gives_open_rows_their_pool(backend: Backend, store: Store):
     engine = store._engine
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE tasks SET pool = 'legacy', slots = 1"))
+        conn.execute(sa.text("ALTER TABLE batches DROP COLUMN accounts"))  # 0011
+        conn.execute(sa.text("ALTER TABLE tasks DROP COLUMN account"))
         conn.execute(sa.text("DROP INDEX ix_tasks_status_pool"))
         conn.execute(sa.text("ALTER TABLE tasks DROP COLUMN slots"))
         conn.execute(sa.text("ALTER TABLE tasks DROP COLUMN pool"))

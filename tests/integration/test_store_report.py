@@ -236,7 +236,7 @@ def test_upgrading_from_0003_indexes_the_tasks_already_there(backend: Backend):
     """Migrations 0004 and 0005 keep every task, index them, and downgrade cleanly."""
     _tasks_at_0003(backend)
     with backend.open() as store:
-        assert revisions(store._engine) == ("0010", "0010")
+        assert revisions(store._engine) == ("0011", "0011")
         rows = store.tasks.tasks(1)
         assert len(rows) == 29
         assert _figures(store, 1) == pytest.approx(_expected(rows))
@@ -263,5 +263,5 @@ def test_upgrading_from_0003_indexes_the_tasks_already_there(backend: Backend):
         assert "ix_tasks_batch_status" in names
         assert not names & {"ix_tasks_batch_report", "ix_tasks_status_id"}
     with backend.open() as store:
-        assert revisions(store._engine) == ("0010", "0010")
+        assert revisions(store._engine) == ("0011", "0011")
         assert _figures(store, 1) == pytest.approx(_expected(rows))

@@ -69,6 +69,12 @@ class Context:
     def monitor(self, client: AsyncKlingClient | None = None) -> Monitor:
         return self.runtime().monitor(client)
 
+    def engine_monitor(
+        self, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> Monitor:
+        """A monitor to run the engine with, one client per account."""
+        return self.runtime().engine_monitor(transport=transport)
+
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.close()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from klingmon.cli._context import emit_json
-from klingmon.policy import PoolLimits
+from klingmon.policy import PoolLimits, pool_members
 
 if TYPE_CHECKING:
     from klingmon.cli._context import Context
@@ -27,8 +27,8 @@ def pool_records(figures: list[PoolFigure], sizes: PoolLimits) -> list[dict[str,
     return [
         {
             "pool": f.pool,
-            "size": sizes.size(f.pool),
-            "limit": f.limit if f.limit is not None else sizes.size(f.pool),
+            "size": _size(f.pool, sizes),
+            "limit": f.limit if f.limit is not None else _size(f.pool, sizes),
             "slots_used": f.held,
             "tasks_in_flight": f.tasks,
             "queued": f.queued,
@@ -37,11 +37,21 @@ def pool_records(figures: list[PoolFigure], sizes: PoolLimits) -> list[dict[str,
     ]
 
 
+def _size(pool: str, sizes: PoolLimits) -> int:
+    """A pool's size; the queue of a batch on several accounts: theirs summed."""
+    return sum(sizes.size(member) for member in pool_members(pool))
+
+
 def show_pools(context: Context, store: Store, *, as_json: bool) -> None:
     now_ms = int(time.time() * 1000)
     alive = [w.info for w in store.fleet.workers(now_ms) if w.alive]
     settings = context.settings
-    sizes = PoolLimits(default=settings.slots, sizes=dict(settings.pools))
+    engine = settings.engine
+    sizes = PoolLimits(
+        default=settings.slots,
+        sizes=dict(engine.pools),
+        accounts=dict(engine.account_slots),
+    )
     records = pool_records(store.reports.pool_figures(now_ms, alive), sizes)
     if as_json:
         emit_json(records)

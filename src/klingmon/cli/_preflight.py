@@ -26,10 +26,12 @@ from klingmon.errors import (
     ServerError,
     TransportError,
     UnexpectedResponseError,
+    UsageError,
 )
+from klingmon.policy import DEFAULT_ACCOUNT
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from klingmon.config import Settings
     from klingmon.store import BatchRow, Store
@@ -100,8 +102,27 @@ def open_client(settings: Settings) -> KlingClient:
         raise ConfigError(f"{exc.message}; {_NOTHING}") from exc
 
 
+def account_keys(settings: Settings, name: str) -> dict[str, str | None]:
+    """The credentials of account ``name`` (``default``: the top-level ones);
+    an account not configured is a usage error naming the known ones."""
+    if name == DEFAULT_ACCOUNT:
+        return settings.credentials()
+    account = settings.account(name)
+    if account is None:
+        known = ", ".join([DEFAULT_ACCOUNT, *(a.name for a in settings.accounts)])
+        raise UsageError(
+            f"no account {name!r} is configured (known: {known}); add"
+            f" [accounts.{name}] to klingmon.toml"
+        )
+    return account.credentials()
+
+
 def check_generations(
-    settings: Settings, endpoints: Iterable[str], *, stored_later: bool = False
+    settings: Settings,
+    endpoints: Iterable[str],
+    *,
+    stored_later: bool = False,
+    accounts: Sequence[str] = (DEFAULT_ACCOUNT,),
 ) -> None:
     """Refuse endpoints the configured credentials cannot reach; nothing is stored.
 
@@ -109,14 +130,22 @@ def check_generations(
     401/1002 there), so new-generation rows with only a key pair raise
     :class:`~klingmon.errors.ConfigError` naming ``KLING_API_KEY``. ``stored_later``
     (``--no-preflight`` without ``--watch``): a store with no credentials at all is
-    allowed, to be sent once they are set, as for legacy rows.
+    allowed, to be sent once they are set, as for legacy rows. ``accounts``: the
+    accounts the rows may be sent on; each must reach them.
     """
-    keys = settings.credentials()
+    wanted = list(dict.fromkeys(endpoints))
+    for name in accounts:
+        _check_account(account_keys(settings, name), wanted, stored_later)
+
+
+def _check_account(
+    keys: dict[str, str | None], endpoints: list[str], stored_later: bool
+) -> None:
     has_api_key = bool(keys["api_key"])
     has_key_pair = bool(keys["access_key"] and keys["secret_key"])
     if stored_later and not (has_api_key or has_key_pair):
         return
-    for endpoint in dict.fromkeys(endpoints):
+    for endpoint in endpoints:
         if generation_of(endpoint) is not Generation.V2026:
             continue
         try:

@@ -41,6 +41,7 @@ _EXPORT_FIELDS = (
     "id",
     "batch",
     "priority",
+    "account",
     "seq",
     "endpoint",
     "external_task_id",

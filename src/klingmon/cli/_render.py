@@ -376,6 +376,16 @@ def _spend_rows(table: Table, spent: SpendSummary, batch: BatchRow | None) -> No
         table.add_row("state", Text(BatchState(batch.state).label, "bold yellow"))
 
 
+def _account_rows(table: Table, report: Report) -> None:
+    """Each account's share, once some task went on a named one."""
+    if set(report.accounts) - {"default"}:
+        shares = ", ".join(
+            f"{name} {a.tasks} tasks, {a.units:g} units"
+            for name, a in report.accounts.items()
+        )
+        table.add_row("accounts", shares)
+
+
 def report_view(
     name: str,
     report: Report,
@@ -406,6 +416,7 @@ def report_view(
     if report.cash:
         cash = ", ".join(f"{v:g} {k}".rstrip() for k, v in sorted(report.cash.items()))
         table.add_row("cash spent", cash)
+    _account_rows(table, report)
     table.add_row("stuck / past deadline", f"{report.stuck} / {report.watch_timeout}")
     if report.statuses_via:
         via = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses_via.items()))

@@ -242,12 +242,14 @@ async def serve_app(
     metrics = Metrics(store, account=runtime.account)
     engine: EngineThread | None = None
     if options.engine:
-        client = runtime.client(
+        monitor = runtime.engine_monitor(
             transport=MeteredTransport(metrics, httpx.AsyncHTTPTransport())
         )
-        monitor = runtime.monitor(client)
-        # Its own loop in a thread: its CPU work never holds a callback's answer.
-        engine = EngineThread(monitor, client=client, on_exit=lambda: _exit(holder))
+        # Its own loop in a thread: its CPU work never holds a callback's answer;
+        # the clients are closed on that loop, the only one that used them.
+        engine = EngineThread(
+            monitor, client=monitor.client, on_exit=lambda: _exit(holder)
+        )
         install_hooks(
             monitor.hooks,
             store=store,
@@ -259,7 +261,7 @@ async def serve_app(
         )
     elif options.hook_command or options.forward_url or options.notify:
         raise ConfigError("hooks run in the engine: drop --no-engine or run a worker")
-    webhook = settings.webhook_secret
+    webhook = settings.webhook_secrets()
     dashboard = Dashboard(
         token=options.token,
         download_dir=settings.download_dir,

@@ -335,7 +335,7 @@ async def _run(context: Context, monitor: Monitor, *, live: bool) -> None:
             context.console.print(_all(monitor))
     finally:
         with contextlib.suppress(Exception):
-            await monitor.client.aclose()
+            await monitor.close_clients()
 
 
 def _all(monitor: Monitor) -> Group:

@@ -32,7 +32,7 @@ from klingmon.errors import (
     NameTakenError,
     UsageError,
 )
-from klingmon.policy import is_moderation_failure
+from klingmon.policy import DEFAULT_ACCOUNT, is_moderation_failure
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -41,6 +41,27 @@ if TYPE_CHECKING:
     from klingmon.store import BatchRow
 
 __all__: list[str] = []
+
+
+#: ``submit --account NAME``, repeatable: the accounts a batch may be sent on.
+AccountOption: Any = typer.Option(
+    None,
+    "--account",
+    help="An account (an [accounts.NAME] of klingmon.toml, or default) the batch "
+    "may be sent on; repeat it to spread the batch over several, each task going "
+    "to the one with the most free slots (default: the unnamed account).",
+)
+#: ``track`` / ``import --account NAME``: the account the tasks are on.
+OneAccountOption: Any = typer.Option(
+    None,
+    "--account",
+    help="The account the tasks were created on (default: the unnamed one).",
+)
+
+
+def _named(name: str) -> str | None:
+    """None for the default account: its batches are stored as before."""
+    return None if name == DEFAULT_ACCOUNT else name
 
 
 @app.command()
@@ -115,6 +136,7 @@ def submit(
     ),
     give_up_after: float = GiveUpOption,
     priority: int = PriorityOption,
+    account: list[str] | None = AccountOption,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Store a batch from a file (all rows or none); --watch runs it.
@@ -158,12 +180,17 @@ def submit(
         return
     if batch is not None:
         ensure_name_free(store, batch)
+    accounts = sorted(set(account or [DEFAULT_ACCOUNT]))
     check_generations(
-        context.settings, endpoints, stored_later=not (watch or preflight)
+        context.settings,
+        endpoints,
+        stored_later=not (watch or preflight),
+        accounts=accounts,
     )
-    _check_before_storing(context, watch=watch, preflight=preflight)
-    if preflight:
-        _account_preflight(context, [r.request for r in rows], force=force)
+    if accounts == [DEFAULT_ACCOUNT]:
+        _check_before_storing(context, watch=watch, preflight=preflight)
+        if preflight:
+            _account_preflight(context, [r.request for r in rows], force=force)
     others = unsent_lines(store)
     stored = context.monitor().submit(
         (r.request for r in rows),
@@ -173,6 +200,7 @@ def submit(
         hold=True if hold else None,
         max_units=max_units,
         allow_repeats=allow_repeats,
+        accounts=None if accounts == [DEFAULT_ACCOUNT] else accounts,
     )
     if not watch:
         _say_stored(context, stored, len(rows), as_json=as_json)
@@ -431,19 +459,22 @@ def track(
     batch: str | None = typer.Option(
         None, "--batch", "-b", help="Batch name (default: a dated name)."
     ),
+    account: str | None = OneAccountOption,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Adopt tasks created elsewhere so they are watched and collected."""
     context = get_context(ctx)
-    check_generations(context.settings, [endpoint])
-    client = context.client()
-    monitor = context.monitor(client)
+    name = account or DEFAULT_ACCOUNT
+    check_generations(context.settings, [endpoint], accounts=[name])
+    monitor = context.monitor()
 
     async def adopt() -> Any:
         try:
-            return await monitor.track(endpoint, task_ids, batch=batch)
+            return await monitor.track(
+                endpoint, task_ids, batch=batch, account=_named(name)
+            )
         finally:
-            await client.aclose()
+            await monitor.close_clients()
 
     known = monitor.tracked_where(task_ids)
     row = run_async(adopt())
@@ -477,24 +508,29 @@ def import_(
     batch: str | None = typer.Option(
         None, "--batch", "-b", help="Batch name (default: a dated name)."
     ),
+    account: str | None = OneAccountOption,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Adopt the account's recent tasks of an endpoint (list pages, or POST /tasks)."""
     context = get_context(ctx)
-    check_generations(context.settings, [endpoint])
+    name = account or DEFAULT_ACCOUNT
+    check_generations(context.settings, [endpoint], accounts=[name])
     since_ms = None
     if since is not None:
         since_ms = int((time.time() - parse_span(since)) * 1000)
-    client = context.client()
-    monitor = context.monitor(client)
+    monitor = context.monitor()
 
     async def adopt() -> Any:
         try:
             return await monitor.import_recent(
-                endpoint, pages=pages, batch=batch, since_ms=since_ms
+                endpoint,
+                pages=pages,
+                batch=batch,
+                since_ms=since_ms,
+                account=_named(name),
             )
         finally:
-            await client.aclose()
+            await monitor.close_clients()
 
     row = run_async(adopt())
     count = len(monitor.store.tasks.tasks(row.id))

@@ -361,7 +361,7 @@ def run_watch(
     """``watch`` and ``submit --watch``: run, then say how it ended; exits non-zero
     unless every task succeeded and every file is on disk."""
     transport = HealthTransport(env_transport(context.settings.api_base))
-    monitor = context.monitor(context.client(transport=transport))
+    monitor = context.engine_monitor(transport=transport)
     health = Health(monitor.clock, give_up_after=plan.give_up_after)
     transport.health = health
     name = batch.name
@@ -447,7 +447,7 @@ async def _watch_and_close(
         )
     finally:
         with contextlib.suppress(Exception):
-            await monitor.client.aclose()
+            await monitor.close_clients()
 
 
 def _pick_batch(monitor: Monitor, ref: str | None) -> BatchRow:
@@ -526,7 +526,7 @@ def worker(
     that dies.
     """
     context = get_context(ctx)
-    monitor = context.monitor(context.client())
+    monitor = context.engine_monitor()
     install_hooks(
         monitor.hooks,
         store=monitor.store,
@@ -541,6 +541,6 @@ def worker(
         try:
             await monitor.run(forever=True)
         finally:
-            await monitor.client.aclose()
+            await monitor.close_clients()
 
     run_async(run(), stop=monitor.stop)

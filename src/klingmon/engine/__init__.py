@@ -7,6 +7,7 @@ from klingmon.engine._account import (
     AccountRefresh,
     stored_figures,
 )
+from klingmon.engine._clients import AccountClients
 from klingmon.engine._engine import Engine
 from klingmon.engine._health import (
     DEFAULT_GIVE_UP_AFTER,
@@ -23,6 +24,7 @@ __all__ = [
     "ACCOUNT_REFRESH",
     "DEFAULT_GIVE_UP_AFTER",
     "Account",
+    "AccountClients",
     "AccountRefresh",
     "Engine",
     "EngineSettings",

@@ -1,5 +1,7 @@
 """Monitoring on the new generation: batched ``GET /tasks``, filtered sweeps.
 
+One poller per account: its queries answer for that account's tasks only.
+
 ``GET /tasks?task_ids=`` answers up to a batch of tasks in one request and ``POST
 /tasks`` pages the whole account, both across every new-generation endpoint; so the
 new generation is polled as one group. When one batch can hold every active task,
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING
 from klingmon.api import TaskQuery, snapshot
 from klingmon.domain import TERMINAL
 from klingmon.errors import ConfigError, KlingmonError
+from klingmon.policy import DEFAULT_ACCOUNT
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -60,7 +63,10 @@ class BatchPoller:
         requests: asyncio.Semaphore,
         counts: RequestCounts,
         offload: Offload,
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
+        #: The account this poller asks about: its client sees only its tasks.
+        self.account = account
         self._store = store
         self._client = client
         self._settings = settings
@@ -122,7 +128,11 @@ class BatchPoller:
         active: dict[int, TaskRow] = {}
         for endpoint in sorted({row.endpoint for row in due}):
             found = await self._off(self._store.watch.active, endpoint)
-            active.update((row.id, row) for row in found if row.task_id)
+            active.update(
+                (row.id, row)
+                for row in found
+                if row.task_id and (row.account or DEFAULT_ACCOUNT) == self.account
+            )
         active.update((row.id, row) for row in due)
         return active
 

@@ -27,6 +27,7 @@ from klingmon._owners import default_owner as _default_owner
 from klingmon.domain import IN_FLIGHT, TaskStatus
 from klingmon.downloads import Downloader
 from klingmon.engine._account import Account, AccountRefresh
+from klingmon.engine._clients import AccountClients
 from klingmon.engine._deliverer import Deliverer
 from klingmon.engine._download_loop import DownloadLoop
 from klingmon.engine._governor import Governor
@@ -69,16 +70,25 @@ class Engine:
     def __init__(
         self,
         store: Store,
-        client: AsyncKlingClient,
+        client: AsyncKlingClient | None = None,
         *,
         settings: EngineSettings | None = None,
         hooks: Hooks | None = None,
         clock: Clock | None = None,
         owner: str | None = None,
         account: Account | None = None,
+        clients: AccountClients | None = None,
     ) -> None:
+        """``clients``: one per account (each task goes with its account's);
+        without them ``client`` is the default account's, the only one."""
+        if clients is None:
+            if client is None:
+                raise TypeError("Engine needs a client or clients")
+            clients = AccountClients.single(client)
         self.store = store
-        self.client = client
+        self.clients = clients
+        #: The client of account-wide asks (packs): the default account's.
+        self.client = client if client is not None else clients.of(clients.primary)
         self.settings = s = settings or EngineSettings()
         self.hooks = hooks or Hooks()
         self.clock = clock or SystemClock()
@@ -89,6 +99,7 @@ class Engine:
             rate=s.rate,
             max_rate=s.max_rate,
             pools=dict(s.pools),
+            accounts=dict(s.account_slots),
         )
         self.book = DurationBook.load(store.meta.load_stats())
         self._wake = asyncio.Event()
@@ -115,7 +126,7 @@ class Engine:
         requests = asyncio.Semaphore(s.parallel_requests)
         self.poller = Poller(
             store,
-            client,
+            clients,
             settings=s,
             clock=self.clock,
             owner=self.owner,
@@ -130,7 +141,7 @@ class Engine:
         )
         self.submitter = Submitter(
             store,
-            client,
+            clients,
             settings=s,
             clock=self.clock,
             owner=self.owner,
@@ -157,7 +168,7 @@ class Engine:
         )
         #: Refreshes the account's packs while work runs (given an ``account``).
         self.account: AccountRefresh | None = (
-            AccountRefresh(store, client, account, offload=self._off)
+            AccountRefresh(store, self.client, account, offload=self._off)
             if account is not None
             else None
         )

@@ -38,12 +38,16 @@ class Governor:
         rate: float = 10.0,
         max_rate: float = 50.0,
         pools: Mapping[str, int] | None = None,
+        accounts: Mapping[str, int] | None = None,
     ) -> None:
         self._clock = clock
         self.aimd = Aimd(rate=rate, ceiling=max_rate)
         self._max_rate = max_rate
         #: Per pool: configured sizes, ``slots`` for any other, learned from 1303.
-        self.pools = PoolLimits(default=slots, sizes=dict(pools or {}))
+        #: ``accounts``: an account's own ``slots``, for its pools not configured.
+        self.pools = PoolLimits(
+            default=slots, sizes=dict(pools or {}), accounts=dict(accounts or {})
+        )
         self._next_start = 0.0
         self._lock = asyncio.Lock()
         self.throttled = 0

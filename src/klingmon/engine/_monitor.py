@@ -19,6 +19,7 @@ from klingmon.api import (
 )
 from klingmon.domain import TERMINAL, BatchState
 from klingmon.engine._account import Account
+from klingmon.engine._clients import AccountClients
 from klingmon.engine._engine import Engine
 from klingmon.engine._quoting import Quoter
 from klingmon.engine._settings import EngineSettings
@@ -29,7 +30,7 @@ from klingmon.errors import (
     UsageError,
 )
 from klingmon.hooks import Hook, HookName, Hooks
-from klingmon.policy import priority_problem, request_hash
+from klingmon.policy import DEFAULT_ACCOUNT, priority_problem, request_hash
 from klingmon.store import NewTask, Store, retry_batch
 
 if TYPE_CHECKING:
@@ -90,9 +91,15 @@ class Monitor:
         prices: Mapping[tuple[str, ...], float] | None = None,
         require_approval: bool = False,
         account: Account | None = None,
+        clients: AccountClients | Mapping[str, AsyncKlingClient] | None = None,
     ) -> None:
+        """``clients``: one Kling client per account, by name (``default``: the
+        unnamed one); a batch submitted with ``accounts`` is sent on those."""
         self.store = store if store is not None else Store.open(db)
         self._client = client
+        if clients is not None and not isinstance(clients, AccountClients):
+            clients = AccountClients.of_clients(clients)
+        self._clients = clients
         self.settings = settings or EngineSettings()
         self.clock = clock or SystemClock()
         self.hooks = Hooks()
@@ -110,9 +117,37 @@ class Monitor:
 
     @property
     def client(self) -> AsyncKlingClient:
+        """The default account's client (the first account's, when no default)."""
         if self._client is None:
+            if self._clients is not None:  # theirs to close
+                return self._clients.of(self._clients.primary)
             self._client = AsyncKlingClient.from_env(clock=self.clock)
         return self._client
+
+    @property
+    def clients(self) -> AccountClients:
+        """Every account's client (just the default one, unless given several)."""
+        if self._clients is None:
+            self._clients = AccountClients.single(self.client)
+        return self._clients
+
+    def _account_client(self, account: str | None) -> AsyncKlingClient:
+        if account is None or (account == DEFAULT_ACCOUNT and self._clients is None):
+            return self.client
+        return self.clients.of(account)
+
+    def _check_accounts(self, accounts: Sequence[str] | None) -> list[str] | None:
+        """The accounts a batch names, each known (a typo is no account to pay)."""
+        if not accounts:
+            return None
+        named = sorted(set(accounts))
+        known = self.clients.names
+        unknown = [a for a in named if a not in known]
+        if unknown:
+            raise UsageError(
+                f"no account {unknown[0]!r} is configured (known: {', '.join(known)})"
+            )
+        return named
 
     # -- hooks -----------------------------------------------------------------
 
@@ -168,6 +203,7 @@ class Monitor:
         hold: bool | None = None,
         max_units: float | None = None,
         allow_repeats: bool = False,
+        accounts: Sequence[str] | None = None,
     ) -> BatchRow:
         """Store a batch of requests (all or nothing) with its quote; ``run`` sends
         them.
@@ -180,9 +216,12 @@ class Monitor:
         until :meth:`resume`. A request identical to one that already succeeded
         (same endpoint, same body but for klingmon's ids) is stored ``cancelled``
         with ``repeat_of`` naming that task, and never sent, unless
-        ``allow_repeats``.
+        ``allow_repeats``. ``accounts``: the accounts it may be sent on (None: the
+        default); with several, each task goes to the one with the most free slots
+        in its pool when it is sent, and stays there.
         """
         _check_priority(priority)
+        named = self._check_accounts(accounts)
         now = self.clock.now()
         deadline = to_ms(now + timeout) if timeout is not None else None
         tasks = [new_task(r, deadline_ms=deadline) for r in requests]
@@ -202,6 +241,7 @@ class Monitor:
             state=BatchState.AWAITING_APPROVAL.value if held else None,
             max_units=max_units,
             quote=quote.to_json(),
+            accounts=named,
         )
         if self._engine is not None:
             self._engine.wake()
@@ -269,9 +309,17 @@ class Monitor:
         return self._batch(batch_id)
 
     async def track(
-        self, endpoint: str, task_ids: Sequence[str], *, batch: str | None = None
+        self,
+        endpoint: str,
+        task_ids: Sequence[str],
+        *,
+        batch: str | None = None,
+        account: str | None = None,
     ) -> BatchRow:
         """Adopt tasks created elsewhere, so they are watched and collected too.
+
+        ``account``: the account they were created on (None: the default); they
+        are looked up and watched with its client.
 
         Tasks already in the store are skipped; when all are, nothing is stored and
         :class:`NothingToDoError` names them.
@@ -279,18 +327,20 @@ class Monitor:
         fresh = [t for t in dict.fromkeys(task_ids) if self.store.tasks.task(t) is None]
         if not fresh:
             raise NothingToDoError(f"Already tracked: {self.tracked_where(task_ids)}")
+        named = self._check_accounts([account] if account else None)
+        client = self._account_client(account)
         if generation_of(endpoint) is Generation.V2026:
             # One batched GET /tasks; an id Kling does not know is simply missing.
-            found = await self.client.fetch(endpoint, fresh)
+            found = await client.fetch(endpoint, fresh)
             missing = [t for t in fresh if t not in found]
             if missing:
                 raise TaskNotFoundError(
                     f"Kling has no task {', '.join(missing)}; nothing was stored",
                     status_code=404,
                 )
-            return self._adopt(endpoint, [found[t] for t in fresh], batch)
-        tasks = await asyncio.gather(*(self.client.get(endpoint, t) for t in fresh))
-        return self._adopt(endpoint, [snapshot(t) for t in tasks], batch)
+            return self._adopt(endpoint, [found[t] for t in fresh], batch, named)
+        tasks = await asyncio.gather(*(client.get(endpoint, t) for t in fresh))
+        return self._adopt(endpoint, [snapshot(t) for t in tasks], batch, named)
 
     def tracked_where(self, task_ids: Sequence[str]) -> str:
         """``task 123 in batch launch, ...`` for the ids the store already has."""
@@ -309,13 +359,17 @@ class Monitor:
         pages: int = 1,
         batch: str | None = None,
         since_ms: int | None = None,
+        account: str | None = None,
     ) -> BatchRow:
         """Adopt the account's recent tasks of one endpoint that are not stored yet.
 
         The new generation has no list per path: ``POST /tasks`` is paged by cursor
         over a time window (``since_ms`` to now; Kling's default is 30 days) for the
         endpoint's product type, and what it finds is stored under ``endpoint``.
+        ``account``: whose recent tasks (None: the default account's).
         """
+        named = self._check_accounts([account] if account else None)
+        client = self._account_client(account)
         if generation_of(endpoint) is Generation.V2026:
             query = TaskQuery(
                 product_types=(product_type_of(endpoint),),
@@ -323,12 +377,12 @@ class Monitor:
                 until_ms=to_ms(self.clock.now()) if since_ms is not None else None,
                 limit=500,
             )
-            wire = await self.client.query_all(query, max_pages=pages)
+            wire = await client.query_all(query, max_pages=pages)
             found = [snapshot(t) for t in wire]
         else:
             found = []
             for page in range(1, pages + 1):
-                chunk = await self.client.list(endpoint, page=page, page_size=500)
+                chunk = await client.list(endpoint, page=page, page_size=500)
                 found.extend(snapshot(t) for t in chunk)
                 if len(chunk) < 500:
                     break
@@ -337,10 +391,14 @@ class Monitor:
             raise NothingToDoError(
                 f"Nothing new: every recent {endpoint} task is already tracked"
             )
-        return self._adopt(endpoint, fresh, batch)
+        return self._adopt(endpoint, fresh, batch, named)
 
     def _adopt(
-        self, endpoint: str, tasks: Sequence[Snapshot], batch: str | None
+        self,
+        endpoint: str,
+        tasks: Sequence[Snapshot],
+        batch: str | None,
+        accounts: Sequence[str] | None = None,
     ) -> BatchRow:
         path = resolve_endpoint(endpoint)
         rows = [
@@ -352,7 +410,9 @@ class Monitor:
             )
             for t in tasks
         ]
-        return self.store.tasks.create_batch(batch, rows, to_ms(self.clock.now()))
+        return self.store.tasks.create_batch(
+            batch, rows, to_ms(self.clock.now()), accounts=accounts
+        )
 
     def retry(
         self,
@@ -379,6 +439,7 @@ class Monitor:
             self._engine = Engine(
                 self.store,
                 self.client,
+                clients=self._clients,
                 settings=self.settings,
                 hooks=self.hooks,
                 clock=self.clock,
@@ -416,9 +477,15 @@ class Monitor:
         counts = self.store.tasks.count_by_status(row.id)
         return all(status in TERMINAL for status, n in counts.items() if n)
 
-    async def aclose(self) -> None:
+    async def close_clients(self) -> None:
+        """Close the Kling clients: the one given, and every account's built."""
         if self._client is not None:
             await self._client.aclose()
+        if self._clients is not None:
+            await self._clients.aclose()
+
+    async def aclose(self) -> None:
+        await self.close_clients()
         self.store.close()
 
     async def __aenter__(self) -> Self:

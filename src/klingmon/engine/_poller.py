@@ -1,7 +1,8 @@
 """Monitoring: list sweeps and polls placed by the learned schedule.
 
 One worker at a time polls an endpoint (a lock lease), so that its list pages, which
-answer up to 500 tasks each, carry the monitoring; tasks a sweep did not find get a
+answer up to 500 tasks each, carry the monitoring (each account's with its own
+client: a key lists only its account's tasks); tasks a sweep did not find get a
 single GET. The new generation's queries answer for the whole account, so its
 endpoints are polled as one group, under one lock, by :class:`BatchPoller`.
 Every observation goes through the store's lifecycle rules; what the changes imply
@@ -22,6 +23,7 @@ from klingmon.domain import TERMINAL
 from klingmon.engine._batch_poller import BatchPoller, Seen
 from klingmon.engine._shared import poll_group
 from klingmon.errors import KlingmonError
+from klingmon.policy import DEFAULT_ACCOUNT
 from klingmon.store import Observation
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
     from klingmon._clock import Clock
     from klingmon.api import AsyncKlingClient, Task
+    from klingmon.engine._clients import AccountClients
     from klingmon.engine._governor import Governor
     from klingmon.engine._offload import Offload
     from klingmon.engine._settings import EngineSettings
@@ -56,7 +59,7 @@ class Poller:
     def __init__(
         self,
         store: Store,
-        client: AsyncKlingClient,
+        clients: AccountClients,
         *,
         settings: EngineSettings,
         clock: Clock,
@@ -71,7 +74,7 @@ class Poller:
         drops: CallbackDrops,
     ) -> None:
         self._store = store
-        self._client = client
+        self._clients = clients
         self._settings = settings
         self._clock = clock
         self._owner = owner
@@ -90,15 +93,23 @@ class Poller:
         self._polled_at: dict[str, float] = {}
         #: Per endpoint: seconds between its last two poll rounds.
         self._poll_gaps: dict[str, float] = {}
-        self._batches = BatchPoller(
-            store,
-            client,
-            settings=settings,
-            governor=governor,
-            requests=requests,
-            counts=counts,
-            offload=offload,
-        )
+        #: Per account: its new-generation poller (its own misses and counts).
+        self._batches: dict[str, BatchPoller] = {}
+
+    def _batch_poller(self, account: str) -> BatchPoller:
+        found = self._batches.get(account)
+        if found is None:
+            found = self._batches[account] = BatchPoller(
+                self._store,
+                self._clients.of(account),
+                settings=self._settings,
+                governor=self._governor,
+                requests=self._requests,
+                counts=self._counts,
+                offload=self._off,
+                account=account,
+            )
+        return found
 
     async def round(self, now: float) -> bool:
         """Poll what is due; True when anything was."""
@@ -111,24 +122,44 @@ class Poller:
         due = await self._claim(now)
         if not due:
             return False
+        self._note_gaps({poll_group(row.endpoint) for row in due}, now)
+        by_account: dict[str, list[TaskRow]] = defaultdict(list)
+        for row in due:
+            by_account[row.account or DEFAULT_ACCOUNT].append(row)
+        seen: Seen = {}
+        covered: list[TaskRow] = []
+        active: Counter[str] = Counter()
+        for account, rows in sorted(by_account.items()):
+            found, riders = await self._poll_account(account, rows, active)
+            seen.update(found)
+            covered += riders
+        self._active.update(active)
+        await self._record(seen, covered, due)
+        return True
+
+    async def _poll_account(
+        self, account: str, due: Sequence[TaskRow], active: Counter[str]
+    ) -> tuple[Seen, list[TaskRow]]:
+        """What Kling answered for one account's due tasks, with its client: one
+        account's key lists and finds only that account's tasks."""
         by_endpoint: dict[str, list[TaskRow]] = defaultdict(list)
         for row in due:
             by_endpoint[poll_group(row.endpoint)].append(row)
-        self._note_gaps(by_endpoint, now)
         grouped = by_endpoint.pop(TASKS_PATH, [])
-        seen, covered = await self._sweeps(by_endpoint)
+        client = self._clients.of(account)
+        seen, covered = await self._sweeps(by_endpoint, account, client, active)
         if grouped:
-            found, riders = await self._batches.poll(grouped, self._near(TASKS_PATH))
-            self._active[TASKS_PATH] = self._batches.answered
+            batches = self._batch_poller(account)
+            found, riders = await batches.poll(grouped, self._near(TASKS_PATH))
+            active[TASKS_PATH] += batches.answered
             seen.update(found)
             covered += riders
         missing = [row for row in due if row.id not in seen and not _is_new(row)]
-        singles = await asyncio.gather(*(self._get_one(row) for row in missing))
+        singles = await asyncio.gather(*(self._get_one(row, client) for row in missing))
         for row, single in zip(missing, singles, strict=True):
             if single is not None:
                 seen[row.id] = (row, snapshot(single), "poll")
-        await self._record(seen, covered, due)
-        return True
+        return seen, covered
 
     def held_until(self) -> float:
         """When the soonest endpoint held back by ``sweep_gap`` may be polled again."""
@@ -162,15 +193,19 @@ class Poller:
                 )
         return due
 
-    def _note_gaps(self, by_endpoint: Mapping[str, list[TaskRow]], now: float) -> None:
-        for endpoint in by_endpoint:
+    def _note_gaps(self, groups: set[str], now: float) -> None:
+        for endpoint in sorted(groups):
             last = self._polled_at.get(endpoint)
             if last is not None:
                 self._poll_gaps[endpoint] = now - last
             self._polled_at[endpoint] = now
 
     async def _sweeps(
-        self, by_endpoint: Mapping[str, list[TaskRow]]
+        self,
+        by_endpoint: Mapping[str, list[TaskRow]],
+        account: str,
+        client: AsyncKlingClient,
+        active: Counter[str],
     ) -> tuple[Seen, list[TaskRow]]:
         """What list pages showed; and the rows they showed unchanged though not
         due (no write, but their next poll moves as if they had been polled)."""
@@ -179,11 +214,15 @@ class Poller:
         for endpoint, rows in by_endpoint.items():
             # One page answers every active task: even a single confirmation is
             # cheaper as a sweep, which also catches callbacks that never came.
-            refs = await self._off(self._store.watch.watched, endpoint)
-            self._active[endpoint] = len(refs)
+            refs = [
+                r
+                for r in await self._off(self._store.watch.watched, endpoint)
+                if r.account == account
+            ]
+            active[endpoint] += len(refs)
             if len(refs) < self._settings.sweep_min:
                 continue
-            found, unchanged = await self._sweep(endpoint, rows, refs)
+            found, unchanged = await self._sweep(endpoint, rows, refs, client)
             full = await self._full_rows(rows, [*found, *unchanged])
             for i, task in found.items():
                 if i in full:
@@ -255,7 +294,11 @@ class Poller:
         return full
 
     async def _sweep(
-        self, endpoint: str, due: Sequence[TaskRow], refs: Sequence[TaskRef]
+        self,
+        endpoint: str,
+        due: Sequence[TaskRow],
+        refs: Sequence[TaskRef],
+        client: AsyncKlingClient,
     ) -> tuple[dict[int, Task], list[int]]:
         """The due tasks and those that changed, by list pages; and the ids of the
         unchanged ones whose next poll is near.
@@ -288,7 +331,7 @@ class Poller:
             try:
                 async with self._requests, self._governor.request():
                     self._counts.add(batch_id, "list")
-                    tasks = await self._client.list(
+                    tasks = await client.list(
                         endpoint, page=page, page_size=size, only=news
                     )
             except KlingmonError as exc:
@@ -330,13 +373,13 @@ class Poller:
         ahead = 2 * self._poll_gaps.get(group, policy.safety_interval)
         return to_ms(self._clock.now() + max(policy.target_lag, ahead))
 
-    async def _get_one(self, row: TaskRow) -> Task | None:
+    async def _get_one(self, row: TaskRow, client: AsyncKlingClient) -> Task | None:
         try:
             async with self._requests, self._governor.request():
                 self._counts.add(row.batch_id, "get")
                 if row.task_id:
-                    return await self._client.get(row.endpoint, row.task_id)
-                return await self._client.get(
+                    return await client.get(row.endpoint, row.task_id)
+                return await client.get(
                     row.endpoint, external_task_id=row.external_task_id
                 )
         except KlingmonError as exc:

@@ -25,6 +25,9 @@ class EngineSettings:
     #: Sizes of named pools, ``(label, size)``: ``kling-3.0/video``, ``MODEL/image``
     #: (see :func:`klingmon.policy.parse_pool`).
     pools: tuple[tuple[str, int], ...] = ()
+    #: Per named account, the size of its pools not in ``pools`` (``[accounts.NAME]
+    #: slots``); an account not named here has ``slots``.
+    account_slots: tuple[tuple[str, int], ...] = ()
     #: Count per pool (account x model version x pack type), as Kling does. False:
     #: the single-number governor of before, every task one slot of ``slots`` for
     #: the account (the benchmark's baseline).
@@ -49,6 +52,8 @@ class EngineSettings:
     #: The account's spending caps in units per UTC day and month (None: none).
     daily_units: float | None = None
     monthly_units: float | None = None
+    #: Per named account, its own caps: ``(name, daily, monthly)``.
+    account_caps: tuple[tuple[str, float | None, float | None], ...] = ()
     #: Seconds between stuck / timeout checks.
     watchdog_interval: float = 5.0
     #: Longest sleep of the loop when nothing is due (a safety net, not a schedule).
@@ -85,6 +90,11 @@ class EngineSettings:
                 "pools",
                 _pools_ok(self.pools),
                 "must be MODEL/video or MODEL/image = >= 1",
+            ),
+            (
+                "account_slots",
+                all(size >= 1 for _, size in self.account_slots),
+                "must be at least 1",
             ),
             ("rate", self.rate > 0, "must be positive"),
             ("max_rate", self.max_rate > 0, "must be positive"),

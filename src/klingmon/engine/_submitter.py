@@ -44,6 +44,7 @@ from klingmon.policy import (
     CreateAction,
     backoff,
     classify_create_error,
+    pool_members,
 )
 from klingmon.store import SpendCaps
 
@@ -53,11 +54,12 @@ if TYPE_CHECKING:
 
     from klingmon._clock import Clock
     from klingmon.api import AsyncKlingClient
+    from klingmon.engine._clients import AccountClients
     from klingmon.engine._governor import Governor
     from klingmon.engine._offload import Offload
     from klingmon.engine._settings import EngineSettings
     from klingmon.engine._shared import Demand, Finishes, PollPlanner, RequestCounts
-    from klingmon.store import Store, TaskRow
+    from klingmon.store import PoolUse, Store, TaskRow
 
 __all__ = ["Submitter"]
 
@@ -78,7 +80,7 @@ class Submitter:
     def __init__(
         self,
         store: Store,
-        client: AsyncKlingClient,
+        clients: AccountClients,
         *,
         settings: EngineSettings,
         clock: Clock,
@@ -95,7 +97,7 @@ class Submitter:
         stopping: Callable[[], bool],
     ) -> None:
         self._store = store
-        self._client = client
+        self._clients = clients
         self._settings = settings
         self._clock = clock
         self._owner = owner
@@ -134,11 +136,19 @@ class Submitter:
             functools.partial(
                 self._store.tasks.claim_submissions,
                 slots=self._governor.slots.limit,
-                pools={p: self._governor.limit(p) for p in held} if s.pooled else None,
+                pools=(
+                    {p: self._governor.limit(p) for p in held if _counted(p)}
+                    if s.pooled
+                    else None
+                ),
                 pooled=s.pooled,
                 batch_id=self.scope,
                 aging_ms=to_ms(s.priority_aging),
                 caps=SpendCaps(s.daily_units, s.monthly_units),
+                account_caps={
+                    name: SpendCaps(daily, monthly)
+                    for name, daily, monthly in s.account_caps
+                },
             ),
             self._owner,
             to_ms(now),
@@ -165,13 +175,27 @@ class Submitter:
             self.slots_free = self._governor.slots.available(in_flight) > 0
             return {ACCOUNT_POOL: in_flight}
         use = await self._off(self._store.tasks.pool_use, to_ms(now))
-        waiting = [u for u in use if u.queued]
+        held = {u.pool: u.held for u in use}
+        for u in use:  # a spread pool's members: each account's pool of its model
+            for member in pool_members(u.pool):
+                held.setdefault(member, 0)
         # A pool whose every queued task is bigger than its free slots waits for a
-        # finish: the idle wait must not spin on it.
-        self.slots_free = not waiting or any(
-            u.fits(self._governor.limit(u.pool)) for u in waiting
+        # finish: the idle wait must not spin on it (a spread pool: on any member).
+        self.slots_free = not any(u.queued for u in use) or any(
+            self._fits(u, member, held)
+            for u in use
+            if u.queued
+            for member in pool_members(u.pool)
         )
-        return {u.pool: u.held for u in use}
+        return held
+
+    def _fits(self, use: PoolUse, member: str, held: dict[str, int]) -> bool:
+        taken = held.get(member, 0)
+        return not taken or taken + use.need <= self._governor.limit(member)
+
+    def _client(self, row: TaskRow) -> AsyncKlingClient:
+        """The client of the account ``row`` was placed on (fixed at its claim)."""
+        return self._clients.of(row.account)
 
     def _pool(self, row: TaskRow) -> str | None:
         """The pool ``row``'s slots are counted in (None: the account's, unpooled)."""
@@ -188,7 +212,7 @@ class Submitter:
 
     async def _send(self, row: TaskRow, in_flight: int) -> None:
         # Before any write or request: a new-generation task needs an API key.
-        self._client.check_endpoint(row.endpoint)
+        self._client(row).check_endpoint(row.endpoint)
         if row.status == TaskStatus.SUBMITTING:
             found = await self._adopt_existing(row)
             if found:
@@ -226,11 +250,12 @@ class Submitter:
         self, row: TaskRow, request: GenericRequest, callback: str | None
     ) -> Snapshot:
         """POST the task, in its generation's way; what Kling answered."""
+        client = self._client(row)
         if _is_new(row.endpoint):
-            return await self._client.submit(
+            return await client.submit(
                 request, external_task_id=row.external_task_id, callback_url=callback
             )
-        task = await self._client.create(
+        task = await client.create(
             request, external_task_id=row.external_task_id, callback_url=callback
         )
         return snapshot(task)
@@ -251,13 +276,14 @@ class Submitter:
         try:
             async with self._requests, self._governor.request():
                 self._counts.add(row.batch_id, "get")
+                client = self._client(row)
                 if _is_new(row.endpoint):
                     # An unknown external id is simply missing from the answer.
-                    found = await self._client.fetch_external(
+                    found = await client.fetch_external(
                         row.endpoint, [row.external_task_id]
                     )
                     return found.get(row.external_task_id)
-                task = await self._client.get(
+                task = await client.get(
                     row.endpoint, external_task_id=row.external_task_id
                 )
                 return snapshot(task)
@@ -343,6 +369,11 @@ class Submitter:
             "task.submit_retry",
             extra={"task": row.id, "error": type(exc).__name__, "delay": delay},
         )
+
+
+def _counted(pool: str) -> bool:
+    """Whether Kling counts ``pool`` (a spread pool is only a waiting room)."""
+    return len(pool_members(pool)) == 1
 
 
 def _is_new(endpoint: str) -> bool:

@@ -109,5 +109,5 @@ class EngineThread:
             self._error = exc
         finally:
             unhook()
-            if self._client is not None:
-                await self._client.aclose()
+            if self._client is not None:  # with every account's built here
+                await self._monitor.close_clients()

@@ -14,6 +14,7 @@ is unconfirmed; they are kept apart (two names, two pools) until Kling says so.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from klingmon.api import model_of, model_path
 from klingmon.policy._governor import SlotLimit
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "ACCOUNT_POOL",
@@ -29,9 +30,12 @@ __all__ = [
     "LEGACY_POOL",
     "PoolKey",
     "PoolLimits",
+    "account_problem",
     "parse_pool",
+    "pool_members",
     "pool_of",
     "slots_of",
+    "spread_pool",
 ]
 
 #: The account a pool belongs to until several accounts are configured.
@@ -72,6 +76,45 @@ def parse_pool(label: str) -> PoolKey:
             " (optionally ACCOUNT:MODEL/PACK), like kling-3.0/video"
         )
     return PoolKey(account if sep else DEFAULT_ACCOUNT, model, pack)
+
+
+#: What an account's name may be: it is part of pool labels (``NAME:MODEL/PACK``) and
+#: of its variables (``KLING_<NAME>_API_KEY``).
+_ACCOUNT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+#: Joins the accounts of a spread pool's label (``a+b:kling-3.0/video``).
+SPREAD = "+"
+
+
+def account_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an account (None: it can)."""
+    if not _ACCOUNT_NAME.fullmatch(name):
+        return (
+            f"account name {name!r} must be a letter then letters, digits or _"
+            " (at most 40)"
+        )
+    return None
+
+
+def spread_pool(accounts: Sequence[str], key: PoolKey) -> str:
+    """The label queued tasks of a batch sent on ``accounts`` wait under.
+
+    One account: its own pool's label. Several: ``a+b:MODEL/PACK`` (sorted), a
+    waiting room, never a pool Kling counts; the claim moves each task to the
+    freest member's pool (:func:`pool_members`) before it is sent.
+    """
+    names = sorted(set(accounts)) or [DEFAULT_ACCOUNT]
+    if len(names) == 1:
+        return PoolKey(names[0], key.model, key.pack).label
+    return f"{SPREAD.join(names)}:{key.model}/{key.pack}"
+
+
+def pool_members(label: str) -> list[str]:
+    """The pools a label stands for: a spread label's members, else itself."""
+    account, sep, rest = label.rpartition(":")
+    if not sep or SPREAD not in account:
+        return [label]
+    model, _, pack = rest.rpartition("/")
+    return [PoolKey(a, model, pack).label for a in account.split(SPREAD)]
 
 
 def _pack_and_family(endpoint: str) -> tuple[str, str]:
@@ -126,6 +169,7 @@ class PoolLimits:
     """A learned slot limit per pool, each starting at its configured size.
 
     ``sizes`` maps a pool label (or ``MODEL/PACK`` for any account) to its size;
+    ``accounts`` an account's own ``slots`` (its pools not sized so);
     ``default`` is the size of every other pool (the account's ``slots``). A 1303
     shrinks one pool only; a task that ends gives back slots to its own pool. The
     ``template`` is what a pool never heard of starts from; a signal for the whole
@@ -134,6 +178,7 @@ class PoolLimits:
 
     default: int
     sizes: Mapping[str, int] = field(default_factory=dict)
+    accounts: Mapping[str, int] = field(default_factory=dict)
     grow_every: int = 3
     _limits: dict[str, SlotLimit] = field(default_factory=dict, init=False)
     template: SlotLimit = field(init=False)
@@ -146,14 +191,16 @@ class PoolLimits:
         self.template = SlotLimit(self.default, self.default, self.grow_every)
 
     def size(self, pool: str) -> int:
-        """The configured size of ``pool`` (exact label, then any account's)."""
+        """The configured size of ``pool``: its exact label, then ``MODEL/PACK``
+        for any account, then its account's ``slots``, then ``default``."""
         if pool in self.sizes:
             return self.sizes[pool]
         try:
             key = parse_pool(pool)
         except ValueError:
             return self.default
-        return self.sizes.get(f"{key.model}/{key.pack}", self.default)
+        fallback = self.accounts.get(key.account, self.default)
+        return self.sizes.get(f"{key.model}/{key.pack}", fallback)
 
     def of(self, pool: str) -> SlotLimit:
         found = self._limits.get(pool)

@@ -38,6 +38,7 @@ from klingmon.store._report import REQUEST_KINDS, REQUEST_PREFIX
 from klingmon.store._reports import BatchSummary, Reports
 from klingmon.store._retry import retry_batch
 from klingmon.store._rows import (
+    AccountFigures,
     BatchRow,
     Change,
     EventRow,
@@ -59,6 +60,7 @@ __all__ = [
     "REQUEST_KINDS",
     "REQUEST_PREFIX",
     "RETENTION_MS",
+    "AccountFigures",
     "BatchRow",
     "BatchSummary",
     "CallbackFlow",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from klingmon.domain import ACTIVE, TERMINAL, Cost, TaskStatus
-from klingmon.policy import LEGACY_POOL
+from klingmon.policy import DEFAULT_ACCOUNT, LEGACY_POOL
 from klingmon.store._rows import EventRow, TaskRow
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ def task_row(m: Mapping[Any, Any]) -> TaskRow:
         repeat_of=m.get("repeat_of"),
         pool=m.get("pool") or LEGACY_POOL,
         slots=m.get("slots") or 1,
+        account=m.get("account", DEFAULT_ACCOUNT),
     )
 
 

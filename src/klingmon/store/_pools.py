@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.domain import IN_FLIGHT, TaskStatus
+from klingmon.policy import pool_members
 from klingmon.store._schema import tasks
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ __all__ = [
     "holding",
     "limit_of_workers",
     "queued_needs",
+    "slots_taken",
+    "spread",
 ]
 
 _QUEUED = TaskStatus.QUEUED.value
@@ -69,7 +72,12 @@ class PoolFigure:
 
 def limit_of_workers(pool: str, infos: Sequence[Mapping[str, Any]]) -> int | None:
     """The smallest limit live workers' heartbeats name for ``pool`` (a worker that
-    names none gives its ``slots``, the size of any pool not configured)."""
+    names none gives its ``slots``, the size of any pool not configured); for the
+    queue of a batch on several accounts, the sum of its accounts' pools."""
+    members = pool_members(pool)
+    if len(members) > 1:
+        limits = [limit_of_workers(m, infos) for m in members]
+        return None if None in limits else sum(n or 0 for n in limits)
     found = []
     for info in infos:
         named = info.get("pools")
@@ -125,6 +133,52 @@ def queued_needs(conn: sa.Connection, batch_id: int | None = None) -> dict[str, 
             sa.select(sa.func.min(tasks.c.slots)).where(*queued, tasks.c.pool == last)
         ).scalar()
         found[last] = max(1, int(least or 1))
+
+
+def slots_taken(conn: sa.Connection, ids: Sequence[int]) -> int:
+    """The slots these tasks take between them."""
+    if not ids:
+        return 0
+    total = conn.execute(
+        sa.select(sa.func.sum(tasks.c.slots)).where(tasks.c.id.in_(list(ids)))
+    ).scalar()
+    return int(total or 0)
+
+
+def spread(
+    conn: sa.Connection,
+    ids: Sequence[int],
+    free: dict[str, int],
+    use: dict[str, int],
+    placed: dict[int, str],
+) -> list[int]:
+    """The first of ``ids`` (in their order) that fit in some member pool, each
+    put (``placed``) in the member with most free slots (``free``, then the lower
+    share held, then the label); ``free`` and ``use`` count what is placed.
+
+    As in :func:`fitting`, the walk stops at the first task no member has room
+    for, and an empty member takes one whatever its slots.
+    """
+    if not ids:
+        return []
+    need = dict(
+        conn.execute(
+            sa.select(tasks.c.id, tasks.c.slots).where(tasks.c.id.in_(list(ids)))
+        ).all()
+    )
+    taken: list[int] = []
+    for task_id in ids:
+        slots = max(1, int(need.get(task_id, 1)))
+        fits = [m for m in free if free[m] >= slots or not use.get(m, 0)]
+        if not fits:
+            break
+        size = {m: free[m] + use.get(m, 0) for m in fits}
+        best = min(fits, key=lambda m: (-free[m], use.get(m, 0) / max(1, size[m]), m))
+        placed[task_id] = best
+        free[best] -= slots
+        use[best] = use.get(best, 0) + slots
+        taken.append(task_id)
+    return taken
 
 
 def fitting(

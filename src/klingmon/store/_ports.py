@@ -73,6 +73,7 @@ class TaskQueuePort(Protocol):
         state: str | None = None,
         max_units: float | None = None,
         quote: Mapping[str, Any] | None = None,
+        accounts: Sequence[str] | None = None,
     ) -> BatchRow: ...
 
     def batches(self) -> list[BatchRow]: ...
@@ -125,6 +126,7 @@ class TaskQueuePort(Protocol):
         batch_id: int | None = None,
         aging_ms: int = AGING_MS,
         caps: SpendCaps | None = None,
+        account_caps: Mapping[str, SpendCaps] | None = None,
     ) -> list[TaskRow]: ...
 
     def pool_use(self, now_ms: int) -> list[PoolUse]: ...

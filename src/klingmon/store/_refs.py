@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.domain import TaskStatus
+from klingmon.policy import DEFAULT_ACCOUNT
 from klingmon.store._rows import TaskRef
 from klingmon.store._schema import tasks
 from klingmon.store._writes import ACTIVE_STATES
@@ -28,6 +29,7 @@ _REF_COLUMNS = (
     tasks.c.status,
     tasks.c.next_poll_ms,
     tasks.c.kling_updated_ms,
+    tasks.c.account,
 )
 # Built once (with expanding parameters): building and caching a statement per call
 # costs more than running it.
@@ -55,7 +57,14 @@ WATCHED = (
 
 def task_ref(values: Sequence[Any]) -> TaskRef:
     """A :class:`TaskRef` of one row of :data:`MATCH` or :data:`WATCHED`."""
-    id_, external, kling, endpoint, status, next_poll, updated = values
+    id_, external, kling, endpoint, status, next_poll, updated, account = values
     return TaskRef(
-        id_, external, kling, endpoint, TaskStatus(status), next_poll, updated
+        id_,
+        external,
+        kling,
+        endpoint,
+        TaskStatus(status),
+        next_poll,
+        updated,
+        account or DEFAULT_ACCOUNT,
     )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.domain import FAILURES, Source, TaskStatus
-from klingmon.store._rows import Report
+from klingmon.store._rows import AccountFigures, Report
 from klingmon.store._schema import (
     DURATION_INDEXES,
     QUEUE_MS,
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from klingmon.store._dialect import Dialect
+
+#: The account of a task not sent yet, of a batch of several accounts.
+UNPLACED = "unplaced"
 
 __all__ = [
     "REQUEST_KINDS",
@@ -250,6 +253,7 @@ def build(
             requests[kind] = requests.get(kind, 0) + value
     files, first_owed = _downloads(conn, batch_id)
     return Report(
+        accounts=_accounts(conn, where),
         cash=cash_by_currency(conn, where),
         downloads=files,
         first_owed_expiry_ms=first_owed,
@@ -270,6 +274,28 @@ def build(
         requests_per_task=(sum(requests.values()) / total) if total else None,
         statuses_via=statuses_via,
     )
+
+
+def _accounts(
+    conn: sa.Connection, where: list[sa.ColumnElement[bool]]
+) -> dict[str, AccountFigures]:
+    """Tasks, successes and units charged per account (``unplaced``: not sent)."""
+    c = tasks.c
+    succeeded = c.status == TaskStatus.SUCCEED.value
+    rows = conn.execute(
+        sa.select(
+            c.account,
+            sa.func.count(),
+            sa.func.sum(sa.case((succeeded, 1), else_=0)),
+            sa.func.sum(sa.case((succeeded, c.units), else_=None)),
+        )
+        .where(*where)
+        .group_by(c.account)
+    )
+    return {
+        str(account or UNPLACED): AccountFigures(int(n), int(ok or 0), float(u or 0))
+        for account, n, ok, u in sorted(rows, key=lambda r: str(r[0] or "~"))
+    }
 
 
 def cash_by_currency(

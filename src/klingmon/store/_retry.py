@@ -62,6 +62,11 @@ def retry_batch(
         )
         for t in failed
     ]
+    # A retry is a new task (a new external id): any of the batch's accounts.
     return store.tasks.create_batch(
-        name or f"{old.name}-retry", tasks, now_ms, priority=old.priority
+        name or f"{old.name}-retry",
+        tasks,
+        now_ms,
+        priority=old.priority,
+        accounts=old.accounts,
     )

@@ -45,6 +45,8 @@ class NewTask:
     request_hash: str | None = None
     #: A repeat of this succeeded task: stored ``cancelled``, linked, never sent.
     repeat_of: int | None = None
+    #: The account an adopted task is on (None: the batch's accounts decide).
+    account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ class BatchRow:
     max_units: float | None = None
     #: The quote it was stored with (``Quote.to_json()``), when it was quoted.
     quote: dict[str, Any] | None = None
+    #: The accounts its tasks may be sent on; None: the default account alone.
+    accounts: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,9 @@ class TaskRow:
     #: it holds there from submit until it ends.
     pool: str = "legacy"
     slots: int = 1
+    #: The account it is sent on; None while a batch of several accounts has not
+    #: placed it yet (fixed when it is claimed, never changed after).
+    account: str | None = "default"
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -139,6 +146,8 @@ class TaskRef:
     status: TaskStatus
     next_poll_ms: int | None
     kling_updated_ms: int | None
+    #: The account it was sent on.
+    account: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +196,15 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountFigures:
+    """One account's share of a report."""
+
+    tasks: int
+    succeeded: int
+    units: float
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """A batch's (or the whole store's) figures; durations in seconds."""
 
@@ -217,3 +235,6 @@ class Report:
     #: Balance Kling deducted for the finished tasks, by currency (``""`` when it
     #: named none, as legacy answers do); ``units`` is what the packs gave.
     cash: dict[str, float] = field(default_factory=dict)
+    #: Per account the tasks were sent on (``unplaced``: not sent yet, of a batch
+    #: of several): tasks, succeeded ones and the units they were charged.
+    accounts: dict[str, AccountFigures] = field(default_factory=dict)

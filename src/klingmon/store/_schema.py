@@ -63,6 +63,8 @@ batches = sa.Table(
     sa.Column("state", sa.String(24)),
     sa.Column("max_units", sa.Float),
     sa.Column("quote", sa.JSON),
+    # The accounts its tasks may be sent on (migration 0011; None: the default).
+    sa.Column("accounts", sa.JSON),
 )
 
 tasks = sa.Table(
@@ -122,6 +124,9 @@ tasks = sa.Table(
     sa.Column("pool", sa.String(200), nullable=False, server_default="legacy"),
     sa.Column("slots", sa.Integer, nullable=False, server_default="1"),
     sa.Index("ix_tasks_status_pool", "status", "pool", "slots"),
+    # The account it is (or will be) sent on (0011): fixed when it is claimed for
+    # its create and never changed; None while a batch of several waits to place it.
+    sa.Column("account", sa.String(40), server_default="default"),
     sa.Index("ix_tasks_reserved_ms", "reserved_ms"),
     sa.Index("ix_tasks_request_hash", "request_hash"),
     sa.Index("ix_tasks_batch_spend", "batch_id", "spend"),

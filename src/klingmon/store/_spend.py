@@ -16,13 +16,21 @@ import sqlalchemy as sa
 
 from klingmon.domain import BatchState, EventKind, TaskStatus
 from klingmon.errors import StoreError
-from klingmon.policy import Budget, Learned, PriceKey, Spend, fits
+from klingmon.policy import (
+    DEFAULT_ACCOUNT,
+    Budget,
+    Learned,
+    PriceKey,
+    Spend,
+    fits,
+    parse_pool,
+)
 from klingmon.store._prices import load_prices
 from klingmon.store._schema import batches, tasks
 from klingmon.store._writes import record_event
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from klingmon.store._base import UnitOfWork
 
@@ -73,17 +81,23 @@ def _starts(now_ms: int) -> tuple[int, int]:
 
 
 def _account_budgets(
-    conn: sa.Connection, caps: SpendCaps, now_ms: int
+    conn: sa.Connection, caps: SpendCaps, now_ms: int, account: str | None = None
 ) -> list[tuple[str, float, float]]:
+    """The caps of ``caps`` with what counts against each: every task's, or given
+    ``account`` that account's only (named ``NAME daily``)."""
     day_ms, month_ms = _starts(now_ms)
+    scope = [] if account is None else [tasks.c.account == account]
+    prefix = "" if account is None else f"{account} "
     out = []
     for name, cap, since in (
         ("daily", caps.daily, day_ms),
         ("monthly", caps.monthly, month_ms),
     ):
         if cap is not None:
-            spent = conn.scalar(sa.select(_COUNTED).where(tasks.c.reserved_ms >= since))
-            out.append((name, cap, float(spent or 0.0)))
+            spent = conn.scalar(
+                sa.select(_COUNTED).where(tasks.c.reserved_ms >= since, *scope)
+            )
+            out.append((prefix + name, cap, float(spent or 0.0)))
     return out
 
 
@@ -96,6 +110,7 @@ class _Tally:
         batch_ids: set[int],
         caps: SpendCaps,
         now_ms: int,
+        account_caps: Mapping[str, SpendCaps] | None = None,
     ) -> None:
         capped = dict(
             conn.execute(
@@ -116,42 +131,66 @@ class _Tally:
         found = _account_budgets(conn, caps, now_ms)
         self.account = [(name, cap) for name, cap, _ in found]
         self.account_spent = [spent for _, _, spent in found]
+        #: Per named account with caps of its own: [name, cap, spent] of each.
+        self.per_account: dict[str, list[list[Any]]] = {
+            account: [list(b) for b in _account_budgets(conn, own, now_ms, account)]
+            for account, own in (account_caps or {}).items()
+            if own.any
+        }
 
-    def budgets(self, batch_id: int) -> list[tuple[str, Budget]]:
+    def budgets(self, batch_id: int, account: str) -> list[tuple[str, Budget]]:
         out = [
             (name, Budget(cap, spent))
             for (name, cap), spent in zip(self.account, self.account_spent, strict=True)
+        ]
+        out += [
+            (name, Budget(cap, spent))
+            for name, cap, spent in self.per_account.get(account, [])
         ]
         if batch_id in self.caps:
             out.append(("batch", Budget(self.caps[batch_id], self.spent[batch_id])))
         return out
 
-    def take(self, batch_id: int, units: float) -> None:
+    def take(self, batch_id: int, units: float, account: str) -> None:
         self.account_spent = [spent + units for spent in self.account_spent]
+        for budget in self.per_account.get(account, []):
+            budget[2] += units
         if batch_id in self.spent:
             self.spent[batch_id] += units
 
 
-def admit(
+def admit(  # noqa: PLR0917 - the claim's own arguments
     conn: sa.Connection,
     ids: Sequence[int],
     now_ms: int,
     caps: SpendCaps,
+    account_caps: Mapping[str, SpendCaps] | None = None,
+    placed: Mapping[int, str] | None = None,
 ) -> list[int]:
     """The queued tasks of ``ids`` (in order) that may be sent; reserves them.
 
     A task already reserved (its lease lapsed, or Kling answered 1303) holds its
     reservation and goes on. The first that would take a batch, the day or the
-    month over its cap pauses its batch, and its batch sends nothing more.
+    month over its cap (``caps``: over every account; ``account_caps``: over the
+    account the task goes on, its own or its pool in ``placed``) pauses its batch,
+    and its batch sends nothing more.
     """
     if not ids:
         return []
     rows = conn.execute(
-        sa.select(tasks.c.id, tasks.c.batch_id, tasks.c.quoted_units, tasks.c.spend)
+        sa.select(
+            tasks.c.id,
+            tasks.c.batch_id,
+            tasks.c.quoted_units,
+            tasks.c.spend,
+            tasks.c.account,
+            tasks.c.pool,
+        )
         .where(tasks.c.id.in_(ids))
         .order_by(tasks.c.id)
     ).all()
-    tally = _Tally(conn, {r.batch_id for r in rows}, caps, now_ms)
+    tally = _Tally(conn, {r.batch_id for r in rows}, caps, now_ms, account_caps)
+    where = dict(placed or {})
     admitted: list[int] = []
     reserve: list[int] = []
     paused: dict[int, tuple[int, dict[str, Any]]] = {}
@@ -161,11 +200,12 @@ def admit(
         if r.spend == Spend.RESERVED.value:
             admitted.append(r.id)
             continue
-        named = tally.budgets(r.batch_id)
+        account = _account_of(r.account, where.get(r.id))
+        named = tally.budgets(r.batch_id, account)
         if not fits(r.quoted_units, [b for _, b in named]):
             paused[r.batch_id] = (r.id, _why(r.quoted_units, named))
             continue
-        tally.take(r.batch_id, r.quoted_units or 0.0)
+        tally.take(r.batch_id, r.quoted_units or 0.0, account)
         admitted.append(r.id)
         reserve.append(r.id)
     if reserve:
@@ -181,6 +221,14 @@ def admit(
     for batch_id, (task_id, payload) in sorted(paused.items()):
         _pause(conn, batch_id, task_id, now_ms, payload)
     return admitted
+
+
+def _account_of(stored: str | None, placed: str | None) -> str:
+    """The account a task goes on: the pool the claim just placed it in, else its
+    own (``default`` for one stored before accounts)."""
+    if placed is not None:
+        return parse_pool(placed).account
+    return stored or DEFAULT_ACCOUNT
 
 
 def _why(need: float | None, named: list[tuple[str, Budget]]) -> dict[str, Any]:

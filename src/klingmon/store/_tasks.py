@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.errors import NameTakenError, StoreError
-from klingmon.policy import AGING_MS, Verdict, judge
+from klingmon.policy import AGING_MS, Verdict, judge, parse_pool, pool_members
 from klingmon.store import _pools, _priority, _schema
 from klingmon.store._cancel import Cancellation, cancel
 from klingmon.store._convert import (
@@ -82,18 +82,23 @@ class TaskQueue:
         state: str | None = None,
         max_units: float | None = None,
         quote: Mapping[str, Any] | None = None,
+        accounts: Sequence[str] | None = None,
     ) -> BatchRow:
         """Store a batch and all its tasks in one transaction: all or nothing.
 
         ``priority``: higher is sent first (see :meth:`claim_submissions`).
         ``state`` ``awaiting_approval`` holds it (nothing is sent before
         :meth:`Spending.release`); ``max_units`` caps what it may spend; ``quote``
-        is kept beside it for ``status`` and the report.
+        is kept beside it for ``status`` and the report. ``accounts``: the
+        accounts its tasks may be sent on (None: the default account); with
+        several, the claim places each task on the freest (see
+        :meth:`claim_submissions`).
 
         An adopted task (``NewTask.task`` set: ``track``, ``import``) starts where
         Kling says it is, and that status is recorded like any other: an event for
         the hooks and, when it has already succeeded, its files owed.
         """
+        named = sorted(set(accounts)) if accounts else None
         with self._unit.write() as conn:
             if name is None:
                 name = free_name(conn, now_ms)
@@ -109,10 +114,11 @@ class TaskQueue:
                     "state": state,
                     "max_units": max_units,
                     "quote": None if quote is None else dict(quote),
+                    "accounts": named,
                 },
             ).scalar_one()
             rows = [
-                new_task_values(batch_id, seq, new, now_ms)
+                new_task_values(batch_id, seq, new, now_ms, named)
                 for seq, new in enumerate(tasks, start=1)
             ]
             if rows:
@@ -130,6 +136,7 @@ class TaskQueue:
             state=state,
             max_units=max_units,
             quote=None if quote is None else dict(quote),
+            accounts=None if named is None else tuple(named),
         )
 
     def batches(self) -> list[BatchRow]:
@@ -314,6 +321,7 @@ class TaskQueue:
         batch_id: int | None = None,
         aging_ms: int = AGING_MS,
         caps: SpendCaps | None = None,
+        account_caps: Mapping[str, SpendCaps] | None = None,
     ) -> list[TaskRow]:
         """Lease work for the submitter without ever holding more slots in a pool
         than its size, nor exceeding a spending cap.
@@ -339,8 +347,15 @@ class TaskQueue:
         free slots when the batches live workers send are ahead of it; every
         batch's tasks still count against the slots. Queued tasks of a held batch
         (awaiting approval, paused) are not leased; the others are reserved in this
-        same transaction (:func:`klingmon.store._spend.admit`), against ``caps`` and
-        the batch's own cap.
+        same transaction (:func:`klingmon.store._spend.admit`), against ``caps``,
+        the caps of the account it goes on (``account_caps``) and the batch's own.
+
+        A queued task of a batch sent on several accounts waits in their spread
+        pool (``a+b:MODEL/PACK``, :func:`klingmon.policy.spread_pool`); it is leased
+        into the member pool with the most free slots (``pools`` names their
+        sizes), and its ``account`` and ``pool`` are written here, before its create
+        can be sent: a requeue after a 1303 or a crash keeps them, so a task is
+        never sent on two accounts.
         """
         lease_free = sa.or_(
             tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms
@@ -362,9 +377,10 @@ class TaskQueue:
             pick = functools.partial(
                 _priority.pick_queued, conn, now_ms=now_ms, aging_ms=aging_ms
             )
+            placed: dict[int, str] = {}
             if pooled:
                 found = _pick_per_pool(
-                    conn, pick, ready, now_ms, slots, pools or {}, batch_id
+                    conn, pick, ready, now_ms, slots, pools or {}, batch_id, placed
                 )
             else:
                 in_use = conn.execute(
@@ -374,9 +390,11 @@ class TaskQueue:
                 ).scalar_one()
                 room = max(0, slots - in_use)
                 found = pick(room=room, ready=ready, scope=batch_id) if room else []
-            ids += admit(conn, found, now_ms, caps or SpendCaps())
+                placed = _first_members(conn, found)
+            ids += admit(conn, found, now_ms, caps or SpendCaps(), account_caps, placed)
             if not ids:
                 return []
+            _place(conn, {i: placed[i] for i in ids if i in placed})
             claim = (
                 tasks.update()
                 .where(tasks.c.id.in_(ids))
@@ -567,20 +585,72 @@ def _pick_per_pool(  # noqa: PLR0917 - the claim's own arguments
     slots: int,
     sizes: Mapping[str, int],
     batch_id: int | None,
+    placed: dict[int, str],
 ) -> list[int]:
-    """Per pool with queued work, the queued tasks its free slots take, in order."""
-    use = _pools.held(conn, now_ms)
+    """Per pool with queued work, the queued tasks its free slots take, in order.
+
+    The pools of one account go first, then the spread pools, each of whose tasks
+    goes to the member with most free slots (``placed``: task id to that pool).
+    """
+    use = {pool: held for pool, (held, _) in _pools.held(conn, now_ms).items()}
     found: list[int] = []
-    for pool in _pools.queued_needs(conn, batch_id):
-        held, _ = use.get(pool, (0, 0))
-        room = sizes.get(pool, slots) - held
-        if room <= 0 and held:
+    queued = sorted(_pools.queued_needs(conn, batch_id), key=_spread_last)
+    for pool in queued:
+        members = pool_members(pool)
+        free = {m: sizes.get(m, slots) - use.get(m, 0) for m in members}
+        room = sum(max(0, f) for f in free.values())
+        empty = any(not use.get(m, 0) for m in members)
+        if room <= 0 and not empty:
             continue
         picked = pick(
             room=max(1, room), ready=[*ready, tasks.c.pool == pool], scope=batch_id
         )
-        found += _pools.fitting(conn, picked, room, empty=not held)
+        if len(members) == 1:
+            taken = _pools.fitting(conn, picked, room, empty=empty)
+            use[pool] = use.get(pool, 0) + _pools.slots_taken(conn, taken)
+        else:
+            taken = _pools.spread(conn, picked, free, use, placed)
+        found += taken
     return sorted(found)
+
+
+def _spread_last(pool: str) -> tuple[bool, str]:
+    return len(pool_members(pool)) > 1, pool
+
+
+def _first_members(conn: sa.Connection, ids: Sequence[int]) -> dict[int, str]:
+    """Unpooled counting knows no pools to compare: a spread task goes to its
+    first account."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(tasks.c.id, tasks.c.pool).where(
+            tasks.c.id.in_(list(ids)), tasks.c.account.is_(None)
+        )
+    ).all()
+    return {int(i): pool_members(str(p))[0] for i, p in rows}
+
+
+def _place(conn: sa.Connection, placed: Mapping[int, str]) -> None:
+    """Fix each task's account and pool (only one not placed yet: never moved)."""
+    if not placed:
+        return
+    update = (
+        tasks.update()
+        .where(tasks.c.id == sa.bindparam("row_id"), tasks.c.account.is_(None))
+        .values(pool=sa.bindparam("new_pool"), account=sa.bindparam("new_account"))
+    )
+    conn.execute(
+        update,
+        [
+            {
+                "row_id": task_id,
+                "new_pool": pool,
+                "new_account": parse_pool(pool).account,
+            }
+            for task_id, pool in sorted(placed.items())
+        ],
+    )
 
 
 def _record_adopted(

@@ -28,6 +28,7 @@ from klingmon.domain import (
 )
 from klingmon.errors import StoreError
 from klingmon.policy import (
+    DEFAULT_ACCOUNT,
     Transition,
     Verdict,
     consequences,
@@ -35,6 +36,7 @@ from klingmon.policy import (
     pool_of,
     settle,
     slots_of,
+    spread_pool,
 )
 from klingmon.store._convert import (
     COST_COLUMNS,
@@ -86,6 +88,7 @@ def batch_row(m: Mapping[Any, Any]) -> BatchRow:
         state=m.get("state"),
         max_units=m.get("max_units"),
         quote=None if quote is None else dict(quote),
+        accounts=tuple(m["accounts"]) if m.get("accounts") else None,
     )
 
 
@@ -102,8 +105,16 @@ def free_name(conn: sa.Connection, now_ms: int) -> str:
 
 
 def new_task_values(
-    batch_id: int, seq: int, new: NewTask, now_ms: int
+    batch_id: int,
+    seq: int,
+    new: NewTask,
+    now_ms: int,
+    accounts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
+    """A new task's row; its pool is its account's, or the waiting room of the
+    batch's ``accounts`` when they are several (the claim places it)."""
+    names = [new.account] if new.account else list(accounts or [DEFAULT_ACCOUNT])
+    key = pool_of(new.endpoint, new.body)
     external = new.external_task_id or f"km-{batch_id}-{seq}-{secrets.token_hex(4)}"
     values: dict[str, Any] = {
         "batch_id": batch_id,
@@ -141,7 +152,8 @@ def new_task_values(
         "reserved_ms": None,
         "request_hash": new.request_hash,
         "repeat_of": new.repeat_of,
-        "pool": pool_of(new.endpoint, new.body).label,
+        "pool": spread_pool(names, key),
+        "account": names[0] if len(set(names)) == 1 else None,
         "slots": slots_of(new.endpoint, new.body),
     }
     if new.repeat_of is not None:

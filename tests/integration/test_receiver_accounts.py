@@ -1,0 +1,106 @@
+"""The receiver takes callbacks for tasks of every account, each signed with its own
+account's Webhook Secret (the settings hand the receiver all of them).
+
+A real app under uvicorn on loopback, over a store holding one task sent on each of
+two accounts; Kling's signed callbacks apply at once, without a confirming request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import httpx
+from test_store_contract import wire
+
+from klingmon.config import AccountSettings, Secret, Settings
+from klingmon.domain import TaskStatus
+from klingmon.sim import sign_webhook
+from klingmon.store import NewTask, Store
+from klingmon.testing import AppServer
+from klingmon.web import ReceiverSettings, callback_token, create_app
+
+SECRET = b"accounts-receiver-test-secret-0123456789ab"
+V3 = "/text-to-video/kling-3.0"
+
+
+def _whsec(word: str) -> str:
+    return "whsec_" + base64.b64encode(word.encode() * 4).decode()
+
+
+WHSEC = {"default": _whsec("top-account-"), "studio": _whsec("studio-account")}
+
+
+def _signed(row, status: str, whsec: str) -> tuple[bytes, dict[str, str]]:
+    now = int(time.time())
+    raw = json.dumps(
+        {
+            "task_id": row.task_id,
+            "task_status": status,
+            "task_status_msg": "",
+            "updated_at": now * 1000,
+            "task_info": {"external_task_id": row.external_task_id},
+        }
+    ).encode()
+    msg_id = f"msg-{row.id}-{status}"
+    return raw, {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(now),
+        "webhook-signature": sign_webhook(whsec, msg_id, now, raw),
+    }
+
+
+def test_each_account_s_signed_callbacks_apply(tmp_path):
+    settings = Settings(
+        db=str(tmp_path / "k.db"),
+        webhook_secret=Secret(WHSEC["default"]),
+        accounts=(
+            AccountSettings(name="studio", webhook_secret=Secret(WHSEC["studio"])),
+        ),
+    )
+    store = Store.open(settings.db)
+    now_ms = int(time.time() * 1000)
+    store.tasks.create_batch("top", [NewTask(V3, {"prompt": "a"})], now_ms)
+    store.tasks.create_batch(
+        "studio", [NewTask(V3, {"prompt": "b"})], now_ms, accounts=["studio"]
+    )
+    for row in store.tasks.claim_submissions("w", now_ms, 60_000, slots=5):
+        store.tasks.mark_submitting(row.id, now_ms)
+        store.tasks.mark_submitted(
+            row.id, wire(f"k{row.id}", "processing", now_ms), now_ms, now_ms
+        )
+    secrets = settings.webhook_secrets()
+    assert secrets is not None
+    app = create_app(
+        store, secret=SECRET, settings=ReceiverSettings(webhook_secret=secrets.get())
+    )
+    server = AppServer(app)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            studio = next(r for r in store.tasks.tasks() if r.account == "studio")
+            raw, headers = _signed(studio, "succeed", _whsec("nobody-at-all"))
+            token = callback_token(SECRET, studio.external_task_id)
+            forged = http.post(
+                f"/callbacks/kling/{token}", content=raw, headers=headers
+            )
+            assert forged.status_code == 401  # no account's secret signed it
+            assert store.tasks.task(studio.id).status is TaskStatus.PROCESSING
+            for row in store.tasks.tasks():
+                account = row.account or "?"
+                raw, headers = _signed(row, "succeed", WHSEC[account])
+                token = callback_token(SECRET, row.external_task_id)
+                answer = http.post(
+                    f"/callbacks/kling/{token}", content=raw, headers=headers
+                )
+                assert answer.status_code == 200, (account, answer.text)
+    finally:
+        server.stop()
+    rows = store.tasks.tasks()
+    assert {r.account: r.status for r in rows} == {
+        "default": TaskStatus.SUCCEED,
+        "studio": TaskStatus.SUCCEED,
+    }
+    store.close()
