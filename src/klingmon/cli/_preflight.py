@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from klingmon.store import BatchRow, Store
 
 __all__ = [
+    "account_base",
+    "account_keys",
     "check_generations",
     "check_kling",
     "display_url",
@@ -86,20 +88,27 @@ def ensure_name_free(store: Store, name: str, *, option: str = "--batch") -> Non
     raise NameTakenError(f"a batch named {name!r} already exists; {_NOTHING}; {hint}")
 
 
-def open_client(settings: Settings) -> KlingClient:
-    """A client for the check, or ConfigError (exit 2) when credentials are missing."""
+def open_client(settings: Settings, account: str = DEFAULT_ACCOUNT) -> KlingClient:
+    """A client for the check of ``account``, or ConfigError (exit 2) when its
+    credentials are missing."""
     try:
-        keys = settings.credentials()
+        keys = account_keys(settings, account)
         return KlingClient(
             access_key=keys["access_key"],
             secret_key=keys["secret_key"],
             api_key=keys["api_key"],
-            base_url=settings.api_base,
+            base_url=account_base(settings, account),
             timeout=_TIMEOUT,
             retry=_RETRY,
         )
     except ConfigError as exc:
         raise ConfigError(f"{exc.message}; {_NOTHING}") from exc
+
+
+def account_base(settings: Settings, name: str) -> str:
+    """Where account ``name`` is reached: its own ``api_base``, else the top one."""
+    account = None if name == DEFAULT_ACCOUNT else settings.account(name)
+    return (account.api_base if account else None) or settings.api_base
 
 
 def account_keys(settings: Settings, name: str) -> dict[str, str | None]:
@@ -154,15 +163,18 @@ def _check_account(
             raise ConfigError(f"{exc.message}; {_NOTHING}") from exc
 
 
-def check_kling(settings: Settings) -> str | None:
-    """One authenticated list call; raise with exit 3 or 4 if it cannot work.
+def check_kling(settings: Settings, account: str = DEFAULT_ACCOUNT) -> str | None:
+    """One authenticated list call with ``account``'s credentials; raise with exit
+    3 or 4 if it cannot work.
 
     Returns a warning to show when Kling accepted the credentials but said the
     account cannot run tasks now (arrears, depleted pack): creates would be refused,
-    not billed, so storing is still allowed.
+    not billed, so storing is still allowed. A named account is named in each.
     """
-    where = display_url(settings.api_base)
-    with open_client(settings) as client:
+    where = display_url(account_base(settings, account))
+    if account != DEFAULT_ACCOUNT:
+        where = f"{where} (account {account})"
+    with open_client(settings, account) as client:
         try:
             client.list(PREFLIGHT_ENDPOINT, page=1, page_size=1)
         except TransportError as exc:
@@ -199,7 +211,8 @@ def check_kling(settings: Settings) -> str | None:
                     request_id=exc.request_id,
                 ) from exc
             if isinstance(exc, AccountError):
-                return f"Kling says the account cannot run tasks now: {exc.message}"
+                who = "the account" if account == DEFAULT_ACCOUNT else account
+                return f"Kling says {who} cannot run tasks now: {exc.message}"
             # Kling's envelope, credentials passed: a refusal of this one query
             # says nothing against the batch.
             return None

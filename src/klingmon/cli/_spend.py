@@ -16,10 +16,13 @@ from klingmon.cli._account import expiry_lines, packs_table
 from klingmon.cli._app import app
 from klingmon.cli._context import Context, emit_json, get_context, run_async
 from klingmon.domain import BatchState
+from klingmon.engine import Account
 from klingmon.errors import KlingmonError
-from klingmon.policy import with_remaining
+from klingmon.policy import DEFAULT_ACCOUNT, with_remaining
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from klingmon.api import TaskRequest
     from klingmon.policy import AccountFigures, Quote
 
@@ -58,10 +61,49 @@ def ask_account(context: Context) -> tuple[AccountFigures | None, str | None]:
     return monitor.account.latest(), None
 
 
-def remaining_units(context: Context) -> tuple[float | None, str | None]:
-    """Units left in the account's online packs, or None and why not."""
-    figures, why = ask_account(context)
-    return (None, why) if figures is None else (figures.remaining, None)
+def _ask_named(context: Context, name: str) -> tuple[float | None, str | None]:
+    """Units left in named account ``name``'s online packs, or None and why not.
+
+    Asked on a client of its own and not kept: ``status`` and the dashboard show
+    the default account's packs.
+    """
+    runtime = context.runtime()
+    try:
+        client = runtime.account_client(name)
+    except KlingmonError as exc:
+        return None, exc.message
+    account = Account(clock=runtime.clock)
+
+    async def ask() -> AccountFigures:
+        try:
+            return await account.refresh(client)
+        finally:
+            await client.aclose()
+
+    try:
+        figures = run_async(ask())
+    except KlingmonError as exc:
+        logger.info("quote.no_costs", extra={"error": type(exc).__name__})
+        return None, f"account {name}: {exc.message}"
+    return figures.remaining, None
+
+
+def remaining_units(
+    context: Context, accounts: Sequence[str] = (DEFAULT_ACCOUNT,)
+) -> tuple[float | None, str | None]:
+    """Units left in the online packs of ``accounts`` together, or None and why
+    not (one account that cannot say leaves the sum unknown)."""
+    total = 0.0
+    for name in accounts:
+        if name == DEFAULT_ACCOUNT:
+            figures, why = ask_account(context)
+            remaining = None if figures is None else figures.remaining
+        else:
+            remaining, why = _ask_named(context, name)
+        if remaining is None:
+            return None, why
+        total += remaining
+    return total, None
 
 
 def say_packs(context: Context, figures: AccountFigures) -> None:
@@ -81,13 +123,13 @@ def say_expiring(context: Context, figures: AccountFigures | None = None) -> Non
 
 
 def quote_of(
-    context: Context, requests: list[TaskRequest], *, account: bool
+    context: Context, requests: list[TaskRequest], *, accounts: Sequence[str]
 ) -> tuple[Quote, str | None]:
-    """The requests' quote; with ``account``, the packs' remaining units in it."""
+    """The requests' quote; with ``accounts``, their packs' remaining units in it."""
     quote = context.monitor().quote(requests)
-    if not account:
+    if not accounts:
         return quote, None
-    remaining, why = remaining_units(context)
+    remaining, why = remaining_units(context, accounts)
     return with_remaining(quote, remaining), why
 
 
@@ -169,7 +211,11 @@ def quote(
     """
     context = get_context(ctx)
     rows = read_batch_file(file, endpoint=endpoint)
-    found, why = quote_of(context, [r.request for r in rows], account=account)
+    found, why = quote_of(
+        context,
+        [r.request for r in rows],
+        accounts=[DEFAULT_ACCOUNT] if account else [],
+    )
     if as_json:
         emit_json(found.to_json() | ({"remaining_error": why} if why else {}))
         return

@@ -159,10 +159,13 @@ def submit(
     _say_lines(context, (w for r in rows for w in _warned(r.warning_lines(str(file)))))
     endpoints = [r.request.endpoint_path() for r in rows]
     store = context.store()
+    accounts = sorted(set(account or [DEFAULT_ACCOUNT]))
     if dry_run:
-        unreachable = _say_if_unreachable(context, endpoints)
+        unreachable = _say_if_unreachable(context, endpoints, accounts)
         quote, why = quote_of(
-            context, [r.request for r in rows], account=unreachable is None
+            context,
+            [r.request for r in rows],
+            accounts=accounts if unreachable is None else [],
         )
         if not as_json:
             say_quote(context, quote, why=why)
@@ -180,17 +183,15 @@ def submit(
         return
     if batch is not None:
         ensure_name_free(store, batch)
-    accounts = sorted(set(account or [DEFAULT_ACCOUNT]))
     check_generations(
         context.settings,
         endpoints,
         stored_later=not (watch or preflight),
         accounts=accounts,
     )
-    if accounts == [DEFAULT_ACCOUNT]:
-        _check_before_storing(context, watch=watch, preflight=preflight)
-        if preflight:
-            _account_preflight(context, [r.request for r in rows], force=force)
+    _check_before_storing(context, accounts, watch=watch, preflight=preflight)
+    if preflight:
+        _account_preflight(context, [r.request for r in rows], accounts, force=force)
     others = unsent_lines(store)
     stored = context.monitor().submit(
         (r.request for r in rows),
@@ -216,18 +217,28 @@ def submit(
 
 
 def _account_preflight(
-    context: Context, requests: list[TaskRequest], *, force: bool
+    context: Context,
+    requests: list[TaskRequest],
+    accounts: list[str],
+    *,
+    force: bool,
 ) -> None:
     """The packs' remaining units must cover the quote (when Kling says them;
-    ``force``: not asked); a pack about to expire with units left is pointed out."""
+    ``force``: not asked); a pack about to expire with units left is pointed out.
+    A batch on several accounts is covered by what their packs have together."""
     if force:
         say_expiring(context)
         return
-    quote, _ = quote_of(context, requests, account=True)
+    quote, _ = quote_of(context, requests, accounts=accounts)
     say_expiring(context)
     if quote.covered is False:
+        whose = (
+            "the packs"
+            if accounts == [DEFAULT_ACCOUNT]
+            else ("the packs of " + ", ".join(accounts))
+        )
         raise UsageError(
-            f"the batch is quoted at {quote.units:g} units but the packs have "
+            f"the batch is quoted at {quote.units:g} units but {whose} have "
             f"{quote.remaining:g} left; nothing was stored (--force stores it anyway)"
         )
 
@@ -236,10 +247,14 @@ def _warned(lines: Iterable[str]) -> Iterable[str]:
     return (f"Warning: {line}" for line in lines)
 
 
-def _say_if_unreachable(context: Context, endpoints: list[str]) -> str | None:
+def _say_if_unreachable(
+    context: Context, endpoints: list[str], accounts: list[str]
+) -> str | None:
     """A dry run sends nothing, but says when these credentials could not send it."""
     try:
-        check_generations(context.settings, endpoints, stored_later=True)
+        check_generations(
+            context.settings, endpoints, stored_later=True, accounts=accounts
+        )
     except ConfigError as exc:
         message = exc.message.removesuffix("; nothing was stored")
         context.err.print(f"Error: {message}", markup=False, soft_wrap=True)
@@ -297,12 +312,18 @@ def _say_dry_run(
         raise typer.Exit(ExitCode.USAGE)
 
 
-def _check_before_storing(context: Context, *, watch: bool, preflight: bool) -> None:
-    """Credentials first (exit 2, none stored), then the preflight's one list call."""
+def _check_before_storing(
+    context: Context, accounts: list[str], *, watch: bool, preflight: bool
+) -> None:
+    """Credentials first (exit 2, none stored), then the preflight's one list call,
+    for every account the batch may be sent on."""
     if watch or preflight:
-        open_client(context.settings).close()
-    if preflight:
-        warning = check_kling(context.settings)
+        for name in accounts:
+            open_client(context.settings, name).close()
+    if not preflight:
+        return
+    for name in accounts:
+        warning = check_kling(context.settings, name)
         if warning:
             context.err.print(
                 f"Warning: {escape(warning)}", highlight=False, soft_wrap=True
