@@ -216,13 +216,43 @@ def test_an_account_s_own_cap_pauses_only_what_goes_on_it(store: Store):
     assert [c["cap"] for c in budget.payload["caps"]] == ["a daily"]
 
 
-def test_a_spread_task_counts_against_the_account_it_is_placed_on(store: Store):
-    """A batch on a and b where a may spend 1 unit: the claim places tasks on both;
-    the second one placed on a is over a's cap and pauses the batch."""
-    priced = [NewTask(V3, {"prompt": f"p{i}"}, quoted_units=1.0) for i in range(6)]
+def test_a_spread_task_goes_to_an_account_that_can_pay_for_it(store: Store):
+    """A batch on a and b where a may spend 1 unit more today: one task goes on a,
+    the others on b while b has slots; the batch is not held, and what is left
+    waits unplaced for b's next free slot."""
+    priced = [NewTask(V3, {"prompt": f"p{i}"}, quoted_units=1.0) for i in range(8)]
     both = store.tasks.create_batch("both", priced, T0, accounts=["a", "b"])
     rows = claim(store, T0, account_caps={"a": SpendCaps(daily=1.0)})
-    assert Counter(r.account for r in rows)["a"] == 1
-    assert store.tasks.batch(both.id).state == "paused_budget"
+    assert Counter(r.account for r in rows) == {"a": 1, "b": 5}
+    assert store.tasks.batch(both.id).state is None
     unsent = [r for r in store.tasks.tasks(both.id) if r.id not in {x.id for x in rows}]
+    assert len(unsent) == 2
     assert all(r.account is None for r in unsent)  # not placed: nothing was sent
+
+
+def test_an_account_s_own_batch_leaves_its_budget_to_nobody_else(store: Store):
+    """Account a may spend 2 units: a batch on a alone takes them in the same claim,
+    so the spread batch's tasks all go on b."""
+    priced = [NewTask(V3, {"prompt": f"p{i}"}, quoted_units=1.0) for i in range(2)]
+    store.tasks.create_batch("on a", priced, T0, accounts=["a"])
+    spread = [NewTask(V26, {"prompt": f"s{i}"}, quoted_units=1.0) for i in range(3)]
+    both = store.tasks.create_batch("both", spread, T0, accounts=["a", "b"])
+    rows = claim(store, T0, account_caps={"a": SpendCaps(daily=2.0)})
+    assert Counter(r.account for r in rows if r.batch_id == both.id) == {"b": 3}
+    assert Counter(r.account for r in rows if r.batch_id != both.id) == {"a": 2}
+    assert store.tasks.batch(both.id).state is None
+
+
+def test_a_spread_batch_no_account_can_pay_for_is_held(store: Store):
+    """a may spend 1 unit, b 2: three tasks go out, the fourth fits no budget and
+    holds the batch (a budget event names the cap), nothing more is placed."""
+    priced = [NewTask(V3, {"prompt": f"p{i}"}, quoted_units=1.0) for i in range(6)]
+    both = store.tasks.create_batch("both", priced, T0, accounts=["a", "b"])
+    caps = {"a": SpendCaps(daily=1.0), "b": SpendCaps(daily=2.0)}
+    rows = claim(store, T0, account_caps=caps)
+    assert Counter(r.account for r in rows) == {"a": 1, "b": 2}
+    assert store.tasks.batch(both.id).state == "paused_budget"
+    (budget,) = [e for e in store.outbox.events(batch_id=both.id) if e.kind == "budget"]
+    assert {c["cap"] for c in budget.payload["caps"]} <= {"a daily", "b daily"}
+    unsent = [r for r in store.tasks.tasks(both.id) if r.id not in {x.id for x in rows}]
+    assert all(r.account is None for r in unsent)

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from klingmon.domain import IN_FLIGHT, TaskStatus
-from klingmon.policy import pool_members
+from klingmon.policy import Spend, parse_pool, pool_members
 from klingmon.store._schema import tasks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "Placing",
     "PoolFigure",
     "PoolUse",
     "fitting",
@@ -29,6 +30,7 @@ __all__ = [
     "queued_needs",
     "slots_taken",
     "spread",
+    "units_to_reserve",
 ]
 
 _QUEUED = TaskStatus.QUEUED.value
@@ -145,36 +147,88 @@ def slots_taken(conn: sa.Connection, ids: Sequence[int]) -> int:
     return int(total or 0)
 
 
+@dataclass(slots=True)
+class Placing:
+    """What the claim's spread keeps between pools: where each task went, and the
+    units each account with caps of its own may still reserve."""
+
+    #: Task id to the member pool it goes in (``NAME:MODEL/PACK``).
+    placed: dict[int, str]
+    #: Account to units left under its own caps (an account not here has none).
+    room: dict[str, float]
+
+    def affords(self, pool: str, units: float | None) -> bool:
+        """Whether ``pool``'s account can pay ``units`` (unknown: only uncapped)."""
+        left = self.room.get(parse_pool(pool).account)
+        if left is None:
+            return True
+        return units is not None and units <= left + 1e-9
+
+    def place(self, task_id: int, pool: str, units: float | None) -> None:
+        self.placed[task_id] = pool
+        self.spend(pool, units or 0.0)
+
+    def spend(self, pool: str, units: float) -> None:
+        """``units`` more reserved on ``pool``'s account in this claim."""
+        account = parse_pool(pool).account
+        if account in self.room:
+            self.room[account] -= units
+
+
+def units_to_reserve(conn: sa.Connection, ids: Sequence[int]) -> float:
+    """The quoted units of those of ``ids`` not reserved yet (a task requeued after
+    a 1303 holds its reservation already)."""
+    if not ids:
+        return 0.0
+    total = conn.execute(
+        sa.select(sa.func.sum(tasks.c.quoted_units)).where(
+            tasks.c.id.in_(list(ids)),
+            sa.or_(tasks.c.spend.is_(None), tasks.c.spend != Spend.RESERVED.value),
+        )
+    ).scalar()
+    return float(total or 0.0)
+
+
 def spread(
     conn: sa.Connection,
     ids: Sequence[int],
     free: dict[str, int],
     use: dict[str, int],
-    placed: dict[int, str],
+    placing: Placing,
 ) -> list[int]:
     """The first of ``ids`` (in their order) that fit in some member pool, each
-    put (``placed``) in the member with most free slots (``free``, then the lower
-    share held, then the label); ``free`` and ``use`` count what is placed.
+    put in the member with most free slots (``free``, then the lower share held,
+    then the label) among those whose account can pay its quote; ``free`` and
+    ``use`` count what is placed.
 
     As in :func:`fitting`, the walk stops at the first task no member has room
-    for, and an empty member takes one whatever its slots.
+    for (or none that can pay for it), and an empty member takes one whatever its
+    slots. A task no member's account can pay for still goes to the freest: the
+    claim's spend check then holds its batch, naming the caps.
     """
     if not ids:
         return []
-    need = dict(
-        conn.execute(
-            sa.select(tasks.c.id, tasks.c.slots).where(tasks.c.id.in_(list(ids)))
+    need = {
+        int(i): (max(1, int(n or 1)), q)
+        for i, n, q in conn.execute(
+            sa.select(tasks.c.id, tasks.c.slots, tasks.c.quoted_units).where(
+                tasks.c.id.in_(list(ids))
+            )
         ).all()
-    )
+    }
     taken: list[int] = []
     for task_id in ids:
-        slots = max(1, int(need.get(task_id, 1)))
+        slots, units = need.get(task_id, (1, None))
         fits = [m for m in free if free[m] >= slots or not use.get(m, 0)]
         if not fits:
             break
-        size = {m: free[m] + use.get(m, 0) for m in fits}
-        best = min(fits, key=lambda m: (-free[m], use.get(m, 0) / max(1, size[m]), m))
-        placed[task_id] = best
+        payers = [m for m in free if placing.affords(m, units)]
+        paid = [m for m in fits if m in payers] if payers else fits
+        if not paid:  # an account that can pay has no slot yet: wait for it
+            break
+        size = {m: free[m] + use.get(m, 0) for m in paid}
+        best = min(paid, key=lambda m: (-free[m], use.get(m, 0) / max(1, size[m]), m))
+        placing.place(task_id, best, units)
         free[best] -= slots
         use[best] = use.get(best, 0) + slots
         taken.append(task_id)

@@ -34,7 +34,14 @@ if TYPE_CHECKING:
 
     from klingmon.store._base import UnitOfWork
 
-__all__ = ["HELD_BATCHES", "SpendCaps", "SpendSummary", "Spending", "admit"]
+__all__ = [
+    "HELD_BATCHES",
+    "SpendCaps",
+    "SpendSummary",
+    "Spending",
+    "account_room",
+    "admit",
+]
 
 #: Batches none of whose queued tasks may be sent (awaiting approval, paused).
 HELD_BATCHES = sa.select(batches.c.id).where(batches.c.state.is_not(None))
@@ -99,6 +106,19 @@ def _account_budgets(
             )
             out.append((prefix + name, cap, float(spent or 0.0)))
     return out
+
+
+def account_room(
+    conn: sa.Connection, account_caps: Mapping[str, SpendCaps] | None, now_ms: int
+) -> dict[str, float]:
+    """Units each account with caps of its own may still reserve now: the least
+    any of its caps leaves (an account not named has no cap of its own)."""
+    room: dict[str, float] = {}
+    for account, own in (account_caps or {}).items():
+        if own.any:
+            found = _account_budgets(conn, own, now_ms, account)
+            room[account] = min(cap - spent for _, cap, spent in found)
+    return room
 
 
 class _Tally:

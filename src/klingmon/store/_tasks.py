@@ -30,7 +30,7 @@ from klingmon.store._pools import PoolUse
 from klingmon.store._refs import MATCH, task_ref
 from klingmon.store._rows import BatchRow, Change, TaskRef, TaskRow
 from klingmon.store._schema import batches, tasks
-from klingmon.store._spend import HELD_BATCHES, SpendCaps, admit
+from klingmon.store._spend import HELD_BATCHES, SpendCaps, account_room, admit
 from klingmon.store._writes import (
     QUEUED_STATES,
     Pending,
@@ -379,8 +379,16 @@ class TaskQueue:
             )
             placed: dict[int, str] = {}
             if pooled:
+                budget = account_room(conn, account_caps, now_ms)
                 found = _pick_per_pool(
-                    conn, pick, ready, now_ms, slots, pools or {}, batch_id, placed
+                    conn,
+                    pick,
+                    ready,
+                    now_ms,
+                    slots,
+                    pools or {},
+                    batch_id,
+                    _pools.Placing(placed, budget),
                 )
             else:
                 in_use = conn.execute(
@@ -585,12 +593,13 @@ def _pick_per_pool(  # noqa: PLR0917 - the claim's own arguments
     slots: int,
     sizes: Mapping[str, int],
     batch_id: int | None,
-    placed: dict[int, str],
+    placing: _pools.Placing,
 ) -> list[int]:
     """Per pool with queued work, the queued tasks its free slots take, in order.
 
     The pools of one account go first, then the spread pools, each of whose tasks
-    goes to the member with most free slots (``placed``: task id to that pool).
+    goes to the member with most free slots whose account can still pay for it
+    (``placing``: where each went, and what each account may still reserve).
     """
     use = {pool: held for pool, (held, _) in _pools.held(conn, now_ms).items()}
     found: list[int] = []
@@ -608,8 +617,10 @@ def _pick_per_pool(  # noqa: PLR0917 - the claim's own arguments
         if len(members) == 1:
             taken = _pools.fitting(conn, picked, room, empty=empty)
             use[pool] = use.get(pool, 0) + _pools.slots_taken(conn, taken)
+            if placing.room:  # what the account's own tasks take, spread ones see
+                placing.spend(pool, _pools.units_to_reserve(conn, taken))
         else:
-            taken = _pools.spread(conn, picked, free, use, placed)
+            taken = _pools.spread(conn, picked, free, use, placing)
         found += taken
     return sorted(found)
 
