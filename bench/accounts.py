@@ -14,16 +14,13 @@ The target: the two accounts finish in at most 55 % of one account's makespan
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import logging
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
+from bench._results import budget_from, save
 from bench.harness import _guarded, _inline_threadpool
 from bench.pools import weighted_greedy
 from bench.vtime import LoopClock, run_virtual
@@ -35,7 +32,6 @@ from klingmon.sim import DEFAULT_NEW_MODELS, Faults, SimAccounts, SimConfig
 
 __all__ = ["ACCOUNTS", "main", "run"]
 
-RESULTS = Path(__file__).parent / "results"
 ENDPOINT = "/text-to-video/kling-3.0"
 POOL = "kling-3.0/video"
 TASKS = 400
@@ -242,17 +238,8 @@ def _yes(ok: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.accounts")
-    parser.add_argument("--budget", type=float, default=600.0, help="wall s per run")
-    args = parser.parse_args(argv)
-    warnings.simplefilter("ignore")
-    logging.disable(logging.WARNING)
-    rows = run(args.budget)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "accounts.json").write_text(json.dumps(rows, indent=2) + "\n")
-    table = markdown(rows)
-    (RESULTS / "accounts.md").write_text(table)
-    print(table)
+    rows = run(budget_from("python -m bench.accounts", argv))
+    save("accounts", rows, markdown(rows))
     return 0
 
 

@@ -16,20 +16,17 @@ Writes ``bench/results/pools.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import heapq
-import json
-import logging
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench._results import budget_from, save
 from bench.harness import (
     RECEIVER_URL,
     _guarded,
@@ -47,7 +44,6 @@ from klingmon.sim import DEFAULT_NEW_MODELS, Faults, SimConfig, Simulator
 
 __all__ = ["POOLS", "Kind", "main", "run"]
 
-RESULTS = Path(__file__).parent / "results"
 _SECRET = "klingmon-bench-callback-secret-0123456789"  # noqa: S105 - simulated
 
 
@@ -321,17 +317,8 @@ def _yes(ok: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pools")
-    parser.add_argument("--budget", type=float, default=600.0, help="wall s per run")
-    args = parser.parse_args(argv)
-    warnings.simplefilter("ignore")
-    logging.disable(logging.WARNING)
-    rows = run(args.budget)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pools.json").write_text(json.dumps(rows, indent=2) + "\n")
-    table = markdown(rows)
-    (RESULTS / "pools.md").write_text(table)
-    print(table)
+    rows = run(budget_from("python -m bench.pools", argv))
+    save("pools", rows, markdown(rows))
     return 0
 
 
