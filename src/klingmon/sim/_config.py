@@ -171,6 +171,10 @@ class SimConfig:
     #: stream of the task's own, keyed by its prompt (or whole body), so a task
     #: lives alike whatever order, and interleaving across pools, it is sent in.
     draws: Literal["order", "prompt"] = "order"
+    #: With ``draws`` prompt: the seed of those streams (default: ``seed``). Accounts
+    #: of :class:`~klingmon.sim.SimAccounts` need seeds of their own (their task ids
+    #: differ); given one ``draws_seed``, a prompt lives alike on each.
+    draws_seed: int | None = None
 
     def __post_init__(self) -> None:
         if min(self.media_size, self.media_chunk_delay, self.media_cut) < 0:

@@ -645,7 +645,12 @@ class Simulator:
         key = body.get("prompt")
         if not isinstance(key, str):
             key = json.dumps(body, sort_keys=True, default=str)
-        return random.Random(f"{self.config.seed}:{stream}:{key}")
+        seed = (
+            self.config.seed
+            if self.config.draws_seed is None
+            else self.config.draws_seed
+        )
+        return random.Random(f"{seed}:{stream}:{key}")
 
     def _plan_callbacks(self, task: SimTask) -> None:
         if not task.callback_url:

@@ -55,3 +55,13 @@ async def test_prompt_draws_follow_the_task_not_the_order(connect, clock):
     by_order = await _lives(connect, clock, PROMPTS, faults=faults)
     by_order_back = await _lives(connect, clock, PROMPTS[::-1], faults=faults)
     assert by_order != by_order_back
+
+
+async def test_one_draws_seed_gives_every_account_the_same_lives(connect, clock):
+    """Two accounts (seeds of their own, for distinct ids) sharing ``draws_seed``
+    give a prompt the same life; without it, each seed draws its own."""
+    one = await _lives(connect, clock, PROMPTS, draws="prompt", seed=1, draws_seed=7)
+    two = await _lives(connect, clock, PROMPTS, draws="prompt", seed=2, draws_seed=7)
+    assert one == two
+    apart = await _lives(connect, clock, PROMPTS, draws="prompt", seed=2)
+    assert apart != one
