@@ -23,6 +23,7 @@ from klingmon.sim import DEFAULT_NEW_MODELS, Faults, SimConfig
 
 __all__ = [
     "ENDPOINTS",
+    "FULL_ONLY",
     "GENERATIONS",
     "LEGACY",
     "NEW",
@@ -163,6 +164,10 @@ WORKLOADS = (
         "20 slots / 400 tasks in 8 batches", 20, 400, arrivals=8, arrival_gap_s=600.0
     ),
 )
+
+#: Left to ``make bench-full`` (``bench.run --full``): the 500-slot workload's rows
+#: alone take longer on 2 cores than the rest of ``make bench`` (BENCHMARKS.md).
+FULL_ONLY = (WORKLOADS[4],)
 
 
 def body(prompt: str) -> dict[str, Any]:

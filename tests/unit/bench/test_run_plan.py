@@ -1,0 +1,66 @@
+"""``bench.run``: rows and curve points in one pool; 500-slot rows left to --full."""
+
+from __future__ import annotations
+
+from bench import report
+from bench.harness import ENGINE_SETTINGS
+from bench.run import CONTENDERS, _job, curve_plan, estimate, run_virtual
+from bench.workloads import FULL_ONLY, WORKLOADS, Workload
+
+from klingmon.policy import SchedulePolicy
+
+TINY = Workload("2 slots / 6 tasks", 2, 6, seed=3)
+
+
+def test_a_row_after_a_curve_point_runs_on_the_default_schedule() -> None:
+    """A pool worker reuses its process: a curve point's ``request_cost`` must not
+    leak into the next row it runs (the figures would silently change)."""
+    alone = _job(TINY, "klingmon", "polling", 60)["figures"]
+    _job(TINY, "klingmon", "polling", 60, request_cost=0.3)
+    assert ENGINE_SETTINGS["schedule"] == SchedulePolicy(request_cost=0.3)
+    after = _job(TINY, "klingmon", "polling", 60)["figures"]
+    assert "schedule" not in ENGINE_SETTINGS
+    wall = {"wall_s", "job_wall_s"}
+    assert {k: v for k, v in after.items() if k not in wall} == {
+        k: v for k, v in alone.items() if k not in wall
+    }
+
+
+def test_rows_and_points_come_back_in_table_order_with_skipped_rows_saying_why() -> (
+    None
+):
+    skipped = Workload("3 slots / 9 tasks", 3, 9, seed=3)
+    virtual, curve = run_virtual(
+        (TINY,), 2, 60, ("legacy",), curve=(TINY,), skipped=(skipped,)
+    )
+    legacy = [c for c in CONTENDERS if c[2] == "legacy"]
+    assert [(r["workload"], r["contender"], r["mode"]) for r in virtual] == [
+        (w.name, c, m) for w in (TINY, skipped) for c, m, _ in legacy
+    ]
+    assert [r["request_cost"] for r in curve] == [0.3, 3.0]
+    left = [r["figures"] for r in virtual if r["workload"] == skipped.name]
+    assert all(f["not_run"] and "make bench-full" in f["why_not"] for f in left)
+    done = [r["figures"] for r in virtual if r["workload"] == TINY.name]
+    assert [f["finished"] for f in done] == [False, True, True, True]
+
+
+def test_a_row_left_to_bench_full_shows_its_targets_as_not_measured() -> None:
+    """The issue: where a target is not met the table says so; a row not run in
+    make bench must not just vanish from the targets."""
+    skipped = FULL_ONLY[0]
+    virtual, _ = run_virtual((), 1, 60, skipped=(skipped,))
+    found = report.targets({"virtual": virtual})
+    names = [t["target"] for t in found]
+    assert any(n.startswith(f"{skipped.name}, polling") for n in names)
+    assert any(n.startswith(f"{skipped.name}, callbacks") for n in names)
+    assert any(n.startswith(f"{skipped.name}, new generation") for n in names)
+    assert all(t["met"] is None and "make bench-full" in t["figure"] for t in found)
+
+
+def test_the_costliest_runs_are_started_first() -> None:
+    """Longest processing time first: the big rows do not end the run alone."""
+    jobs = [(w, "klingmon", "polling", None) for w in WORKLOADS]
+    jobs += curve_plan(WORKLOADS[:1])
+    costs = sorted(jobs, key=lambda j: -estimate(j))
+    assert costs[0][0].tasks == max(w.tasks for w in WORKLOADS)
+    assert estimate((TINY, "seed", "polling", None)) == 0.0
