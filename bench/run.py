@@ -9,13 +9,14 @@ that nothing else competes with them for the CPU.
     python -m bench.run --only virtual  # or store, carry, ingest, serve, fleet
                                         # (comma-separated; to results/partial.*)
     python -m bench.run --generations legacy   # leave out the new-generation rows
-    python -m bench.run --full          # also the 500-slot rows (make bench-full)
+    python -m bench.run --full          # every row, the 500-slot ones too (bench-full)
 
 klingmon runs every virtual workload on both API generations (the same prompts and
 task durations); the baselines speak only the legacy one. The virtual rows and the
 curve's points share one pool, costliest first, so that no core idles between them.
-Without ``--full`` the 500-slot workload's rows are "not run" rows saying so: they
-alone take longer than the rest of ``make bench`` (BENCHMARKS.md, "Run time").
+Without ``--full`` the rows ``bench.workloads.full_only`` names (the 500-slot
+workload's, which alone take longer than the rest, and the mix's and the arriving
+batches' beyond their curve) are "not run" rows saying so (BENCHMARKS.md, "Run time").
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ from typing import Any
 from bench import fleet, realtime, report, serve_load
 from bench.harness import ENGINE_SETTINGS, run_contender
 from bench.workloads import (
-    FULL_ONLY,
     GENERATIONS,
     LEGACY,
     NEW,
     QUICK,
     WORKLOADS,
     Workload,
+    full_only,
     not_run,
 )
 from klingmon.policy import SchedulePolicy
@@ -163,19 +164,19 @@ def run_virtual(
     generations: tuple[str, ...] = GENERATIONS,
     *,
     curve: tuple[Workload, ...] = (),
-    skipped: tuple[Workload, ...] = (),
+    full: bool = True,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows in table order, the curve's points): the rows of ``workloads`` and the
-    curve of ``curve`` in one pool; ``skipped`` workloads' rows are "not run" rows
-    naming ``make bench-full``."""
+    curve of ``curve`` in one pool. Unless ``full``, the rows :func:`full_only`
+    names are "not run" rows naming ``make bench-full``."""
     rows = plan(workloads, generations)
-    order = {_key(*p): i for i, p in enumerate(plan(workloads + skipped, generations))}
-    results = run_jobs(
-        [(w, c, m, None) for w, c, m in rows] + curve_plan(curve), jobs, budget
-    )
+    order = {_key(*p): i for i, p in enumerate(rows)}
+    left = [] if full else [r for r in rows if full_only(*r)]
+    todo = [(w, c, m, None) for w, c, m in rows if (w, c, m) not in left]
+    results = run_jobs(todo + curve_plan(curve), jobs, budget)
     virtual = [r for r in results if r["request_cost"] is None]
     points = [r for r in results if r["request_cost"] is not None]
-    for w, c, m in plan(skipped, generations):
+    for w, c, m in left:
         figures = not_run(w, "left to make bench-full (python -m bench.run --full)")
         figures["job_wall_s"] = 0.0
         virtual.append(
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--full",
         action="store_true",
-        help="also the 500-slot rows (make bench-full); without it they are not run",
+        help="every row (make bench-full); without it bench.workloads.full_only's"
+        " rows are not run",
     )
     args = parser.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -279,17 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         names = ("virtual", "curve")
         print(" and ".join(n for n in names if n in only) + ":", flush=True)
         workloads = QUICK if args.quick else WORKLOADS
-        skipped = () if args.quick or args.full else FULL_ONLY
-        rows = tuple(w for w in workloads if w not in skipped)
-        small = workloads if args.quick else tuple(w for w in rows if w.tasks <= 2_000)
+        small = tuple(w for w in workloads if w.tasks <= 2_000)
         budget = args.budget or (60.0 if args.quick else 2400.0)
         virtual, curve = run_virtual(
-            rows if "virtual" in only else (),
+            workloads if "virtual" in only else (),
             args.jobs,
             budget,
             generations,
             curve=small if "curve" in only else (),
-            skipped=skipped if "virtual" in only else (),
+            full=args.full or args.quick,
         )
         if "virtual" in only:
             data["virtual"] = virtual

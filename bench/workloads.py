@@ -23,7 +23,6 @@ from klingmon.sim import DEFAULT_NEW_MODELS, Faults, SimConfig
 
 __all__ = [
     "ENDPOINTS",
-    "FULL_ONLY",
     "GENERATIONS",
     "LEGACY",
     "NEW",
@@ -31,6 +30,7 @@ __all__ = [
     "WORKLOADS",
     "Workload",
     "body",
+    "full_only",
     "ideal_makespan",
     "not_run",
     "percentile",
@@ -165,9 +165,21 @@ WORKLOADS = (
     ),
 )
 
-#: Left to ``make bench-full`` (``bench.run --full``): the 500-slot workload's rows
-#: alone take longer on 2 cores than the rest of ``make bench`` (BENCHMARKS.md).
-FULL_ONLY = (WORKLOADS[4],)
+
+def full_only(workload: Workload, contender: str, mode: str) -> bool:
+    """Whether this row is left to ``make bench-full`` (``bench.run --full``).
+
+    Every row of the 500-slot workload (alone longer on 2 cores than the rest of
+    ``make bench``), and the Kling 3.0 mix's and the arriving batches' rows beyond
+    their curve's (klingmon polling on the legacy generation, and (b)): the run
+    times are in BENCHMARKS.md, "Run time".
+    """
+    if workload.slots >= 500:
+        return True
+    if workload.mix or workload.arrivals > 1:
+        legacy_polling = mode == "polling" and workload.generation == LEGACY
+        return contender == "klingmon" and not legacy_polling
+    return False
 
 
 def body(prompt: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench import report
 from bench.harness import ENGINE_SETTINGS
 from bench.run import CONTENDERS, _job, curve_plan, estimate, run_virtual
-from bench.workloads import FULL_ONLY, WORKLOADS, Workload
+from bench.workloads import WORKLOADS, Workload, full_only
 
 from klingmon.policy import SchedulePolicy
 
@@ -29,9 +29,9 @@ def test_a_row_after_a_curve_point_runs_on_the_default_schedule() -> None:
 def test_rows_and_points_come_back_in_table_order_with_skipped_rows_saying_why() -> (
     None
 ):
-    skipped = Workload("3 slots / 9 tasks", 3, 9, seed=3)
+    skipped = Workload("3 slots / 9 tasks", 500, 9, seed=3)
     virtual, curve = run_virtual(
-        (TINY,), 2, 60, ("legacy",), curve=(TINY,), skipped=(skipped,)
+        (TINY, skipped), 2, 60, ("legacy",), curve=(TINY,), full=False
     )
     legacy = [c for c in CONTENDERS if c[2] == "legacy"]
     assert [(r["workload"], r["contender"], r["mode"]) for r in virtual] == [
@@ -47,14 +47,34 @@ def test_rows_and_points_come_back_in_table_order_with_skipped_rows_saying_why()
 def test_a_row_left_to_bench_full_shows_its_targets_as_not_measured() -> None:
     """The issue: where a target is not met the table says so; a row not run in
     make bench must not just vanish from the targets."""
-    skipped = FULL_ONLY[0]
-    virtual, _ = run_virtual((), 1, 60, skipped=(skipped,))
+    skipped = WORKLOADS[4]
+    virtual, _ = run_virtual((skipped,), 1, 60, full=False)
     found = report.targets({"virtual": virtual})
     names = [t["target"] for t in found]
     assert any(n.startswith(f"{skipped.name}, polling") for n in names)
     assert any(n.startswith(f"{skipped.name}, callbacks") for n in names)
     assert any(n.startswith(f"{skipped.name}, new generation") for n in names)
     assert all(t["met"] is None and "make bench-full" in t["figure"] for t in found)
+
+
+def test_make_bench_keeps_every_curve_point_and_the_rows_below_500_slots() -> None:
+    """Left to bench-full: the 500-slot rows, and the mix's and the batches' rows
+    the curve does not use; kept: every row of 5, 20 and 50 slots."""
+    kept = [
+        (w, c, m)
+        for w in WORKLOADS
+        for c, m, g in CONTENDERS
+        if not full_only(w.on(g), c, m)
+    ]
+    assert {w.slots for w, _, _ in kept} == {5, 20, 50}
+    plain = [w for w in WORKLOADS if w.slots < 500 and not w.mix and w.arrivals == 1]
+    assert len([k for k in kept if k[0] in plain]) == len(plain) * len(CONTENDERS)
+    for w in WORKLOADS:
+        if w.mix or w.arrivals > 1:
+            assert not full_only(w, "klingmon", "polling")
+            assert not full_only(w, "seed-fixed", "polling")
+            assert full_only(w, "klingmon", "callback")
+            assert full_only(w.on("new"), "klingmon", "polling")
 
 
 def test_the_costliest_runs_are_started_first() -> None:
