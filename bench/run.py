@@ -15,8 +15,9 @@ klingmon runs every virtual workload on both API generations (the same prompts a
 task durations); the baselines speak only the legacy one. The virtual rows and the
 curve's points share one pool, costliest first, so that no core idles between them.
 Without ``--full`` the rows ``bench.workloads.full_only`` names (the 500-slot
-workload's, which alone take longer than the rest, and the mix's and the arriving
-batches' beyond their curve) are "not run" rows saying so (BENCHMARKS.md, "Run time").
+workload's, which alone take longer than the rest, the Kling 3.0 mix's and the
+arriving batches') are "not run" rows saying so, and their curves are not run
+(BENCHMARKS.md, "Run time").
 """
 
 from __future__ import annotations
@@ -122,9 +123,10 @@ def plan(
 
 
 def estimate(job: Job) -> float:
-    """Rough CPU seconds of one run (measured 2026-12-03, BENCHMARKS.md "Run
-    time"): klingmon's rounds cost about 40-80 ms of CPU per task, (b)'s a tenth
-    of that, (a) dies at once; a longer batch (the Kling 3.0 mix) has more rounds."""
+    """Rough CPU seconds of one run, to start the costliest first (measured
+    2026-12-03, BENCHMARKS.md "Run time"): klingmon's rounds cost 35-150 ms of CPU
+    a task, (b)'s a tenth of that, (a) dies at once; the Kling 3.0 mix runs twice as
+    long a batch, so twice the rounds."""
     workload, contender, _mode, _cost = job
     per_task = {"klingmon": 0.06, "seed-fixed": 0.005}.get(contender, 0.0)
     return per_task * workload.tasks * (2.0 if workload.mix else 1.0)
@@ -281,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
         names = ("virtual", "curve")
         print(" and ".join(n for n in names if n in only) + ":", flush=True)
         workloads = QUICK if args.quick else WORKLOADS
-        small = tuple(w for w in workloads if w.tasks <= 2_000)
+        small = tuple(
+            w
+            for w in workloads
+            if w.tasks <= 2_000
+            and (args.full or args.quick or not full_only(w, "klingmon", "polling"))
+        )
         budget = args.budget or (60.0 if args.quick else 2400.0)
         virtual, curve = run_virtual(
             workloads if "virtual" in only else (),

@@ -166,20 +166,15 @@ WORKLOADS = (
 )
 
 
-def full_only(workload: Workload, contender: str, mode: str) -> bool:
+def full_only(workload: Workload, contender: str, mode: str) -> bool:  # noqa: ARG001
     """Whether this row is left to ``make bench-full`` (``bench.run --full``).
 
-    Every row of the 500-slot workload (alone longer on 2 cores than the rest of
-    ``make bench``), and the Kling 3.0 mix's and the arriving batches' rows beyond
-    their curve's (klingmon polling on the legacy generation, and (b)): the run
-    times are in BENCHMARKS.md, "Run time".
+    The 500-slot workload's rows (alone longer on 2 cores than the rest of ``make
+    bench``), and the Kling 3.0 mix's and the arriving batches', rows and curve
+    (``make bench`` would take 11.6 min with them): run times in BENCHMARKS.md,
+    "Run time". Every contender and mode of a workload stays or goes together.
     """
-    if workload.slots >= 500:
-        return True
-    if workload.mix or workload.arrivals > 1:
-        legacy_polling = mode == "polling" and workload.generation == LEGACY
-        return contender == "klingmon" and not legacy_polling
-    return False
+    return workload.slots >= 500 or workload.mix or workload.arrivals > 1
 
 
 def body(prompt: str) -> dict[str, Any]:

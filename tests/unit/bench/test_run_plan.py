@@ -57,24 +57,22 @@ def test_a_row_left_to_bench_full_shows_its_targets_as_not_measured() -> None:
     assert all(t["met"] is None and "make bench-full" in t["figure"] for t in found)
 
 
-def test_make_bench_keeps_every_curve_point_and_the_rows_below_500_slots() -> None:
-    """Left to bench-full: the 500-slot rows, and the mix's and the batches' rows
-    the curve does not use; kept: every row of 5, 20 and 50 slots."""
+def test_make_bench_keeps_every_row_of_5_20_and_50_slots() -> None:
+    """Left to bench-full: the 500-slot workload, the Kling 3.0 mix and the arriving
+    batches; kept: every contender, mode and generation of the plain workloads."""
     kept = [
         (w, c, m)
         for w in WORKLOADS
         for c, m, g in CONTENDERS
         if not full_only(w.on(g), c, m)
     ]
-    assert {w.slots for w, _, _ in kept} == {5, 20, 50}
-    plain = [w for w in WORKLOADS if w.slots < 500 and not w.mix and w.arrivals == 1]
-    assert len([k for k in kept if k[0] in plain]) == len(plain) * len(CONTENDERS)
-    for w in WORKLOADS:
-        if w.mix or w.arrivals > 1:
-            assert not full_only(w, "klingmon", "polling")
-            assert not full_only(w, "seed-fixed", "polling")
-            assert full_only(w, "klingmon", "callback")
-            assert full_only(w.on("new"), "klingmon", "polling")
+    assert {(w.slots, w.tasks) for w, _, _ in kept} == {
+        (5, 40),
+        (5, 200),
+        (20, 200),
+        (50, 2_000),
+    }
+    assert len(kept) == 4 * len(CONTENDERS)
 
 
 def test_the_costliest_runs_are_started_first() -> None:
