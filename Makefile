@@ -9,7 +9,8 @@ BENCH_ARGS ?=
 bench:
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-# make bench with the 500-slot / 20,000-task rows too (about an hour on 2 cores)
+# Every row: make bench plus the 500-slot, Kling 3.0 mix and arriving-batches
+# workloads (~31 min on 2 idle cores, estimated from per-run CPU; make bench 8.4 min)
 bench-full:
 	$(PY) -m bench.run --full $(BENCH_ARGS)
 
