@@ -2,8 +2,9 @@ PY ?= .venv/bin/python
 
 .PHONY: bench bench-full bench-quick bench-pools chaos test demo
 
-# Every benchmark but the 500-slot rows (shown as "not run: left to make bench-full"):
-# bench/results/latest.{json,md} and BENCHMARKS.md. Run time: BENCHMARKS.md, "Run time".
+# Every benchmark on the 5-, 20- and 50-slot workloads (8.4 min on 2 cores, measured
+# 2026-12-03); the rest show as "not run: left to make bench-full":
+# bench/results/latest.{json,md} and BENCHMARKS.md (its "Run time" section).
 # BENCH_ARGS passes options through, e.g. make bench BENCH_ARGS="--generations legacy"
 BENCH_ARGS ?=
 bench:
