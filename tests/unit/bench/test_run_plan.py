@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
+import pytest
 from bench import report
 from bench.harness import ENGINE_SETTINGS
 from bench.run import CONTENDERS, _job, curve_plan, estimate, run_virtual
@@ -9,7 +13,18 @@ from bench.workloads import WORKLOADS, Workload, full_only
 
 from klingmon.policy import SchedulePolicy
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 TINY = Workload("2 slots / 6 tasks", 2, 6, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _logging_back() -> Iterator[None]:
+    """``bench.run._job`` silences logging process-wide (a bench worker's whole
+    life); tests after these in the same process must hear warnings again."""
+    yield
+    logging.disable(logging.NOTSET)
 
 
 def test_a_row_after_a_curve_point_runs_on_the_default_schedule() -> None:
