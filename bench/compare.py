@@ -2,8 +2,10 @@
 
 Virtual time is exact for a seed, so a change that should not alter behaviour must
 leave every figure of every row both runs have equal; only wall-clock seconds may
-differ. Rows are matched by (workload, contender, mode, generation); rows of only one
-run are listed, not failed (a new generation's rows, say). Exit status 1 on a change.
+differ. Rows are matched by (workload, contender, mode, generation), the curve's
+points by their ``request_cost`` too; rows of only one run are listed, not failed (a
+new generation's rows, say, or those ``make bench`` leaves to ``make bench-full``).
+Exit status 1 on a change.
 """
 
 from __future__ import annotations
@@ -20,15 +22,26 @@ WALL = frozenset({"wall_s", "job_wall_s"})
 
 
 def _rows(data: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
+    curve = data.get("curve") or []
+    rows: list[tuple[dict[str, Any], tuple[str, ...]]]
+    rows = [(r, ()) for r in data.get("virtual") or []]
+    rows += [(r, (f"request_cost {r['request_cost']}",)) for r in curve]
     return {
         (
             r["workload"],
             r["contender"],
             r["mode"],
             str(r.get("generation") or "legacy"),
+            *point,
         ): {k: v for k, v in r["figures"].items() if k not in WALL}
-        for r in data.get("virtual") or []
+        for r, point in rows
+        if not _left(r["figures"])
     }
+
+
+def _left(figures: dict[str, Any]) -> bool:
+    """A row this run did not run because ``make bench`` leaves it to bench-full."""
+    return bool(figures.get("not_run")) and "bench-full" in str(figures["why_not"])
 
 
 def differences(

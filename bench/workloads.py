@@ -30,6 +30,7 @@ __all__ = [
     "WORKLOADS",
     "Workload",
     "body",
+    "full_only",
     "ideal_makespan",
     "not_run",
     "percentile",
@@ -165,6 +166,17 @@ WORKLOADS = (
         "20 slots / 400 tasks in 8 batches", 20, 400, arrivals=8, arrival_gap_s=600.0
     ),
 )
+
+
+def full_only(workload: Workload, contender: str, mode: str) -> bool:  # noqa: ARG001
+    """Whether this row is left to ``make bench-full`` (``bench.run --full``).
+
+    The 500-slot workload's rows (alone longer on 2 cores than the rest of ``make
+    bench``), and the Kling 3.0 mix's and the arriving batches', rows and curve
+    (``make bench`` would take 11.6 min with them): run times in BENCHMARKS.md,
+    "Run time". Every contender and mode of a workload stays or goes together.
+    """
+    return workload.slots >= 500 or workload.mix or workload.arrivals > 1
 
 
 def body(prompt: str) -> dict[str, Any]:

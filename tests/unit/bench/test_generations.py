@@ -329,3 +329,18 @@ def test_compare_finds_changed_figures_and_ignores_wall_time() -> None:
     assert changed == {
         ("w", "klingmon", "polling", "legacy"): {"lag_p99_s": (8.0, 8.5)}
     }
+
+
+def test_compare_checks_the_curve_and_skips_rows_left_to_bench_full() -> None:
+    """A curve point is matched by its request_cost; a row make bench did not run
+    is one run's only, not a change."""
+    point = {**_row("w", "polling", "legacy", _figures()), "request_cost": 0.3}
+    other = {**point, "figures": _figures(lag_p99_s=8.5)}
+    left = _row("w", "callback", "new", not_run(W, "left to make bench-full"))
+    ran = _row("w", "callback", "new", _figures())
+    changed, alone = differences(
+        {"virtual": [ran], "curve": [point]}, {"virtual": [left], "curve": [other]}
+    )
+    key = ("w", "klingmon", "polling", "legacy", "request_cost 0.3")
+    assert changed == {key: {"lag_p99_s": (8.0, 8.5)}}
+    assert alone == [("w", "klingmon", "callback", "new")]
