@@ -444,7 +444,7 @@ def _virtual_table(virtual: list[dict[str, Any]], mode: str) -> list[str]:
                 _partial(f) + "; per-task figures so far are over all "
                 f"{f['tasks']:,} tasks ({f['created_in_kling']:,} created)"
             )
-        if r["contender"] == "seed" and f["why_not"]:
+        if r["contender"] == "seed" and f["why_not"] and not f.get("not_run"):
             outcome = (
                 f"{f['why_not']} after {f['requests']['create']} creates; "
                 f"{f['created_in_kling']} tasks paid, ids only in memory"
