@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS", "budget_from", "save"]
+__all__ = ["RESULTS", "budget_from", "met", "save"]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,3 +32,8 @@ def save(name: str, rows: list[dict[str, Any]], table: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table)
     print(table)
+
+
+def met(ok: bool) -> str:
+    """A target table's last column."""
+    return "yes" if ok else "**no**"

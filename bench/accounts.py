@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._results import budget_from, save
+from bench._results import budget_from, met, save
 from bench.harness import _guarded, _inline_threadpool
 from bench.pools import weighted_greedy
 from bench.vtime import LoopClock, run_virtual
@@ -225,19 +225,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         (
             f"| two accounts ≤ {100 * TARGET:.0f} % of one account's makespan"
             f" (ideal: {_pct(ideal)}) | {_pct(ratio)}"
-            f" | {_yes(ratio is not None and ratio <= TARGET)} |"
+            f" | {met(ratio is not None and ratio <= TARGET)} |"
         ),
         (
             "| no pool over its size (simulators' maxima) | "
-            f"{', '.join(over) or 'none over'} | {_yes(not over)} |"
+            f"{', '.join(over) or 'none over'} | {met(not over)} |"
         ),
-        f"| no task created on both accounts | {on_both} | {_yes(on_both == 0)} |",
+        f"| no task created on both accounts | {on_both} | {met(on_both == 0)} |",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _yes(ok: bool) -> str:
-    return "yes" if ok else "**no**"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench._results import budget_from, save
+from bench._results import budget_from, met, save
 from bench.harness import (
     RECEIVER_URL,
     _guarded,
@@ -308,12 +308,8 @@ def _targets(rows: list[dict[str, Any]]) -> list[str]:
             ),
             ("1303 ≤ 1 % of creates", _pct(share), share <= 0.01),
         ]
-        out += [f"| {mode}: {what} | {got} | {_yes(ok)} |" for what, got, ok in checks]
+        out += [f"| {mode}: {what} | {got} | {met(ok)} |" for what, got, ok in checks]
     return out
-
-
-def _yes(ok: bool) -> str:
-    return "yes" if ok else "**no**"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from klingmon._secret import Secret
+from klingmon._secret import Secret, client_keys
 from klingmon.errors import ConfigError
 from klingmon.policy import DEFAULT_ACCOUNT, account_problem, parse_pool
 
@@ -81,11 +81,7 @@ class AccountSettings:
                 f" {_variable(self.name, 'access_key')} and"
                 f" {_variable(self.name, 'secret_key')}), or its secrets_file"
             )
-        return {
-            "access_key": self.access_key,
-            "secret_key": self.secret_key.get() if self.secret_key else None,
-            "api_key": self.api_key.get() if self.api_key else None,
-        }
+        return client_keys(self.access_key, self.secret_key, self.api_key)
 
     @property
     def pool_sizes(self) -> tuple[tuple[str, int], ...]:

@@ -3,7 +3,7 @@ accounts and of the whole process both hold them)."""
 
 from __future__ import annotations
 
-__all__ = ["Secret"]
+__all__ = ["Secret", "client_keys"]
 
 
 class Secret:
@@ -27,3 +27,14 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def client_keys(
+    access_key: str | None, secret_key: Secret | None, api_key: Secret | None
+) -> dict[str, str | None]:
+    """Keyword arguments for a Kling client: the secrets unwrapped, at the last step."""
+    return {
+        "access_key": access_key,
+        "secret_key": secret_key.get() if secret_key else None,
+        "api_key": api_key.get() if api_key else None,
+    }

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from klingmon._account_settings import AccountSettings, parse_accounts
-from klingmon._secret import Secret
+from klingmon._secret import Secret, client_keys
 from klingmon.api import DEFAULT_BASE_URL
 from klingmon.downloads import DownloadSettings
 from klingmon.engine import EngineSettings
@@ -212,11 +212,7 @@ class Settings:
                 f"{CREDENTIAL_VARIABLES[missing]} is not set"
                 f" ({CREDENTIAL_VARIABLES['access_key']} needs both)"
             )
-        return {
-            "access_key": self.access_key,
-            "secret_key": self.secret_key.get() if self.secret_key else None,
-            "api_key": self.api_key.get() if self.api_key else None,
-        }
+        return client_keys(self.access_key, self.secret_key, self.api_key)
 
 
 _SECRET = frozenset({"secret_key", "api_key", "webhook_secret", "callback_secret"})
