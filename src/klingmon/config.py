@@ -29,6 +29,7 @@ from klingmon.downloads import DownloadSettings
 from klingmon.engine import EngineSettings
 from klingmon.errors import ConfigError
 from klingmon.policy import (
+    DEFAULT_ACCOUNT,
     INTERVAL_RULE,
     SchedulePolicy,
     intervals_ordered,
@@ -198,6 +199,16 @@ class Settings:
         found = [self.webhook_secret, *(a.webhook_secret for a in self.accounts)]
         parts = [s.get() for s in found if s is not None]
         return Secret(" ".join(parts)) if parts else None
+
+    def unsigned_accounts(self) -> frozenset[str]:
+        """The accounts with no Webhook Secret when another has one: Kling signs
+        per account, so their callbacks come unsigned (hints, as with no secret)."""
+        if self.webhook_secrets() is None:
+            return frozenset()
+        named = {a.name for a in self.accounts if a.webhook_secret is None}
+        if self.webhook_secret is None:
+            named.add(DEFAULT_ACCOUNT)
+        return frozenset(named)
 
     def credentials(self) -> dict[str, str | None]:
         """Keyword arguments for the Kling client: the one credentials path.

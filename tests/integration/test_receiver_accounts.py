@@ -104,3 +104,53 @@ def test_each_account_s_signed_callbacks_apply(tmp_path):
         "studio": TaskStatus.SUCCEED,
     }
     store.close()
+
+
+def test_an_account_without_a_secret_still_has_its_callbacks_heard(tmp_path):
+    """Kling signs per account: with a secret for studio only, the default
+    account's callbacks come unsigned and are taken as hints (a final status waits
+    for a confirming GET); an unsigned one for studio's task is refused."""
+    settings = Settings(
+        db=str(tmp_path / "k.db"),
+        accounts=(
+            AccountSettings(name="studio", webhook_secret=Secret(WHSEC["studio"])),
+        ),
+    )
+    assert settings.unsigned_accounts() == {"default"}
+    store = Store.open(settings.db)
+    now_ms = int(time.time() * 1000)
+    store.tasks.create_batch("top", [NewTask(V3, {"prompt": "a"})], now_ms)
+    store.tasks.create_batch(
+        "studio", [NewTask(V3, {"prompt": "b"})], now_ms, accounts=["studio"]
+    )
+    for row in store.tasks.claim_submissions("w", now_ms, 60_000, slots=5):
+        store.tasks.mark_submitting(row.id, now_ms)
+        store.tasks.mark_submitted(
+            row.id, wire(f"k{row.id}", "processing", now_ms), now_ms, now_ms
+        )
+    secrets = settings.webhook_secrets()
+    assert secrets is not None
+    receiver = ReceiverSettings(
+        webhook_secret=secrets.get(), unsigned_accounts=settings.unsigned_accounts()
+    )
+    server = AppServer(create_app(store, secret=SECRET, settings=receiver))
+    server.start()
+    answers = {}
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            for row in store.tasks.tasks():
+                raw, headers = _signed(row, "succeed", WHSEC["studio"])
+                bare = {"content-type": headers["content-type"]}  # no signature
+                token = callback_token(SECRET, row.external_task_id)
+                answer = http.post(
+                    f"/callbacks/kling/{token}", content=raw, headers=bare
+                )
+                answers[row.account] = answer.status_code
+    finally:
+        server.stop()
+    assert answers == {"default": 202, "studio": 401}
+    rows = {r.account: r for r in store.tasks.tasks()}
+    hints = [e.kind for e in store.outbox.events() if e.task_id == rows["default"].id]
+    assert "hint" in hints  # heard, to be confirmed by a GET
+    assert {r.status for r in rows.values()} == {TaskStatus.PROCESSING}
+    store.close()

@@ -272,7 +272,9 @@ async def serve_app(
     holder["dashboard"] = dashboard
     app = runtime.web_app(
         settings=ReceiverSettings(
-            webhook_secret=webhook.get() if webhook else None, confirm=options.confirm
+            webhook_secret=webhook.get() if webhook else None,
+            unsigned_accounts=settings.unsigned_accounts(),
+            confirm=options.confirm,
         ),
         api_token=options.token,
         metrics=metrics,
