@@ -28,7 +28,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import fleet, realtime, report, serve_load
 from bench.harness import ENGINE_SETTINGS, run_contender
@@ -43,6 +43,9 @@ from bench.workloads import (
     not_run,
 )
 from klingmon.policy import SchedulePolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SECTIONS = ("virtual", "curve", "store", "carry", "ingest", "serve", "fleet")
 #: The request budgets of the utilisation-versus-queries curve: the schedule's
@@ -202,35 +205,40 @@ def _realtime(
     only: set[str], quick: bool, data: dict[str, Any], sections: dict[str, float]
 ) -> None:
     """The real-time sections, one after another, each alone on the machine."""
-    if "store" in only:
+    finished = 20_000 if quick else 1_000_000
+    carried = 500 if quick else 10_000
+    runs: list[tuple[str, str, Callable[[], Any]]] = [
+        (
+            "store",
+            f"{finished:,} finished tasks",
+            lambda: realtime.store_figures(finished),
+        ),
+        ("carry", f"{carried:,} tasks", lambda: realtime.carry_figures(carried)),
+        (
+            "ingest",
+            "callbacks per second",
+            lambda: realtime.ingest_figures(seconds=2 if quick else 5),
+        ),
+        (
+            "serve",
+            "callback answer times, engine idle vs carrying",
+            lambda: serve_load.serve_load_figures(
+                tasks=500 if quick else 2_000, seconds=5 if quick else 10
+            ),
+        ),
+        (
+            "fleet",
+            "1 worker on SQLite, 3 workers on PostgreSQL",
+            lambda: fleet.fleet_figures(tasks=200 if quick else 600),
+        ),
+    ]
+    for name, what, measure in runs:
+        if name not in only:
+            continue
         t = time.perf_counter()
-        finished = 20_000 if quick else 1_000_000
-        print(f"store: {finished:,} finished tasks", flush=True)
-        data["store"] = realtime.store_figures(finished)
-        sections["store"] = time.perf_counter() - t
-    if "carry" in only:
-        t = time.perf_counter()
-        carried = 500 if quick else 10_000
-        print(f"carry: {carried:,} tasks", flush=True)
-        data["carry"] = realtime.carry_figures(carried)
-        sections["carry"] = time.perf_counter() - t
-    if "ingest" in only:
-        t = time.perf_counter()
-        print("ingest: callbacks per second", flush=True)
-        data["ingest"] = realtime.ingest_figures(seconds=2 if quick else 5)
-        sections["ingest"] = time.perf_counter() - t
-    if "serve" in only:
-        t = time.perf_counter()
-        print("serve: callback answer times, engine idle vs carrying", flush=True)
-        data["serve"] = serve_load.serve_load_figures(
-            tasks=500 if quick else 2_000, seconds=5 if quick else 10
-        )
-        sections["serve"] = time.perf_counter() - t
-    if "fleet" in only:
-        t = time.perf_counter()
-        print("fleet: 1 worker on SQLite, 3 workers on PostgreSQL", flush=True)
-        data["fleet"] = fleet.fleet_figures(tasks=200 if quick else 600)
-        sections["fleet"] = time.perf_counter() - t
+        print(f"{name}: {what}", flush=True)
+        data[name] = measure()
+        sections[name] = time.perf_counter() - t
 
 
 def main(argv: list[str] | None = None) -> int:

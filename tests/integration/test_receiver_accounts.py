@@ -52,14 +52,8 @@ def _signed(row, status: str, whsec: str) -> tuple[bytes, dict[str, str]]:
     }
 
 
-def test_each_account_s_signed_callbacks_apply(tmp_path):
-    settings = Settings(
-        db=str(tmp_path / "k.db"),
-        webhook_secret=Secret(WHSEC["default"]),
-        accounts=(
-            AccountSettings(name="studio", webhook_secret=Secret(WHSEC["studio"])),
-        ),
-    )
+def _one_task_on_each(settings: Settings) -> Store:
+    """A store holding one task Kling is processing on each account."""
     store = Store.open(settings.db)
     now_ms = int(time.time() * 1000)
     store.tasks.create_batch("top", [NewTask(V3, {"prompt": "a"})], now_ms)
@@ -71,6 +65,18 @@ def test_each_account_s_signed_callbacks_apply(tmp_path):
         store.tasks.mark_submitted(
             row.id, wire(f"k{row.id}", "processing", now_ms), now_ms, now_ms
         )
+    return store
+
+
+def test_each_account_s_signed_callbacks_apply(tmp_path):
+    settings = Settings(
+        db=str(tmp_path / "k.db"),
+        webhook_secret=Secret(WHSEC["default"]),
+        accounts=(
+            AccountSettings(name="studio", webhook_secret=Secret(WHSEC["studio"])),
+        ),
+    )
+    store = _one_task_on_each(settings)
     secrets = settings.webhook_secrets()
     assert secrets is not None
     app = create_app(
@@ -117,17 +123,7 @@ def test_an_account_without_a_secret_still_has_its_callbacks_heard(tmp_path):
         ),
     )
     assert settings.unsigned_accounts() == {"default"}
-    store = Store.open(settings.db)
-    now_ms = int(time.time() * 1000)
-    store.tasks.create_batch("top", [NewTask(V3, {"prompt": "a"})], now_ms)
-    store.tasks.create_batch(
-        "studio", [NewTask(V3, {"prompt": "b"})], now_ms, accounts=["studio"]
-    )
-    for row in store.tasks.claim_submissions("w", now_ms, 60_000, slots=5):
-        store.tasks.mark_submitting(row.id, now_ms)
-        store.tasks.mark_submitted(
-            row.id, wire(f"k{row.id}", "processing", now_ms), now_ms, now_ms
-        )
+    store = _one_task_on_each(settings)
     secrets = settings.webhook_secrets()
     assert secrets is not None
     receiver = ReceiverSettings(
