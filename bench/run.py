@@ -223,7 +223,7 @@ def _realtime(
             "serve",
             "callback answer times, engine idle vs carrying",
             lambda: serve_load.serve_load_figures(
-                tasks=500 if quick else 2_000, seconds=5 if quick else 10
+                tasks=500 if quick else 2_000, seconds=5 if quick else 20
             ),
         ),
         (

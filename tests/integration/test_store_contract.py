@@ -20,6 +20,7 @@ from klingmon.api._models import Task
 from klingmon.domain import Snapshot, TaskStatus
 from klingmon.errors import NameTakenError, StoreError
 from klingmon.store import NewTask, Observation, Store
+from klingmon.store._lease import CLAIM_CHUNK
 from klingmon.store._schema import metadata
 
 if TYPE_CHECKING:
@@ -562,6 +563,19 @@ def test_schedule_and_next_due(store: Store):
     store.tasks.create_batch(None, new(1), T0 + 100)
     assert store.watch.next_due_ms() == T0 + 100
     assert store.watch.next_due_ms(include_queued=False) == T0 + 2000
+
+
+def test_a_claim_larger_than_one_transaction_takes_the_earliest_due(store: Store):
+    """A claim of more than CLAIM_CHUNK tasks (several short transactions) takes
+    exactly the ``limit`` earliest due, leased once each, in due order."""
+    ids = submitted(store, CLAIM_CHUNK * 2 + 30)
+    store.watch.schedule([(t, T0 + 10_000 - i) for i, t in enumerate(ids)])
+    limit = CLAIM_CHUNK * 2 + 7
+    claimed = store.watch.claim_due("w", T0 + 10_000, 5000, limit)
+    assert [r.id for r in claimed] == list(reversed(ids))[:limit]
+    assert {r.lease_owner for r in claimed} == {"w"}
+    rest = store.watch.claim_due("v", T0 + 10_000, 5000, 1000)
+    assert sorted(r.id for r in rest) == sorted(ids[:23])
 
 
 def test_pull_in_brings_far_polls_forward(store: Store):

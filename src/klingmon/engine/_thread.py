@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -31,7 +32,11 @@ if TYPE_CHECKING:
 __all__ = ["SWITCH_S", "EngineThread"]
 
 #: The interpreter's switch interval (seconds) while an engine thread runs.
-SWITCH_S = 0.001
+SWITCH_S = 0.0002
+#: The cyclic collector's third threshold while an engine thread runs: a full
+#: collection walks every object the engine holds (95 ms with 2,000 tasks in
+#: flight, every thread stopped), so it comes a tenth as often as by default.
+FULL_GC_EVERY = 100
 
 
 class EngineThread:
@@ -54,12 +59,16 @@ class EngineThread:
         self._error: BaseException | None = None
         #: The switch interval before :meth:`start`, restored when the engine ends.
         self._switch = sys.getswitchinterval()
+        #: The collector's thresholds before :meth:`start`, restored likewise.
+        self._gc = gc.get_threshold()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     def start(self) -> None:
         """Start the engine; returns once its loop runs."""
         self._switch = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch, SWITCH_S))
+        self._gc = first, second, third = gc.get_threshold()
+        gc.set_threshold(first, second, max(third, FULL_GC_EVERY))
         self._thread.start()
         self._ready.wait()
 
@@ -87,6 +96,7 @@ class EngineThread:
             asyncio.run(self._run())
         finally:
             sys.setswitchinterval(self._switch)
+            gc.set_threshold(*self._gc)
             self._ready.set()  # never leave start() waiting on a loop that failed
             if self._on_exit is not None:
                 self._on_exit()

@@ -53,7 +53,7 @@ _LOCK_ROWS = (
 #: Tasks per write transaction of :meth:`WatchList.apply` and ``schedule``: about
 #: 5 ms of SQLite's one write slot each, the longest a callback's commit waits in
 #: ``klingmon serve`` (200 took about 20 ms).
-_CHUNK = 50
+_CHUNK = 10
 
 
 class WatchList:
