@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -20,9 +20,15 @@ from klingmon.store import _database
 from klingmon.store._dialect import dialect_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["UnitOfWork", "reason"]
+__all__ = ["PACE_ROWS", "UnitOfWork", "reason"]
+
+T = TypeVar("T")
+
+#: Rows a background call builds between two pauses for answers
+#: (:meth:`UnitOfWork.paced`).
+PACE_ROWS = 100
 
 
 def reason(exc: sa.exc.SQLAlchemyError) -> str:
@@ -120,6 +126,15 @@ class UnitOfWork:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"store write failed: {reason(exc)}") from exc
 
+    def paced(self, rows: Iterable[T], every: int = PACE_ROWS) -> Iterator[T]:
+        """``rows`` one by one, with a pause for answers every ``every``
+        (:meth:`~klingmon.store.WriterGate.pause`): a background call that builds
+        a thousand rows lets a callback's answer go first, in the middle of it."""
+        for i, row in enumerate(rows):
+            if i and not i % every:
+                self.gate.pause()
+            yield row
+
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """A connection to read on, or the joined transaction."""
@@ -127,6 +142,7 @@ class UnitOfWork:
         if joined is not None:
             yield joined
             return
+        self.gate.pause()
         try:
             with self.engine.connect() as conn:
                 yield conn

@@ -58,6 +58,8 @@ class WriterGate:
         #: ``on``: this thread's calls are background ones (see :meth:`background`).
         self._local = threading.local()
         self._held = False
+        #: The thread that holds the gate (while ``_held``).
+        self._holder: int | None = None
         #: Writers (not background ones) waiting for the gate.
         self._waiting = 0
         #: Background writers waiting for it.
@@ -117,6 +119,17 @@ class WriterGate:
 
         return stop
 
+    def pause(self) -> None:
+        """In background calls, :meth:`yield_to_answers`; a no-op in any other.
+
+        A pause point inside one long background call (between its reads, every
+        hundred rows it builds): an answer that starts meanwhile waits for the
+        call's current stretch only, not for the whole call. Never while the
+        caller holds the gate: the answer would wait for it in turn.
+        """
+        if getattr(self._local, "on", False) and self._holder != threading.get_ident():
+            self.yield_to_answers()
+
     def yield_to_answers(self) -> None:
         """Wait (up to :attr:`yield_s`) until no other thread is giving an answer."""
         with self._cond:
@@ -144,11 +157,13 @@ class WriterGate:
                 finally:
                     self._waiting -= 1
             self._held = True
+            self._holder = threading.get_ident()
         try:
             yield
         finally:
             with self._cond:
                 self._held = False
+                self._holder = None
                 self._cond.notify_all()
 
     def _enter_behind(self) -> None:

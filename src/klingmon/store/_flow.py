@@ -128,7 +128,7 @@ class CallbackFlow:
         )
         with self._unit.read() as conn:
             found = conn.execute(query).mappings().all()
-        return [_recorded(m) for m in found]
+        return [_recorded(m) for m in self._unit.paced(found)]
 
 
 def _recorded(m: sa.RowMapping) -> RecordedChange:

@@ -38,7 +38,7 @@ def claim_tasks(
     different tasks; SQLite renders nothing there and lets one writer in at a time.
     :data:`CLAIM_CHUNK` rows a transaction, each the next due ones (those before
     are leased now), so the tasks claimed are the same; rows are built once the
-    last is committed.
+    last is committed, with pauses for answers (:meth:`UnitOfWork.paced`).
     """
     free = sa.or_(tasks.c.lease_owner.is_(None), tasks.c.lease_until_ms <= now_ms)
     found: list[sa.RowMapping] = []
@@ -62,7 +62,7 @@ def claim_tasks(
         found += chunk
         if len(chunk) < want:
             break
-    rows = [task_row(m) for m in found]
+    rows = [task_row(m) for m in unit.paced(found)]
     if len(order) > 1:
         rows.sort(key=lambda r: (r.next_poll_ms or 0, r.id))
     else:

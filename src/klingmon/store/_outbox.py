@@ -74,10 +74,14 @@ class Outbox:
         # Events never change once written: read after the commit, so that the
         # write slot is held for the claim alone.
         with self._unit.read() as conn:
-            found = conn.execute(
-                sa.select(events).where(events.c.id.in_([r[1] for r in claimed]))
-            ).mappings()
-            by_id = {m["id"]: event_row(m) for m in found}
+            found = (
+                conn.execute(
+                    sa.select(events).where(events.c.id.in_([r[1] for r in claimed]))
+                )
+                .mappings()
+                .all()
+            )
+        by_id = {m["id"]: event_row(m) for m in self._unit.paced(found)}
         return [OutboxItem(r[0], by_id[r[1]], r[2]) for r in claimed]
 
     def delivered(self, ids: Sequence[int], now_ms: int) -> None:

@@ -117,14 +117,15 @@ class WatchList:
             found = conn.execute(query).all()
         return [
             task_row(dict(zip(names, values, strict=True), body=None, result=None))
-            for values in found
+            for values in self._unit.paced(found)
         ]
 
     def watched(self, endpoint: str) -> list[TaskRef]:
         """Every task Kling holds on ``endpoint``, by id: what a list page is
         matched against, without building hundreds of full rows per sweep."""
         with self._unit.read() as conn:
-            return [task_ref(v) for v in conn.execute(WATCHED, {"endpoint": endpoint})]
+            found = conn.execute(WATCHED, {"endpoint": endpoint}).all()
+        return [task_ref(v) for v in self._unit.paced(found)]
 
     def next_due_ms(
         self, *, include_queued: bool = True, queued_batch_id: int | None = None
