@@ -50,9 +50,9 @@ _LOCK_ROWS = (
 )
 
 
-#: Tasks per write transaction of :meth:`WatchList.apply` and ``schedule``: about
-#: 5 ms of SQLite's one write slot each, the longest a callback's commit waits in
-#: ``klingmon serve`` (200 took about 20 ms).
+#: Tasks per write transaction of :meth:`WatchList.apply` and ``schedule``: the
+#: longest a callback's commit waits for in ``klingmon serve``. Beside a busy
+#: engine, 50 held SQLite's one write slot for up to 25 ms; 10 hold it a few.
 _CHUNK = 10
 
 
