@@ -4,21 +4,28 @@ Kling 3.0 video, Kling 2.6 video and images of ``n = 4`` go to pools of 3, 3 and
 (the simulator's video and image slots); klingmon is told those sizes and sends
 them side by side, never over a pool (the simulator's own record), with no 1303.
 A pool klingmon is told too big learns its size from the 1303s of that pool alone.
+
+The simulator's clock is held until the pools have filled (or 1303s came), so
+no task finishes before klingmon has sent all it would: on a loaded machine a
+task of the fast simulator could otherwise end before the next create went out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from newgen_support import newgen_monitor
 
+from klingmon._clock import SystemClock
 from klingmon.api import GenericRequest
 from klingmon.domain import TaskStatus
 from klingmon.sim import Faults, SimConfig
 from klingmon.testing import SimServer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from klingmon.engine import Engine
@@ -52,10 +59,44 @@ def _config() -> SimConfig:
     )
 
 
+class HeldClock(SystemClock):
+    """The real time, except that it stands still until :meth:`release`.
+
+    Held for at most a few seconds: the client's JWTs are valid from 5 s before
+    they were made, so a longer hold would have the simulator refuse them.
+    """
+
+    def __init__(self) -> None:
+        self._held_at: float | None = time.time()
+
+    def now(self) -> float:
+        held_at = self._held_at
+        return time.time() if held_at is None else held_at
+
+    def release(self) -> None:
+        self._held_at = None
+
+
+async def _release_when(
+    clock: HeldClock, done: Callable[[], bool], *, within: float = 4.0
+) -> None:
+    """Release ``clock`` once ``done()``, or after ``within`` seconds regardless
+    (then the test's own assertions say what did not happen)."""
+    deadline = time.monotonic() + within
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    clock.release()
+
+
 async def _run(
-    tmp_path: Path, pools: dict[str, int], rounds: int
+    tmp_path: Path,
+    pools: dict[str, int],
+    rounds: int,
+    *,
+    filled: Callable[[dict[str, Any]], bool],
 ) -> tuple[dict[str, Any], list[TaskRow], Engine]:
-    with SimServer(_config()) as server:
+    clock = HeldClock()
+    with SimServer(_config(), clock) as server:
         monitor = newgen_monitor(
             server.url,
             server.sim,
@@ -65,7 +106,11 @@ async def _run(
             pools=pools,
         )
         stored = monitor.submit(batch(rounds), batch="pools")
+        release = asyncio.create_task(
+            _release_when(clock, lambda: filled(server.sim.counters()))
+        )
         await asyncio.wait_for(monitor.run(batch=stored.id), timeout=50)
+        await release
         engine = monitor.engine()
         await monitor.aclose()
         counters = server.sim.counters()
@@ -73,7 +118,12 @@ async def _run(
 
 
 async def test_mixed_pools_run_side_by_side_never_over_a_pool(tmp_path: Path):
-    counters, tasks, _ = await _run(tmp_path, SIZES, rounds=8)
+    counters, tasks, _ = await _run(
+        tmp_path,
+        SIZES,
+        rounds=8,
+        filled=lambda c: c["max_in_flight_per_pool"] == SIZES,
+    )
     assert {t.status for t in tasks} == {TaskStatus.SUCCEED}
     assert {t.pool: t.slots for t in tasks} == {
         "kling-3.0/video": 1,
@@ -89,7 +139,12 @@ async def test_mixed_pools_run_side_by_side_never_over_a_pool(tmp_path: Path):
 async def test_a_pool_told_too_big_learns_from_its_own_1303s(tmp_path: Path):
     """Told 6 slots of 2.6 video where Kling has 3: only that pool shrinks."""
     told = {**SIZES, "kling-2.6/video": 6}
-    counters, tasks, engine = await _run(tmp_path, told, rounds=8)
+    counters, tasks, engine = await _run(
+        tmp_path,
+        told,
+        rounds=8,
+        filled=lambda c: "kling-2.6/video" in c["answers_1303_per_pool"],
+    )
     assert {t.status for t in tasks} == {TaskStatus.SUCCEED}
     refused = counters["answers_1303_per_pool"]
     assert set(refused) == {"kling-2.6/video"}
