@@ -21,6 +21,23 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
+def _rank(item: pytest.Item) -> int:
+    """The longest first: end-to-end runs marked slow, other end-to-end runs,
+    integration, then unit tests."""
+    path = item.path.as_posix()
+    if "/tests/e2e/" in path:
+        return 0 if item.get_closest_marker("slow") else 1
+    return 2 if "/tests/integration/" in path else 3
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Hand the longest tests out first (``--dist load --maxschedchunk 1`` deals
+    them one by one in this order to whichever worker is free): started last, one
+    of them alone kept the whole suite waiting minutes after every other worker
+    had finished."""
+    items.sort(key=_rank)
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's Kling or klingmon settings.
