@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 #: The PostgreSQL fixture of the fleet test: a fresh schema, dropped afterwards.
 __all__ = ["pg_url"]
 
-TASKS = 200
+TASKS = 120
 CAP = 60  # kling-v1 std 5 s: one unit a task, by the shipped table and the simulator
 KILLS = 3
 

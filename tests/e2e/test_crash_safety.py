@@ -15,7 +15,7 @@ from klingmon.sim import Faults, SimConfig
 from klingmon.store import Store
 from klingmon.testing import SimServer
 
-TASKS = 300
+TASKS = 150
 KILLS = 5
 
 

@@ -38,7 +38,7 @@ PG_URL = os.environ.get(
 )
 # Read at import: the suite's autouse fixture clears KLINGMON_* before each test runs.
 REQUIRE_SERVICES = os.environ.get("KLINGMON_REQUIRE_SERVICES") == "1"
-TASKS = 600
+TASKS = 240
 SLOTS = 20
 
 
