@@ -153,7 +153,6 @@ class Runtime:
         found = dataclasses.replace(
             self.settings.engine,
             callback_url=self.callback_url(),
-            callbacks_signed=self.settings.webhook_secrets() is not None,
         )
         if self._engine_overrides:
             found = dataclasses.replace(found, **self._engine_overrides)

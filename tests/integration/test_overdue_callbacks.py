@@ -42,9 +42,7 @@ async def _run(db, drop: float, seed: int, n: int):
             f"http://127.0.0.1:{port}",
             settings=ReceiverSettings(webhook_secret=WHSEC),
         )
-        r.monitor.settings = dataclasses.replace(
-            r.monitor.settings, schedule=SCHEDULE, callbacks_signed=True
-        )
+        r.monitor.settings = dataclasses.replace(r.monitor.settings, schedule=SCHEDULE)
         with PortServer(r.app, port):
             attach(r)
             batch = r.monitor.submit(

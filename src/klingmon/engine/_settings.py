@@ -66,10 +66,6 @@ class EngineSettings:
     priority_aging: float = AGING_MS / 1000
     #: Builds a task's callback_url from its external_task_id (set by the receiver).
     callback_url: Callable[[str], str] | None = None
-    #: Whether callbacks carry a signature we check (a webhook secret is set):
-    #: then they apply as they come, with no confirming request, and the poll
-    #: budget is all the dropped-callback polls' (set by the runtime).
-    callbacks_signed: bool = False
     schedule: SchedulePolicy = field(default_factory=SchedulePolicy)
     stuck: StuckPolicy = field(default_factory=StuckPolicy)
     #: Seed for jitter, so that runs can be repeated exactly.

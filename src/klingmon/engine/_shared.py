@@ -229,8 +229,6 @@ class PollPlanner:
                 unseen * scale,
                 waiting=self._demand.waiting,
                 finishes=steady * scale,
-                # A signed callback is applied as it comes: nothing to confirm.
-                confirm=0.0 if self._settings.callbacks_signed else 1.0,
             )
             self._lags[group] = lag
             self._rounds[group] = now_ms / 1000 + lag

@@ -15,7 +15,7 @@ callback is expected to cost:
   over that rate: one request answers for a group of tasks, so the group is asked
   every ``sqrt(2 * request_cost / W)`` s while work waits (``W`` its unseen finishes
   a second, each task's as it is now), but no more often than the request budget
-  (``callback_budget`` a finish, confirmations included) allows, within
+  (``search_budget`` a finish, signed callbacks or not) allows, within
   ``[min_interval, max_interval]``; ``done_lag`` once nothing waits (the
   batch's last tasks);
 - :func:`overdue_delay`: a task sleeps on its callback until it is overdue (the
@@ -129,17 +129,15 @@ def overdue_lag(
     *,
     waiting: bool,
     finishes: float = 0.0,
-    confirm: float = 0.0,
 ) -> float:
     """The lag bound of a group whose unseen finishes come at ``rate`` a second.
 
     While work waits: the value-of-detection rule, but never more rounds than the
-    budget leaves: ``finishes`` a second (the group's, seen or not) may cost
-    ``callback_budget`` requests each, ``confirm`` of them spent on confirming
-    its callback (1 for an unsigned hint, 0 for a signed one), so the rounds
-    come at most ``(callback_budget - confirm) * finishes`` a second (at least a
-    tenth of a round a finish). Within ``[min_interval, max_interval]``;
-    ``done_lag`` (clamped alike) when nothing waits, for the batch's last tasks.
+    budget allows: ``finishes`` a second (the group's, seen or not) may cost
+    ``search_budget`` requests each, so the rounds come at most
+    ``search_budget * finishes`` a second. Within ``[min_interval,
+    max_interval]``; ``done_lag`` (clamped alike) when nothing waits, for the
+    batch's last tasks.
     """
     low, high = policy.min_interval, policy.max_interval
     if not waiting:
@@ -148,7 +146,7 @@ def overdue_lag(
         return high
     lag = math.sqrt(2 * policy.request_cost / rate)
     if finishes > _EPSILON:
-        rounds = max(0.1, policy.callback_budget - confirm) * finishes
+        rounds = policy.search_budget * finishes
         lag = max(lag, 1.0 / rounds)
     return _clamp(lag, low, high)
 

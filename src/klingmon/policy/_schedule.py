@@ -95,10 +95,12 @@ class SchedulePolicy:
     #: tasks, past the p99 too (their last finish is the batch's "done"); kept
     #: within ``[min_interval, max_interval]``.
     done_lag: float = 8.0
-    #: While callbacks flow: the query requests one finish may cost in all, its
-    #: callback's confirmation included; the polls that look for dropped
-    #: callbacks get what confirmations leave (:func:`~klingmon.policy.overdue_lag`).
-    callback_budget: float = 1.4
+    #: While callbacks flow: the query requests a finish may cost in the rounds
+    #: that look for dropped callbacks (:func:`~klingmon.policy.overdue_lag`),
+    #: signed or not. An unsigned callback's confirming request comes on top; a
+    #: signed one needs none and costs that much less: finding a dropped callback
+    #: is worth the same either way, so a signed one does not search harder.
+    search_budget: float = 0.4
 
     def __post_init__(self) -> None:
         if not intervals_ordered(self.min_interval, self.target_lag, self.max_interval):
@@ -115,8 +117,8 @@ class SchedulePolicy:
             raise ValueError("request_cost must be positive")
         if self.done_lag <= 0:
             raise ValueError("done_lag must be positive")
-        if self.callback_budget <= 0:
-            raise ValueError("callback_budget must be positive")
+        if self.search_budget <= 0:
+            raise ValueError("search_budget must be positive")
 
     @property
     def endpoint_gap(self) -> float:

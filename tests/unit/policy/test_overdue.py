@@ -78,23 +78,20 @@ def test_steady_rate_is_drop_over_the_mean(dist, drop):
     policy=schedule_policies(),
     rate=rates,
     finishes=rates,
-    confirm=st.sampled_from([0.0, 1.0]),
     waiting=st.booleans(),
 )
-def test_overdue_lag_in_bounds_and_within_the_budget(
-    policy, rate, finishes, confirm, waiting
-):
+def test_overdue_lag_in_bounds_and_within_the_budget(policy, rate, finishes, waiting):
     """Within [min, max]; while work waits the rounds stay within the budget (at
-    most ``(callback_budget - confirm) * finishes`` a second) unless ``min``
-    forbids a lag that long; done_lag, clamped, when nothing waits."""
-    lag = overdue_lag(policy, rate, waiting=waiting, finishes=finishes, confirm=confirm)
+    most ``search_budget * finishes`` a second) unless ``min`` forbids a lag that
+    long; done_lag, clamped, when nothing waits."""
+    lag = overdue_lag(policy, rate, waiting=waiting, finishes=finishes)
     assert policy.min_interval <= lag <= policy.max_interval
     if not waiting:
         assert lag == max(
             policy.min_interval, min(policy.max_interval, policy.done_lag)
         )
     elif finishes > 1e-9 and lag < policy.max_interval:
-        rounds = max(0.1, policy.callback_budget - confirm) * finishes
+        rounds = policy.search_budget * finishes
         assert lag * rounds >= 1 - 1e-9
 
 
@@ -112,9 +109,7 @@ def test_overdue_lag_is_the_square_root_rule():
     policy = SchedulePolicy()
     assert overdue_lag(policy, 0.02, waiting=True) == pytest.approx(math.sqrt(100))
     # A budget of 0.4 rounds a finish at 0.05 finishes a second: 50 s apart at least.
-    assert overdue_lag(
-        policy, 0.02, waiting=True, finishes=0.05, confirm=1.0
-    ) == pytest.approx(50.0)
+    assert overdue_lag(policy, 0.02, waiting=True, finishes=0.05) == pytest.approx(50.0)
 
 
 @FAST
