@@ -81,8 +81,8 @@ async def test_the_last_answer_is_kept_for_another_process(tmp_path):
         elsewhere.close()
 
 
-# ~50 virtual minutes of rounds through a file store: 15-20 s of CPU alone, three
-# times that under coverage on a loaded 2-core CI machine.
+# ~50 virtual minutes of rounds through a file store: 15-20 s of CPU alone, up to
+# three times that on a loaded 2-core CI machine.
 @pytest.mark.timeout(240)
 async def test_the_engine_refreshes_while_work_runs_and_never_when_idle(tmp_path):
     """A forever run with nothing to do asks never; a run of ~50 virtual minutes
