@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 #: Rows a background call builds between two pauses for answers
 #: (:meth:`UnitOfWork.paced`).
-PACE_ROWS = 100
+PACE_ROWS = 25
 
 
 def reason(exc: sa.exc.SQLAlchemyError) -> str:

@@ -68,6 +68,9 @@ class WriterGate:
         self._answering: Counter[int] = Counter()
         #: Called as each answer starts (see :meth:`on_answer`).
         self._on_answer: list[Callable[[], None]] = []
+        #: Called as answers start being given and as the last ends
+        #: (see :meth:`while_answering`).
+        self._while: list[tuple[Callable[[], None], Callable[[], None]]] = []
 
     @property
     def backlog(self) -> int:
@@ -93,6 +96,9 @@ class WriterGate:
         """Someone waits for what the block does (a callback's answer)."""
         me = threading.get_ident()
         with self._cond:
+            if not self._answering:
+                for enter, _ in self._while:
+                    enter()
             self._answering[me] += 1
             told = list(self._on_answer)
         for fn in told:
@@ -104,6 +110,9 @@ class WriterGate:
                 self._answering[me] -= 1
                 if not self._answering[me]:
                     del self._answering[me]
+                if not self._answering:
+                    for _, leave in self._while:
+                        leave()
                 self._cond.notify_all()
 
     def on_answer(self, fn: Callable[[], None]) -> Callable[[], None]:
@@ -119,11 +128,28 @@ class WriterGate:
 
         return stop
 
+    def while_answering(
+        self, enter: Callable[[], None], leave: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Call ``enter`` as answers start being given (none was), ``leave`` as the
+        last of them ends; both quick, under the gate's own lock, so that the two
+        always alternate. Returns a stopper."""
+        pair = (enter, leave)
+        with self._cond:
+            self._while.append(pair)
+
+        def stop() -> None:
+            with self._cond:
+                if pair in self._while:
+                    self._while.remove(pair)
+
+        return stop
+
     def pause(self) -> None:
         """In background calls, :meth:`yield_to_answers`; a no-op in any other.
 
         A pause point inside one long background call (between its reads, every
-        hundred rows it builds): an answer that starts meanwhile waits for the
+        twenty-five rows it builds): an answer that starts meanwhile waits for the
         call's current stretch only, not for the whole call. Never while the
         caller holds the gate: the answer would wait for it in turn.
         """

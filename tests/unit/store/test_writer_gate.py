@@ -114,3 +114,35 @@ def test_the_store_s_background_writes_wait_for_its_answers(tmp_path: Path):
         thread.join(_LONG)
         assert done.is_set()
         assert store.meta.get("k") == "v"
+
+
+def test_answers_in_a_row_or_at_once_enter_and_leave_once_each():
+    """``while_answering``: entered as the first answer starts, left as the last
+    ends, however the answers of two threads overlap; never after it is stopped."""
+    gate = WriterGate()
+    seen: list[str] = []
+    stop = gate.while_answering(
+        lambda: seen.append("enter"), lambda: seen.append("leave")
+    )
+    inside, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gate.answering():
+            inside.set()
+            release.wait(_LONG)
+
+    with gate.answering():
+        thread = threading.Thread(target=other, daemon=True)
+        thread.start()
+        assert inside.wait(_LONG)
+    assert seen == ["enter"]  # the other thread still answers
+    release.set()
+    thread.join(_LONG)
+    assert seen == ["enter", "leave"]
+    with gate.answering():
+        pass
+    assert seen == ["enter", "leave", "enter", "leave"]
+    stop()
+    with gate.answering():
+        pass
+    assert seen == ["enter", "leave", "enter", "leave"]
