@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: The NOTIFY channel: new work was stored or a callback arrived.
 CHANNEL = "klingmon"
+
+H = TypeVar("H")
 
 
 class WriterGate:
@@ -118,15 +120,7 @@ class WriterGate:
     def on_answer(self, fn: Callable[[], None]) -> Callable[[], None]:
         """Call ``fn`` (on the answering thread) as each answer starts: an engine's
         loop asks to run :meth:`yield_to_answers` next. Returns a stopper."""
-        with self._cond:
-            self._on_answer.append(fn)
-
-        def stop() -> None:
-            with self._cond:
-                if fn in self._on_answer:
-                    self._on_answer.remove(fn)
-
-        return stop
+        return self._subscribe(self._on_answer, fn)
 
     def while_answering(
         self, enter: Callable[[], None], leave: Callable[[], None]
@@ -134,14 +128,17 @@ class WriterGate:
         """Call ``enter`` as answers start being given (none was), ``leave`` as the
         last of them ends; both quick, under the gate's own lock, so that the two
         always alternate. Returns a stopper."""
-        pair = (enter, leave)
+        return self._subscribe(self._while, (enter, leave))
+
+    def _subscribe(self, hooks: list[H], hook: H) -> Callable[[], None]:
+        """Add ``hook`` to ``hooks`` (under the gate's lock); the stopper removes it."""
         with self._cond:
-            self._while.append(pair)
+            hooks.append(hook)
 
         def stop() -> None:
             with self._cond:
-                if pair in self._while:
-                    self._while.remove(pair)
+                if hook in hooks:
+                    hooks.remove(hook)
 
         return stop
 
