@@ -90,6 +90,18 @@
     oldEl.replaceChildren(...Array.from(newEl.childNodes));
   }
 
+  // A keyboard user's focus survives an update that replaced the focused element:
+  // it moves to the element that took its place (same id, or same sort column).
+  function refocus(focused) {
+    if (!focused || focused === document.body || document.contains(focused)) return;
+    let next = null;
+    if (focused.id) next = document.getElementById(focused.id);
+    else if (focused.dataset && focused.dataset.sort !== undefined) {
+      next = document.querySelector(`button[data-sort="${focused.dataset.sort}"]`);
+    }
+    if (next) next.focus();
+  }
+
   if (live && live.dataset.stream && "EventSource" in window) {
     let mark = live.dataset.mark;
     let busy = false, again = false;
@@ -104,7 +116,9 @@
         if (answer.ok) {
           const template = document.createElement("template");
           template.innerHTML = await answer.text();
+          const focused = document.activeElement;
           sync(live, template.content);
+          refocus(focused);
           applySort();
           live.dataset.mark = mark;
           document.dispatchEvent(new CustomEvent("klingmon:updated", { detail: mark }));
