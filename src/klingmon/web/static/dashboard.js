@@ -93,7 +93,7 @@
   // A keyboard user's focus survives an update that replaced the focused element:
   // it moves to the element that took its place (same id, or same sort column).
   function refocus(focused) {
-    if (!focused || focused === document.body || document.contains(focused)) return;
+    if (!focused || document.contains(focused)) return;
     let next = null;
     if (focused.id) next = document.getElementById(focused.id);
     else if (focused.dataset && focused.dataset.sort !== undefined) {
