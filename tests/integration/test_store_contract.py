@@ -299,6 +299,43 @@ def test_reject_is_final_with_an_event_and_outbox(store: Store):
         store.tasks.reject(1, T0 + 2, "again", None)
 
 
+def test_polls_that_say_again_what_is_stored_are_counted_and_nothing_else(
+    store: Store,
+):
+    """A round's unchanged answers (most of them) count as polls, write no event,
+    and leave the changes of the same round in the order they were seen."""
+    quiet, moving, other = submitted(store, 3)
+    t = 2 * T0
+    store.watch.apply(
+        [
+            Observation(i, wire(f"k{i}", "processing", T0 + 10), "poll", t)
+            for i in (quiet, moving)
+        ],
+        t,
+    )
+    before = {i: [e.kind for e in store.outbox.events(i)] for i in (quiet, moving)}
+    again = wire(f"k{quiet}", "processing", T0 + 10)
+    changes = store.watch.apply(
+        [
+            Observation(other, wire(f"k{other}", "processing", T0 + 20), "sweep", t),
+            Observation(quiet, again, "sweep", t),
+            Observation(moving, wire(f"k{moving}", "succeed", T0 + 30), "sweep", t),
+            Observation(quiet, again, "poll", t),
+            Observation(quiet, again, "callback", t),
+        ],
+        t,
+    )
+    assert [(c.task.id, c.new_status) for c in changes] == [
+        (other, TaskStatus.PROCESSING),
+        (moving, TaskStatus.SUCCEED),
+    ]
+    row = store.tasks.task(quiet)
+    assert row is not None
+    assert (row.status, row.polls) == (TaskStatus.PROCESSING, 3)
+    assert [e.kind for e in store.outbox.events(quiet)] == before[quiet]
+    assert [e.kind for e in store.outbox.events(moving)] == [*before[moving], "status"]
+
+
 def test_apply_follows_rank_rules(store: Store):
     """Ranks rise; duplicates leave no event; terminal is final; drift warns once."""
     (tid,) = submitted(store)

@@ -9,11 +9,12 @@ outbox, owed files). Tasks are shared between workers through leases: a claim se
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
-from klingmon.domain import TaskStatus
+from klingmon.domain import POLL_SOURCES, TaskStatus
 from klingmon.store._convert import event_row, task_row
 from klingmon.store._lease import claim_tasks
 from klingmon.store._refs import WATCHED, task_ref
@@ -25,6 +26,7 @@ from klingmon.store._writes import (
     Pending,
     add_polls,
     apply_one,
+    changes_nothing,
     lock_task,
     record_event,
 )
@@ -50,10 +52,18 @@ _LOCK_ROWS = (
 )
 
 
+#: What :func:`changes_nothing` compares an observation with.
+_STORED = sa.select(
+    tasks.c.id, tasks.c.status, tasks.c.task_id, tasks.c.kling_updated_ms
+).where(tasks.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
 #: Tasks per write transaction of :meth:`WatchList.apply` and ``schedule``: the
 #: longest a callback's commit waits for in ``klingmon serve``. Beside a busy
 #: engine, 50 held SQLite's one write slot for up to 25 ms; 10 hold it a few.
 _CHUNK = 10
+#: Tasks per statement that only counts polls (one ``UPDATE … WHERE id IN``).
+_COUNT_CHUNK = 200
 
 
 class WatchList:
@@ -178,14 +188,52 @@ class WatchList:
         stored one, so identical polls leave no trace but ``polls``. Only real status
         changes are returned. Short transactions keep SQLite's one writer slot free
         for the receiver: a 500-task sweep in one would hold every callback behind it.
+
+        Most observations of a round say again what the store holds: those are only
+        counted, in one statement per few hundred, without locking their rows (one
+        changed meanwhile, by a callback, is newer than what this round saw; judged
+        under its lock, the observation would at most have been a ``stale`` event).
         """
-        ids = sorted({o.task_id for o in observations})
+        # Each task's observations, with their places in the order observed.
+        by_task: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
+        for index, obs in enumerate(observations):
+            by_task[obs.task_id].append((index, obs))
+        quiet = self._changing_nothing(by_task, now_ms)
+        polled = [
+            obs.task_id
+            for i in sorted(quiet)
+            for _, obs in by_task[i]
+            if obs.source in POLL_SOURCES
+        ]
+        for start in range(0, len(polled), _COUNT_CHUNK):
+            with self._unit.write() as conn:
+                add_polls(conn, polled[start : start + _COUNT_CHUNK])
+        ids = sorted(by_task.keys() - quiet)
         changes: list[Change] = []
         for start in range(0, len(ids), _CHUNK):
-            chunk = set(ids[start : start + _CHUNK])
-            seen = [o for o in observations if o.task_id in chunk]
-            changes += self._apply(sorted(chunk), seen, now_ms)
+            chunk = ids[start : start + _CHUNK]
+            # In the order observed: the changes come back in it.
+            seen = sorted(pair for i in chunk for pair in by_task[i])
+            changes += self._apply(chunk, [obs for _, obs in seen], now_ms)
         return changes
+
+    def _changing_nothing(
+        self, by_task: Mapping[int, Sequence[tuple[int, Observation]]], now_ms: int
+    ) -> set[int]:
+        """The tasks whose every observation :func:`changes_nothing`, by a read."""
+        ids = sorted(by_task)
+        quiet: set[int] = set()
+        with self._unit.read() as conn:
+            for start in range(0, len(ids), _COUNT_CHUNK):
+                part = ids[start : start + _COUNT_CHUNK]
+                for found in conn.execute(_STORED, {"ids": part}):
+                    stored = found._asdict()
+                    if all(
+                        changes_nothing(stored, obs, now_ms)
+                        for _, obs in by_task[found.id]
+                    ):
+                        quiet.add(found.id)
+        return quiet
 
     def _apply(
         self, ids: list[int], observations: Sequence[Observation], now_ms: int

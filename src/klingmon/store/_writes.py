@@ -63,6 +63,7 @@ __all__ = [
     "apply_one",
     "batch_row",
     "change_status",
+    "changes_nothing",
     "free_name",
     "lock_task",
     "new_task_values",
@@ -446,6 +447,17 @@ def _update_columns(columns: tuple[str, ...]) -> sa.Update:
     """``UPDATE tasks SET <columns> WHERE id = :b_id``, built once per column set."""
     values: dict[str, Any] = {c: sa.bindparam(f"v_{c}") for c in columns}
     return tasks.update().where(tasks.c.id == sa.bindparam("b_id")).values(values)
+
+
+def changes_nothing(stored: Mapping[str, Any], obs: Observation, now_ms: int) -> bool:
+    """Whether :func:`apply_one` would only count ``obs`` as a poll (most polls of a
+    running task): Kling says again what ``stored`` holds, its status, its time."""
+    new = obs.task.status
+    old = TaskStatus(stored["status"])
+    if stored["task_id"] is None or new is None or new != old or old not in ACTIVE:
+        return False
+    updated = kling_ms(obs.task.updated_ms, now_ms)
+    return judge(old, stored["kling_updated_ms"], new, updated) == Verdict.IGNORE
 
 
 def apply_one(
