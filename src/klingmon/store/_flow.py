@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from klingmon.domain import TERMINAL, EventKind, TaskStatus
 from klingmon.store._convert import task_row
-from klingmon.store._schema import callback_flow, events, tasks
+from klingmon.store._schema import WATCH_COLUMNS, callback_flow, events, tasks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
@@ -108,14 +108,15 @@ class CallbackFlow:
 
     def changes_since(self, mark: int, limit: int = 1000) -> list[RecordedChange]:
         """Status changes into processing or a final status after event ``mark``,
-        oldest first, whoever applied them."""
+        oldest first, whoever applied them; their rows without ``body`` and
+        ``result`` (see :data:`WATCH_COLUMNS`)."""
         query = (
             sa.select(
                 events.c.id.label("event_id"),
                 events.c.old_status.label("event_old"),
                 events.c.new_status.label("event_new"),
                 events.c.source.label("event_source"),
-                tasks,
+                *WATCH_COLUMNS,
             )
             .join(tasks, tasks.c.id == events.c.task_id)
             .where(
@@ -127,17 +128,18 @@ class CallbackFlow:
             .limit(limit)
         )
         with self._unit.read() as conn:
-            found = conn.execute(query).mappings().all()
-        return [_recorded(m) for m in self._unit.paced(found)]
-
-
-def _recorded(m: sa.RowMapping) -> RecordedChange:
-    row = {k: v for k, v in m.items() if not k.startswith("event_")}
-    old = m["event_old"]
-    return RecordedChange(
-        event_id=int(m["event_id"]),
-        old_status=None if old is None else TaskStatus(old),
-        new_status=TaskStatus(m["event_new"]),
-        source=str(m["event_source"]),
-        task=task_row(row),
-    )
+            found = conn.execute(query).all()
+        # zip, not RowMapping: a third of the cost per row.
+        names = [c.name for c in WATCH_COLUMNS]
+        return [
+            RecordedChange(
+                event_id=int(event_id),
+                old_status=None if old is None else TaskStatus(old),
+                new_status=TaskStatus(new),
+                source=str(source),
+                task=task_row(
+                    dict(zip(names, values, strict=True), body=None, result=None)
+                ),
+            )
+            for event_id, old, new, source, *values in self._unit.paced(found)
+        ]

@@ -19,7 +19,7 @@ from klingmon.store._convert import event_row, task_row
 from klingmon.store._lease import claim_tasks
 from klingmon.store._refs import WATCHED, task_ref
 from klingmon.store._rows import Change, EventRow, TaskRef, TaskRow
-from klingmon.store._schema import events, tasks
+from klingmon.store._schema import WATCH_COLUMNS, events, tasks
 from klingmon.store._spend import HELD_BATCHES
 from klingmon.store._writes import (
     ACTIVE_STATES,
@@ -41,8 +41,6 @@ __all__ = ["WatchList"]
 
 log = logging.getLogger(__name__)
 
-#: Every column but the JSON ones (see :meth:`WatchList.active`).
-_WATCH_COLUMNS = [c for c in tasks.c if c.name not in ("body", "result")]
 # Built once: building a statement costs more than running it on a few rows.
 _LOCK_ROWS = (
     sa.select(tasks)
@@ -114,7 +112,7 @@ class WatchList:
         and decoding them was most of the cost of a sweep over hundreds of tasks.
         """
         query = (
-            sa.select(*_WATCH_COLUMNS)
+            sa.select(*WATCH_COLUMNS)
             .where(tasks.c.status.in_(ACTIVE_STATES))
             .order_by(tasks.c.id)
         )
@@ -122,7 +120,7 @@ class WatchList:
             query = query.where(tasks.c.endpoint == endpoint)
         if ids is not None:
             query = query.where(tasks.c.id.in_(sorted(ids)))
-        names = [c.name for c in _WATCH_COLUMNS]
+        names = [c.name for c in WATCH_COLUMNS]
         with self._unit.read() as conn:
             found = conn.execute(query).all()
         return [
