@@ -64,6 +64,8 @@ class EngineThread:
         self._error: BaseException | None = None
         #: The switch interval before :meth:`start`, restored when the engine ends.
         self._switch = sys.getswitchinterval()
+        #: The switch interval while the engine runs (set by :meth:`start`).
+        self._running_switch = min(self._switch, SWITCH_S)
         #: The collector's thresholds before :meth:`start`, restored likewise.
         self._gc = gc.get_threshold()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
@@ -71,7 +73,8 @@ class EngineThread:
     def start(self) -> None:
         """Start the engine; returns once its loop runs."""
         self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch, SWITCH_S))
+        self._running_switch = switch = min(self._switch, SWITCH_S)
+        sys.setswitchinterval(switch)
         self._gc = first, second, third = gc.get_threshold()
         gc.set_threshold(first, second, max(third, FULL_GC_EVERY))
         self._thread.start()
@@ -117,7 +120,7 @@ class EngineThread:
                 loop.call_soon_threadsafe(gate.yield_to_answers)
 
         unhook = gate.on_answer(stand_still)
-        switch = min(self._switch, SWITCH_S)
+        switch = self._running_switch
         unswitch = gate.while_answering(
             lambda: sys.setswitchinterval(min(switch, ANSWER_SWITCH_S)),
             lambda: sys.setswitchinterval(switch),
