@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from klingmon.api import snapshot
 from klingmon.api._models import Task
 from klingmon.domain import TaskStatus
-from klingmon.store import NewTask
+from klingmon.store import NewTask, Observation
 from klingmon.store._convert import (
     KLING_SKEW_MS,
     kling_ms,
@@ -17,6 +17,7 @@ from klingmon.store._convert import (
     status_values,
 )
 from klingmon.store._report import percentile
+from klingmon.store._writes import Pending, apply_one, changes_nothing
 
 
 def test_percentile_interpolates_like_percentile_cont():
@@ -80,3 +81,48 @@ def test_new_task_defaults():
     """A NewTask needs only an endpoint and a body."""
     new = NewTask("/v1/videos/text2video", {"prompt": "x"})
     assert (new.model_name, new.task, new.external_task_id) == (None, None, None)
+
+
+_WIRE = ["submitted", "processing", "succeed", "failed", "a-status-kling-adds"]
+
+
+@settings(max_examples=400)
+@given(
+    # Mostly running tasks told their own status again: the quiet path's cases.
+    old=st.sampled_from(
+        [TaskStatus.SUBMITTED, TaskStatus.PROCESSING, *list(TaskStatus)]
+    ),
+    said=st.one_of(st.none(), st.none(), st.sampled_from(_WIRE)),
+    task_id=st.sampled_from([None, "k1", "k1"]),
+    stored_ms=st.one_of(st.none(), st.integers(0, 2000)),
+    updated_ms=st.one_of(st.none(), st.integers(0, 2000)),
+    source=st.sampled_from(["poll", "sweep", "callback"]),
+    confirmed=st.booleans(),
+)
+def test_an_observation_that_changes_nothing_is_only_a_poll_to_apply_one(
+    *, old, said, task_id, stored_ms, updated_ms, source, confirmed
+):
+    """``changes_nothing`` (the store's quiet path) never skips what ``apply_one``
+    would write: where it says so, judging the observation leaves no event, no
+    update, no owed file, at most a poll count."""
+    status = old.value if said is None else said  # often the stored status again
+    task = snapshot(
+        Task.model_validate(
+            {"task_id": "k1", "task_status": status, "updated_at": updated_ms}
+        )
+    )
+    obs = Observation(7, task, source, 5000, confirmed=confirmed)
+    row = {
+        "id": 7,
+        "status": old.value,
+        "task_id": task_id,
+        "kling_updated_ms": stored_ms,
+        "polls": 3,
+        "last_error": None,
+    }
+    if not changes_nothing(row, obs, 5000):
+        return
+    pending, polled = Pending(), []
+    assert apply_one(dict(row), obs, 5000, pending, polled) is None
+    assert (pending.events, pending.updates, pending.owed) == ([], {}, {})
+    assert polled == ([7] if source in ("poll", "sweep") else [])
