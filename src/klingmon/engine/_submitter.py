@@ -227,14 +227,23 @@ class Submitter:
             if self._settings.callback_url
             else None
         )
+        task: Snapshot | None = None
         try:
             async with self._requests, self._governor.request():
-                if self._stopping():  # still ``submitting``: looked up before any POST
-                    return
-                self._counts.add(row.batch_id, "create")
-                task = await self._create(row, request, callback)
+                if not self._stopping():
+                    self._counts.add(row.batch_id, "create")
+                    task = await self._create(row, request, callback)
         except KlingmonError as exc:
             await self._create_failed(row, exc, in_flight)
+            return
+        if task is None:
+            # The run stopped (a refused key) before this task was sent, and Kling
+            # holds none under its external id (never sent, or looked up above):
+            # it goes back to the queue as it was, and a resume sends it plainly.
+            now_ms = to_ms(self._clock.now())
+            await self._off(
+                self._store.tasks.requeue, row.id, now_ms, now_ms, "not sent: stopped"
+            )
             return
         now_ms = to_ms(self._clock.now())
         first = self._planner.delay(
