@@ -187,7 +187,7 @@ class WatchList:
         changes are returned. Short transactions keep SQLite's one writer slot free
         for the receiver: a 500-task sweep in one would hold every callback behind it.
 
-        Most observations of a round say again what the store holds: those are only
+        Most polls of a round say again what the store holds: those are only
         counted, in one statement per few hundred, without locking their rows (one
         changed meanwhile, by a callback, is newer than what this round saw; judged
         under its lock, the observation would at most have been a ``stale`` event).
@@ -196,13 +196,15 @@ class WatchList:
         by_task: dict[int, list[tuple[int, Observation]]] = defaultdict(list)
         for index, obs in enumerate(observations):
             by_task[obs.task_id].append((index, obs))
-        quiet = self._changing_nothing(by_task, now_ms)
-        polled = [
-            obs.task_id
-            for i in sorted(quiet)
-            for _, obs in by_task[i]
-            if obs.source in POLL_SOURCES
-        ]
+        # Only polls: a callback mostly brings news, and the receiver's answers
+        # would pay the read for nothing.
+        polls = {
+            i: pairs
+            for i, pairs in by_task.items()
+            if all(obs.source in POLL_SOURCES for _, obs in pairs)
+        }
+        quiet = self._changing_nothing(polls, now_ms) if polls else set()
+        polled = [i for i in sorted(quiet) for _ in by_task[i]]
         for start in range(0, len(polled), _COUNT_CHUNK):
             with self._unit.write() as conn:
                 add_polls(conn, polled[start : start + _COUNT_CHUNK])
