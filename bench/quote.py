@@ -23,7 +23,8 @@ from typing import Any
 
 from klingmon.api import Task, snapshot
 from klingmon.batchfile import read_batch_file
-from klingmon.engine import Monitor
+from klingmon.config import Settings
+from klingmon.runtime import build_runtime
 from klingmon.store import NewTask, Observation, Store
 
 _ROWS: list[dict[str, Any]] = [
@@ -90,8 +91,8 @@ def main(rows: int = 10_000) -> None:
         _history(db)
         start = time.perf_counter()
         requests = [r.request for r in read_batch_file(path)]
-        with Store.open(str(db)) as store:
-            quote = Monitor(store=store).quote(requests)
+        with build_runtime(Settings(db=str(db))) as runtime:
+            quote = runtime.monitor().quote(requests)
         in_process = time.perf_counter() - start
         env = {k: v for k, v in os.environ.items() if not k.startswith("KLING")}
         env["KLINGMON_DB"] = str(db)

@@ -45,15 +45,18 @@ import httpx
 import uvicorn
 
 from bench.workloads import percentile
-from klingmon.api import AsyncKlingClient, GenericRequest
+from klingmon.api import GenericRequest
+from klingmon.config import Secret, Settings
 from klingmon.domain import ACTIVE
-from klingmon.engine import EngineSettings, EngineThread, Monitor
+from klingmon.engine import EngineThread
 from klingmon.engine._monitor import new_task
-from klingmon.store import Store
-from klingmon.web import callback_token, create_app
+from klingmon.runtime import build_runtime
+from klingmon.web import callback_token
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from klingmon.store import Store
 
 __all__ = ["serve_load_figures"]
 
@@ -62,7 +65,7 @@ ENDPOINT = "/v1/videos/text2video"
 #: batch's endpoint every sweep would page on looking for them, work that the
 #: engine does only in this benchmark.
 CALLBACK_ENDPOINT = "/v1/videos/image2video"
-_SECRET = b"klingmon-bench-serve-load-secret-0123456789"
+_URL_KEY = "klingmon-bench-serve-load-secret-0123456789"
 #: Never due: the callbacks' own tasks cost the engine only what each unsigned
 #: callback costs (a request that confirms it), in both scenarios alike.
 _NEVER_MS = 4_000_000_000_000
@@ -117,7 +120,7 @@ def _callback_tasks(store: Store, db: Path, n: int, tag: str) -> list[tuple[str,
             "created_at": t0,
             "updated_at": t0 + 5000,
         }
-        token = callback_token(_SECRET, r.external_task_id)
+        token = callback_token(_URL_KEY.encode(), r.external_task_id)
         out.append((f"/callbacks/kling/{token}", json.dumps(task)))
     return out
 
@@ -156,17 +159,25 @@ async def _scenario(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="klingmon-bench-serve-") as tmp:
         db = Path(tmp) / "serve.db"
-        store = Store.open(str(db))
-        calls = _callback_tasks(store, db, WARMUP + int(seconds * rate), f"t{tasks}")
-        client = AsyncKlingClient(
-            base_url=sim_url, access_key=sim_keys[0], secret_key=sim_keys[1]
-        )
+        n_calls = WARMUP + int(seconds * rate)
         # The callbacks' own tasks hold slots too: room for the whole batch besides.
-        settings = EngineSettings(
-            slots=tasks + len(calls), rate=100.0, max_rate=200.0, idle_max=1.0, seed=1
+        settings = Settings(
+            db=str(db),
+            api_base=sim_url,
+            access_key=sim_keys[0],
+            secret_key=Secret(sim_keys[1]),
+            slots=tasks + n_calls,
+            rate=100.0,
+            callback_secret=Secret(_URL_KEY),
         )
-        monitor = Monitor(store=store, client=client, settings=settings)
-        app = create_app(store, secret=_SECRET)
+        runtime = build_runtime(
+            settings, engine={"max_rate": 200.0, "idle_max": 1.0, "seed": 1}
+        )
+        store = runtime.store
+        calls = _callback_tasks(store, db, n_calls, f"t{tasks}")
+        client = runtime.client()
+        monitor = runtime.monitor(client)
+        app = runtime.web_app()
         sock = socket.socket()
         # Without it Nagle + delayed ACK add ~40 ms to an answer sent in two writes.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -210,7 +221,7 @@ async def _scenario(
         await engine.join()
         server.should_exit = True
         await serving
-        store.close()
+        runtime.close()
     return {
         "tasks": tasks,
         "active_while_measured": carried - len(calls),
