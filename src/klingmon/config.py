@@ -168,6 +168,7 @@ class Settings:
             ),
             rate=self.rate,
             priority_aging=self.priority_aging,
+            signed_accounts=self.signed_accounts(),
             schedule=self.schedule,
             downloads=self.downloads if self.download else None,
             daily_units=self.daily_units,
@@ -209,6 +210,14 @@ class Settings:
         if self.webhook_secret is None:
             named.add(DEFAULT_ACCOUNT)
         return frozenset(named)
+
+    def signed_accounts(self) -> frozenset[str]:
+        """The accounts whose callbacks come signed: every one, once any has a
+        Webhook Secret, but :meth:`unsigned_accounts`."""
+        if self.webhook_secrets() is None:
+            return frozenset()
+        names = {DEFAULT_ACCOUNT, *(a.name for a in self.accounts)}
+        return frozenset(names - self.unsigned_accounts())
 
     def credentials(self) -> dict[str, str | None]:
         """Keyword arguments for the Kling client: the one credentials path.

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from klingmon.config import Settings
+    from klingmon.web import ReceiverSettings
 
 __all__ = ["Runtime", "build_runtime"]
 
@@ -181,14 +182,31 @@ class Runtime:
             account=self.account,
         )
 
-    def web_app(self, **options: Any) -> FastAPI:
-        """``serve``'s app over this store, secret and clock; ``options`` as
-        :func:`klingmon.web.create_app` takes them (receiver settings, hooks, ...)."""
+    def receiver_settings(self, *, confirm: bool = True) -> ReceiverSettings:
+        """How callbacks are checked: every account's Webhook Secret, and the
+        accounts whose callbacks come unsigned beside them; ``confirm`` as
+        ``serve --no-confirm`` sets it."""
+        from klingmon.web import ReceiverSettings  # noqa: PLC0415 - FastAPI only for serve
+
+        webhook = self.settings.webhook_secrets()
+        return ReceiverSettings(
+            webhook_secret=webhook.get() if webhook else None,
+            unsigned_accounts=self.settings.unsigned_accounts(),
+            confirm=confirm,
+        )
+
+    def web_app(
+        self, *, settings: ReceiverSettings | None = None, **options: Any
+    ) -> FastAPI:
+        """``serve``'s app over this store, secret and clock; callbacks checked by
+        ``settings`` (default: :meth:`receiver_settings`); ``options`` as
+        :func:`klingmon.web.create_app` takes them (hooks, dashboard, ...)."""
         from klingmon.web import create_app  # noqa: PLC0415 - FastAPI only for serve
 
         return create_app(
             self.store,
             secret=self.server_secret(),
+            settings=settings if settings is not None else self.receiver_settings(),
             clock=self.clock,
             account=self.account,
             **options,

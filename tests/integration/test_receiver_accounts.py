@@ -16,6 +16,7 @@ from test_store_contract import wire
 
 from klingmon.config import AccountSettings, Secret, Settings
 from klingmon.domain import TaskStatus
+from klingmon.runtime import build_runtime
 from klingmon.sim import sign_webhook
 from klingmon.store import NewTask, Store
 from klingmon.testing import AppServer
@@ -76,6 +77,8 @@ def test_each_account_s_signed_callbacks_apply(tmp_path):
             AccountSettings(name="studio", webhook_secret=Secret(WHSEC["studio"])),
         ),
     )
+    assert settings.signed_accounts() == {"default", "studio"}
+    assert Settings(accounts=settings.accounts[:0]).signed_accounts() == set()
     store = _one_task_on_each(settings)
     secrets = settings.webhook_secrets()
     assert secrets is not None
@@ -150,3 +153,41 @@ def test_an_account_without_a_secret_still_has_its_callbacks_heard(tmp_path):
     assert "hint" in hints  # heard, to be confirmed by a GET
     assert {r.status for r in rows.values()} == {TaskStatus.PROCESSING}
     store.close()
+
+
+def test_the_runtime_s_web_app_checks_the_settings_webhook_secrets(tmp_path):
+    """Every front's app (``serve``'s, the benchmarks') checks signatures as the
+    settings say, without being told again: a studio callback signed with the
+    secret applies at once, an unsigned one for it is refused, and the default
+    account's (no secret) is a hint. The engine hears which accounts sign."""
+    settings = Settings(
+        db=str(tmp_path / "k.db"),
+        callback_secret=Secret(SECRET.decode()),
+        accounts=(
+            AccountSettings(name="studio", webhook_secret=Secret(WHSEC["studio"])),
+        ),
+    )
+    store = _one_task_on_each(settings)
+    store.close()
+    answers: dict[str, list[int]] = {}
+    with build_runtime(settings) as runtime:
+        assert runtime.engine_settings().signed_accounts == {"studio"}
+        server = AppServer(runtime.web_app())
+        server.start()
+        try:
+            with httpx.Client(base_url=server.url) as http:
+                for row in runtime.store.tasks.tasks():
+                    raw, headers = _signed(row, "succeed", WHSEC["studio"])
+                    bare = {"content-type": headers["content-type"]}
+                    token = callback_token(SECRET, row.external_task_id)
+                    path = f"/callbacks/kling/{token}"
+                    answers[row.account or "?"] = [
+                        http.post(path, content=raw, headers=bare).status_code,
+                        http.post(path, content=raw, headers=headers).status_code,
+                    ]
+        finally:
+            server.stop()
+        rows = {r.account: r.status for r in runtime.store.tasks.tasks()}
+    # default: unsigned is a hint (202), and then still a hint; studio: 401, 200.
+    assert answers == {"default": [202, 202], "studio": [401, 200]}
+    assert rows == {"default": TaskStatus.PROCESSING, "studio": TaskStatus.SUCCEED}

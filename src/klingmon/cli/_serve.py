@@ -233,7 +233,6 @@ async def serve_app(
         Dashboard,
         MeteredTransport,
         Metrics,
-        ReceiverSettings,
     )
 
     runtime = context.runtime()
@@ -261,7 +260,6 @@ async def serve_app(
         )
     elif options.hook_command or options.forward_url or options.notify:
         raise ConfigError("hooks run in the engine: drop --no-engine or run a worker")
-    webhook = settings.webhook_secrets()
     dashboard = Dashboard(
         token=options.token,
         download_dir=settings.download_dir,
@@ -271,11 +269,7 @@ async def serve_app(
     )
     holder["dashboard"] = dashboard
     app = runtime.web_app(
-        settings=ReceiverSettings(
-            webhook_secret=webhook.get() if webhook else None,
-            unsigned_accounts=settings.unsigned_accounts(),
-            confirm=options.confirm,
-        ),
+        settings=runtime.receiver_settings(confirm=options.confirm),
         api_token=options.token,
         metrics=metrics,
         dashboard=dashboard,

@@ -66,6 +66,9 @@ class EngineSettings:
     priority_aging: float = AGING_MS / 1000
     #: Builds a task's callback_url from its external_task_id (set by the receiver).
     callback_url: Callable[[str], str] | None = None
+    #: The accounts whose callbacks carry a signature the receiver checks (a
+    #: Webhook Secret is set): a final one needs no confirming request.
+    signed_accounts: frozenset[str] = frozenset()
     schedule: SchedulePolicy = field(default_factory=SchedulePolicy)
     stuck: StuckPolicy = field(default_factory=StuckPolicy)
     #: Seed for jitter, so that runs can be repeated exactly.

@@ -24,6 +24,7 @@ from klingmon.api import TASKS_PATH, Generation, generation_of
 from klingmon.domain import TERMINAL, TaskStatus
 from klingmon.errors import RequestValidationError
 from klingmon.policy import (
+    DEFAULT_ACCOUNT,
     DropRate,
     Phase,
     Transition,
@@ -224,11 +225,13 @@ class PollPlanner:
                     drop,
                 )
             scale = max(1.0, (active or 0) / len(rows))
+            signed = self._settings.signed_accounts
             lag = overdue_lag(
                 schedule,
                 unseen * scale,
                 waiting=self._demand.waiting,
                 finishes=steady * scale,
+                signed=all((row.account or DEFAULT_ACCOUNT) in signed for row in rows),
             )
             self._lags[group] = lag
             self._rounds[group] = now_ms / 1000 + lag

@@ -32,6 +32,7 @@ from klingmon.policy._governor import Aimd, SlotLimit, backoff
 from klingmon.policy._lifecycle import RANK, Verdict, judge, rank
 from klingmon.policy._moderation import MODERATION_CODES, is_moderation_failure
 from klingmon.policy._overdue import (
+    CONFIRMATION,
     DropRate,
     mean_duration,
     on_rounds,
@@ -95,6 +96,7 @@ __all__ = [
     "ACCOUNT_POOL",
     "AGING_MS",
     "AGING_RULE",
+    "CONFIRMATION",
     "DEFAULT_ACCOUNT",
     "EXPIRY_WARNING_DAYS",
     "INTERVAL_RULE",

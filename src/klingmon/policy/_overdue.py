@@ -15,7 +15,8 @@ callback is expected to cost:
   over that rate: one request answers for a group of tasks, so the group is asked
   every ``sqrt(2 * request_cost / W)`` s while work waits (``W`` its unseen finishes
   a second, each task's as it is now), but no more often than the request budget
-  (``search_budget`` a finish, signed callbacks or not) allows, within
+  (``search_budget`` a finish, and the :data:`CONFIRMATION` a signed callback
+  does not spend) allows, within
   ``[min_interval, max_interval]``; ``done_lag`` once nothing waits (the
   batch's last tasks);
 - :func:`overdue_delay`: a task sleeps on its callback until it is overdue (the
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from klingmon.policy._schedule import SchedulePolicy
 
 __all__ = [
+    "CONFIRMATION",
     "DropRate",
     "mean_duration",
     "on_rounds",
@@ -49,6 +51,12 @@ __all__ = [
     "unseen_finish_rate",
     "unseen_hazard",
 ]
+
+#: Query requests an unsigned final callback's confirmation takes (a GET, or a
+#: sweep, which looks at every other task too). A signed callback needs none: its
+#: finish may spend that much more on looking for dropped callbacks, so that a
+#: finish costs as much either way, and signing them never finds drops later.
+CONFIRMATION = 1.0
 
 _P_TAIL = 0.99
 _TAIL_DIVISOR = 4.0
@@ -129,13 +137,15 @@ def overdue_lag(
     *,
     waiting: bool,
     finishes: float = 0.0,
+    signed: bool = False,
 ) -> float:
     """The lag bound of a group whose unseen finishes come at ``rate`` a second.
 
     While work waits: the value-of-detection rule, but never more rounds than the
     budget allows: ``finishes`` a second (the group's, seen or not) may cost
-    ``search_budget`` requests each, so the rounds come at most
-    ``search_budget * finishes`` a second. Within ``[min_interval,
+    ``search_budget`` requests each (and :data:`CONFIRMATION` more when their
+    callbacks are ``signed``), so the rounds come at most that many times
+    ``finishes`` a second. Within ``[min_interval,
     max_interval]``; ``done_lag`` (clamped alike) when nothing waits, for the
     batch's last tasks.
     """
@@ -146,7 +156,8 @@ def overdue_lag(
         return high
     lag = math.sqrt(2 * policy.request_cost / rate)
     if finishes > _EPSILON:
-        rounds = policy.search_budget * finishes
+        budget = policy.search_budget + (CONFIRMATION if signed else 0.0)
+        rounds = budget * finishes
         lag = max(lag, 1.0 / rounds)
     return _clamp(lag, low, high)
 

@@ -97,9 +97,9 @@ class SchedulePolicy:
     done_lag: float = 8.0
     #: While callbacks flow: the query requests a finish may cost in the rounds
     #: that look for dropped callbacks (:func:`~klingmon.policy.overdue_lag`),
-    #: signed or not. An unsigned callback's confirming request comes on top; a
-    #: signed one needs none and costs that much less: finding a dropped callback
-    #: is worth the same either way, so a signed one does not search harder.
+    #: beside an unsigned callback's confirming request. A signed callback needs
+    #: no confirmation, and its search gets that request too
+    #: (:data:`~klingmon.policy.CONFIRMATION`): a finish costs as much either way.
     search_budget: float = 0.4
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from policy_strategies import distributions, schedule_policies
 
 from klingmon.policy import (
+    CONFIRMATION,
     Distribution,
     DropRate,
     Phase,
@@ -96,6 +97,22 @@ def test_overdue_lag_in_bounds_and_within_the_budget(policy, rate, finishes, wai
 
 
 @FAST
+@given(policy=schedule_policies(), rate=rates, finishes=rates)
+def test_signed_callbacks_search_with_the_request_they_do_not_confirm_with(
+    policy, rate, finishes
+):
+    """A signed callback needs no confirming request: its group's rounds may come
+    as often as ``search_budget + CONFIRMATION`` a finish, never further apart
+    than an unsigned group's."""
+    unsigned = overdue_lag(policy, rate, waiting=True, finishes=finishes)
+    signed = overdue_lag(policy, rate, waiting=True, finishes=finishes, signed=True)
+    assert policy.min_interval <= signed <= unsigned
+    if finishes > 1e-9 and signed < policy.max_interval:
+        rounds = (policy.search_budget + CONFIRMATION) * finishes
+        assert signed * rounds >= 1 - 1e-9
+
+
+@FAST
 @given(policy=schedule_policies(), low=rates, high=rates)
 def test_overdue_lag_tightens_as_unseen_finishes_grow(policy, low, high):
     """More unseen finishes a second: polls no further apart (the value rule)."""
@@ -110,6 +127,10 @@ def test_overdue_lag_is_the_square_root_rule():
     assert overdue_lag(policy, 0.02, waiting=True) == pytest.approx(math.sqrt(100))
     # A budget of 0.4 rounds a finish at 0.05 finishes a second: 50 s apart at least.
     assert overdue_lag(policy, 0.02, waiting=True, finishes=0.05) == pytest.approx(50.0)
+    # Signed: 1.4 rounds a finish, 14.3 s apart; the square-root rule's 10 s binds
+    # only once the budget allows it.
+    signed = overdue_lag(policy, 0.02, waiting=True, finishes=0.05, signed=True)
+    assert signed == pytest.approx(1 / (1.4 * 0.05))
 
 
 @FAST
