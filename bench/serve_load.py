@@ -51,6 +51,7 @@ from klingmon.domain import ACTIVE
 from klingmon.engine import EngineThread
 from klingmon.engine._monitor import new_task
 from klingmon.runtime import build_runtime
+from klingmon.store import checkpoints
 from klingmon.web import callback_token
 
 if TYPE_CHECKING:
@@ -178,6 +179,9 @@ async def _scenario(
         client = runtime.client()
         monitor = runtime.monitor(client)
         app = runtime.web_app()
+        # As `klingmon serve` runs them: off the answers' commits.
+        checkpointer = checkpoints(runtime.store)
+        checkpointer.start()
         sock = socket.socket()
         # Without it Nagle + delayed ACK add ~40 ms to an answer sent in two writes.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -221,6 +225,7 @@ async def _scenario(
         await engine.join()
         server.should_exit = True
         await serving
+        checkpointer.stop()
         runtime.close()
     return {
         "tasks": tasks,

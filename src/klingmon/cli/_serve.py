@@ -25,6 +25,7 @@ from klingmon.config import Secret
 from klingmon.engine import EngineThread
 from klingmon.errors import ConfigError
 from klingmon.hooks import install_hooks
+from klingmon.store import checkpoints
 
 __all__ = ["serve_app"]
 
@@ -300,13 +301,18 @@ async def serve_app(
         _announce(server, start_lines(options, settings.public_url)),
         name="klingmon-announce",
     )
+    checkpointer = checkpoints(runtime.store)
+    checkpointer.start()
     try:
         await server.serve()
     finally:
         announce.cancel()
-        if engine is not None:
-            engine.stop()
-            await engine.join()
+        try:
+            if engine is not None:
+                engine.stop()
+                await engine.join()
+        finally:
+            checkpointer.stop()
 
 
 def _exit(holder: dict[str, object]) -> None:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from klingmon.store._cancel import Cancellation
+from klingmon.store._checkpoint import Checkpointer
 from klingmon.store._dialect import WriterGate
 from klingmon.store._downloads import (
     DOWNLOAD_STATES,
@@ -50,7 +51,7 @@ from klingmon.store._rows import (
     TaskRow,
 )
 from klingmon.store._spend import SpendCaps, Spending, SpendSummary
-from klingmon.store._store import OUTBOX_KINDS, Store, writer_gate
+from klingmon.store._store import OUTBOX_KINDS, Store, checkpoints, writer_gate
 from klingmon.store._tasks import TaskQueue
 from klingmon.store._watch import WatchList
 
@@ -67,6 +68,7 @@ __all__ = [
     "CallbackFlowPort",
     "Cancellation",
     "Change",
+    "Checkpointer",
     "DownloadQueue",
     "DownloadQueuePort",
     "DownloadRow",
@@ -102,6 +104,7 @@ __all__ = [
     "WatchListPort",
     "WorkerRow",
     "WriterGate",
+    "checkpoints",
     "retry_batch",
     "writer_gate",
 ]

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from klingmon.errors import StoreError
 from klingmon.store import _database
 from klingmon.store._base import UnitOfWork, reason
+from klingmon.store._checkpoint import Checkpointer
 from klingmon.store._downloads import DownloadQueue
 from klingmon.store._fleet import Fleet
 from klingmon.store._flow import CallbackFlow
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
     from klingmon.store._dialect import WriterGate
 
-__all__ = ["OUTBOX_KINDS", "Store", "writer_gate"]
+__all__ = ["OUTBOX_KINDS", "Store", "checkpoints", "writer_gate"]
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +131,9 @@ def writer_gate(store: Store) -> WriterGate:
     the engine's calls ``background()`` and each callback's answer ``answering()``,
     so that the engine's writes and work make room for the answers."""
     return store._unit.gate  # noqa: SLF001 - the store package's own unit of work
+
+
+def checkpoints(store: Store, *, interval: float = 0.5) -> Checkpointer:
+    """SQLite's checkpoints of ``store`` in a thread of their own, off every commit
+    (``klingmon serve``: none in a callback's answer); start it, or use ``with``."""
+    return Checkpointer(store._unit.engine, interval=interval)  # noqa: SLF001 - as above
