@@ -201,10 +201,12 @@ async def callback(token: str, request: Request) -> JSONResponse:
 _RECEIVER_APP = """
 import logging, os
 logging.disable(logging.WARNING)
-from klingmon.store import Store
+from klingmon.store import Store, checkpoints
 from klingmon.web import create_app
 secret = bytes.fromhex(os.environ["BENCH_SECRET"])
-app = create_app(Store.open(os.environ["BENCH_DB"]), secret=secret)
+store = Store.open(os.environ["BENCH_DB"])
+checkpoints(store).start()  # as `klingmon serve` runs them: off the commits
+app = create_app(store, secret=secret)
 """
 
 
