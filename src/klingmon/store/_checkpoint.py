@@ -85,17 +85,20 @@ class Checkpointer:
         if self._path is None:
             return (0, 0, 0)
         with contextlib.closing(sqlite3.connect(self._path, timeout=0)) as conn:
-            busy, logged, copied = conn.execute(
-                "PRAGMA wal_checkpoint(PASSIVE)"
-            ).fetchone()
-        return int(busy), int(logged), int(copied)
+            return _checkpoint(conn)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.checkpoint()
-            except sqlite3.Error as exc:  # the next one tries again
-                log.warning("store.checkpoint_failed", extra={"error": str(exc)})
+        """Checkpoint until stopped, on one connection of the thread's own."""
+        assert self._path is not None  # noqa: S101 - started only with a file
+        conn = sqlite3.connect(self._path, timeout=0)
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    _checkpoint(conn)
+                except sqlite3.Error as exc:  # the next one tries again
+                    log.warning("store.checkpoint_failed", extra={"error": str(exc)})
+        finally:
+            conn.close()
 
     def __enter__(self) -> Self:
         self.start()
@@ -112,6 +115,11 @@ class Checkpointer:
     def __repr__(self) -> str:
         running = self._thread is not None
         return f"Checkpointer(interval={self.interval}, running={running})"
+
+
+def _checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(logged), int(copied)
 
 
 def _raise_threshold(dbapi_connection: Any, _record: Any) -> None:
