@@ -127,17 +127,20 @@ class Runtime:
         )
 
     def engine_monitor(
-        self, *, transport: httpx.AsyncBaseTransport | None = None
+        self, *, transport: httpx.AsyncBaseTransport | None = None, confirm: bool = True
     ) -> Monitor:
         """A monitor that will run the engine: every account's client over
         ``transport``. The default account's (or, when only named accounts have
         keys, the first's) is built now, so that a missing key stops the command
-        before anything runs; close them with ``Monitor.close_clients``."""
+        before anything runs; close them with ``Monitor.close_clients``.
+        ``confirm``: as the receiver beside it confirms unsigned callbacks."""
         if self.settings.accounts and not self.settings.has_credentials:
             clients = self.account_clients(transport=transport)
             clients.of(clients.primary)
-            return self.monitor(clients=clients)
-        return self.monitor(self.client(transport=transport), transport=transport)
+            return self.monitor(clients=clients, confirm=confirm)
+        return self.monitor(
+            self.client(transport=transport), transport=transport, confirm=confirm
+        )
 
     def server_secret(self) -> bytes:
         """The key of the callback-URL tokens: configured, else kept in the store."""
@@ -149,12 +152,19 @@ class Runtime:
             return None
         return callback_url_builder(self.settings.public_url, self.server_secret())
 
-    def engine_settings(self) -> EngineSettings:
-        """The settings' engine group, its callback URL, then the front's overrides."""
+    def engine_settings(self, *, confirm: bool = True) -> EngineSettings:
+        """The settings' engine group, its callback URL, then the front's overrides.
+
+        With ``confirm`` off (``serve --no-confirm``) no account's final callback
+        waits for a confirming request: each counts as signed.
+        """
         found = dataclasses.replace(
             self.settings.engine,
             callback_url=self.callback_url(),
         )
+        if not confirm:
+            every = {DEFAULT_ACCOUNT, *(a.name for a in self.settings.accounts)}
+            found = dataclasses.replace(found, signed_accounts=frozenset(every))
         if self._engine_overrides:
             found = dataclasses.replace(found, **self._engine_overrides)
         return found
@@ -165,17 +175,19 @@ class Runtime:
         *,
         clients: AccountClients | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        confirm: bool = True,
     ) -> Monitor:
         """A monitor over this store; ``client`` (the default account's) when it
         will talk to Kling. Every named account's client is built when first used
-        (``clients``: :meth:`account_clients` over ``transport`` unless given)."""
+        (``clients``: :meth:`account_clients` over ``transport`` unless given);
+        ``confirm`` as :meth:`engine_settings` takes it."""
         if clients is None:
             clients = self.account_clients(default=client, transport=transport)
         return Monitor(
             store=self.store,
             client=client,
             clients=clients,
-            settings=self.engine_settings(),
+            settings=self.engine_settings(confirm=confirm),
             clock=self.clock,
             prices=self.settings.price_overrides,
             require_approval=self.settings.require_approval,

@@ -111,3 +111,28 @@ def test_account_clients_follow_each_account_s_settings(tmp_path):
             )
         assert monitor.store.tasks.batches() == []  # nothing stored
         asyncio.run(clients.aclose())
+
+
+def test_the_engine_hears_which_accounts_callbacks_need_no_confirmation(tmp_path):
+    """Signed accounts' final callbacks apply at once, so their search for dropped
+    ones gets the request a confirmation would take; with ``serve --no-confirm``
+    every account's do."""
+    settings = Settings(
+        db=str(tmp_path / "rt.db"),
+        accounts=(
+            AccountSettings(
+                name="studio",
+                api_key=Secret("k"),
+                webhook_secret=Secret("whsec_" + "c3R1ZGlvLXNlY3JldA=="),
+            ),
+        ),
+    )
+    with build_runtime(settings) as runtime:
+        assert runtime.engine_settings().signed_accounts == {"studio"}
+        unconfirmed = runtime.engine_settings(confirm=False)
+        assert unconfirmed.signed_accounts == {"default", "studio"}
+        monitor = runtime.engine_monitor(confirm=False)
+        assert monitor.settings.signed_accounts == {"default", "studio"}
+        asyncio.run(monitor.close_clients())
+    plain = Settings(db=str(tmp_path / "plain.db"))
+    assert build_runtime(plain).engine_settings().signed_accounts == set()

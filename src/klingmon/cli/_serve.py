@@ -243,7 +243,8 @@ async def serve_app(
     engine: EngineThread | None = None
     if options.engine:
         monitor = runtime.engine_monitor(
-            transport=MeteredTransport(metrics, httpx.AsyncHTTPTransport())
+            transport=MeteredTransport(metrics, httpx.AsyncHTTPTransport()),
+            confirm=options.confirm,
         )
         # Its own loop in a thread: its CPU work never holds a callback's answer;
         # the clients are closed on that loop, the only one that used them.
