@@ -211,13 +211,16 @@ class Settings:
             named.add(DEFAULT_ACCOUNT)
         return frozenset(named)
 
-    def signed_accounts(self) -> frozenset[str]:
-        """The accounts whose callbacks come signed: every one, once any has a
-        Webhook Secret, but :meth:`unsigned_accounts`."""
+    def signed_accounts(self, *, confirm: bool = True) -> frozenset[str]:
+        """The accounts whose final callbacks need no confirming request: every
+        one, once any has a Webhook Secret, but :meth:`unsigned_accounts`; every
+        one with ``confirm`` off (``serve --no-confirm``)."""
+        names = frozenset({DEFAULT_ACCOUNT, *(a.name for a in self.accounts)})
+        if not confirm:
+            return names
         if self.webhook_secrets() is None:
             return frozenset()
-        names = {DEFAULT_ACCOUNT, *(a.name for a in self.accounts)}
-        return frozenset(names - self.unsigned_accounts())
+        return names - self.unsigned_accounts()
 
     def credentials(self) -> dict[str, str | None]:
         """Keyword arguments for the Kling client: the one credentials path.

@@ -163,8 +163,8 @@ class Runtime:
             callback_url=self.callback_url(),
         )
         if not confirm:
-            every = {DEFAULT_ACCOUNT, *(a.name for a in self.settings.accounts)}
-            found = dataclasses.replace(found, signed_accounts=frozenset(every))
+            signed = self.settings.signed_accounts(confirm=False)
+            found = dataclasses.replace(found, signed_accounts=signed)
         if self._engine_overrides:
             found = dataclasses.replace(found, **self._engine_overrides)
         return found

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import event
 
+from klingmon.store._database import sqlite_file
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -42,14 +44,8 @@ class Checkpointer:
     def __init__(self, engine: sa.Engine, *, interval: float = 0.5) -> None:
         self.interval = interval
         self._engine = engine
-        database = engine.url.database
         #: The file, when there is one to checkpoint.
-        self._path = (
-            database
-            if engine.url.get_backend_name() == "sqlite"
-            and database not in (None, "", ":memory:")
-            else None
-        )
+        self._path = sqlite_file(engine.url)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -33,6 +33,7 @@ __all__ = [
     "migrate",
     "resolve_url",
     "revisions",
+    "sqlite_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,13 @@ def default_url() -> str:
     return f"sqlite:///{directory / 'klingmon.db'}"
 
 
+def sqlite_file(url: URL) -> str | None:
+    """The SQLite file ``url`` names; None for another database or one in memory."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
 def resolve_url(url: str | None) -> URL:
     """Accept None (the default file), a SQLAlchemy URL, or a plain file path."""
     text = default_url() if url is None else url
@@ -60,12 +68,9 @@ def resolve_url(url: str | None) -> URL:
         parsed = make_url(text)
     except sa.exc.ArgumentError as exc:
         raise StoreError(f"not a database URL: {masked_text(text)}") from exc
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (
-        None,
-        "",
-        ":memory:",
-    ):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(parsed)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     return parsed
 
 
@@ -83,7 +88,7 @@ def create_store_engine(url: URL) -> Engine:
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
     kwargs: dict[str, Any] = {}
-    if url.database in (None, "", ":memory:"):
+    if sqlite_file(url) is None:
         # One shared connection: every pool connection would see its own empty database.
         kwargs = {
             "poolclass": StaticPool,
@@ -121,7 +126,7 @@ def check_file(engine: Engine) -> None:
     reads every page once (a few tenths of a second for 200 MB) without the slower
     index-content comparison of ``integrity_check``.
     """
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+    if sqlite_file(engine.url) is None:
         return
     with engine.connect() as conn:
         found = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check(1)")]

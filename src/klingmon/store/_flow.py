@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from klingmon.domain import TERMINAL, EventKind, TaskStatus
 from klingmon.store._convert import task_row
+from klingmon.store._database import sqlite_file
 from klingmon.store._schema import WATCH_COLUMNS, callback_flow, events, tasks
 
 if TYPE_CHECKING:
@@ -61,11 +62,7 @@ class CallbackFlow:
     def in_memory(self) -> bool:
         """An in-memory SQLite store: one shared connection, for one thread at once."""
         url = self._unit.engine.url
-        return url.get_backend_name() == "sqlite" and url.database in (
-            None,
-            "",
-            ":memory:",
-        )
+        return url.get_backend_name() == "sqlite" and sqlite_file(url) is None
 
     # -- in-process listeners --------------------------------------------------------
 
